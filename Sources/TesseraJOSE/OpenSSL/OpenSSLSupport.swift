@@ -1,0 +1,114 @@
+internal import CTesseraCrypto
+
+/// Drains libcrypto's thread-local error queue into a `JOSEError`.
+func cryptoError(_ code: JOSEError.Code = .cryptoFailure, _ message: String) -> JOSEError {
+    var texts: [String] = []
+    while true {
+        let error = ERR_get_error()
+        if error == 0 { break }
+        var buffer = [CChar](repeating: 0, count: 256)
+        ERR_error_string_n(error, &buffer, buffer.count)
+        if texts.count < 4 { texts.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
+    }
+    return JOSEError(code, message, underlying: texts.isEmpty ? nil : texts.joined(separator: "; "))
+}
+
+/// Forgets queued libcrypto errors after an expected failure (a signature that does not verify),
+/// so the thread-local queue cannot grow and later errors are not misattributed.
+@inline(__always) func clearCryptoErrors() { ERR_clear_error() }
+
+/// Message digests fetched once from the default provider: fetching per call costs more than a
+/// short HMAC (OpenSSL 3 "implicit fetch" overhead).
+struct FetchedDigests: @unchecked Sendable {
+    let sha256: OpaquePointer
+    let sha384: OpaquePointer
+    let sha512: OpaquePointer
+    let hmac: OpaquePointer
+
+    static let shared: FetchedDigests = {
+        guard let sha256 = EVP_MD_fetch(nil, "SHA2-256", nil),
+              let sha384 = EVP_MD_fetch(nil, "SHA2-384", nil),
+              let sha512 = EVP_MD_fetch(nil, "SHA2-512", nil),
+              let hmac = EVP_MAC_fetch(nil, "HMAC", nil) else {
+            // The default provider is part of libcrypto itself; without it nothing in Tessera can work.
+            fatalError("libcrypto's default provider has no SHA-2 or HMAC implementation")
+        }
+        return FetchedDigests(sha256: sha256, sha384: sha384, sha512: sha512, hmac: hmac)
+    }()
+
+    func md(for digest: JWSAlgorithm.Digest) -> OpaquePointer? {
+        switch digest {
+        case .sha256: return sha256
+        case .sha384: return sha384
+        case .sha512: return sha512
+        case .none: return nil
+        }
+    }
+
+    static func name(for digest: JWSAlgorithm.Digest) -> String {
+        switch digest {
+        case .sha256: return "SHA2-256"
+        case .sha384: return "SHA2-384"
+        case .sha512: return "SHA2-512"
+        case .none: return ""
+        }
+    }
+}
+
+/// SHA-2 digests (for JWK thumbprints, PKCE and token hashing).
+public enum Digest {
+    public static func sha256<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+        hash(Array(bytes), FetchedDigests.shared.sha256, 32)
+    }
+
+    public static func sha384<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+        hash(Array(bytes), FetchedDigests.shared.sha384, 48)
+    }
+
+    public static func sha512<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+        hash(Array(bytes), FetchedDigests.shared.sha512, 64)
+    }
+
+    private static func hash(_ input: [UInt8], _ md: OpaquePointer, _ size: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: size)
+        var length: UInt32 = 0
+        let ok = input.withUnsafeBytes { data in
+            EVP_Digest(data.baseAddress, data.count, &out, &length, md, nil)
+        }
+        // EVP_Digest cannot fail for a fetched SHA-2 and in-memory input short of allocation failure.
+        precondition(ok == 1 && Int(length) == size, "EVP_Digest failed")
+        return out
+    }
+}
+
+/// The one source of randomness for Tessera: libcrypto's CSPRNG (seeded from the OS).
+public enum SecureRandom {
+    /// `count` cryptographically secure random bytes.
+    public static func bytes(count: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        guard count == 0 || RAND_bytes(&out, Int32(count)) == 1 else {
+            throw cryptoError(.cryptoFailure, "the random generator failed")
+        }
+        return out
+    }
+}
+
+/// Comparison whose time does not depend on where two equal-length byte strings differ.
+public enum ConstantTime {
+    /// True when `lhs` and `rhs` are equal. Lengths are not secret and are compared first.
+    public static func equals<A: Collection, B: Collection>(_ lhs: A, _ rhs: B) -> Bool
+    where A.Element == UInt8, B.Element == UInt8 {
+        guard lhs.count == rhs.count else { return false }
+        if lhs.isEmpty { return true }
+        let left = Array(lhs), right = Array(rhs)
+        return left.withUnsafeBytes { l in
+            right.withUnsafeBytes { r in CRYPTO_memcmp(l.baseAddress, r.baseAddress, l.count) == 0 }
+        }
+    }
+}
+
+/// Overwrites memory holding secret bytes (best effort: Swift may have copied them elsewhere).
+func cleanse(_ bytes: inout [UInt8]) {
+    let count = bytes.count
+    bytes.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, count) }
+}
