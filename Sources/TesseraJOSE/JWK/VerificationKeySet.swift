@@ -46,6 +46,12 @@ public struct VerificationKeySet: Sendable {
     /// weak or malformed material, and `oct` keys unless `allowSymmetricKeys` — are left out and
     /// listed in `skipped`. `algorithms` restricts the set further (an allow-list).
     public init(jwks: JWKSet, allowSymmetricKeys: Bool = false, algorithms: Set<JWSAlgorithm>? = nil) throws {
+        // RFC 7517 §4.5: a kid names one key. A set that repeats one is ambiguous even when one of the
+        // two entries would be skipped: which entry a peer keeps is then a matter of its parser.
+        var seen = Set<String>()
+        for keyID in jwks.keys.compactMap(\.keyID) where !seen.insert(keyID).inserted {
+            throw JOSEError(.invalidKeySet, "two JWKs share a kid (\(keyID.utf8.count) bytes)")
+        }
         var usable: [VerificationKey] = []
         var skipped: [SkippedKey] = []
         for jwk in jwks.keys {
