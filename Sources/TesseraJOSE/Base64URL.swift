@@ -38,27 +38,32 @@ public enum Base64URL {
     }
 
     private static func appendBuffer(_ input: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        let count = input.count
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: encodedCount(count)))
         alphabet.withUnsafeBufferPointer { table in
-            var index = 0
-            let count = input.count
-            while index + 3 <= count {
-                let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
-                out.append(table[Int(value >> 18 & 0x3F)])
-                out.append(table[Int(value >> 12 & 0x3F)])
-                out.append(table[Int(value >> 6 & 0x3F)])
-                out.append(table[Int(value & 0x3F)])
-                index += 3
-            }
-            let rest = count - index
-            if rest == 1 {
-                let value = UInt32(input[index]) << 16
-                out.append(table[Int(value >> 18 & 0x3F)])
-                out.append(table[Int(value >> 12 & 0x3F)])
-            } else if rest == 2 {
-                let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8
-                out.append(table[Int(value >> 18 & 0x3F)])
-                out.append(table[Int(value >> 12 & 0x3F)])
-                out.append(table[Int(value >> 6 & 0x3F)])
+            out.withUnsafeMutableBufferPointer { output in
+                var index = 0, cursor = start
+                while index + 3 <= count {
+                    let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
+                    output[cursor] = table[Int(value >> 18 & 0x3F)]
+                    output[cursor + 1] = table[Int(value >> 12 & 0x3F)]
+                    output[cursor + 2] = table[Int(value >> 6 & 0x3F)]
+                    output[cursor + 3] = table[Int(value & 0x3F)]
+                    index += 3
+                    cursor += 4
+                }
+                let rest = count - index
+                if rest == 1 {
+                    let value = UInt32(input[index]) << 16
+                    output[cursor] = table[Int(value >> 18 & 0x3F)]
+                    output[cursor + 1] = table[Int(value >> 12 & 0x3F)]
+                } else if rest == 2 {
+                    let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8
+                    output[cursor] = table[Int(value >> 18 & 0x3F)]
+                    output[cursor + 1] = table[Int(value >> 12 & 0x3F)]
+                    output[cursor + 2] = table[Int(value >> 6 & 0x3F)]
+                }
             }
         }
     }
@@ -83,39 +88,51 @@ public enum Base64URL {
         if count % 4 == 1 {
             throw JOSEError(.invalidBase64URL, "base64url text has an impossible length")
         }
-        var out = [UInt8]()
-        out.reserveCapacity(count * 3 / 4)
-        try decodeTable.withUnsafeBufferPointer { table in
-            @inline(__always) func sextet(_ byte: UInt8) throws -> UInt32 {
-                let value = table[Int(byte)]
-                if value == 0xFF {
-                    throw JOSEError(.invalidBase64URL, byte == UInt8(ascii: "=")
+        let outputCount = count / 4 * 3 + (count % 4 == 0 ? 0 : count % 4 - 1)
+        var failure: JOSEError?
+        let out = [UInt8](unsafeUninitializedCapacity: outputCount) { output, initialized in
+            initialized = 0
+            decodeTable.withUnsafeBufferPointer { table in
+                // Sextets are OR-ed into `invalid` so that the loop has no branch per character.
+                var invalid: UInt8 = 0
+                @inline(__always) func sextet(_ byte: UInt8) -> UInt32 {
+                    let value = table[Int(byte)]
+                    invalid |= value
+                    return UInt32(value & 0x3F)
+                }
+                var index = 0, cursor = 0
+                while index + 4 <= count {
+                    let value = sextet(input[index]) << 18 | sextet(input[index + 1]) << 12
+                        | sextet(input[index + 2]) << 6 | sextet(input[index + 3])
+                    output[cursor] = UInt8(truncatingIfNeeded: value >> 16)
+                    output[cursor + 1] = UInt8(truncatingIfNeeded: value >> 8)
+                    output[cursor + 2] = UInt8(truncatingIfNeeded: value)
+                    index += 4
+                    cursor += 3
+                }
+                let rest = count - index
+                if rest == 2 {
+                    let last = sextet(input[index + 1])
+                    if last & 0x0F != 0 { failure = JOSEError(.invalidBase64URL, "non-zero trailing bits in base64url text") }
+                    output[cursor] = UInt8(truncatingIfNeeded: sextet(input[index]) << 2 | last >> 4)
+                    cursor += 1
+                } else if rest == 3 {
+                    let last = sextet(input[index + 2])
+                    if last & 0x03 != 0 { failure = JOSEError(.invalidBase64URL, "non-zero trailing bits in base64url text") }
+                    let value = sextet(input[index]) << 18 | sextet(input[index + 1]) << 12 | last << 6
+                    output[cursor] = UInt8(truncatingIfNeeded: value >> 16)
+                    output[cursor + 1] = UInt8(truncatingIfNeeded: value >> 8)
+                    cursor += 2
+                }
+                if invalid & 0x80 != 0 {
+                    let hasPadding = UnsafeRawBufferPointer(rebasing: input[0..<count]).contains(UInt8(ascii: "="))
+                    failure = JOSEError(.invalidBase64URL, hasPadding
                         ? "base64url text must not be padded" : "character outside the base64url alphabet")
                 }
-                return UInt32(value)
-            }
-            var index = 0
-            while index + 4 <= count {
-                let value = try sextet(input[index]) << 18 | sextet(input[index + 1]) << 12
-                    | sextet(input[index + 2]) << 6 | sextet(input[index + 3])
-                out.append(UInt8(value >> 16 & 0xFF))
-                out.append(UInt8(value >> 8 & 0xFF))
-                out.append(UInt8(value & 0xFF))
-                index += 4
-            }
-            let rest = count - index
-            if rest == 2 {
-                let last = try sextet(input[index + 1])
-                if last & 0x0F != 0 { throw JOSEError(.invalidBase64URL, "non-zero trailing bits in base64url text") }
-                out.append(UInt8((try sextet(input[index]) << 2 | last >> 4) & 0xFF))
-            } else if rest == 3 {
-                let last = try sextet(input[index + 2])
-                if last & 0x03 != 0 { throw JOSEError(.invalidBase64URL, "non-zero trailing bits in base64url text") }
-                let value = try sextet(input[index]) << 18 | sextet(input[index + 1]) << 12 | last << 6
-                out.append(UInt8(value >> 16 & 0xFF))
-                out.append(UInt8(value >> 8 & 0xFF))
+                initialized = cursor
             }
         }
+        if let failure { throw failure }
         return out
     }
 }

@@ -1,1 +1,223 @@
-print("bench")
+// tessera-bench: JOSE sign/verify of an RFC 9068 access token against the raw libcrypto primitive.
+//
+//   swift run -c release tessera-bench [--seconds S] [--alg ES256 ...] [--check]
+//
+// For each algorithm, one core: Tessera signs the token (claims serialisation, base64url, signature,
+// r‖s conversion) and verifies it (parse, header, key selection, signature, claims parse); the raw
+// primitive signs and verifies the same signing input with the same key through EVP_DigestSign /
+// EVP_DigestVerify (HMAC: the one-shot HMAC()), with the key loaded from its PEM independently of
+// Tessera. Each figure is the best of three rounds. `--check` exits 1 when a target is missed.
+import CTesseraCrypto
+import Foundation
+import TesseraJOSE
+
+struct Options {
+    var seconds = 0.4
+    var algorithms = JWSAlgorithm.all
+    var check = false
+    var breakdown = false
+
+    init(_ arguments: [String]) {
+        var iterator = arguments.dropFirst().makeIterator()
+        var chosen: [JWSAlgorithm] = []
+        while let argument = iterator.next() {
+            switch argument {
+            case "--seconds": seconds = Double(iterator.next() ?? "") ?? seconds
+            case "--alg": if let name = iterator.next(), let alg = JWSAlgorithm(name: name) { chosen.append(alg) }
+            case "--check": check = true
+            case "--breakdown": breakdown = true
+            default:
+                print("usage: tessera-bench [--seconds S] [--alg ALG]... [--check] [--breakdown]")
+                exit(2)
+            }
+        }
+        if !chosen.isEmpty { algorithms = chosen }
+    }
+}
+
+@inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
+
+/// Nanoseconds per operation: the best of three rounds of about `seconds` each.
+func measure(seconds: Double, _ body: () throws -> Void) rethrows -> Double {
+    var best = Double.infinity
+    for _ in 0..<3 {
+        var iterations = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        let budget = UInt64(seconds * 1e9)
+        var now = start
+        while now - start < budget {
+            for _ in 0..<16 { try body() }
+            iterations += 16
+            now = DispatchTime.now().uptimeNanoseconds
+        }
+        best = min(best, Double(now - start) / Double(iterations))
+    }
+    return best
+}
+
+/// The raw libcrypto path for one key: EVP_PKEY read from PEM, digest fetched once.
+final class RawPrimitive {
+    let algorithm: JWSAlgorithm
+    var pkey: OpaquePointer?
+    var md: OpaquePointer?
+    var secret: [UInt8] = []
+    var legacyMD: OpaquePointer?
+
+    init(key: SigningKey) throws {
+        algorithm = key.algorithm
+        let digestName: String? = switch algorithm {
+        case .hs256, .rs256, .ps256, .es256: "SHA2-256"
+        case .hs384, .rs384, .ps384, .es384: "SHA2-384"
+        case .hs512, .rs512, .ps512, .es512: "SHA2-512"
+        default: nil
+        }
+        if let digestName { md = EVP_MD_fetch(nil, digestName, nil) }
+        if algorithm.isSymmetric {
+            let k = try key.privateJWK().members["k"]!.stringValue!
+            secret = try Base64URL.decode(k)
+            legacyMD = algorithm == .hs256 ? EVP_sha256() : algorithm == .hs384 ? EVP_sha384() : EVP_sha512()
+            return
+        }
+        let pem = Array(try key.pemRepresentation().utf8)
+        pkey = pem.withUnsafeBytes { buffer in
+            let bio = BIO_new_mem_buf(buffer.baseAddress, Int32(buffer.count))
+            defer { BIO_free(bio) }
+            return PEM_read_bio_PrivateKey(bio, nil, nil, nil)
+        }
+        guard pkey != nil else { throw NSError(domain: "bench", code: 1) }
+    }
+
+    private func configure(_ keyContext: OpaquePointer?) {
+        if [.ps256, .ps384, .ps512].contains(algorithm) {
+            EVP_PKEY_CTX_set_rsa_padding(keyContext, RSA_PKCS1_PSS_PADDING)
+            EVP_PKEY_CTX_set_rsa_pss_saltlen(keyContext, RSA_PSS_SALTLEN_DIGEST)
+            EVP_PKEY_CTX_set_rsa_mgf1_md(keyContext, md)
+        }
+    }
+
+    func sign(_ data: [UInt8]) -> [UInt8] {
+        if algorithm.isSymmetric {
+            var out = [UInt8](repeating: 0, count: 64)
+            var length: UInt32 = 0
+            _ = HMAC(legacyMD, secret, Int32(secret.count), data, data.count, &out, &length)
+            return Array(out.prefix(Int(length)))
+        }
+        let context = EVP_MD_CTX_new()
+        defer { EVP_MD_CTX_free(context) }
+        var keyContext: OpaquePointer?
+        EVP_DigestSignInit(context, &keyContext, md, nil, pkey)
+        configure(keyContext)
+        var length = Int(EVP_PKEY_get_size(pkey))
+        var out = [UInt8](repeating: 0, count: length)
+        guard EVP_DigestSign(context, &out, &length, data, data.count) == 1 else { fatalError("raw sign failed") }
+        return Array(out.prefix(length))
+    }
+
+    func verify(_ signature: [UInt8], _ data: [UInt8]) -> Bool {
+        if algorithm.isSymmetric {
+            let expected = sign(data)
+            return CRYPTO_memcmp(expected, signature, expected.count) == 0
+        }
+        let context = EVP_MD_CTX_new()
+        defer { EVP_MD_CTX_free(context) }
+        var keyContext: OpaquePointer?
+        EVP_DigestVerifyInit(context, &keyContext, md, nil, pkey)
+        configure(keyContext)
+        return EVP_DigestVerify(context, signature, signature.count, data, data.count) == 1
+    }
+}
+
+/// An RFC 9068 access token's claims (`iss sub aud exp iat jti client_id scope`).
+func accessTokenClaims(now: Int64) -> JSONObject {
+    var claims = JSONObject()
+    claims["iss"] = .string("https://auth.example.com")
+    claims["sub"] = .string("5ba552d67")
+    claims["aud"] = .string("https://rs.example.com")
+    claims["exp"] = .number(JSONNumber(now + 600))
+    claims["iat"] = .number(JSONNumber(now))
+    claims["jti"] = .string("dbe39bf3a3ba4238a513f51d6e1691c4")
+    claims["client_id"] = .string("s6BhdRkqt3")
+    claims["scope"] = .string("openid profile reademail")
+    return claims
+}
+
+struct Row {
+    let algorithm: JWSAlgorithm
+    let sign: Double, rawSign: Double, verify: Double, rawVerify: Double
+    var signRatio: Double { rawSign / sign }
+    var verifyRatio: Double { rawVerify / verify }
+}
+
+let options = Options(CommandLine.arguments)
+let now = Int64(Date().timeIntervalSince1970)
+print("Tessera JOSE benchmark: RFC 9068 access token, one core, best of 3 rounds × \(options.seconds) s")
+print("libcrypto: \(String(cString: OpenSSL_version(0)))")
+print("")
+func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : String(repeating: " ", count: width - text.count) + text }
+print(pad("alg", 6), pad("sign µs", 9), pad("raw µs", 9), pad("ratio", 6), pad("verify µs", 10), pad("raw µs", 9),
+      pad("ratio", 6), pad("sign/s", 9), pad("verify/s", 9))
+var rows: [Row] = []
+for algorithm in options.algorithms {
+    let key = try SigningKey.generate(algorithm)
+    let signer = JWSSigner(key: key, type: "at+jwt")
+    let keys = try VerificationKeySet([try key.verificationKey()])
+    let raw = try RawPrimitive(key: key)
+    let claims = accessTokenClaims(now: now)
+    let token = try signer.sign(claims: claims)
+    let parts = token.split(separator: ".")
+    let signingInput = Array((parts[0] + "." + parts[1]).utf8)
+    let rawSignature = raw.sign(signingInput)
+    guard raw.verify(rawSignature, signingInput) else { fatalError("raw verify failed for \(algorithm)") }
+    guard (try? UnverifiedJWS(parsing: token).verified(using: keys).payloadObject()) == claims else {
+        fatalError("Tessera verify failed for \(algorithm)")
+    }
+    let seconds = options.seconds
+    let sign = try measure(seconds: seconds) { blackHole(try signer.sign(claims: claims)) }
+    let rawSign = measure(seconds: seconds) { blackHole(raw.sign(signingInput)) }
+    let verify = try measure(seconds: seconds) {
+        let verified = try UnverifiedJWS(parsing: token).verified(using: keys)
+        blackHole(try verified.payloadObject())
+    }
+    let rawVerify = measure(seconds: seconds) { blackHole(raw.verify(rawSignature, signingInput)) }
+    if options.breakdown {
+        // Where verification time goes: parsing, key selection + signature, claims.
+        let verificationKey = try key.verificationKey()
+        let signature = try Base64URL.decode(String(parts[2]))
+        let parsed = try UnverifiedJWS(parsing: token)
+        let verified = try parsed.verified(using: keys)
+        let parse = try measure(seconds: seconds) { blackHole(try UnverifiedJWS(parsing: token)) }
+        let check = try measure(seconds: seconds) { blackHole(try parsed.verified(using: keys)) }
+        let primitive = measure(seconds: seconds) { blackHole(verificationKey.isValidSignature(signature, for: signingInput)) }
+        let claimsParse = try measure(seconds: seconds) { blackHole(try verified.payloadObject()) }
+        let serialize = measure(seconds: seconds) { blackHole(claims.jsonBytes) }
+        print("  \(algorithm): parse \(parse / 1000) µs, select+verify \(check / 1000) µs (primitive alone \(primitive / 1000) µs), claims parse \(claimsParse / 1000) µs, claims write \(serialize / 1000) µs")
+    }
+    let row = Row(algorithm: algorithm, sign: sign, rawSign: rawSign, verify: verify, rawVerify: rawVerify)
+    rows.append(row)
+    func us(_ ns: Double) -> String { String(format: "%.2f", ns / 1000) }
+    print(pad(algorithm.name, 6), pad(us(sign), 9), pad(us(rawSign), 9), pad(String(format: "%.2f", row.signRatio), 6),
+          pad(us(verify), 10), pad(us(rawVerify), 9), pad(String(format: "%.2f", row.verifyRatio), 6),
+          pad(String(format: "%.0f", 1e9 / sign), 9), pad(String(format: "%.0f", 1e9 / verify), 9))
+}
+
+print("")
+print("ratio = raw time / Tessera time (1.00: Tessera as fast as the bare primitive)")
+var missed = 0
+for row in rows {
+    switch row.algorithm {
+    case .es256, .eddsa, .rs256:
+        for (what, ratio) in [("sign", row.signRatio), ("verify", row.verifyRatio)] {
+            let ok = ratio >= 0.85
+            if !ok { missed += 1 }
+            print("target \(row.algorithm) \(what) ≥ 0.85 × raw: \(String(format: "%.2f", ratio)) \(ok ? "met" : "MISSED")")
+        }
+    case .hs256:
+        for (what, ns) in [("sign", row.sign), ("verify", row.verify)] {
+            let ok = ns <= 3000
+            if !ok { missed += 1 }
+            print("target HS256 \(what) ≤ 3 µs: \(String(format: "%.2f", ns / 1000)) µs \(ok ? "met" : "MISSED")")
+        }
+    default: break
+    }
+}
+if options.check && missed > 0 { exit(1) }

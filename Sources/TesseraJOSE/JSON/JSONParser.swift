@@ -66,7 +66,7 @@ public enum JSONParser {
         mutating func parseObject(depth: Int) throws -> JSONObject {
             if depth > maximumDepth { throw error("JSON nested deeper than \(maximumDepth) levels") }
             index += 1  // {
-            var object = JSONObject()
+            var object = JSONObject(minimumCapacity: 8)
             skipWhitespace()
             if peek() == UInt8(ascii: "}") { index += 1; return object }
             while true {

@@ -62,55 +62,85 @@ public struct JSONNumber: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A JSON object: member names are unique; their order of appearance is kept for writing.
+///
+/// Members live in one array in order. JOSE headers and claims sets have a handful of members, for
+/// which a linear scan beats hashing; an object with more than `indexThreshold` members (hostile
+/// input, large JWK Sets) gets a hash index so that lookups and duplicate checks stay O(1).
 public struct JSONObject: Sendable, Equatable, Sequence {
-    public private(set) var keys: [String] = []
-    private var values: [String: JSONValue] = [:]
+    private var entries: [(key: String, value: JSONValue)] = []
+    private var index: [String: Int]?
+    private static let indexThreshold = 16
 
     public init() {}
 
+    init(minimumCapacity: Int) { entries.reserveCapacity(minimumCapacity) }
+
     public init(_ members: KeyValuePairs<String, JSONValue>) {
+        entries.reserveCapacity(members.count)
         for (key, value) in members { self[key] = value }
     }
 
-    public var count: Int { keys.count }
-    public var isEmpty: Bool { keys.isEmpty }
+    public var count: Int { entries.count }
+    public var isEmpty: Bool { entries.isEmpty }
+    public var keys: [String] { entries.map(\.key) }
+
+    private func position(of key: String) -> Int? {
+        if let index { return index[key] }
+        for offset in entries.indices where entries[offset].key == key { return offset }
+        return nil
+    }
+
+    private mutating func append(_ key: String, _ value: JSONValue) {
+        entries.append((key, value))
+        if index != nil {
+            index![key] = entries.count - 1
+        } else if entries.count > Self.indexThreshold {
+            var built = [String: Int](minimumCapacity: entries.count * 2)
+            for (offset, entry) in entries.enumerated() { built[entry.key] = offset }
+            index = built
+        }
+    }
 
     public subscript(key: String) -> JSONValue? {
-        get { values[key] }
+        get { position(of: key).map { entries[$0].value } }
         set {
-            if let newValue {
-                if values.updateValue(newValue, forKey: key) == nil { keys.append(key) }
-            } else if values.removeValue(forKey: key) != nil {
-                keys.removeAll { $0 == key }
+            if let offset = position(of: key) {
+                if let newValue {
+                    entries[offset].value = newValue
+                } else {
+                    entries.remove(at: offset)
+                    if index != nil {
+                        var built = [String: Int](minimumCapacity: entries.count)
+                        for (offset, entry) in entries.enumerated() { built[entry.key] = offset }
+                        index = built
+                    }
+                }
+            } else if let newValue {
+                append(key, newValue)
             }
         }
     }
 
     /// Inserts a member that must not exist yet; returns false for a duplicate name.
     mutating func insertNew(_ key: String, _ value: JSONValue) -> Bool {
-        if values[key] != nil { return false }
-        values[key] = value
-        keys.append(key)
+        if position(of: key) != nil { return false }
+        append(key, value)
         return true
     }
 
-    public func contains(_ key: String) -> Bool { values[key] != nil }
+    public func contains(_ key: String) -> Bool { position(of: key) != nil }
 
-    public func makeIterator() -> AnyIterator<(key: String, value: JSONValue)> {
-        var index = 0
-        return AnyIterator {
-            guard index < keys.count else { return nil }
-            defer { index += 1 }
-            let key = keys[index]
-            return (key, values[key]!)
-        }
+    public func makeIterator() -> IndexingIterator<[(key: String, value: JSONValue)]> { entries.makeIterator() }
+
+    /// Equal when both have the same members with equal values, in any order.
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        return lhs.entries.allSatisfy { rhs[$0.key] == $0.value }
     }
-
-    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool { lhs.values == rhs.values }
 
     /// The member's string value, `nil` when absent; throws when present with another type.
     public func string(_ key: String, or code: JOSEError.Code) throws -> String? {
-        guard let value = values[key] else { return nil }
+        guard let value = self[key] else { return nil }
         guard let string = value.stringValue else {
             throw JOSEError(code, "member \"\(key)\" must be a string, not \(value.typeName)")
         }
