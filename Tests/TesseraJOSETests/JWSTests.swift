@@ -149,3 +149,18 @@ struct JWSTests {
         expectJOSEError(.invalidSignature) { try UnverifiedJWS(parsing: a[0] + "." + b[1] + "." + a[2]).verified(using: Self.keys) }
     }
 }
+
+@Suite("README")
+struct ReadmeExampleTests {
+    @Test("the README's TesseraJOSE example runs as written")
+    func readmeExample() throws {
+        let key = try SigningKey.generate(.es256)
+        let signer = JWSSigner(key: key, type: "at+jwt")
+        let token = try signer.sign(claims: JSONObject(["sub": .string("alice"), "exp": .number(JSONNumber(1_900_000_000))]))
+        let jwks = try JWKSet(publicKeysOf: [key]).jsonString
+        let trusted = try VerificationKeySet(jwks: try JWKSet(json: jwks))
+        let verified = try UnverifiedJWS(parsing: token).verified(using: trusted)
+        let claims = try verified.payloadObject()
+        #expect(claims["sub"] == .string("alice"))
+    }
+}
