@@ -10,10 +10,9 @@ public struct JWK: Sendable, Equatable, CustomStringConvertible {
 
     /// Wraps JWK members, checking the types of the members every key has (RFC 7517 §4).
     public init(members: JSONObject) throws {
-        guard let kty = try members.string("kty", or: .invalidKey) else {
+        guard try members.string("kty", or: .invalidKey) != nil else {
             throw JOSEError(.invalidKey, "JWK has no \"kty\"")
         }
-        _ = kty
         for name in ["kid", "alg", "use", "crv"] { _ = try members.string(name, or: .invalidKey) }
         if let operations = members["key_ops"] {
             guard let array = operations.arrayValue, array.allSatisfy({ $0.stringValue != nil }) else {
