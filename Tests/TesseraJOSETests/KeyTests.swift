@@ -188,6 +188,22 @@ struct KeyTests {
         #expect(throws: JOSEError.self) { try SigningKey(jwk: try JWK(members: wrongD)) }
     }
 
+    @Test("an RSA PKCS#8 key with a corrupted CRT value is refused when loaded, not when it signs")
+    func corruptedRSAPEM() throws {
+        var jwk = try SigningKey.generate(.rs256).privateJWK().members
+        var dp = try Base64URL.decode(jwk["dp"]!.stringValue!)
+        dp[dp.count / 2] ^= 0x10
+        jwk["dp"] = .string(Base64URL.encode(dp))
+        // The JWK path checks too; build the PEM from the corrupted parts through libcrypto directly.
+        let pkey = try PKey.rsa(n: try Base64URL.decode(jwk["n"]!.stringValue!), e: try Base64URL.decode(jwk["e"]!.stringValue!),
+                                privateParts: .init(d: try Base64URL.decode(jwk["d"]!.stringValue!), crt: (
+                                    try Base64URL.decode(jwk["p"]!.stringValue!), try Base64URL.decode(jwk["q"]!.stringValue!), dp,
+                                    try Base64URL.decode(jwk["dq"]!.stringValue!), try Base64URL.decode(jwk["qi"]!.stringValue!))))
+        let pem = PEM.encode(der: try pkey.pkcs8DER(), label: PEM.privateKeyLabel)
+        expectJOSEError(.invalidKey) { try SigningKey(pemRepresentation: pem, algorithm: .rs256) }
+        expectJOSEError(.invalidKey) { try SigningKey(jwk: try JWK(members: jwk)) }
+    }
+
     @Test("EC private JWK whose d does not match x, y is refused; Ed25519 likewise")
     func mismatchedPrivateParts() throws {
         var ec = try SigningKey.generate(.es256).privateJWK().members

@@ -10,6 +10,18 @@ enum KeyMaterial: Sendable {
         }
     }
 
+    /// The public JWK; `nil` for an HMAC secret, whose JWK would be the secret itself.
+    func publicJWK(algorithm: JWSAlgorithm, keyID: String?) throws -> JWK? {
+        guard case .asymmetric = self else { return nil }
+        return try KeyPolicy.jwk(for: self, algorithm: algorithm, keyID: keyID, includePrivate: false)
+    }
+
+    /// The RFC 7638 thumbprint of the public key; `nil` for an HMAC secret.
+    func thumbprint() throws -> String? {
+        guard case .asymmetric(let key) = self else { return nil }
+        return try KeyPolicy.thumbprint(of: key)
+    }
+
     func isValidSignature(_ signature: UnsafeRawBufferPointer, for data: UnsafeRawBufferPointer,
                           algorithm: JWSAlgorithm) -> Bool {
         switch self {
@@ -120,7 +132,7 @@ enum KeyPolicy {
             }
             let key = try PKey.rsa(n: n, e: e, privateParts: parts)
             try check(key, for: algorithm)
-            if includePrivate { try selfTest(key, algorithm) }
+            if includePrivate { try checkRSAPrivate(key, algorithm) }
             return .asymmetric(key)
         case ("EC", .ecdsa):
             guard let curve = algorithm.curve else { throw JOSEError(.invalidKey, "no curve for \(algorithm)") }
@@ -151,9 +163,12 @@ enum KeyPolicy {
         }
     }
 
-    /// Proves an RSA private key matches its public key by signing and verifying a fixed message
-    /// (a JWK with only `d`, or with inconsistent CRT values, fails here and not in production).
-    private static func selfTest(_ key: PKey, _ algorithm: JWSAlgorithm) throws {
+    /// Checks an RSA private key's parts against each other. libcrypto reads inconsistent parts
+    /// without complaint, and its CRT fault check then silently falls back to the slow exponent: the
+    /// pairwise check catches CRT values that do not belong to n (p·q = n, d·e ≡ 1, dp, dq, qi), and
+    /// signing a fixed message catches a `d` that does not (a JWK may give `d` alone).
+    static func checkRSAPrivate(_ key: PKey, _ algorithm: JWSAlgorithm) throws {
+        if key.hasRSAFactors { try key.check(private: true) }
         let message: [UInt8] = Array("tessera key self-test".utf8)
         let ok = try message.withUnsafeBytes { data in
             let signature = try key.sign(data, algorithm: algorithm)

@@ -58,6 +58,7 @@ public struct SigningKey: Sendable {
         guard algorithm.family != .hmac else { throw JOSEError(.invalidKey, "HMAC secrets have no PEM form") }
         let key = try PKey(pkcs8DER: try PEM.decode(pem, label: PEM.privateKeyLabel))
         try KeyPolicy.check(key, for: algorithm)
+        if case .rsa = key.kind { try KeyPolicy.checkRSAPrivate(key, algorithm) }
         self.init(algorithm: algorithm, keyID: try keyID ?? KeyPolicy.thumbprint(of: key), material: .asymmetric(key))
     }
 
@@ -75,16 +76,10 @@ public struct SigningKey: Sendable {
     }
 
     /// The public JWK (never a private member); `nil` for HMAC keys, which have no public part.
-    public func publicJWK() throws -> JWK? {
-        guard case .asymmetric = material else { return nil }
-        return try KeyPolicy.jwk(for: material, algorithm: algorithm, keyID: keyID, includePrivate: false)
-    }
+    public func publicJWK() throws -> JWK? { try material.publicJWK(algorithm: algorithm, keyID: keyID) }
 
     /// The RFC 7638 thumbprint of the public key; `nil` for HMAC keys.
-    public func thumbprint() throws -> String? {
-        guard case .asymmetric(let key) = material else { return nil }
-        return try KeyPolicy.thumbprint(of: key)
-    }
+    public func thumbprint() throws -> String? { try material.thumbprint() }
 
     /// True for HMAC keys: every verifier then holds the signing secret.
     public var isSymmetric: Bool { algorithm.isSymmetric }

@@ -45,17 +45,11 @@ public struct VerificationKey: Sendable {
         return PEM.encode(der: try key.spkiDER(), label: PEM.publicKeyLabel)
     }
 
-    /// The public JWK; `nil` for HMAC keys (their JWK would be the secret itself).
-    public func publicJWK() throws -> JWK? {
-        guard case .asymmetric = material else { return nil }
-        return try KeyPolicy.jwk(for: material, algorithm: algorithm, keyID: keyID, includePrivate: false)
-    }
+    /// The public JWK (never a private member); `nil` for HMAC keys, which have no public part.
+    public func publicJWK() throws -> JWK? { try material.publicJWK(algorithm: algorithm, keyID: keyID) }
 
-    /// The RFC 7638 thumbprint; `nil` for HMAC keys.
-    public func thumbprint() throws -> String? {
-        guard case .asymmetric(let key) = material else { return nil }
-        return try KeyPolicy.thumbprint(of: key)
-    }
+    /// The RFC 7638 thumbprint of the public key; `nil` for HMAC keys.
+    public func thumbprint() throws -> String? { try material.thumbprint() }
 
     public var isSymmetric: Bool { algorithm.isSymmetric }
 

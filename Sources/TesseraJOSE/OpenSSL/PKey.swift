@@ -253,19 +253,16 @@ final class PKey: @unchecked Sendable {
         return out
     }
 
-    func rawPublicKey() throws -> [UInt8] {
-        var length = 0
-        guard EVP_PKEY_get_raw_public_key(pointer, nil, &length) == 1 else { throw cryptoError(.cryptoFailure, "no raw public key") }
-        var out = [UInt8](repeating: 0, count: length)
-        guard EVP_PKEY_get_raw_public_key(pointer, &out, &length) == 1 else { throw cryptoError(.cryptoFailure, "no raw public key") }
-        return out
-    }
+    func rawPublicKey() throws -> [UInt8] { try raw(EVP_PKEY_get_raw_public_key, "public") }
 
-    func rawPrivateKey() throws -> [UInt8] {
+    func rawPrivateKey() throws -> [UInt8] { try raw(EVP_PKEY_get_raw_private_key, "private") }
+
+    private func raw(_ get: (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32,
+                     _ name: String) throws -> [UInt8] {
         var length = 0
-        guard EVP_PKEY_get_raw_private_key(pointer, nil, &length) == 1 else { throw cryptoError(.cryptoFailure, "no raw private key") }
+        guard get(pointer, nil, &length) == 1 else { throw cryptoError(.cryptoFailure, "no raw \(name) key") }
         var out = [UInt8](repeating: 0, count: length)
-        guard EVP_PKEY_get_raw_private_key(pointer, &out, &length) == 1 else { throw cryptoError(.cryptoFailure, "no raw private key") }
+        guard get(pointer, &out, &length) == 1 else { throw cryptoError(.cryptoFailure, "no raw \(name) key") }
         return out
     }
 
@@ -314,6 +311,14 @@ final class PKey: @unchecked Sendable {
     }
 
     func publicExponent() throws -> [UInt8] { try bignum("e") }
+
+    /// True for an RSA private key that carries its prime factors (CRT form).
+    var hasRSAFactors: Bool {
+        var bn: OpaquePointer?
+        guard hasPrivateKey, EVP_PKEY_get_bn_param(pointer, "rsa-factor1", &bn) == 1 else { clearCryptoErrors(); return false }
+        BN_clear_free(bn)
+        return true
+    }
 
     // MARK: Signatures
 
