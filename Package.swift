@@ -6,12 +6,18 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "TesseraJOSE", targets: ["TesseraJOSE"]),
+        .library(name: "TesseraVerifier", targets: ["TesseraVerifier"]),
+        .library(name: "TesseraHummingbird", targets: ["TesseraHummingbird"]),
         .executable(name: "tessera", targets: ["tessera"]),
         .executable(name: "tessera-bench", targets: ["tessera-bench"]),
     ],
     dependencies: [
         // Only executables depend on Swift packages; the libraries use Foundation and libcrypto alone.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // Named only so test targets can import the types Hummingbird already brings (no new code).
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // OpenSSL 3 libcrypto, found by pkg-config (Debian: libssl-dev).
@@ -24,21 +30,56 @@ let package = Package(
             name: "TesseraJOSE",
             dependencies: ["CTesseraCrypto"]
         ),
+        // What resource servers link: Foundation, libcrypto and TesseraJOSE only (no NIO).
+        .target(
+            name: "TesseraVerifier",
+            dependencies: ["TesseraJOSE"]
+        ),
+        // Bearer-token middleware for Hummingbird 2: the only verifier-side code that depends on it.
+        .target(
+            name: "TesseraHummingbird",
+            dependencies: [
+                "TesseraVerifier",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
+        // A resource server that protects a route with a scope (built by CI, driven by the end-to-end test).
+        .executableTarget(
+            name: "ExampleResourceServer",
+            dependencies: [
+                "TesseraHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Examples/ResourceServer"
+        ),
         .executableTarget(
             name: "tessera",
             dependencies: [
                 "TesseraJOSE",
+                "TesseraVerifier",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Release-build benchmark: JOSE sign/verify against the raw libcrypto primitive in the same run.
         .executableTarget(
             name: "tessera-bench",
-            dependencies: ["TesseraJOSE", "CTesseraCrypto"]
+            dependencies: ["TesseraJOSE", "TesseraVerifier", "CTesseraCrypto"]
         ),
         .testTarget(
             name: "TesseraJOSETests",
             dependencies: ["TesseraJOSE"]
+        ),
+        .testTarget(
+            name: "TesseraVerifierTests",
+            dependencies: [
+                "TesseraVerifier",
+                "TesseraHummingbird",
+                "ExampleResourceServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
     ]
 )

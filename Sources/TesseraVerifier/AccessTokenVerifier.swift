@@ -1,0 +1,115 @@
+import Foundation
+import TesseraJOSE
+
+/// Verifies JWT access tokens (RFC 9068) with no call to the issuer.
+///
+/// Configure it once; call `verify(_:)` per request with the raw token. Checks, in order: size,
+/// compact shape and header (TesseraJOSE), `alg` on the allow-list, key chosen by `kid` from the
+/// trusted keys only and bound to the header's `alg`, signature, `typ` (`at+jwt`), no `cty`, then the
+/// claims: required members present with the right JSON types, `iss` exact, `aud` contains an accepted
+/// audience, `exp`/`nbf`/`iat` against the clock with leeway, `scope` a space-separated string.
+public struct AccessTokenVerifier: Sendable {
+    public struct Configuration: Sendable {
+        /// The issuer identifier; `iss` must equal it exactly (no normalisation).
+        public var issuer: String
+        /// Audiences this resource server accepts; `aud` must contain one of them.
+        public var audiences: Set<String>
+        /// The algorithm allow-list; by default the asymmetric ones (no HS*).
+        public var allowedAlgorithms: Set<JWSAlgorithm> = Set(JWSAlgorithm.asymmetric)
+        /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds (default 60).
+        public var leeway: TimeInterval = 60
+        /// Tokens longer than this many bytes are refused before any decoding (default 16 KiB).
+        public var maximumTokenSize: Int = UnverifiedJWS.defaultMaximumSize
+        public var clock: WallClock = .system
+
+        public init(issuer: String, audiences: Set<String>) {
+            self.issuer = issuer
+            self.audiences = audiences
+        }
+
+        public init(issuer: String, audience: String) { self.init(issuer: issuer, audiences: [audience]) }
+
+        func validate() throws {
+            guard !issuer.isEmpty else { throw VerifierConfigurationError("the expected issuer is empty") }
+            guard !audiences.isEmpty, !audiences.contains("") else {
+                throw VerifierConfigurationError("at least one non-empty accepted audience is required")
+            }
+            guard !allowedAlgorithms.isEmpty else { throw VerifierConfigurationError("no algorithm is allowed") }
+            guard leeway >= 0, leeway <= 600 else { throw VerifierConfigurationError("leeway must be between 0 and 600 seconds") }
+            guard maximumTokenSize >= 512, maximumTokenSize <= 1 << 20 else {
+                throw VerifierConfigurationError("maximum token size must be between 512 bytes and 1 MiB")
+            }
+        }
+    }
+
+    public let configuration: Configuration
+    private let keySource: any KeySource
+
+    /// A verifier whose keys come from `keySource` (static, file, or remote JWKS).
+    public init(configuration: Configuration, keySource: any KeySource) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.keySource = keySource
+    }
+
+    /// A verifier with a fixed set of trusted keys. Fails when no key fits the allowed algorithms.
+    public init(configuration: Configuration, keys: VerificationKeySet) throws {
+        try configuration.validate()
+        guard keys.keys.contains(where: { configuration.allowedAlgorithms.contains($0.algorithm) }) else {
+            throw VerifierConfigurationError("none of the trusted keys is for an allowed algorithm")
+        }
+        self.configuration = configuration
+        self.keySource = StaticKeySource(keys)
+    }
+
+    /// Verifies `token` and returns the verified access token, or throws `TokenVerificationError`.
+    ///
+    /// An unknown `kid` makes the key source refresh once (remote JWKS: at most once per cooldown;
+    /// during the cooldown such tokens fail at once).
+    public func verify(_ token: String) async throws -> AccessToken {
+        let parsed = try parse(token)
+        var keys = try await keySource.currentKeys()
+        do {
+            return try verify(parsed, using: keys)
+        } catch let error as TokenVerificationError where error.code == .unknownKey && parsed.header.keyID != nil {
+            guard let refreshed = await keySource.keysAfterUnknownKeyID() else { throw error }
+            keys = refreshed
+            return try verify(parsed, using: keys)
+        }
+    }
+
+    /// Verifies `token` against `keys` synchronously (no key refresh).
+    public func verify(_ token: String, using keys: VerificationKeySet) throws -> AccessToken {
+        try verify(try parse(token), using: keys)
+    }
+
+    private func parse(_ token: String) throws -> UnverifiedJWS {
+        let parsed: UnverifiedJWS
+        do {
+            parsed = try UnverifiedJWS(parsing: token, maximumSize: configuration.maximumTokenSize)
+        } catch let error as JOSEError {
+            throw TokenVerificationError(error)
+        }
+        guard configuration.allowedAlgorithms.contains(parsed.header.algorithm) else {
+            throw TokenVerificationError(.algorithmNotAllowed, "\(parsed.header.algorithm) is not an allowed algorithm")
+        }
+        return parsed
+    }
+
+    private func verify(_ parsed: UnverifiedJWS, using keys: VerificationKeySet) throws -> AccessToken {
+        let verified: VerifiedJWS
+        do {
+            verified = try parsed.verified(using: keys)
+        } catch let error as JOSEError {
+            throw TokenVerificationError(error)
+        }
+        try ClaimsValidator.checkType(verified.header)
+        return try ClaimsValidator.accessToken(from: verified, configuration: configuration, now: configuration.clock.now())
+    }
+}
+
+/// A verifier configured wrongly: raised when it is created, never per request.
+public struct VerifierConfigurationError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

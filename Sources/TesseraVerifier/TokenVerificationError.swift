@@ -1,0 +1,112 @@
+import TesseraJOSE
+
+/// Why an access token was refused: a stable code naming the failed check, and a message for logs.
+///
+/// Messages never echo the token or key material. `oauthError` and `httpStatus` give the RFC 6750
+/// §3.1 answer: `invalid_token` (401) for every failed check, `insufficient_scope` (403) when the
+/// token is valid but lacks a required scope.
+public struct TokenVerificationError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        // Shape (TesseraJOSE's codes keep their names)
+        public static let tokenTooLarge = Code(JOSEError.Code.tokenTooLarge.rawValue)
+        public static let malformedToken = Code(JOSEError.Code.malformedToken.rawValue)
+        public static let invalidBase64URL = Code(JOSEError.Code.invalidBase64URL.rawValue)
+        public static let malformedHeader = Code(JOSEError.Code.malformedHeader.rawValue)
+        public static let unsupportedCriticalHeader = Code(JOSEError.Code.unsupportedCriticalHeader.rawValue)
+        /// The claims set is not one JSON object without duplicate members (RFC 7519 §7.2).
+        public static let malformedClaims = Code("malformed_claims")
+
+        // Algorithm and key
+        public static let unsupportedAlgorithm = Code(JOSEError.Code.unsupportedAlgorithm.rawValue)
+        /// A real algorithm, but not on this verifier's allow-list.
+        public static let algorithmNotAllowed = Code("algorithm_not_allowed")
+        public static let algorithmMismatch = Code(JOSEError.Code.algorithmMismatch.rawValue)
+        public static let unknownKey = Code(JOSEError.Code.unknownKey.rawValue)
+        public static let ambiguousKey = Code(JOSEError.Code.ambiguousKey.rawValue)
+        public static let invalidSignature = Code(JOSEError.Code.invalidSignature.rawValue)
+        /// No trusted keys could be obtained (issuer unreachable past the stale bound, bad JWKS file).
+        public static let keysUnavailable = Code("keys_unavailable")
+
+        // RFC 9068 §4 checks
+        /// `typ` is not `at+jwt` / `application/at+jwt` (RFC 9068 §2.1, §4; RFC 8725 §3.11).
+        public static let invalidType = Code("invalid_type")
+        /// A `cty` header: access tokens are never nested (RFC 8725 §3.3 / §2.8).
+        public static let nestedToken = Code("nested_token")
+        public static let invalidIssuer = Code("invalid_issuer")
+        public static let invalidAudience = Code("invalid_audience")
+        public static let expired = Code("expired")
+        public static let notYetValid = Code("not_yet_valid")
+        public static let issuedInFuture = Code("issued_in_future")
+        /// A claim RFC 9068 §2.2 requires is absent.
+        public static let missingClaim = Code("missing_claim")
+        /// A claim has the wrong JSON type, an unrepresentable value, or a malformed `scope`.
+        public static let invalidClaim = Code("invalid_claim")
+
+        /// The token is valid but lacks a scope the resource requires (RFC 6750 §3.1).
+        public static let insufficientScope = Code("insufficient_scope")
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    init(_ error: JOSEError) {
+        self.init(Code(error.code.rawValue), error.message)
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+
+    /// The RFC 6750 §3.1 error code for the wire.
+    public var oauthError: String { code == .insufficientScope ? "insufficient_scope" : "invalid_token" }
+
+    /// The HTTP status RFC 6750 §3.1 gives the error.
+    public var httpStatus: Int { code == .insufficientScope ? 403 : 401 }
+}
+
+/// Builds `WWW-Authenticate: Bearer …` challenges (RFC 6750 §3).
+public enum BearerChallenge {
+    /// The challenge for a request without any token: no error code (RFC 6750 §3.1).
+    public static func missingToken(realm: String? = nil) -> String {
+        realm.map { #"Bearer realm="\#(quoted($0))""# } ?? "Bearer"
+    }
+
+    /// The challenge for a refused token; for `insufficient_scope`, `scope` lists what the resource needs.
+    /// `error_description` is the error's check name, never the token.
+    public static func refused(_ error: TokenVerificationError, realm: String? = nil, requiredScopes: [String] = []) -> String {
+        var parts: [String] = []
+        if let realm { parts.append(#"realm="\#(quoted(realm))""#) }
+        parts.append(#"error="\#(error.oauthError)""#)
+        parts.append(#"error_description="\#(quoted(error.code == .insufficientScope ? "the token lacks a required scope" : "\(error.code)"))""#)
+        if error.code == .insufficientScope, !requiredScopes.isEmpty {
+            parts.append(#"scope="\#(quoted(requiredScopes.joined(separator: " ")))""#)
+        }
+        return "Bearer " + parts.joined(separator: ", ")
+    }
+
+    /// An invalid request (two tokens, token in the query): `invalid_request`, status 400.
+    public static func invalidRequest(_ description: String, realm: String? = nil) -> String {
+        var parts: [String] = []
+        if let realm { parts.append(#"realm="\#(quoted(realm))""#) }
+        parts.append(#"error="invalid_request""#)
+        parts.append(#"error_description="\#(quoted(description))""#)
+        return "Bearer " + parts.joined(separator: ", ")
+    }
+
+    /// RFC 6750 §3: attribute values use %x20-21 / %x23-5B / %x5D-7E; anything else is replaced.
+    static func quoted(_ value: String) -> String {
+        String(value.unicodeScalars.prefix(200).map { scalar -> Character in
+            let v = scalar.value
+            return (v == 0x20 || v == 0x21 || (0x23...0x5B).contains(v) || (0x5D...0x7E).contains(v)) ? Character(scalar) : "?"
+        })
+    }
+}

@@ -1,0 +1,227 @@
+import Foundation
+import Testing
+import TesseraJOSE
+@testable import TesseraVerifier
+
+@Suite("Remote JWKS: cache, rotation, cooldown, outages (real HTTP on loopback)")
+struct RemoteJWKSTests {
+    static func verifier(_ source: any KeySource, _ factory: TokenFactory) throws -> AccessTokenVerifier {
+        var configuration = factory.configuration(leeway: 0)
+        configuration.clock = .fixed(Date(timeIntervalSince1970: TimeInterval(factory.now)))
+        return try AccessTokenVerifier(configuration: configuration, keySource: source)
+    }
+
+    @Test("first request loads the keys; later ones are served from the cache without a request")
+    func caches() async throws {
+        let key = try SigningKey.generate(.es256)
+        let endpoint = JWKSEndpoint(keys: [key])
+        try await endpoint.run { base in
+            let clock = ManualClock()
+            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
+                                             http: URLSessionHTTPGetter(), clock: clock.monotonic)
+            let factory = TokenFactory(key: key)
+            let verifier = try Self.verifier(source, factory)
+            for _ in 0..<50 { _ = try await verifier.verify(try factory.token()) }
+            #expect(endpoint.requests == 1)
+        }
+    }
+
+    @Test("concurrent first requests share one fetch (single flight)")
+    func singleFlight() async throws {
+        let key = try SigningKey.generate(.es256)
+        let endpoint = JWKSEndpoint(keys: [key])
+        endpoint.mode = .slow(.milliseconds(200))
+        try await endpoint.run { base in
+            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"))
+            let factory = TokenFactory(key: key)
+            let verifier = try Self.verifier(source, factory)
+            let token = try factory.token()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<64 { group.addTask { _ = try await verifier.verify(token) } }
+                try await group.waitForAll()
+            }
+            #expect(endpoint.requests == 1)
+        }
+    }
+
+    @Test("C13/B24: a rotated-in key with a new kid is picked up by one refresh; old tokens keep verifying")
+    func rotation() async throws {
+        let old = try SigningKey.generate(.es256), new = try SigningKey.generate(.es256)
+        let endpoint = JWKSEndpoint(keys: [old])
+        try await endpoint.run { base in
+            let clock = ManualClock()
+            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
+                                             http: URLSessionHTTPGetter(), clock: clock.monotonic)
+            let oldFactory = TokenFactory(key: old), newFactory = TokenFactory(key: new)
+            let verifier = try Self.verifier(source, oldFactory)
+            _ = try await verifier.verify(try oldFactory.token())
+            endpoint.keys = [new, old]
+            endpoint.etag = "\"v2\""
+            _ = try await verifier.verify(try newFactory.token())   // unknown kid → one refresh
+            _ = try await verifier.verify(try oldFactory.token())
+            #expect(endpoint.requests == 2)
+        }
+    }
+
+    @Test("a burst of 10,000 tokens with random unknown kids causes one JWKS fetch per cooldown, and fails fast")
+    func unknownKidBurst() async throws {
+        let key = try SigningKey.generate(.es256)
+        let attacker = try SigningKey.generate(.es256)
+        let endpoint = JWKSEndpoint(keys: [key])
+        try await endpoint.run { base in
+            let clock = ManualClock()
+            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
+                                             http: URLSessionHTTPGetter(), clock: clock.monotonic)
+            let factory = TokenFactory(key: key)
+            let verifier = try Self.verifier(source, factory)
+            _ = try await verifier.verify(try factory.token())
+            #expect(endpoint.requests == 1)
+            let forged = try (0..<200).map { index in
+                try TokenFactory(key: attacker).token(header: #"{"alg":"ES256","typ":"at+jwt","kid":"forged-\#(index)"}"#, signer: attacker)
+            }
+            var failures = 0
+            for round in 0..<10_000 {
+                if await outcome(verifier, forged[round % forged.count]) == .unknownKey { failures += 1 }
+            }
+            #expect(failures == 10_000)
+            #expect(endpoint.requests == 2, "one refresh for the whole burst inside one cooldown")
+            // Genuine tokens were never disturbed.
+            _ = try await verifier.verify(try factory.token())
+            // After the cooldown, one more refresh is allowed.
+            clock.advance(31)
+            #expect(await outcome(verifier, forged[0]) == .unknownKey)
+            #expect(endpoint.requests == 3)
+        }
+    }
+
+    @Test("lifetime from Cache-Control; refresh ahead of expiry in the background, revalidated with If-None-Match")
+    func refreshAheadWithETag() async throws {
+        let key = try SigningKey.generate(.es256)
+        let endpoint = JWKSEndpoint(keys: [key])
+        endpoint.cacheControl = "public, max-age=120"
+        try await endpoint.run { base in
+            let clock = ManualClock()
+            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
+                                             http: URLSessionHTTPGetter(), clock: clock.monotonic)
+            let factory = TokenFactory(key: key)
+            let verifier = try Self.verifier(source, factory)
+            _ = try await verifier.verify(try factory.token())
+            clock.advance(80)   // < 75 % of 120 s: no refresh
+            _ = try await verifier.verify(try factory.token())
+            #expect(endpoint.requests == 1)
+            clock.advance(15)   // 95 s ≥ 90 s: a background refresh starts; this request does not wait for it
+            _ = try await verifier.verify(try factory.token())
+            try await waitUntil { endpoint.requests == 2 }
+            #expect(endpoint.conditionalRequests == 1)
+            _ = try await verifier.verify(try factory.token())
+        }
+    }
+
+    @Test("stale-if-error: while the issuer fails, cached keys keep working up to the bound, then keysUnavailable")
+    func staleIfError() async throws {
+        let key = try SigningKey.generate(.es256)
+        let endpoint = JWKSEndpoint(keys: [key])
+        try await endpoint.run { base in
+            let clock = ManualClock()
+            let events = EventLog()
+            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
+                                             http: URLSessionHTTPGetter(), clock: clock.monotonic, logger: events.record)
+            let factory = TokenFactory(key: key)
+            let verifier = try Self.verifier(source, factory)
+            _ = try await verifier.verify(try factory.token())
+            endpoint.mode = .fail500
+            for _ in 0..<20 {
+                clock.advance(600)   // well past the 300 s lifetime
+                _ = try await verifier.verify(try factory.token())
+                try await waitUntil { source.isIdle }
+            }
+            #expect(events.errors == 1, "the outage is logged once")
+            clock.advance(86_400)
+            #expect(await outcome(verifier, try factory.token()) == .keysUnavailable)
+            endpoint.mode = .serve
+            try await waitUntil { source.isIdle }
+            clock.advance(10)
+            _ = try? await verifier.verify(try factory.token())
+            try await waitUntil { source.isIdle }
+            _ = try await verifier.verify(try factory.token())
+            #expect(events.infos.contains { $0.contains("works again") })
+        }
+    }
+
+    @Test("a garbage, too large or empty JWKS never evicts good keys", arguments: ["garbage", "huge", "empty"])
+    func badResponsesDoNotEvict(_ kind: String) async throws {
+        let key = try SigningKey.generate(.es256)
+        let endpoint = JWKSEndpoint(keys: [key])
+        try await endpoint.run { base in
+            let clock = ManualClock()
+            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
+                                             http: URLSessionHTTPGetter(), clock: clock.monotonic)
+            let factory = TokenFactory(key: key)
+            let verifier = try Self.verifier(source, factory)
+            _ = try await verifier.verify(try factory.token())
+            switch kind {
+            case "garbage": endpoint.mode = .garbage
+            case "huge": endpoint.mode = .huge
+            default: endpoint.keys = []
+            }
+            endpoint.etag = nil
+            clock.advance(400)
+            _ = try await verifier.verify(try factory.token())
+            try await waitUntil { endpoint.requests == 2 && source.isIdle }
+            _ = try await verifier.verify(try factory.token())
+        }
+    }
+
+    @Test("RFC 8414 discovery: metadata gives jwks_uri; a metadata issuer that differs is refused")
+    func discovery() async throws {
+        let key = try SigningKey.generate(.eddsa)
+        let endpoint = JWKSEndpoint(keys: [key])
+        try await endpoint.run { base in
+            var factory = TokenFactory(key: key)
+            factory.issuer = base.absoluteString
+            let source = try RemoteJWKSKeySource(issuer: base.absoluteString)
+            let verifier = try Self.verifier(source, factory)
+            _ = try await verifier.verify(try factory.token())
+            let wrong = try RemoteJWKSKeySource(issuer: base.absoluteString + "/other")
+            #expect(await outcome(try Self.verifier(wrong, factory), try factory.token()) == .keysUnavailable)
+        }
+    }
+
+    @Test("RFC 8414 §3.1 metadata URL construction")
+    func metadataURL() {
+        #expect(RemoteJWKSKeySource.metadataURL(forIssuer: "https://as.example")?.absoluteString
+                == "https://as.example/.well-known/oauth-authorization-server")
+        #expect(RemoteJWKSKeySource.metadataURL(forIssuer: "https://as.example/tenant/1/")?.absoluteString
+                == "https://as.example/.well-known/oauth-authorization-server/tenant/1")
+        #expect(RemoteJWKSKeySource.metadataURL(forIssuer: "ftp://as.example") == nil)
+        #expect(RemoteJWKSKeySource.metadataURL(forIssuer: "https://as.example?x=1") == nil)
+        #expect(RemoteJWKSKeySource.isAcceptableKeyURL(URL(string: "http://127.0.0.1:8080/jwks")!))
+        #expect(!RemoteJWKSKeySource.isAcceptableKeyURL(URL(string: "http://as.example/jwks")!))
+    }
+
+    @Test("Cache-Control lifetimes are clamped to 1 min … 24 h")
+    func lifetimes() {
+        let source = RemoteJWKSKeySource(jwksURL: URL(string: "https://as.example/jwks")!)
+        #expect(source.lifetime(from: nil) == 300)
+        #expect(source.lifetime(from: "max-age=5") == 60)
+        #expect(source.lifetime(from: "public, max-age=3600") == 3600)
+        #expect(source.lifetime(from: "max-age=999999999") == 86_400)
+        #expect(source.lifetime(from: "no-store") == 60)
+        #expect(source.lifetime(from: "max-age=abc") == 300)
+    }
+}
+
+/// Collects key-source events.
+final class EventLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [KeySourceEvent] = []
+    var record: KeySourceLogger { { [self] event in lock.withLock { events.append(event) } } }
+    var errors: Int { lock.withLock { events.filter { $0.level == .error }.count } }
+    var infos: [String] { lock.withLock { events.filter { $0.level == .info }.map(\.message) } }
+}
+
+/// Polls `condition` (a background refresh finishing) for up to five seconds.
+func waitUntil(_ condition: @Sendable () -> Bool) async throws {
+    for _ in 0..<500 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
+    #expect(condition(), "condition not reached in time")
+}
