@@ -78,13 +78,15 @@ let package = Package(
             name: "TesseraVerifierTests",
             dependencies: [
                 "TesseraVerifier",
+                "tessera",
                 "TesseraHummingbird",
                 "ExampleResourceServer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+            ],
+            exclude: ["Interop/jose_peer.py"]
         ),
     ]
 )

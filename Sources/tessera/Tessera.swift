@@ -1,14 +1,15 @@
 import ArgumentParser
 import Foundation
 import TesseraJOSE
+import TesseraVerifier
 
 @main
-struct Tessera: ParsableCommand {
+struct Tessera: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera",
         abstract: "Tessera: an OAuth 2.0 token service and JWT access-token verifier.",
         version: "0.1.0",
-        subcommands: [JWKCommand.self]
+        subcommands: [VerifyCommand.self, JWKCommand.self]
     )
 }
 

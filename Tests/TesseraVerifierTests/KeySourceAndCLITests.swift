@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+import TesseraJOSE
+@testable import TesseraVerifier
+
+@Suite("JWKS file source and tessera verify")
+struct KeySourceAndCLITests {
+    static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    static func write(_ keys: [SigningKey], to url: URL) throws {
+        try Data(try JWKSet(publicKeysOf: keys).jsonString.utf8).write(to: url)
+    }
+
+    @Test("the file is reloaded when it changes; a broken change is ignored and the old keys stay")
+    func fileReload() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("jwks.json")
+        let first = try SigningKey.generate(.es256), second = try SigningKey.generate(.eddsa)
+        try Self.write([first], to: file)
+        let events = EventLog()
+        let source = try JWKSFileKeySource(path: file.path, checkInterval: 0, logger: events.record)
+        #expect(try await source.currentKeys().keys.map(\.keyID) == [first.keyID])
+        try Self.write([first, second], to: file)
+        let factory = TokenFactory(key: second)
+        let verifier = try AccessTokenVerifier(configuration: factory.configuration(), keySource: source)
+        _ = try await verifier.verify(try factory.token())
+        try Data("{not json".utf8).write(to: file)
+        _ = try await verifier.verify(try factory.token())
+        #expect(events.errors == 1)
+        expectThrows { try JWKSFileKeySource(path: directory.appendingPathComponent("missing.json").path) }
+        expectThrows { try JWKSFileKeySource(path: file.path) }
+    }
+
+    static var tesseraBinary: String {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("tessera").path
+    }
+
+    static func run(_ arguments: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tesseraBinary)
+        process.arguments = arguments
+        let output = Pipe(), errors = Pipe(), input = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, out, err)
+    }
+
+    @Test("tessera verify: exit 0 with the claims; exit 1 naming the failed check; token on stdin; JWKS over HTTP")
+    func verifyCommand() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let key = try SigningKey.generate(.es256)
+        let file = directory.appendingPathComponent("jwks.json")
+        try Self.write([key], to: file)
+        var factory = TokenFactory(key: key)
+        factory.now = Int64(Date().timeIntervalSince1970)
+        let token = try factory.token()
+        let common = ["verify", "--jwks", file.path, "--issuer", factory.issuer, "--audience", factory.audience]
+        let ok = try Self.run(common + [token])
+        #expect(ok.status == 0, "\(ok.err)")
+        let claims = try JSONObject(parsing: ok.out.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(claims["sub"] == .string("alice"))
+        let piped = try Self.run(common, stdin: token + "\n")
+        #expect(piped.status == 0)
+        let expired = try Self.run(common + [try factory.token { $0["exp"] = .number(JSONNumber(factory.now - 3600)) }])
+        #expect(expired.status == 1 && expired.err.hasPrefix("expired:") && expired.out.isEmpty)
+        let wrongAudience = try Self.run(["verify", "--jwks", file.path, "--issuer", factory.issuer, "--audience", "other", token])
+        #expect(wrongAudience.status == 1 && wrongAudience.err.hasPrefix("invalid_audience:"))
+        let onlyRS = try Self.run(common + ["--alg", "RS256", token])
+        #expect(onlyRS.status == 1, "ES256 is not allowed when only RS256 is")
+        let endpoint = JWKSEndpoint(keys: [key])
+        let (issuer, audience) = (factory.issuer, factory.audience)
+        try await endpoint.run { base in
+            let remote = try Self.run(["verify", "--jwks", base.appendingPathComponent("jwks.json").absoluteString,
+                                       "--issuer", issuer, "--audience", audience, token])
+            #expect(remote.status == 0, "\(remote.err)")
+        }
+    }
+}
+
+func expectThrows<T>(sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> T) {
+    do {
+        _ = try body()
+        Issue.record("expected an error", sourceLocation: sourceLocation)
+    } catch {}
+}
