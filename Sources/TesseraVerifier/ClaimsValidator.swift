@@ -17,13 +17,27 @@ enum ClaimsValidator {
         guard let type = header.type else {
             throw TokenVerificationError(.invalidType, "header has no typ; access tokens carry typ at+jwt (RFC 9068 §2.1)")
         }
-        var normalized = type.lowercased()
-        if !normalized.contains("/") { normalized = "application/" + normalized }
-        guard normalized == "application/at+jwt" else {
+        guard isAccessTokenType(type) else {
             throw TokenVerificationError(.invalidType, "typ is not at+jwt (an ID token or another kind of JWT)")
         }
         if header.contentType != nil {
             throw TokenVerificationError(.nestedToken, "cty header: access tokens are never nested")
+        }
+    }
+
+    /// `at+jwt` or `application/at+jwt`, ASCII case-insensitively (no allocation on the hot path).
+    static func isAccessTokenType(_ type: String) -> Bool {
+        var type = type
+        return type.withUTF8 { bytes in
+            let expected = Array("application/at+jwt".utf8)
+            let suffix = bytes.count == 6 ? 12 : 0
+            guard bytes.count == 6 || bytes.count == 18 else { return false }
+            for offset in 0..<bytes.count {
+                var byte = bytes[offset]
+                if (0x41...0x5A).contains(byte) { byte |= 0x20 }
+                if byte != expected[suffix + offset] { return false }
+            }
+            return true
         }
     }
 
@@ -58,16 +72,23 @@ enum ClaimsValidator {
             throw TokenVerificationError(.invalidClaim, "scope is \(value.typeName), not a space-separated string")
         }
         if scope.isEmpty { return [] }
-        var result = Set<String>()
-        for token in scope.split(separator: " ", omittingEmptySubsequences: false) {
-            let valid = !token.isEmpty && token.unicodeScalars.allSatisfy { scalar in
-                let v = scalar.value
-                return v == 0x21 || (0x23...0x5B).contains(v) || (0x5D...0x7E).contains(v)
+        var text = scope
+        let valid = text.withUTF8 { bytes -> Bool in
+            var previousWasSpace = true  // no leading space
+            for byte in bytes {
+                if byte == 0x20 {
+                    if previousWasSpace { return false }  // leading or double space
+                    previousWasSpace = true
+                } else if byte == 0x21 || (0x23...0x5B).contains(byte) || (0x5D...0x7E).contains(byte) {
+                    previousWasSpace = false
+                } else {
+                    return false
+                }
             }
-            guard valid else { throw TokenVerificationError(.invalidClaim, "scope is not a space-separated list of scope tokens") }
-            result.insert(String(token))
+            return !previousWasSpace  // no trailing space
         }
-        return result
+        guard valid else { throw TokenVerificationError(.invalidClaim, "scope is not a space-separated list of scope tokens") }
+        return Set(scope.split(separator: " ").map(String.init))
     }
 
     /// Checks every claim and builds the verified token.

@@ -67,53 +67,62 @@ public struct JSONNumber: Sendable, Equatable, CustomStringConvertible {
 /// which a linear scan beats hashing; an object with more than `indexThreshold` members (hostile
 /// input, large JWK Sets) gets a hash index so that lookups and duplicate checks stay O(1).
 public struct JSONObject: Sendable, Equatable, Sequence {
-    private var entries: [(key: String, value: JSONValue)] = []
+    // Names and values in parallel arrays: a lookup scans names only, never touching (retaining) values.
+    private var names: [String] = []
+    private var values: [JSONValue] = []
     private var index: [String: Int]?
     private static let indexThreshold = 16
 
     public init() {}
 
-    init(minimumCapacity: Int) { entries.reserveCapacity(minimumCapacity) }
+    init(minimumCapacity: Int) {
+        names.reserveCapacity(minimumCapacity)
+        values.reserveCapacity(minimumCapacity)
+    }
 
     public init(_ members: KeyValuePairs<String, JSONValue>) {
-        entries.reserveCapacity(members.count)
+        self.init(minimumCapacity: members.count)
         for (key, value) in members { self[key] = value }
     }
 
-    public var count: Int { entries.count }
-    public var isEmpty: Bool { entries.isEmpty }
-    public var keys: [String] { entries.map(\.key) }
+    public var count: Int { names.count }
+    public var isEmpty: Bool { names.isEmpty }
+    public var keys: [String] { names }
 
     private func position(of key: String) -> Int? {
         if let index { return index[key] }
-        for offset in entries.indices where entries[offset].key == key { return offset }
-        return nil
+        return names.withUnsafeBufferPointer { buffer in
+            for offset in 0..<buffer.count where buffer[offset] == key { return offset }
+            return nil
+        }
+    }
+
+    private mutating func rebuildIndex() {
+        var built = [String: Int](minimumCapacity: names.count * 2)
+        for (offset, name) in names.enumerated() { built[name] = offset }
+        index = built
     }
 
     private mutating func append(_ key: String, _ value: JSONValue) {
-        entries.append((key, value))
+        names.append(key)
+        values.append(value)
         if index != nil {
-            index![key] = entries.count - 1
-        } else if entries.count > Self.indexThreshold {
-            var built = [String: Int](minimumCapacity: entries.count * 2)
-            for (offset, entry) in entries.enumerated() { built[entry.key] = offset }
-            index = built
+            index![key] = names.count - 1
+        } else if names.count > Self.indexThreshold {
+            rebuildIndex()
         }
     }
 
     public subscript(key: String) -> JSONValue? {
-        get { position(of: key).map { entries[$0].value } }
+        get { position(of: key).map { values[$0] } }
         set {
             if let offset = position(of: key) {
                 if let newValue {
-                    entries[offset].value = newValue
+                    values[offset] = newValue
                 } else {
-                    entries.remove(at: offset)
-                    if index != nil {
-                        var built = [String: Int](minimumCapacity: entries.count)
-                        for (offset, entry) in entries.enumerated() { built[entry.key] = offset }
-                        index = built
-                    }
+                    names.remove(at: offset)
+                    values.remove(at: offset)
+                    if index != nil { rebuildIndex() }
                 }
             } else if let newValue {
                 append(key, newValue)
@@ -130,12 +139,12 @@ public struct JSONObject: Sendable, Equatable, Sequence {
 
     public func contains(_ key: String) -> Bool { position(of: key) != nil }
 
-    public func makeIterator() -> IndexingIterator<[(key: String, value: JSONValue)]> { entries.makeIterator() }
+    public func makeIterator() -> Zip2Sequence<[String], [JSONValue]>.Iterator { zip(names, values).makeIterator() }
 
     /// Equal when both have the same members with equal values, in any order.
     public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
         guard lhs.count == rhs.count else { return false }
-        return lhs.entries.allSatisfy { rhs[$0.key] == $0.value }
+        return zip(lhs.names, lhs.values).allSatisfy { rhs[$0.0] == $0.1 }
     }
 
     /// The member's string value, `nil` when absent; throws when present with another type.

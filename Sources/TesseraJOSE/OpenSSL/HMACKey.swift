@@ -14,14 +14,18 @@ final class HMACKey: @unchecked Sendable {
         guard let context = EVP_MAC_CTX_new(FetchedDigests.shared.hmac) else {
             throw cryptoError(.cryptoFailure, "cannot create an HMAC context")
         }
+        // OSSL_PARAM keeps pointers to its key and value: both C strings must outlive EVP_MAC_init.
+        var key = Array("digest".utf8CString)
         var digestName = Array(FetchedDigests.name(for: algorithm.digest).utf8CString)
-        let ok = digestName.withUnsafeMutableBufferPointer { name -> Int32 in
-            var params = [
-                OSSL_PARAM_construct_utf8_string("digest", name.baseAddress, 0),
-                OSSL_PARAM_construct_end(),
-            ]
-            return secret.withUnsafeBytes { key in
-                EVP_MAC_init(context, key.bindMemory(to: UInt8.self).baseAddress, key.count, &params)
+        let ok = key.withUnsafeMutableBufferPointer { key in
+            digestName.withUnsafeMutableBufferPointer { name -> Int32 in
+                var params = [
+                    OSSL_PARAM_construct_utf8_string(key.baseAddress, name.baseAddress, 0),
+                    OSSL_PARAM_construct_end(),
+                ]
+                return secret.withUnsafeBytes { bytes in
+                    EVP_MAC_init(context, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count, &params)
+                }
             }
         }
         guard ok == 1 else {

@@ -1,4 +1,5 @@
 internal import CTesseraCrypto
+import Foundation
 
 /// An asymmetric key held by libcrypto (`EVP_PKEY`), immutable once made.
 ///
@@ -14,6 +15,12 @@ final class PKey: @unchecked Sendable {
     let pointer: OpaquePointer
     let kind: Kind
     let hasPrivateKey: Bool
+
+    /// A digest-verify context initialised once for one algorithm, copied for each verification:
+    /// `EVP_DigestVerifyInit` fetches the signature implementation and sets the key up on every call,
+    /// which costs as much as parsing a whole token. Not used for Ed25519 (no streaming context).
+    private let templateLock = NSLock()
+    private var verifyTemplate: (algorithm: JWSAlgorithm, context: OpaquePointer)?
 
     private init(taking pointer: OpaquePointer, hasPrivateKey: Bool) throws {
         self.pointer = pointer
@@ -44,7 +51,33 @@ final class PKey: @unchecked Sendable {
         }
     }
 
-    deinit { EVP_PKEY_free(pointer) }
+    deinit {
+        if let template = verifyTemplate { EVP_MD_CTX_free(template.context) }
+        EVP_PKEY_free(pointer)
+    }
+
+    /// A fresh verify context for `algorithm`, copied from the prepared one (made on first use).
+    private func verifyContext(for algorithm: JWSAlgorithm) -> OpaquePointer? {
+        templateLock.lock()
+        defer { templateLock.unlock() }
+        if verifyTemplate?.algorithm != algorithm {
+            guard let template = EVP_MD_CTX_new() else { return nil }
+            var keyContext: OpaquePointer?
+            guard EVP_DigestVerifyInit(template, &keyContext, FetchedDigests.shared.md(for: algorithm.digest), nil, pointer) == 1,
+                  algorithm.family != .rsaPSS || (try? configurePSS(keyContext, algorithm)) != nil else {
+                EVP_MD_CTX_free(template)
+                return nil
+            }
+            if let old = verifyTemplate { EVP_MD_CTX_free(old.context) }
+            verifyTemplate = (algorithm, template)
+        }
+        guard let copy = EVP_MD_CTX_new() else { return nil }
+        guard EVP_MD_CTX_copy_ex(copy, verifyTemplate!.context) == 1 else {
+            EVP_MD_CTX_free(copy)
+            return nil
+        }
+        return copy
+    }
 
     // MARK: Generation
 
@@ -358,13 +391,18 @@ final class PKey: @unchecked Sendable {
         case .hmac:
             return false
         }
-        guard let context = EVP_MD_CTX_new() else { return false }
-        defer { EVP_MD_CTX_free(context); clearCryptoErrors() }
-        var keyContext: OpaquePointer?
-        guard EVP_DigestVerifyInit(context, &keyContext, FetchedDigests.shared.md(for: algorithm.digest), nil, pointer) == 1 else {
-            return false
+        let context: OpaquePointer
+        if algorithm.family == .eddsa {
+            guard let fresh = EVP_MD_CTX_new() else { return false }
+            context = fresh
+        } else {
+            guard let copied = verifyContext(for: algorithm) else { clearCryptoErrors(); return false }
+            context = copied
         }
-        if algorithm.family == .rsaPSS, (try? configurePSS(keyContext, algorithm)) == nil { return false }
+        defer { EVP_MD_CTX_free(context); clearCryptoErrors() }
+        if algorithm.family == .eddsa {
+            guard EVP_DigestVerifyInit(context, nil, nil, nil, pointer) == 1 else { return false }
+        }
         let input = data.bindMemory(to: UInt8.self).baseAddress
         if der.isEmpty {
             return EVP_DigestVerify(context, signature.bindMemory(to: UInt8.self).baseAddress, signature.count,
