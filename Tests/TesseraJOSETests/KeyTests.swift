@@ -149,7 +149,8 @@ struct KeyTests {
         expectJOSEError(.operationNotPermitted) { try key.pemRepresentation() }
         #expect(try JWKSet(publicKeysOf: [key]).keys.isEmpty)
         #expect(try SigningKey.generate(.hs256).keyID != key.keyID)
-        #expect(try key.privateJWK().members["k"] != nil)
+        // THREATS A27: generated secrets are 512 random bits, far beyond offline guessing.
+        #expect(try Base64URL.decode(try #require(try key.privateJWK().members["k"]?.stringValue)).count == 64)
     }
 
     @Test("malformed JWKs: wrong member types, bad base64url, wrong sizes, missing members")
