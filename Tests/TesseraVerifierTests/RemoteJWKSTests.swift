@@ -18,7 +18,7 @@ struct RemoteJWKSTests {
         try await endpoint.run { base in
             let clock = ManualClock()
             let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter(), clock: clock.monotonic)
+                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
             let factory = TokenFactory(key: key)
             let verifier = try Self.verifier(source, factory)
             for _ in 0..<50 { _ = try await verifier.verify(try factory.token()) }
@@ -51,7 +51,7 @@ struct RemoteJWKSTests {
         try await endpoint.run { base in
             let clock = ManualClock()
             let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter(), clock: clock.monotonic)
+                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
             let oldFactory = TokenFactory(key: old), newFactory = TokenFactory(key: new)
             let verifier = try Self.verifier(source, oldFactory)
             _ = try await verifier.verify(try oldFactory.token())
@@ -71,7 +71,7 @@ struct RemoteJWKSTests {
         try await endpoint.run { base in
             let clock = ManualClock()
             let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter(), clock: clock.monotonic)
+                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
             let factory = TokenFactory(key: key)
             let verifier = try Self.verifier(source, factory)
             _ = try await verifier.verify(try factory.token())
@@ -102,7 +102,7 @@ struct RemoteJWKSTests {
         try await endpoint.run { base in
             let clock = ManualClock()
             let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter(), clock: clock.monotonic)
+                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
             let factory = TokenFactory(key: key)
             let verifier = try Self.verifier(source, factory)
             _ = try await verifier.verify(try factory.token())
@@ -125,7 +125,7 @@ struct RemoteJWKSTests {
             let clock = ManualClock()
             let events = EventLog()
             let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter(), clock: clock.monotonic, logger: events.record)
+                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic, logger: events.record)
             let factory = TokenFactory(key: key)
             let verifier = try Self.verifier(source, factory)
             _ = try await verifier.verify(try factory.token())
@@ -155,7 +155,7 @@ struct RemoteJWKSTests {
         try await endpoint.run { base in
             let clock = ManualClock()
             let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter(), clock: clock.monotonic)
+                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
             let factory = TokenFactory(key: key)
             let verifier = try Self.verifier(source, factory)
             _ = try await verifier.verify(try factory.token())

@@ -26,76 +26,93 @@ public struct HTTPGetError: Error, Sendable, CustomStringConvertible {
 }
 
 /// `HTTPGetter` over Foundation's URLSession (libcurl on Linux): no Swift package, no NIO.
-/// The body is streamed into a buffer that cancels the transfer past `maximumSize`.
-public struct URLSessionHTTPGetter: HTTPGetter {
-    public init() {}
+///
+/// One long-lived session serves every fetch; its delegate streams each body into a buffer and cancels
+/// the transfer past `maximumSize`. The session is never invalidated: creating and invalidating a
+/// delegate session per request raced with the delegate's last callback in swift-corelibs-foundation
+/// and corrupted memory under load.
+public final class URLSessionHTTPGetter: HTTPGetter, @unchecked Sendable {
+    /// The process-wide getter (one URLSession).
+    public static let shared = URLSessionHTTPGetter()
+
+    private let delegate = BoundedBodyDelegate()
+    private let session: URLSession
+
+    public init() {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.urlCache = nil
+        configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
+        session = URLSession(configuration: configuration, delegate: delegate, delegateQueue: nil)
+    }
 
     public func get(_ url: URL, headers: [String: String], timeout: TimeInterval, maximumSize: Int) async throws -> HTTPGetResponse {
         var request = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeout)
         request.httpMethod = "GET"
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.urlCache = nil
-        configuration.timeoutIntervalForRequest = timeout
-        configuration.timeoutIntervalForResource = timeout
-        let delegate = BoundedBodyDelegate(limit: maximumSize)
-        let session = URLSession(configuration: configuration, delegate: delegate, delegateQueue: nil)
-        defer { session.finishTasksAndInvalidate() }
         return try await withCheckedThrowingContinuation { continuation in
-            delegate.start(continuation)
-            session.dataTask(with: request).resume()
+            let task = session.dataTask(with: request)
+            delegate.register(task.taskIdentifier, limit: maximumSize, continuation: continuation)
+            task.resume()
         }
     }
 }
 
 private final class BoundedBodyDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
-    private let limit: Int
+    private struct Transfer {
+        let limit: Int
+        let continuation: CheckedContinuation<HTTPGetResponse, Error>
+        var body: [UInt8] = []
+        var response: HTTPURLResponse?
+        var exceeded = false
+    }
+
     private let lock = NSLock()
-    private var body: [UInt8] = []
-    private var response: HTTPURLResponse?
-    private var exceeded = false
-    private var continuation: CheckedContinuation<HTTPGetResponse, Error>?
+    private var transfers: [Int: Transfer] = [:]
 
-    init(limit: Int) { self.limit = limit }
-
-    func start(_ continuation: CheckedContinuation<HTTPGetResponse, Error>) {
-        lock.withLock { self.continuation = continuation }
+    func register(_ identifier: Int, limit: Int, continuation: CheckedContinuation<HTTPGetResponse, Error>) {
+        lock.withLock { transfers[identifier] = Transfer(limit: limit, continuation: continuation) }
     }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
                     completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
-        let tooLarge = response.expectedContentLength > Int64(limit)
-        lock.withLock {
-            self.response = response as? HTTPURLResponse
-            if tooLarge { exceeded = true }
+        let tooLarge = lock.withLock { () -> Bool in
+            guard var transfer = transfers[dataTask.taskIdentifier] else { return true }
+            transfer.response = response as? HTTPURLResponse
+            if response.expectedContentLength > Int64(transfer.limit) { transfer.exceeded = true }
+            transfers[dataTask.taskIdentifier] = transfer
+            return transfer.exceeded
         }
         completionHandler(tooLarge ? .cancel : .allow)
     }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
         let cancel = lock.withLock { () -> Bool in
-            if body.count + data.count > limit {
-                exceeded = true
-                return true
+            guard var transfer = transfers[dataTask.taskIdentifier] else { return true }
+            if transfer.body.count + data.count > transfer.limit {
+                transfer.exceeded = true
+            } else {
+                transfer.body.append(contentsOf: data)
             }
-            body.append(contentsOf: data)
-            return false
+            transfers[dataTask.taskIdentifier] = transfer
+            return transfer.exceeded
         }
         if cancel { dataTask.cancel() }
     }
 
     func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
-        let (continuation, result) = lock.withLock { () -> (CheckedContinuation<HTTPGetResponse, Error>?, Result<HTTPGetResponse, Error>) in
-            defer { self.continuation = nil }
-            if exceeded { return (self.continuation, .failure(HTTPGetError(description: "response larger than \(limit) bytes"))) }
-            if let error { return (self.continuation, .failure(HTTPGetError(description: error.localizedDescription))) }
-            guard let response else { return (self.continuation, .failure(HTTPGetError(description: "no HTTP response"))) }
+        guard let transfer = lock.withLock({ transfers.removeValue(forKey: task.taskIdentifier) }) else { return }
+        if transfer.exceeded {
+            transfer.continuation.resume(throwing: HTTPGetError(description: "response larger than \(transfer.limit) bytes"))
+        } else if let error {
+            transfer.continuation.resume(throwing: HTTPGetError(description: error.localizedDescription))
+        } else if let response = transfer.response {
             var headers: [String: String] = [:]
             for (name, value) in response.allHeaderFields {
                 if let name = name as? String, let value = value as? String { headers[name.lowercased()] = value }
             }
-            return (self.continuation, .success(HTTPGetResponse(status: response.statusCode, headers: headers, body: body)))
+            transfer.continuation.resume(returning: HTTPGetResponse(status: response.statusCode, headers: headers, body: transfer.body))
+        } else {
+            transfer.continuation.resume(throwing: HTTPGetError(description: "no HTTP response"))
         }
-        continuation?.resume(with: result)
     }
 }

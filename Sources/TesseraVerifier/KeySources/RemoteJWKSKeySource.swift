@@ -59,7 +59,7 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
 
     /// Keys from the JWK Set at `jwksURL`.
     public convenience init(jwksURL: URL, allowedAlgorithms: Set<JWSAlgorithm>? = nil, policy: Policy = Policy(),
-                            http: any HTTPGetter = URLSessionHTTPGetter(), logger: KeySourceLogger? = nil) {
+                            http: any HTTPGetter = URLSessionHTTPGetter.shared, logger: KeySourceLogger? = nil) {
         self.init(.jwks(jwksURL), allowedAlgorithms, policy, http, logger, .system)
     }
 
@@ -67,7 +67,7 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
     /// → `jwks_uri`). The metadata's `issuer` must equal `issuer` exactly (RFC 8414 §3.3), and
     /// `jwks_uri` must be https (plain http only on a loopback host).
     public convenience init(issuer: String, allowedAlgorithms: Set<JWSAlgorithm>? = nil, policy: Policy = Policy(),
-                            http: any HTTPGetter = URLSessionHTTPGetter(), logger: KeySourceLogger? = nil) throws {
+                            http: any HTTPGetter = URLSessionHTTPGetter.shared, logger: KeySourceLogger? = nil) throws {
         guard let metadata = Self.metadataURL(forIssuer: issuer) else {
             throw VerifierConfigurationError("the issuer is not an http(s) URL without query or fragment")
         }
