@@ -70,14 +70,20 @@ let package = Package(
             name: "tessera-bench",
             dependencies: ["TesseraJOSE", "TesseraVerifier", "CTesseraCrypto"]
         ),
+        // Helpers shared by the test targets (vector loading, hex, token tampering); not a product.
+        .target(
+            name: "TesseraTestSupport",
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "TesseraJOSETests",
-            dependencies: ["TesseraJOSE"]
+            dependencies: ["TesseraJOSE", "TesseraTestSupport"]
         ),
         .testTarget(
             name: "TesseraVerifierTests",
             dependencies: [
                 "TesseraVerifier",
+                "TesseraTestSupport",
                 "tessera",
                 "TesseraHummingbird",
                 "ExampleResourceServer",

@@ -254,16 +254,3 @@ func subtract(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] {
     return result
 }
 
-extension Array where Element == UInt8 {
-    init(hex: String) throws {
-        var bytes: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            guard let byte = UInt8(hex[index..<next], radix: 16) else { throw VerifierConfigurationError("bad hex") }
-            bytes.append(byte)
-            index = next
-        }
-        self = bytes
-    }
-}

@@ -72,14 +72,3 @@ struct InteropTests {
     }
 }
 
-/// Changes the character at `index` to another base64url character.
-func tamper(_ token: String, at index: Int) -> String {
-    var bytes = Array(token.utf8)
-    let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-    if let position = alphabet.firstIndex(of: bytes[index]) {
-        bytes[index] = alphabet[(position + 1) % 64]
-    } else {
-        bytes[index] ^= 1
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}

@@ -11,16 +11,36 @@ struct RemoteJWKSTests {
         return try AccessTokenVerifier(configuration: configuration, keySource: source)
     }
 
-    @Test("first request loads the keys; later ones are served from the cache without a request")
-    func caches() async throws {
-        let key = try SigningKey.generate(.es256)
+    /// What a cache test needs: the endpoint running, a manual clock, a source reading it, and a verifier.
+    struct Fixture {
+        let endpoint: JWKSEndpoint
+        let clock: ManualClock
+        let source: RemoteJWKSKeySource
+        let factory: TokenFactory
+        let verifier: AccessTokenVerifier
+    }
+
+    static func withFixture(_ key: SigningKey, configure: (JWKSEndpoint) -> Void = { _ in }, logger: KeySourceLogger? = nil,
+                            _ body: @escaping @Sendable (Fixture) async throws -> Void) async throws {
         let endpoint = JWKSEndpoint(keys: [key])
+        configure(endpoint)
         try await endpoint.run { base in
             let clock = ManualClock()
             let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
+                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic, logger: logger)
             let factory = TokenFactory(key: key)
-            let verifier = try Self.verifier(source, factory)
+            try await body(Fixture(endpoint: endpoint, clock: clock, source: source, factory: factory,
+                                   verifier: try Self.verifier(source, factory)))
+        }
+    }
+
+    @Test("first request loads the keys; later ones are served from the cache without a request")
+    func caches() async throws {
+        let key = try SigningKey.generate(.es256)
+        try await Self.withFixture(key) { fixture in
+            let endpoint = fixture.endpoint
+            let factory = fixture.factory
+            let verifier = fixture.verifier
             for _ in 0..<50 { _ = try await verifier.verify(try factory.token()) }
             #expect(endpoint.requests == 1)
         }
@@ -67,13 +87,11 @@ struct RemoteJWKSTests {
     func unknownKidBurst() async throws {
         let key = try SigningKey.generate(.es256)
         let attacker = try SigningKey.generate(.es256)
-        let endpoint = JWKSEndpoint(keys: [key])
-        try await endpoint.run { base in
-            let clock = ManualClock()
-            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
-            let factory = TokenFactory(key: key)
-            let verifier = try Self.verifier(source, factory)
+        try await Self.withFixture(key) { fixture in
+            let endpoint = fixture.endpoint
+            let clock = fixture.clock
+            let factory = fixture.factory
+            let verifier = fixture.verifier
             _ = try await verifier.verify(try factory.token())
             #expect(endpoint.requests == 1)
             let forged = try (0..<200).map { index in
@@ -97,14 +115,11 @@ struct RemoteJWKSTests {
     @Test("lifetime from Cache-Control; refresh ahead of expiry in the background, revalidated with If-None-Match")
     func refreshAheadWithETag() async throws {
         let key = try SigningKey.generate(.es256)
-        let endpoint = JWKSEndpoint(keys: [key])
-        endpoint.cacheControl = "public, max-age=120"
-        try await endpoint.run { base in
-            let clock = ManualClock()
-            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
-            let factory = TokenFactory(key: key)
-            let verifier = try Self.verifier(source, factory)
+        try await Self.withFixture(key, configure: { endpoint in endpoint.cacheControl = "public, max-age=120" }) { fixture in
+            let endpoint = fixture.endpoint
+            let clock = fixture.clock
+            let factory = fixture.factory
+            let verifier = fixture.verifier
             _ = try await verifier.verify(try factory.token())
             clock.advance(80)   // < 75 % of 120 s: no refresh
             _ = try await verifier.verify(try factory.token())
@@ -120,14 +135,13 @@ struct RemoteJWKSTests {
     @Test("stale-if-error: while the issuer fails, cached keys keep working up to the bound, then keysUnavailable")
     func staleIfError() async throws {
         let key = try SigningKey.generate(.es256)
-        let endpoint = JWKSEndpoint(keys: [key])
-        try await endpoint.run { base in
-            let clock = ManualClock()
-            let events = EventLog()
-            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic, logger: events.record)
-            let factory = TokenFactory(key: key)
-            let verifier = try Self.verifier(source, factory)
+        let events = EventLog()
+        try await Self.withFixture(key, logger: events.record) { fixture in
+            let endpoint = fixture.endpoint
+            let clock = fixture.clock
+            let source = fixture.source
+            let factory = fixture.factory
+            let verifier = fixture.verifier
             _ = try await verifier.verify(try factory.token())
             endpoint.mode = .fail500
             for _ in 0..<20 {
@@ -151,13 +165,12 @@ struct RemoteJWKSTests {
     @Test("a garbage, too large or empty JWKS never evicts good keys", arguments: ["garbage", "huge", "empty"])
     func badResponsesDoNotEvict(_ kind: String) async throws {
         let key = try SigningKey.generate(.es256)
-        let endpoint = JWKSEndpoint(keys: [key])
-        try await endpoint.run { base in
-            let clock = ManualClock()
-            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
-            let factory = TokenFactory(key: key)
-            let verifier = try Self.verifier(source, factory)
+        try await Self.withFixture(key) { fixture in
+            let endpoint = fixture.endpoint
+            let clock = fixture.clock
+            let source = fixture.source
+            let factory = fixture.factory
+            let verifier = fixture.verifier
             _ = try await verifier.verify(try factory.token())
             switch kind {
             case "garbage": endpoint.mode = .garbage

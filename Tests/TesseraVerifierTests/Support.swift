@@ -2,21 +2,7 @@ import Foundation
 import Testing
 import TesseraJOSE
 @testable import TesseraVerifier
-
-enum Vectors {
-    static let directory: URL = {
-        if let override = ProcessInfo.processInfo.environment["TESSERA_VECTORS"] { return URL(fileURLWithPath: override) }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/vectors")
-    }()
-
-    static func json(_ path: String) throws -> [String: Any] {
-        let data = try Data(contentsOf: directory.appendingPathComponent(path))
-        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-    }
-
-    static func data(_ object: Any) throws -> [UInt8] { [UInt8](try JSONSerialization.data(withJSONObject: object)) }
-}
+@_exported import TesseraTestSupport
 
 /// A manually advanced monotonic clock for cache tests.
 final class ManualClock: @unchecked Sendable {

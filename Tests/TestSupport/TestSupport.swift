@@ -1,0 +1,58 @@
+import Foundation
+
+/// Test helpers shared by the test targets (not a product).
+
+/// The shared reference vectors: `../shared/vectors/` beside the repository, or `$TESSERA_VECTORS`.
+/// A missing file fails the test: these vectors are required, never optional.
+public enum Vectors {
+    public static let directory: URL = {
+        if let override = ProcessInfo.processInfo.environment["TESSERA_VECTORS"] { return URL(fileURLWithPath: override) }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/vectors")
+    }()
+
+    public static func json(_ path: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: directory.appendingPathComponent(path))
+        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TestSupportError("\(path) is not a JSON object")
+        }
+        return object
+    }
+
+    /// A Foundation JSON value as compact UTF-8 bytes (to be read by Tessera's own parser).
+    public static func data(_ object: Any) throws -> [UInt8] { [UInt8](try JSONSerialization.data(withJSONObject: object)) }
+}
+
+public struct TestSupportError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension Array where Element == UInt8 {
+    /// Bytes from hexadecimal text.
+    public init(hex: String) throws {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(hex.utf8.count / 2)
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            guard let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex),
+                  let byte = UInt8(hex[index..<next], radix: 16) else { throw TestSupportError("bad hex") }
+            bytes.append(byte)
+            index = next
+        }
+        self = bytes
+    }
+}
+
+/// Changes the character at `index` of a token to another base64url character (or flips a bit of a
+/// non-alphabet character), so the change reaches the signature check rather than the decoder.
+public func tamper(_ token: String, at index: Int) -> String {
+    var bytes = Array(token.utf8)
+    let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+    if let position = alphabet.firstIndex(of: bytes[index]) {
+        bytes[index] = alphabet[(position + 1) % 64]
+    } else {
+        bytes[index] ^= 1
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
