@@ -15,31 +15,31 @@ public struct UnverifiedJWS: Sendable {
     let signature: [UInt8]
 
     public init(parsing token: String, maximumSize: Int = UnverifiedJWS.defaultMaximumSize) throws {
-        if token.utf8.count > maximumSize {
-            throw JOSEError(.tokenTooLarge, "token of \(token.utf8.count) bytes exceeds the \(maximumSize)-byte bound")
-        }
+        try Self.checkSize(token.utf8.count, maximumSize)
         var token = token
-        self = try token.withUTF8 { try UnverifiedJWS(bytes: UnsafeRawBufferPointer($0), maximumSize: maximumSize) }
+        self = try token.withUTF8 { try UnverifiedJWS(bytes: UnsafeRawBufferPointer($0)) }
     }
 
     public init<Bytes: Collection>(parsing bytes: Bytes, maximumSize: Int = UnverifiedJWS.defaultMaximumSize) throws
     where Bytes.Element == UInt8 {
-        if bytes.count > maximumSize {
-            throw JOSEError(.tokenTooLarge, "token of \(bytes.count) bytes exceeds the \(maximumSize)-byte bound")
-        }
+        try Self.checkSize(bytes.count, maximumSize)
         if let parsed = try bytes.withContiguousStorageIfAvailable({
-            try UnverifiedJWS(bytes: UnsafeRawBufferPointer($0), maximumSize: maximumSize)
+            try UnverifiedJWS(bytes: UnsafeRawBufferPointer($0))
         }) {
             self = parsed
         } else {
-            self = try Array(bytes).withUnsafeBytes { try UnverifiedJWS(bytes: $0, maximumSize: maximumSize) }
+            self = try Array(bytes).withUnsafeBytes { try UnverifiedJWS(bytes: $0) }
         }
     }
 
-    private init(bytes: UnsafeRawBufferPointer, maximumSize: Int) throws {
-        guard bytes.count <= maximumSize else {
-            throw JOSEError(.tokenTooLarge, "token of \(bytes.count) bytes exceeds the \(maximumSize)-byte bound")
+    /// The bound is checked by the public initialisers before any copy, split or decode.
+    private static func checkSize(_ count: Int, _ maximumSize: Int) throws {
+        if count > maximumSize {
+            throw JOSEError(.tokenTooLarge, "token of \(count) bytes exceeds the \(maximumSize)-byte bound")
         }
+    }
+
+    private init(bytes: UnsafeRawBufferPointer) throws {
         var firstDot = -1, secondDot = -1
         for index in 0..<bytes.count where bytes[index] == UInt8(ascii: ".") {
             if firstDot < 0 {

@@ -33,18 +33,18 @@ public final class JWKSFileKeySource: KeySource, @unchecked Sendable {
     }
 
     public func currentKeys() async throws -> VerificationKeySet {
-        reloadIfChanged(force: false).keys
+        reloadIfChanged().keys
     }
 
     public func keysAfterUnknownKeyID() async -> VerificationKeySet? {
-        let (keys, changed) = reloadIfChanged(force: false)
+        let (keys, changed) = reloadIfChanged()
         return changed ? keys : nil
     }
 
-    private func reloadIfChanged(force: Bool) -> (keys: VerificationKeySet, changed: Bool) {
+    private func reloadIfChanged() -> (keys: VerificationKeySet, changed: Bool) {
         state.withLock { state in
             let now = clock.now()
-            guard force || now - state.lastCheck >= checkInterval else { return (state.keys, false) }
+            guard now - state.lastCheck >= checkInterval else { return (state.keys, false) }
             state.lastCheck = now
             guard let stamp = try? Self.stamp(path), stamp != state.stamp else { return (state.keys, false) }
             state.stamp = stamp

@@ -144,7 +144,7 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
         let task: Task<VerificationKeySet, Error>? = state.withLock { state in
             if let last = state.lastUnknownKeyRefresh, now - last < policy.unknownKeyCooldown { return nil }
             state.lastUnknownKeyRefresh = now
-            return state.inFlight ?? startFetch(&state)
+            return startFetch(&state)
         }
         guard let task else { return nil }
         return try? await task.value
@@ -156,8 +156,7 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
         state.lastAttempt = clock.now()
         let task = Task { [self] in
             do {
-                let keys = try await fetch()
-                return keys
+                return try await fetch()
             } catch {
                 recordFailure(error)
                 throw error
