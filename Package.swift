@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "TesseraJOSE", targets: ["TesseraJOSE"]),
         .library(name: "TesseraVerifier", targets: ["TesseraVerifier"]),
         .library(name: "TesseraHummingbird", targets: ["TesseraHummingbird"]),
+        .library(name: "TesseraIssuer", targets: ["TesseraIssuer"]),
         .executable(name: "tessera", targets: ["tessera"]),
         .executable(name: "tessera-bench", targets: ["tessera-bench"]),
     ],
@@ -34,6 +35,11 @@ let package = Package(
         // What resource servers link: Foundation, libcrypto and TesseraJOSE only (no NIO).
         .target(
             name: "TesseraVerifier",
+            dependencies: ["TesseraJOSE"]
+        ),
+        // The issuer's logic and its crash-safe refresh-token store: Foundation, libcrypto and TesseraJOSE only.
+        .target(
+            name: "TesseraIssuer",
             dependencies: ["TesseraJOSE"]
         ),
         // Bearer-token middleware for Hummingbird 2: the only verifier-side code that depends on it.
@@ -73,11 +79,22 @@ let package = Package(
         // Helpers shared by the test targets (vector loading, hex, token tampering); not a product.
         .target(
             name: "TesseraTestSupport",
+            dependencies: ["TesseraJOSE"],
             path: "Tests/TestSupport"
+        ),
+        // Child process for the refresh-token store's crash tests: rotates until killed.
+        .executableTarget(
+            name: "tessera-store-harness",
+            dependencies: ["TesseraIssuer"],
+            path: "Tests/StoreHarness"
         ),
         .testTarget(
             name: "TesseraJOSETests",
             dependencies: ["TesseraJOSE", "TesseraTestSupport"]
+        ),
+        .testTarget(
+            name: "TesseraIssuerTests",
+            dependencies: ["TesseraIssuer", "TesseraJOSE", "TesseraTestSupport", "tessera-store-harness"]
         ),
         .testTarget(
             name: "TesseraVerifierTests",

@@ -56,3 +56,37 @@ public func tamper(_ token: String, at index: Int) -> String {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+import TesseraJOSE
+
+/// A wall clock tests move by hand (forward, or back to emulate a clock step), never by sleeping.
+public final class SteppedClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: Date
+
+    public init(_ start: Date = Date(timeIntervalSince1970: 1_800_000_000)) { current = start }
+
+    public var now: Date { lock.withLock { current } }
+    public func advance(_ seconds: TimeInterval) { lock.withLock { current += seconds } }
+    public var wallClock: WallClock { WallClock { [self] in now } }
+}
+
+/// A fresh folder under the system's temporary directory, removed by `remove()`.
+public struct TemporaryDirectory: Sendable {
+    public let url: URL
+    public var path: String { url.path }
+
+    public init(_ label: String = "tessera") throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
+
+    public func appending(_ name: String) -> String { url.appendingPathComponent(name).path }
+    public func remove() { try? FileManager.default.removeItem(at: url) }
+}
+
+/// The path of an executable built beside the running test binary.
+public func builtExecutable(_ name: String) -> String {
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent(name).path
+}

@@ -69,6 +69,22 @@ public enum Digest {
         hash(Array(bytes), FetchedDigests.shared.sha512, 64)
     }
 
+    /// HMAC-SHA-256 of `message` under `key` (RFC 2104), for derivations inside Tessera (not JWS: a JWS
+    /// MAC goes through `SigningKey`, which is bound to one algorithm and checks the key length).
+    public static func hmacSHA256<Key: Collection, Message: Collection>(key: Key, _ message: Message) -> [UInt8]
+    where Key.Element == UInt8, Message.Element == UInt8 {
+        let key = Array(key), message = Array(message)
+        var out = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        let result = key.withUnsafeBytes { k in
+            message.withUnsafeBytes { m in
+                HMAC(FetchedDigests.shared.sha256, k.baseAddress, Int32(k.count), m.baseAddress?.assumingMemoryBound(to: UInt8.self), m.count, &out, &length)
+            }
+        }
+        precondition(result != nil && length == 32, "HMAC failed")
+        return out
+    }
+
     private static func hash(_ input: [UInt8], _ md: OpaquePointer, _ size: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: size)
         var length: UInt32 = 0

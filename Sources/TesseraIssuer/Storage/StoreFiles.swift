@@ -1,0 +1,225 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The refresh-token store's folder: files opened relative to one directory descriptor, never through
+/// a symlink, created 0600, and every rename made durable by an fsync of the folder.
+final class StoreDirectory: @unchecked Sendable {
+    let path: String
+    let fd: Int32
+    private var lockFD: Int32 = -1
+
+    static let lockName = "LOCK"
+
+    /// Opens (creating with mode 0700 if missing) the folder and takes its exclusive lock.
+    init(path: String) throws {
+        self.path = path
+        var info = stat()
+        if lstat(path, &info) != 0 {
+            guard errno == ENOENT else { throw Self.error(.badDirectory, "cannot inspect \(path)", errno) }
+            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                                                    withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw Self.error(.badDirectory, "cannot create \(path)", errno) }
+            guard lstat(path, &info) == 0 else { throw Self.error(.badDirectory, "cannot inspect \(path)", errno) }
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw RefreshTokenStoreError(.badDirectory, "\(path) is not a directory (a symlink is refused too); point --data at a folder")
+        }
+        guard info.st_uid == geteuid() else {
+            throw RefreshTokenStoreError(.badDirectory, "\(path) belongs to another user (uid \(info.st_uid)); chown it to the service user")
+        }
+        guard info.st_mode & 0o022 == 0 else {
+            throw RefreshTokenStoreError(.badDirectory, "\(path) is writable by group or others; run: chmod 700 \(path)")
+        }
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw Self.error(.badDirectory, "cannot open \(path)", errno) }
+        do {
+            try takeLock()
+        } catch {
+            closeFile(fd)
+            throw error
+        }
+    }
+
+    deinit {
+        unlock()
+        closeFile(fd)
+    }
+
+    /// Releases the store's lock (closing the descriptor releases the flock).
+    func unlock() {
+        if lockFD >= 0 { closeFile(lockFD) }
+        lockFD = -1
+    }
+
+    /// flock(2), not fcntl(2): an fcntl lock vanishes when any descriptor of the file is closed by the
+    /// process, and a second open in the same process would not conflict.
+    private func takeLock() throws {
+        lockFD = openat(fd, Self.lockName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard lockFD >= 0 else { throw Self.error(.badDirectory, "cannot open \(path)/\(Self.lockName)", errno) }
+        if flock(lockFD, LOCK_EX | LOCK_NB) != 0 {
+            let holder = (try? readAll(lockFD, from: 0, maximum: 64)).map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+            closeFile(lockFD)
+            lockFD = -1
+            let who = holder.isEmpty ? "another process" : "process \(holder)"
+            throw RefreshTokenStoreError(.locked, "the refresh-token store \(path) is in use by \(who); stop it first (one process per store)")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(lockFD, 0)
+        _ = pid.withUnsafeBytes { pwrite(lockFD, $0.baseAddress, $0.count, 0) }
+    }
+
+    func fileNames() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: path)
+    }
+
+    /// Opens an existing regular file for reading or appending, refusing symlinks.
+    func openFile(_ name: String, writable: Bool) throws -> Int32 {
+        let file = openat(fd, name, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC)
+        guard file >= 0 else { throw Self.error(.badDirectory, "cannot open \(path)/\(name)", errno) }
+        return file
+    }
+
+    /// Writes `bytes` to a new file `name` atomically and durably: a temporary file created 0600 with
+    /// O_EXCL (a planted file or symlink makes it fail), fsync, rename, fsync of the folder.
+    func writeAtomically(_ name: String, produce: (Int32) throws -> Void) throws {
+        let temporary = name + ".tmp"
+        _ = unlinkat(fd, temporary, 0)
+        let file = openat(fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard file >= 0 else { throw Self.error(.unavailable, "cannot create \(path)/\(temporary)", errno) }
+        do {
+            try produce(file)
+            guard fsync(file) == 0 else { throw Self.error(.unavailable, "fsync of \(path)/\(temporary) failed", errno) }
+            closeFile(file)
+        } catch {
+            closeFile(file)
+            _ = unlinkat(fd, temporary, 0)
+            throw error
+        }
+        guard renameat(fd, temporary, fd, name) == 0 else { throw Self.error(.unavailable, "cannot rename \(temporary) to \(name) in \(path)", errno) }
+        try sync()
+    }
+
+    func remove(_ name: String) {
+        _ = unlinkat(fd, name, 0)
+    }
+
+    /// fsync of the folder: makes creations, renames and removals in it durable (POSIX rename(2)).
+    func sync() throws {
+        guard fsync(fd) == 0 else { throw Self.error(.unavailable, "fsync of the folder \(path) failed", errno) }
+    }
+
+    static func error(_ code: RefreshTokenStoreError.Code, _ message: String, _ number: Int32) -> RefreshTokenStoreError {
+        RefreshTokenStoreError(code, "\(message): \(String(cString: strerror(number)))")
+    }
+}
+
+func closeFile(_ fd: Int32) {
+    _ = close(fd)
+}
+
+/// Writes all of `bytes`, retrying short writes and EINTR.
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+    var written = 0
+    try bytes.withUnsafeBytes { buffer in
+        while written < buffer.count {
+            let result = write(fd, buffer.baseAddress! + written, buffer.count - written)
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw StoreDirectory.error(.unavailable, "writing the refresh-token log failed", errno)
+            }
+            written += result
+        }
+    }
+}
+
+/// Reads up to `maximum` bytes of `fd` starting at `offset`.
+func readAll(_ fd: Int32, from offset: Int, maximum: Int) throws -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: maximum)
+    var total = 0
+    while total < maximum {
+        let result = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + total, maximum - total, off_t(offset + total)) }
+        if result < 0 {
+            if errno == EINTR { continue }
+            throw StoreDirectory.error(.unavailable, "reading a store file failed", errno)
+        }
+        if result == 0 { break }
+        total += result
+    }
+    out.removeLast(maximum - total)
+    return out
+}
+
+func fileSize(_ fd: Int32) throws -> Int {
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { throw StoreDirectory.error(.unavailable, "cannot stat a store file", errno) }
+    return Int(info.st_size)
+}
+
+/// Reads a store file's frames in order, a few MiB at a time (a 1 M-family snapshot is never in memory whole).
+struct FrameReader {
+    enum Next {
+        case record(ArraySlice<UInt8>, offset: Int)
+        case bad(offset: Int, reason: String)
+        case end
+    }
+
+    private let fd: Int32
+    let size: Int
+    private var buffer: [UInt8] = []
+    private var bufferStart = 0
+    private(set) var position: Int
+    private static let chunk = 4 << 20
+
+    init(fd: Int32, start: Int) throws {
+        self.fd = fd
+        size = try fileSize(fd)
+        position = start
+        bufferStart = start
+    }
+
+    mutating func next() throws -> Next {
+        if position >= size { return .end }
+        try load(StoreFormat.frameOverhead)
+        let local = position - bufferStart
+        if buffer.count - local >= StoreFormat.frameOverhead {
+            let length = Int(StoreFormat.readU32(buffer, local))
+            if length <= StoreFormat.maximumPayload { try load(StoreFormat.frameOverhead + length) }
+        }
+        switch StoreFormat.readFrame(buffer, at: position - bufferStart) {
+        case .end:
+            return .end
+        case .bad(let reason):
+            return .bad(offset: position, reason: reason)
+        case .record(let payload, let next):
+            let offset = position
+            position = bufferStart + next
+            return .record(payload, offset: offset)
+        }
+    }
+
+    /// Makes sure the buffer holds `count` bytes from `position` (or up to the end of the file).
+    private mutating func load(_ count: Int) throws {
+        let local = position - bufferStart
+        guard buffer.count - local < count, bufferStart + buffer.count < size else { return }
+        buffer.removeFirst(local)
+        bufferStart = position
+        let more = try readAll(fd, from: bufferStart + buffer.count, maximum: max(Self.chunk, count))
+        buffer += more
+    }
+
+    /// True when an intact frame starts anywhere after `offset`: then the damage at `offset` is not a
+    /// torn tail (which only the last, unacknowledged write can leave) but corruption.
+    func intactFrameFollows(_ offset: Int) throws -> Bool {
+        let rest = try readAll(fd, from: offset, maximum: size - offset)
+        var candidate = 1
+        while candidate + StoreFormat.frameOverhead <= rest.count {
+            if case .record = StoreFormat.readFrame(rest, at: candidate) { return true }
+            candidate += 1
+        }
+        return false
+    }
+}
