@@ -89,9 +89,9 @@ case "rotate":
     emit("DONE")
 
 case "hold":
-    _ = open()
+    let store = open()
     emit("READY")
-    while true { sleep(60) }
+    withExtendedLifetime(store) { while true { sleep(60) } }
 
 default:
     fail("unknown mode \(arguments[1])")

@@ -13,6 +13,7 @@ import Darwin
 /// accumulated and fsyncs once for all of them, and no caller returns before its record is durable.
 /// After a failed write or fsync the store refuses every further operation until it is reopened
 /// (after EIO the kernel may have dropped the dirty pages, so retrying could acknowledge lost data).
+/// Call `close()` when done: it drains queued writes, stops the writer thread and releases the lock.
 /// Format and recovery: `docs/refresh-token-store.md`.
 public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable {
     public struct Options: Sendable {
@@ -90,14 +91,11 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         logBytesSinceSnapshot = state.logBytes
         logFD = try directory.openFile(StoreFileName.log(state.logGeneration), writable: true)
         _ = lseek(logFD, 0, SEEK_END)
-        let thread = Thread { [unowned self] in self.runFlusher() }
+        // The writer holds the store until `close()`: a store that is opened must be closed.
+        let thread = Thread { self.runFlusher() }
         thread.name = "tessera-refresh-store-writer"
         flusher = thread
         thread.start()
-    }
-
-    deinit {
-        close()
     }
 
     /// Waits for queued writes, stops the writer, and releases the lock. Further calls fail.

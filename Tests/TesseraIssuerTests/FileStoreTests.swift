@@ -1,0 +1,284 @@
+import Foundation
+import Testing
+import TesseraJOSE
+@testable import TesseraIssuer
+import TesseraTestSupport
+
+final class EventLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [FileRefreshTokenStore.StoreEvent] = []
+    var events: [FileRefreshTokenStore.StoreEvent] { lock.withLock { stored } }
+    func record(_ event: FileRefreshTokenStore.StoreEvent) { lock.withLock { stored.append(event) } }
+}
+
+func family(_ subject: String = "alice", window: Int = 0) -> NewRefreshTokenFamily {
+    NewRefreshTokenFamily(clientID: "app", subject: subject, scope: ["read"], authTime: Date(),
+                          policy: RefreshTokenPolicy(retryWindow: window))
+}
+
+func fileBytes(_ path: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) }
+
+func storeFiles(_ path: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: path).filter { $0 != "LOCK" }.sorted()
+}
+
+@Suite("File refresh-token store: format, recovery, locking, files")
+struct FileStoreTests {
+    @Test("THREATS C1: truncating the log at every byte offset of its last record reopens with the record dropped, all else intact")
+    func tornTailAtEveryOffset() async throws {
+        let folder = try TemporaryDirectory("tessera-torn")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        var store: FileRefreshTokenStore? = try FileRefreshTokenStore(directory: path)
+        let keep = try await store!.issue(family("keep"))
+        let rotated = try await store!.rotate(keep.token, clientID: "app", scope: nil)
+        let logPath = path + "/" + StoreFileName.log(1)
+        let before = try fileBytes(logPath).count
+        let last = try await store!.issue(family("last"))
+        store!.close()
+        store = nil
+        let full = try fileBytes(logPath)
+        #expect(full.count > before)
+        for cut in before..<full.count {
+            let copy = folder.appending("copy-\(cut)")
+            try FileManager.default.copyItem(atPath: path, toPath: copy)
+            let copyLog = copy + "/" + StoreFileName.log(1)
+            try Data(full[0..<cut]).write(to: URL(fileURLWithPath: copyLog))
+            let events = EventLog()
+            let reopened = try FileRefreshTokenStore(directory: copy, options: .init(onEvent: events.record))
+            #expect(try await reopened.record(for: rotated.successor.token)?.state == .live, "cut at \(cut)")
+            #expect(try await reopened.record(for: keep.token)?.state == .rotated, "cut at \(cut)")
+            #expect(try await reopened.record(for: last.token) == nil, "cut at \(cut)")
+            #expect(events.events == (cut == before ? [] : [.tornTailDropped(file: StoreFileName.log(1), offset: before, bytes: cut - before)]), "cut at \(cut)")
+            // The store keeps working after the cut: new records land where the torn one was.
+            let again = try await reopened.issue(family("again"))
+            reopened.close()
+            let third = try FileRefreshTokenStore(directory: copy)
+            #expect(try await third.record(for: again.token)?.state == .live, "cut at \(cut)")
+            third.close()
+            try FileManager.default.removeItem(atPath: copy)
+        }
+        let whole = try FileRefreshTokenStore(directory: path)
+        #expect(try await whole.record(for: last.token)?.state == .live)
+        whole.close()
+    }
+
+    @Test("A bad checksum before the tail stops the start, naming the file and the offset; a torn tail of zeros does not")
+    func corruptionIsNotATornTail() async throws {
+        let folder = try TemporaryDirectory("tessera-corrupt")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        let store = try FileRefreshTokenStore(directory: path)
+        for index in 0..<5 { _ = try await store.issue(family("user\(index)")) }
+        store.close()
+        let logPath = path + "/" + StoreFileName.log(1)
+        var bytes = try fileBytes(logPath)
+        let original = bytes
+        // Zeros appended (a file system that extended the file but never wrote the data): a torn tail.
+        bytes += [UInt8](repeating: 0, count: 300)
+        try Data(bytes).write(to: URL(fileURLWithPath: logPath))
+        let reopened = try FileRefreshTokenStore(directory: path)
+        #expect(await reopened.statistics().families == 5)
+        reopened.close()
+        #expect(try fileBytes(logPath) == original)
+
+        // One flipped byte in the second record.
+        bytes = original
+        let second = StoreFormat.headerSize + (bytes.count - StoreFormat.headerSize) / 5 + 20
+        bytes[second] ^= 0x40
+        try Data(bytes).write(to: URL(fileURLWithPath: logPath))
+        let error = await expectStoreError(.corrupt) { _ = try FileRefreshTokenStore(directory: path) }
+        let message = error?.message ?? ""
+        #expect(message.contains(StoreFileName.log(1)) && message.contains("offset") && message.contains("tessera store repair"))
+        // Nothing was changed by the failed start.
+        #expect(try fileBytes(logPath) == bytes)
+    }
+
+    @Test("THREATS C5: a second opener, in this process or another, is refused and told who holds the store")
+    func exclusiveLock() async throws {
+        let folder = try TemporaryDirectory("tessera-lock")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        let store = try FileRefreshTokenStore(directory: path)
+        let error = await expectStoreError(.locked) { _ = try FileRefreshTokenStore(directory: path) }
+        #expect(error?.message.contains("process \(getpid())") == true)
+        store.close()
+
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: builtExecutable("tessera-store-harness"))
+        holder.arguments = ["hold", path]
+        let output = Pipe()
+        holder.standardOutput = output
+        try holder.run()
+        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
+        #expect(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("READY"))
+        let crossProcess = await expectStoreError(.locked) { _ = try FileRefreshTokenStore(directory: path) }
+        #expect(crossProcess?.message.contains("process \(holder.processIdentifier)") == true)
+    }
+
+    @Test("Files are 0600 and the folder 0700 under umask 022; an unsafe folder or a symlink is refused")
+    func permissionsAndSymlinks() async throws {
+        let folder = try TemporaryDirectory("tessera-perm")
+        defer { folder.remove() }
+        let previous = umask(0o022)
+        defer { umask(previous) }
+        let path = folder.appending("store")
+        let store = try FileRefreshTokenStore(directory: path)
+        for index in 0..<3 { _ = try await store.issue(family("u\(index)")) }
+        try await store.compact()
+        store.close()
+        let files = try FileManager.default.contentsOfDirectory(atPath: path)
+        #expect(files.contains { $0.hasPrefix("snapshot.") })
+        for name in files {
+            let mode = try FileManager.default.attributesOfItem(atPath: path + "/" + name)[.posixPermissions] as! Int
+            #expect(mode == 0o600, "\(name) is \(String(mode, radix: 8))")
+        }
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as! Int == 0o700)
+
+        chmod(path, 0o770)
+        await expectStoreError(.badDirectory) { _ = try FileRefreshTokenStore(directory: path) }
+        chmod(path, 0o700)
+        let link = folder.appending("link")
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: path)
+        await expectStoreError(.badDirectory) { _ = try FileRefreshTokenStore(directory: link) }
+        // A symlink planted as the newest log is not followed.
+        let target = folder.appending("elsewhere")
+        FileManager.default.createFile(atPath: target, contents: Data())
+        try FileManager.default.createSymbolicLink(atPath: path + "/" + StoreFileName.log(3), withDestinationPath: target)
+        await expectStoreError(.badDirectory) { _ = try FileRefreshTokenStore(directory: path) }
+        #expect(try fileBytes(target).isEmpty)
+    }
+
+    @Test("THREATS C10, RFC 9700 §4.14: no token, secret or family handle appears in any store file")
+    func noPlaintextTokensAtRest() async throws {
+        let folder = try TemporaryDirectory("tessera-plain")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        let store = try FileRefreshTokenStore(directory: path)
+        var tokens: [RefreshToken] = []
+        for index in 0..<20 {
+            let issued = try await store.issue(family("user\(index)", window: 30))
+            let rotated = try await store.rotate(issued.token, clientID: "app", scope: nil)
+            tokens += [issued.token, rotated.successor.token]
+        }
+        try await store.compact()
+        for index in 0..<5 { tokens.append(try await store.issue(family("late\(index)")).token) }
+        store.close()
+        let contents = try storeFiles(path).map { try fileBytes(path + "/" + $0) }
+        #expect(contents.count >= 2)
+        for token in tokens {
+            let decoded = try Base64URL.decode(String(token.rawValue.dropFirst(4)))
+            let needles: [[UInt8]] = [Array(token.rawValue.utf8), Array(token.rawValue.utf8.dropFirst(4).prefix(22)),
+                                      Array(decoded[0..<16]), Array(decoded[20..<52])]
+            for file in contents {
+                for needle in needles {
+                    #expect(!contains(file, needle))
+                }
+            }
+        }
+    }
+
+    @Test("Compaction: same state before and after, rotations continue during it, covered files are deleted")
+    func compaction() async throws {
+        let folder = try TemporaryDirectory("tessera-compact")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        let clock = SteppedClock()
+        let store = try FileRefreshTokenStore(directory: path, options: .init(compactionThreshold: Int.max, clock: clock.wallClock))
+        var live: [RefreshToken] = [], dead: [RefreshToken] = []
+        for index in 0..<200 {
+            let issued = try await store.issue(NewRefreshTokenFamily(clientID: "app", subject: "u\(index)", scope: ["read"], authTime: clock.now,
+                                                                     policy: RefreshTokenPolicy(absoluteLifetime: index < 50 ? 100 : 10_000, idleLifetime: 100)))
+            let next = try await store.rotate(issued.token, clientID: "app", scope: nil).successor.token
+            dead.append(issued.token)
+            live.append(next)
+        }
+        let revoked = live.removeLast()
+        try await store.revokeFamily(of: revoked, clientID: "app")
+        clock.advance(50)
+        // Rotations while compaction runs.
+        async let report = store.compact()
+        var rotatedDuring: [RefreshToken] = []
+        for index in 100..<150 {
+            rotatedDuring.append(try await store.rotate(live[index], clientID: "app", scope: nil).successor.token)
+        }
+        let finished = try await report
+        #expect(finished.generation == 2 && finished.families == 200)  // the revoked family stays as a tombstone
+        clock.advance(60)  // the 50 short families and everything not rotated since pass their 100 s lifetimes
+        try await store.compact()
+        store.close()
+        #expect(try storeFiles(path) == [StoreFileName.log(3), StoreFileName.snapshot(3)])
+        let reopened = try FileRefreshTokenStore(directory: path, options: .init(clock: clock.wallClock))
+        #expect(await reopened.statistics().families == 50)
+        for token in rotatedDuring { #expect(try await reopened.record(for: token)?.state == .live) }
+        for token in live[0..<100] { #expect(try await reopened.record(for: token) == nil) }
+        await expectStoreError(.unknownToken) { _ = try await reopened.rotate(live[60], clientID: "app", scope: nil) }
+        await expectStoreError(.reuseDetected) { _ = try await reopened.rotate(live[120], clientID: "app", scope: nil) }
+        _ = try await reopened.rotate(rotatedDuring[0], clientID: "app", scope: nil)
+        reopened.close()
+    }
+
+    @Test("A compaction that died after writing its snapshot, or before renaming it, leaves a store that opens whole")
+    func interruptedCompaction() async throws {
+        let folder = try TemporaryDirectory("tessera-interrupt")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        let store = try FileRefreshTokenStore(directory: path)
+        var tokens: [RefreshToken] = []
+        for index in 0..<10 { tokens.append(try await store.issue(family("u\(index)")).token) }
+        try await store.compact()
+        for index in 0..<10 { tokens[index] = try await store.rotate(tokens[index], clientID: "app", scope: nil).successor.token }
+        store.close()
+        let snapshot = try fileBytes(path + "/" + StoreFileName.snapshot(2))
+        // Died before the rename: a partial temporary file is left behind.
+        try Data(snapshot.prefix(40)).write(to: URL(fileURLWithPath: path + "/" + StoreFileName.snapshot(3) + ".tmp"))
+        // Died after renaming snapshot 2 but before deleting log 1: an old log is left behind.
+        try Data(StoreFormat.header(.init(kind: .log, generation: 1, createdAt: 0))).write(to: URL(fileURLWithPath: path + "/" + StoreFileName.log(1)))
+        let reopened = try FileRefreshTokenStore(directory: path)
+        for token in tokens { #expect(try await reopened.record(for: token)?.state == .live) }
+        reopened.close()
+        #expect(try storeFiles(path) == [StoreFileName.log(2), StoreFileName.snapshot(2)])
+    }
+
+    @Test("THREATS C11: restoring a backup and then revoking every family keeps a revoked token dead")
+    func restoreFromBackup() async throws {
+        let folder = try TemporaryDirectory("tessera-restore")
+        defer { folder.remove() }
+        let path = folder.appending("store"), backup = folder.appending("backup")
+        var store = try FileRefreshTokenStore(directory: path)
+        let token = try await store.issue(family()).token
+        store.close()
+        try FileManager.default.copyItem(atPath: path, toPath: backup)
+        store = try FileRefreshTokenStore(directory: path)
+        try await store.revokeFamily(of: token, clientID: "app")
+        store.close()
+        try FileManager.default.removeItem(atPath: path)
+        try FileManager.default.copyItem(atPath: backup, toPath: path)
+        // The backup alone would resurrect the family: this is why restoring requires the revocation below.
+        store = try FileRefreshTokenStore(directory: path)
+        #expect(try await store.record(for: token)?.state == .live)
+        #expect(try await store.revokeAllFamilies() == 1)
+        store.close()
+        store = try FileRefreshTokenStore(directory: path)
+        await expectStoreError(.revoked) { _ = try await store.rotate(token, clientID: "app", scope: nil) }
+        store.close()
+    }
+
+    @Test("CRC-32C matches the RFC 3720 check values")
+    func crc32c() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
+        #expect(CRC32C.checksum([UInt8](repeating: 0xFF, count: 32)) == 0x62A8_AB43)
+        #expect(CRC32C.checksum(Array(0..<32)) == 0x46DD_794E)
+    }
+}
+
+func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+    guard needle.count <= haystack.count, let first = needle.first else { return false }
+    var index = 0
+    while index <= haystack.count - needle.count {
+        if haystack[index] == first, Array(haystack[index..<index + needle.count]) == needle { return true }
+        index += 1
+    }
+    return false
+}
