@@ -1,7 +1,7 @@
 // A child process for the refresh-token store's crash and fault tests (not a product).
 //
 //   tessera-store-harness seed DIR COUNT [RETRY_WINDOW]  issue COUNT families, print their tokens
-//   tessera-store-harness rotate DIR TASKS               rotate the tokens read from stdin from TASKS tasks
+//   tessera-store-harness rotate DIR TASKS [COMPACT_AT]  rotate the tokens read from stdin from TASKS tasks
 //                                                        until killed or the store fails; print one line per
 //                                                        acknowledged result: "R old new", "N new", "V token"
 //   tessera-store-harness hold DIR                       open the store, print "READY", wait to be killed
@@ -29,8 +29,9 @@ guard arguments.count >= 3 else { fail("usage: tessera-store-harness seed|rotate
 let directory = arguments[2]
 signal(SIGXFSZ, SIG_IGN)  // a file-size limit (ulimit -f) must surface as EFBIG, not kill the process
 
-func open() -> FileRefreshTokenStore {
-    do { return try FileRefreshTokenStore(directory: directory) } catch { fail("open failed: \(error)") }
+func open(compactionThreshold: Int = 64 << 20) -> FileRefreshTokenStore {
+    do { return try FileRefreshTokenStore(directory: directory, options: .init(compactionThreshold: compactionThreshold)) }
+    catch { fail("open failed: \(error)") }
 }
 
 let family = { (window: Int) in
@@ -48,7 +49,7 @@ case "seed":
     store.close()
 
 case "rotate":
-    let store = open()
+    let store = open(compactionThreshold: arguments.count > 4 ? Int(arguments[4]) ?? 64 << 20 : 64 << 20)
     let tasks = Int(arguments[3]) ?? 8
     var tokens: [String] = []
     while let line = readLine() { if !line.isEmpty { tokens.append(line) } }
