@@ -282,3 +282,84 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
     }
     return false
 }
+
+@Suite("tessera store check / repair (library side)")
+struct StoreMaintenanceTests {
+    @Test("check reports counts and a torn tail without changing a byte; it refuses a store a server holds")
+    func check() async throws {
+        let folder = try TemporaryDirectory("tessera-check")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        let store = try FileRefreshTokenStore(directory: path)
+        let kept = try await store.issue(family("a")).token
+        _ = try await store.issue(family("b"))
+        try await store.revokeFamily(of: kept, clientID: "app")
+        await expectStoreError(.locked) { _ = try FileRefreshTokenStore.check(directory: path) }
+        store.close()
+        let log = path + "/" + StoreFileName.log(1)
+        let bytes = try fileBytes(log) + [1, 2, 3]
+        try Data(bytes).write(to: URL(fileURLWithPath: log))
+        let report = try FileRefreshTokenStore.check(directory: path)
+        #expect(report.families == 1 && report.revokedFamilies == 1 && report.records == 3)
+        #expect(report.tornTail == .init(file: StoreFileName.log(1), offset: bytes.count - 3, bytes: 3))
+        #expect(report.files == [StoreFileName.log(1)])
+        #expect(try fileBytes(log) == bytes)
+    }
+
+    @Test("repair keeps the records before the damage, moves the rest aside, and revokes every family")
+    func repairLog() async throws {
+        let folder = try TemporaryDirectory("tessera-repair")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        let store = try FileRefreshTokenStore(directory: path)
+        var tokens: [RefreshToken] = []
+        for index in 0..<6 { tokens.append(try await store.issue(family("user\(index)")).token) }
+        store.close()
+        let log = path + "/" + StoreFileName.log(1)
+        var bytes = try fileBytes(log)
+        let recordSize = (bytes.count - StoreFormat.headerSize) / 6
+        let damagedAt = StoreFormat.headerSize + 3 * recordSize
+        bytes[damagedAt + 30] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: log))
+        await expectStoreError(.corrupt) { _ = try FileRefreshTokenStore.check(directory: path) }
+
+        let repair = try await FileRefreshTokenStore.repair(directory: path)
+        #expect(repair.revokedFamilies == 3)
+        #expect(repair.actions.first?.contains("offset \(damagedAt)") == true)
+        #expect(try fileBytes(path + "/" + StoreFileName.log(1) + ".damaged-\(damagedAt)") == Array(bytes[damagedAt...]))
+        let reopened = try FileRefreshTokenStore(directory: path)
+        for token in tokens[0..<3] { await expectStoreError(.revoked) { _ = try await reopened.rotate(token, clientID: "app", scope: nil) } }
+        for token in tokens[3...] { await expectStoreError(.unknownToken) { _ = try await reopened.rotate(token, clientID: "app", scope: nil) } }
+        _ = try await reopened.issue(family("after"))
+        reopened.close()
+        #expect(try await FileRefreshTokenStore.repair(directory: path).actions == ["nothing to repair"])
+    }
+
+    @Test("repair replaces a damaged snapshot and fills a missing log; the store opens again")
+    func repairSnapshotAndGap() async throws {
+        let folder = try TemporaryDirectory("tessera-repair2")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        let store = try FileRefreshTokenStore(directory: path)
+        let old = try await store.issue(family("old")).token
+        try await store.compact()
+        try await store.compact()
+        let late = try await store.issue(family("late")).token
+        store.close()
+        let snapshot = path + "/" + StoreFileName.snapshot(3)
+        var bytes = try fileBytes(snapshot)
+        bytes[StoreFormat.headerSize + 12] ^= 1
+        try Data(bytes).write(to: URL(fileURLWithPath: snapshot))
+        // As if a compaction had switched to log 4 and log 3 were then lost.
+        try Data(StoreFormat.header(.init(kind: .log, generation: 4, createdAt: 0))).write(to: URL(fileURLWithPath: path + "/" + StoreFileName.log(4)))
+        try FileManager.default.moveItem(atPath: path + "/" + StoreFileName.log(3), toPath: folder.appending("elsewhere"))
+        let error = await expectStoreError(.corrupt) { _ = try FileRefreshTokenStore(directory: path) }
+        #expect(error?.message.contains(StoreFileName.log(3) + " is missing") == true)
+        let repair = try await FileRefreshTokenStore.repair(directory: path, revokeEveryFamily: false)
+        #expect(repair.actions.count == 2 && repair.revokedFamilies == 0)
+        let reopened = try FileRefreshTokenStore(directory: path)
+        #expect(try await reopened.record(for: old) == nil)
+        #expect(try await reopened.record(for: late) == nil)
+        reopened.close()
+    }
+}

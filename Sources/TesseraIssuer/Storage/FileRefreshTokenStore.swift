@@ -84,7 +84,12 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         self.options = options
         clock = options.clock
         directory = try StoreDirectory(path: path)
-        let state = try StoreLoader(directory: directory, mode: .open, onEvent: options.onEvent).load()
+        let state: StoreLoader.State
+        do {
+            state = try StoreLoader(directory: directory, mode: .open, onEvent: options.onEvent).load()
+        } catch let damage as StoreDamage {
+            throw damage.error(in: path)
+        }
         ledger = state.ledger
         snapshotGeneration = state.snapshotGeneration
         logGeneration = state.logGeneration
@@ -321,9 +326,14 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         // Building the snapshot reads files for a while: keep it off the cooperative thread pool.
         let (families, bytes) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int, Int), Error>) in
             let thread = Thread { [directory] in
-                continuation.resume(with: Result {
-                    try StoreLoader.writeSnapshot(directory: directory, base: base, through: newLog - 1, generation: newLog, now: now)
-                })
+                do {
+                    continuation.resume(returning: try StoreLoader.writeSnapshot(
+                        directory: directory, base: base, through: newLog - 1, generation: newLog, now: now))
+                } catch let damage as StoreDamage {
+                    continuation.resume(throwing: damage.error(in: directory.path))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
             }
             thread.name = "tessera-refresh-store-compaction"
             thread.start()

@@ -36,12 +36,8 @@ final class StoreDirectory: @unchecked Sendable {
         }
         fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw Self.error(.badDirectory, "cannot open \(path)", errno) }
-        do {
-            try takeLock()
-        } catch {
-            closeFile(fd)
-            throw error
-        }
+        // If this throws, deinit still runs (every property is set) and closes `fd`: do not close it here.
+        try takeLock()
     }
 
     deinit {

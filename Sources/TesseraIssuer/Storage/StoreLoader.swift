@@ -52,10 +52,10 @@ struct StoreLoader {
         var live = logs.filter { $0 >= base }.sorted()
         let first = max(base, 1)
         if let start = live.first, start != first {
-            throw corrupt(StoreFileName.log(first), "is missing (the logs start at \(StoreFileName.log(start)))")
+            throw StoreDamage(file: StoreFileName.log(first), kind: .missingLog, detail: "is missing (the logs start at \(StoreFileName.log(start)))")
         }
         for (position, generation) in live.enumerated() where generation != first + UInt64(position) {
-            throw corrupt(StoreFileName.log(first + UInt64(position)), "is missing (the logs jump to \(StoreFileName.log(generation)))")
+            throw StoreDamage(file: StoreFileName.log(first + UInt64(position)), kind: .missingLog, detail: "is missing (the logs jump to \(StoreFileName.log(generation)))")
         }
 
         var ledger = RefreshTokenLedger()
@@ -94,7 +94,7 @@ struct StoreLoader {
             guard header.generation == generation else { throw FormatError("its header says generation \(header.generation)") }
         } catch let error as FormatError {
             // A log is created whole and renamed into place, so even the newest may not lack its header.
-            throw corrupt(name, "has a bad header (\(error.reason))")
+            throw StoreDamage(file: name, kind: .badHeader, detail: "has a bad header (\(error.reason))")
         }
         var reader = try FrameReader(fd: fd, start: StoreFormat.headerSize)
         var records = 0
@@ -106,12 +106,12 @@ struct StoreLoader {
                 do {
                     ledger.apply(try StoreFormat.change(from: payload))
                 } catch let error as FormatError {
-                    throw corrupt(name, "at offset \(offset): \(error.reason)")
+                    throw StoreDamage(file: name, kind: .badRecord(offset: offset), detail: "at offset \(offset): \(error.reason)")
                 }
                 records += 1
             case .bad(let offset, let reason):
                 guard isLast, try !reader.intactFrameFollows(offset) else {
-                    throw corrupt(name, "at offset \(offset): \(reason)")
+                    throw StoreDamage(file: name, kind: .badRecord(offset: offset), detail: "at offset \(offset): \(reason)")
                 }
                 let cut = (file: name, offset: offset, bytes: size - offset)
                 if mode == .open {
@@ -125,16 +125,12 @@ struct StoreLoader {
         }
     }
 
-    private func corrupt(_ file: String, _ detail: String) -> RefreshTokenStoreError {
-        RefreshTokenStoreError(.corrupt, "\(directory.path)/\(file) \(detail); the store was not opened. Inspect with `tessera store check --data \(directory.path)`; `tessera store repair --data \(directory.path)` keeps everything before the damage and revokes every family")
-    }
 
     @discardableResult
     static func loadSnapshot(_ directory: StoreDirectory, _ generation: UInt64, into ledger: inout RefreshTokenLedger) throws -> Int {
         let name = StoreFileName.snapshot(generation)
         let fd = try directory.openFile(name, writable: false)
         defer { closeFile(fd) }
-        let loader = StoreLoader(directory: directory, mode: .check)
         do {
             let header = try StoreFormat.parseHeader(try readAll(fd, from: 0, maximum: StoreFormat.headerSize)[...], expected: .snapshot)
             guard header.generation == generation else { throw FormatError("its header says generation \(header.generation)") }
@@ -142,9 +138,9 @@ struct StoreLoader {
             try StoreFormat.loadSnapshot(&reader, into: &ledger)
             return ledger.count
         } catch let error as FormatError {
-            throw loader.corrupt(name, "has a bad header (\(error.reason))")
+            throw StoreDamage(file: name, kind: .badHeader, detail: "has a bad header (\(error.reason))")
         } catch let error as CorruptionError {
-            throw loader.corrupt(name, "at offset \(error.offset): \(error.reason)")
+            throw StoreDamage(file: name, kind: .badRecord(offset: error.offset), detail: "at offset \(error.offset): \(error.reason)")
         }
     }
 
@@ -176,5 +172,23 @@ struct StoreLoader {
         for log in max(base, 1)...through { directory.remove(StoreFileName.log(log)) }
         try directory.sync()
         return (ledger.count, written)
+    }
+}
+
+/// Damage found while reading a store: which file, what, where. Turned into a `RefreshTokenStoreError`
+/// (code `corrupt`) for callers, and read by `repair` to know what to fix.
+struct StoreDamage: Error {
+    enum Kind: Equatable {
+        case missingLog
+        case badHeader
+        case badRecord(offset: Int)
+    }
+
+    let file: String
+    let kind: Kind
+    let detail: String
+
+    func error(in directory: String) -> RefreshTokenStoreError {
+        RefreshTokenStoreError(.corrupt, "\(directory)/\(file) \(detail); the store was not opened. Inspect with `tessera store check --data \(directory)`; `tessera store repair --data \(directory)` keeps everything before the damage and revokes every family")
     }
 }
