@@ -69,6 +69,7 @@ let package = Package(
             dependencies: [
                 "TesseraJOSE",
                 "TesseraVerifier",
+                "TesseraIssuer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -100,7 +101,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TesseraIssuerTests",
-            dependencies: ["TesseraIssuer", "TesseraJOSE", "TesseraTestSupport", "tessera-store-harness"]
+            dependencies: ["TesseraIssuer", "TesseraJOSE", "TesseraTestSupport", "tessera-store-harness", "tessera"]
         ),
         .testTarget(
             name: "TesseraVerifierTests",

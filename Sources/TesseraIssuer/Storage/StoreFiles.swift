@@ -15,11 +15,11 @@ final class StoreDirectory: @unchecked Sendable {
     static let lockName = "LOCK"
 
     /// Opens (creating with mode 0700 if missing) the folder and takes its exclusive lock.
-    init(path: String) throws {
+    init(path: String, create: Bool = true) throws {
         self.path = path
         var info = stat()
         if lstat(path, &info) != 0 {
-            guard errno == ENOENT else { throw Self.error(.badDirectory, "cannot inspect \(path)", errno) }
+            guard errno == ENOENT, create else { throw Self.error(.badDirectory, "cannot inspect \(path)", errno) }
             try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
                                                     withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw Self.error(.badDirectory, "cannot create \(path)", errno) }

@@ -37,7 +37,7 @@ extension FileRefreshTokenStore {
     /// Reads the whole store and reports on it, changing nothing. Throws `corrupt` naming the file and
     /// offset of any damage, and `locked` while a server holds the store.
     public static func check(directory path: String) throws -> RefreshTokenStoreReport {
-        let directory = try StoreDirectory(path: path)
+        let directory = try StoreDirectory(path: path, create: false)
         do {
             let state = try StoreLoader(directory: directory, mode: .check).load()
             return RefreshTokenStoreReport(
@@ -57,7 +57,7 @@ extension FileRefreshTokenStore {
     public static func repair(directory path: String, revokeEveryFamily: Bool = true) async throws -> RefreshTokenStoreRepair {
         var actions: [String] = []
         do {
-            let directory = try StoreDirectory(path: path)
+            let directory = try StoreDirectory(path: path, create: false)
             for _ in 0..<1_000 {
                 do {
                     _ = try StoreLoader(directory: directory, mode: .open).load()

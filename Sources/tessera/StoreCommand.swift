@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import TesseraIssuer
+
+/// `tessera store …`: inspect, repair and revoke in the refresh-token store while the server is stopped.
+struct StoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store",
+        abstract: "Check, repair, or revoke in the refresh-token store (stop the server first: one process per store).",
+        subcommands: [Check.self, Repair.self, Revoke.self]
+    )
+
+    static let defaultData = "data/refresh-tokens"
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Read every file of the store and report; changes nothing. Exit 1 on damage, naming file and offset."
+        )
+
+        @Option(help: "The store's folder.")
+        var data = StoreCommand.defaultData
+
+        @Flag(help: "Print the report as JSON.")
+        var json = false
+
+        func run() throws {
+            let report = try storeCall { try FileRefreshTokenStore.check(directory: data) }
+            if json {
+                var object: [String: Any] = [
+                    "directory": report.directory, "files": report.files, "families": report.families,
+                    "revoked_families": report.revokedFamilies, "records": report.records,
+                    "snapshot_generation": report.snapshotGeneration, "log_generation": report.logGeneration,
+                ]
+                if let torn = report.tornTail { object["torn_tail"] = ["file": torn.file, "offset": torn.offset, "bytes": torn.bytes] }
+                let text = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+                print(String(decoding: text, as: UTF8.self))
+                return
+            }
+            print("store \(report.directory): intact")
+            print("  files: \(report.files.joined(separator: ", "))")
+            print("  families: \(report.families) live, \(report.revokedFamilies) revoked (kept until they expire)")
+            print("  records read: \(report.records)")
+            if let torn = report.tornTail {
+                print("  torn last record in \(torn.file) at offset \(torn.offset) (\(torn.bytes) bytes): never acknowledged; the next start drops it")
+            }
+        }
+    }
+
+    struct Repair: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a damaged store usable: keep every intact record before the damage, move the rest aside, revoke every family.",
+            discussion: """
+            Records after the damage are lost; revocations and rotations may be among them, so by default every \
+            family is revoked afterwards (users sign in again). --keep-families skips that and accepts that a \
+            revoked or rotated-away refresh token may work again.
+            """
+        )
+
+        @Option(help: "The store's folder.")
+        var data = StoreCommand.defaultData
+
+        @Flag(help: "Do not revoke every family after a repair (unsafe: see above).")
+        var keepFamilies = false
+
+        func run() async throws {
+            let repair = try await storeCallAsync { try await FileRefreshTokenStore.repair(directory: data, revokeEveryFamily: !keepFamilies) }
+            for action in repair.actions { print(action) }
+            if keepFamilies, repair.actions != ["nothing to repair"] {
+                printError("warning: families were kept; a token revoked or rotated after the damage point may be accepted again")
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke refresh-token families: all (key compromise, or after restoring a backup), a client's, or a subject's.",
+            discussion: """
+            After restoring the store from a backup, run `tessera store revoke --all`: the backup does not know \
+            the revocations and rotations made since it was taken, and would otherwise bring those tokens back.
+            """
+        )
+
+        @Option(help: "The store's folder.")
+        var data = StoreCommand.defaultData
+
+        @Flag(help: "Revoke every family.")
+        var all = false
+
+        @Option(help: "Revoke every family of this client.")
+        var client: String?
+
+        @Option(help: "Revoke every family of this subject.")
+        var subject: String?
+
+        func validate() throws {
+            guard [all, client != nil, subject != nil].filter({ $0 }).count == 1 else {
+                throw ValidationError("give exactly one of --all, --client ID, --subject SUB")
+            }
+        }
+
+        func run() async throws {
+            let count = try await storeCallAsync {
+                let store = try FileRefreshTokenStore(directory: data)
+                defer { store.close() }
+                if all { return try await store.revokeAllFamilies() }
+                if let client { return try await store.revokeFamilies(ofClient: client) }
+                return try await store.revokeFamilies(ofSubject: subject!)
+            }
+            print("revoked \(count) \(count == 1 ? "family" : "families")")
+        }
+    }
+}
+
+private func storeCall<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as RefreshTokenStoreError { throw CLIError(error.message) }
+}
+
+private func storeCallAsync<T>(_ body: () async throws -> T) async throws -> T {
+    do { return try await body() } catch let error as RefreshTokenStoreError { throw CLIError(error.message) }
+}

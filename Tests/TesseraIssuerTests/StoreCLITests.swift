@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+@testable import TesseraIssuer
+import TesseraTestSupport
+
+func runTessera(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
+    process.arguments = arguments
+    let output = Pipe(), errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    let out = output.fileHandleForReading.readDataToEndOfFile(), err = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}
+
+@Suite("tessera store check | repair | revoke")
+struct StoreCLITests {
+    @Test("check names the damaged file and offset and exits 1; repair fixes it; revoke counts; a missing store is an error")
+    func cycle() async throws {
+        let folder = try TemporaryDirectory("tessera-cli")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        let store = try FileRefreshTokenStore(directory: path)
+        for index in 0..<4 { _ = try await store.issue(family("user\(index)")) }
+        store.close()
+        let clean = try runTessera(["store", "check", "--data", path, "--json"])
+        #expect(clean.status == 0)
+        let report = try JSONSerialization.jsonObject(with: Data(clean.out.utf8)) as? [String: Any]
+        #expect(report?["families"] as? Int == 4 && report?["records"] as? Int == 4)
+
+        let log = path + "/" + StoreFileName.log(1)
+        var bytes = try fileBytes(log)
+        bytes[StoreFormat.headerSize + 10] ^= 1
+        try Data(bytes).write(to: URL(fileURLWithPath: log))
+        let damaged = try runTessera(["store", "check", "--data", path])
+        #expect(damaged.status == 1)
+        #expect(damaged.err.contains("\(StoreFileName.log(1)) at offset \(StoreFormat.headerSize)") && damaged.err.contains("tessera store repair"))
+        let repaired = try runTessera(["store", "repair", "--data", path])
+        #expect(repaired.status == 0 && repaired.out.contains("moved") && repaired.out.contains("revoked all 0 families"))
+        #expect(try runTessera(["store", "check", "--data", path]).out.contains("intact"))
+
+        let again = try FileRefreshTokenStore(directory: path)
+        _ = try await again.issue(family("alice"))
+        _ = try await again.issue(family("alice"))
+        _ = try await again.issue(family("bob"))
+        again.close()
+        let revoked = try runTessera(["store", "revoke", "--data", path, "--subject", "alice"])
+        #expect(revoked.status == 0 && revoked.out == "revoked 2 families\n")
+        #expect(try runTessera(["store", "revoke", "--data", path, "--all"]).out == "revoked 1 family\n")
+        #expect(try runTessera(["store", "revoke", "--data", path]).status == 64)
+
+        let missing = try runTessera(["store", "check", "--data", folder.appending("nothing-here")])
+        #expect(missing.status == 1 && missing.err.contains("nothing-here"))
+        #expect(!FileManager.default.fileExists(atPath: folder.appending("nothing-here")))
+    }
+}
