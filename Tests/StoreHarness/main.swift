@@ -4,6 +4,7 @@
 //   tessera-store-harness rotate DIR TASKS [COMPACT_AT]  rotate the tokens read from stdin from TASKS tasks
 //                                                        until killed or the store fails; print one line per
 //                                                        acknowledged result: "R old new", "N new", "V token"
+//   tessera-store-harness compact DIR                    issue a few families, compact, close (for strace)
 //   tessera-store-harness hold DIR                       open the store, print "READY", wait to be killed
 //
 // Every line is printed only after the store returned, i.e. after the record is durable, and with one
@@ -88,6 +89,14 @@ case "rotate":
         }
     }
     emit("DONE")
+
+case "compact":
+    let store = open()
+    do {
+        for _ in 0..<5 { _ = try await store.issue(family(0)) }
+        try await store.compact()
+    } catch { fail("compact failed: \(error)") }
+    store.close()
 
 case "hold":
     let store = open()

@@ -237,3 +237,35 @@ struct CrashTests {
         return library
     }
 }
+
+@Suite("Refresh-token store: system calls")
+struct SystemCallTests {
+    @Test("THREATS C2: every rename into the store folder is followed by an fsync of the folder (strace)")
+    func renameThenDirectoryFsync() throws {
+        let folder = try TemporaryDirectory("tessera-strace")
+        defer { folder.remove() }
+        let path = folder.appending("store"), trace = folder.appending("trace.txt")
+        let strace = Process()
+        strace.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        strace.arguments = ["strace", "-f", "-y", "-o", trace, "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
+                            builtExecutable("tessera-store-harness"), "compact", path]
+        try strace.run()
+        strace.waitUntilExit()
+        #expect(strace.terminationStatus == 0, "strace (apt-get install strace) must be able to run the harness")
+        let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").map(String.init)
+        let renames = lines.indices.filter { lines[$0].contains("rename") && !lines[$0].contains("resumed") }
+        // log 1 at creation, log 2 when compaction switches, snapshot 2.
+        #expect(renames.count == 3, "\(renames.map { lines[$0] })")
+        for index in renames {
+            #expect(lines[index].hasSuffix("= 0"), "\(lines[index])")
+            let next = lines[(index + 1)...].first { $0.contains("fsync(") || $0.contains("fdatasync(") }
+            #expect(next?.contains("fsync(") == true && next?.contains("<\(path)>)") == true,
+                    "after \(lines[index]) the next sync is \(next ?? "none"), not of the folder")
+        }
+        // The files themselves were synced before being renamed into place.
+        for index in renames {
+            let before = lines[..<index].last { $0.contains("fsync(") || $0.contains("fdatasync(") }
+            #expect(before?.contains(".tmp>)") == true, "before \(lines[index]): \(before ?? "none")")
+        }
+    }
+}
