@@ -76,6 +76,10 @@ func rotations(directory: String, callers: Int, durability: FileRefreshTokenStor
     try? FileManager.default.removeItem(atPath: directory)
     let store = try FileRefreshTokenStore(directory: directory, options: .init(durability: durability))
     defer { store.close() }
+    return try await rotations(in: store, callers: callers, seconds: seconds)
+}
+
+func rotations(in store: FileRefreshTokenStore, callers: Int, seconds: Double) async throws -> Double {
     var tokens: [RefreshToken] = []
     for index in 0..<callers { tokens.append(try await store.issue(newFamily(index * 8)).token) }
     let deadline = monotonic() + seconds
@@ -169,9 +173,15 @@ print(String(format: "start from the log (%.0f MB): %.2f s, resident %.0f MB (pe
              Double(logBytes) / 1e6, fromLog.seconds, fromLog.rss, fromLog.peak, fromLog.families))
 
 store = try FileRefreshTokenStore(directory: big)
-let report = try await store.compact()
+// Rotations keep going while the compaction runs; the figure shows what they cost it and it them.
+async let compaction = store.compact()
+let during = try await rotations(in: store, callers: 64, seconds: 1)
+let report = try await compaction
+let large = try await rotations(in: store, callers: 64, seconds: options.seconds / 2)
 store.close()
-print(String(format: "compaction of %d families: %.2f s, snapshot %.0f MB", report.families, report.seconds, Double(report.snapshotBytes) / 1e6))
+print(String(format: "compaction of %d families: %.2f s, snapshot %.0f MB; %.0f durable rotations/s at 64 callers during it",
+             report.families, report.seconds, Double(report.snapshotBytes) / 1e6, during))
+print(String(format: "durable rotations/s at 64 callers in the store of %d families: %.0f", report.families, large))
 
 let fromSnapshot = try openInChild()
 print(String(format: "start from the snapshot: %.2f s, resident %.0f MB (peak %.0f MB), %d families",

@@ -363,3 +363,26 @@ struct StoreMaintenanceTests {
         reopened.close()
     }
 }
+
+@Suite("File store lifecycle")
+struct FileStoreLifecycleTests {
+    @Test("close waits for a running compaction before releasing the lock; operations after close are refused")
+    func closeDuringCompaction() async throws {
+        let folder = try TemporaryDirectory("tessera-close")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        let store = try FileRefreshTokenStore(directory: path)
+        var tokens: [RefreshToken] = []
+        for index in 0..<500 { tokens.append(try await store.issue(family("u\(index)")).token) }
+        async let compaction: Void = { _ = try? await store.compact() }()
+        store.close()
+        await compaction
+        await expectStoreError(.unavailable) { _ = try await store.issue(family()) }
+        await expectStoreError(.unavailable) { try await store.compact() }
+        let reopened = try FileRefreshTokenStore(directory: path)
+        for token in tokens { #expect(try await reopened.record(for: token)?.state == .live) }
+        reopened.close()
+        let report = try FileRefreshTokenStore.check(directory: path)
+        #expect(report.families == 500 && report.tornTail == nil)
+    }
+}

@@ -112,6 +112,10 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         condition.unlock()
         if wasRunning {
             flusherDone.wait()
+            // A compaction still writing its snapshot must finish before the lock is released.
+            condition.lock()
+            while compacting { condition.wait() }
+            condition.unlock()
             closeFile(logFD)
             directory.unlock()
         }
@@ -291,9 +295,16 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
             let report = try await runCompaction()
             return report
         } catch {
-            withCondition { compacting = false }
+            finishCompaction()
             throw error
         }
+    }
+
+    private func finishCompaction() {
+        condition.lock()
+        compacting = false
+        condition.broadcast()
+        condition.unlock()
     }
 
     private func startBackgroundCompaction() {
@@ -307,7 +318,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
             do {
                 _ = try await self.runCompaction()
             } catch {
-                self.withCondition { self.compacting = false }
+                self.finishCompaction()
                 self.options.onEvent?(.compactionFailed("\(error)"))
             }
         }
@@ -317,6 +328,11 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         let started = DispatchTime.now().uptimeNanoseconds
         let newLog: UInt64 = try await withCheckedThrowingContinuation { continuation in
             condition.lock()
+            if closing || failure != nil {
+                condition.unlock()
+                continuation.resume(throwing: failure ?? RefreshTokenStoreError(.unavailable, "the refresh-token store is closed"))
+                return
+            }
             switchRequest = continuation
             condition.signal()
             condition.unlock()
@@ -342,9 +358,9 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         withCondition {
             snapshotGeneration = newLog
             logBytesSinceSnapshot = 0
-            compacting = false
             _ = ledger.forgetExpired(at: now)
         }
+        finishCompaction()
         options.onEvent?(.compacted(generation: Int(newLog), families: families, seconds: seconds))
         return CompactionReport(generation: Int(newLog), families: families, snapshotBytes: bytes, seconds: seconds)
     }
