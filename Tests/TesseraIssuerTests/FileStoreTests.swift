@@ -343,6 +343,7 @@ struct StoreMaintenanceTests {
         let store = try FileRefreshTokenStore(directory: path)
         let old = try await store.issue(family("old")).token
         try await store.compact()
+        _ = try await store.issue(family("middle"))
         try await store.compact()
         let late = try await store.issue(family("late")).token
         store.close()
@@ -384,5 +385,38 @@ struct FileStoreLifecycleTests {
         reopened.close()
         let report = try FileRefreshTokenStore.check(directory: path)
         #expect(report.families == 500 && report.tornTail == nil)
+    }
+}
+
+extension FileStoreLifecycleTests {
+    @Test("A compaction interrupted after switching logs is finished by the next one without another switch")
+    func interruptedCompactionsDoNotPileUpLogs() async throws {
+        let folder = try TemporaryDirectory("tessera-pileup")
+        defer { folder.remove() }
+        let path = folder.appending("store")
+        var store = try FileRefreshTokenStore(directory: path)
+        var tokens: [RefreshToken] = []
+        for index in 0..<20 { tokens.append(try await store.issue(family("u\(index)")).token) }
+        store.close()
+        // As if three compactions had each switched logs and died before writing their snapshot.
+        for generation in 2...4 {
+            try Data(StoreFormat.header(.init(kind: .log, generation: UInt64(generation), createdAt: 0)))
+                .write(to: URL(fileURLWithPath: path + "/" + StoreFileName.log(UInt64(generation))))
+        }
+        store = try FileRefreshTokenStore(directory: path, options: .init(compactionThreshold: 1))
+        tokens[0] = try await store.rotate(tokens[0], clientID: "app", scope: nil).successor.token
+        // The automatic compaction runs in the background; an explicit one waits its turn.
+        var report: FileRefreshTokenStore.CompactionReport?
+        while report == nil {
+            do { report = try await store.compact() } catch let error as RefreshTokenStoreError where error.message.contains("already running") {
+                await Task.yield()
+            }
+        }
+        store.close()
+        let files = try storeFiles(path)
+        #expect(files.filter { $0.hasPrefix("log.") }.count == 1 && files.filter { $0.hasPrefix("snapshot.") }.count == 1, "\(files)")
+        let reopened = try FileRefreshTokenStore(directory: path)
+        for token in tokens { #expect(try await reopened.record(for: token)?.state == .live) }
+        reopened.close()
     }
 }

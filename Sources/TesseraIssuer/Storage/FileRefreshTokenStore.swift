@@ -70,6 +70,8 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
     private var switchRequest: CheckedContinuation<UInt64, Error>?
     private var compacting = false
     private var logBytesSinceSnapshot = 0
+    /// Bytes in the newest log (the one being appended to).
+    private var currentLogBytes = 0
     private var snapshotGeneration: UInt64
     private var logGeneration: UInt64
 
@@ -94,6 +96,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         snapshotGeneration = state.snapshotGeneration
         logGeneration = state.logGeneration
         logBytesSinceSnapshot = state.logBytes
+        currentLogBytes = state.lastLogBytes
         logFD = try directory.openFile(StoreFileName.log(state.logGeneration), writable: true)
         _ = lseek(logFD, 0, SEEK_END)
         // The writer holds the store until `close()`: a store that is opened must be closed.
@@ -232,6 +235,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
             case .success:
                 durableLSN = batchLSN
                 logBytesSinceSnapshot += batch.count
+                currentLogBytes += batch.count
                 waiters.removeAll { waiter in
                     guard waiter.lsn <= batchLSN else { return false }
                     ready.append(waiter.continuation)
@@ -275,6 +279,8 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         logFD = fd
         condition.lock()
         logGeneration = next
+        currentLogBytes = header.count
+        logBytesSinceSnapshot += header.count
         condition.unlock()
         return next
     }
@@ -292,7 +298,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
             compacting = true
         }
         do {
-            let report = try await runCompaction()
+            let report = try await runCompaction(explicit: true)
             return report
         } catch {
             finishCompaction()
@@ -307,26 +313,8 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         condition.unlock()
     }
 
-    private func startBackgroundCompaction() {
-        let claimed: Bool = withCondition {
-            guard !compacting, failure == nil, !closing else { return false }
-            compacting = true
-            return true
-        }
-        guard claimed else { return }
-        Task.detached { [self] in
-            do {
-                _ = try await self.runCompaction()
-            } catch {
-                self.finishCompaction()
-                self.options.onEvent?(.compactionFailed("\(error)"))
-            }
-        }
-    }
-
-    private func runCompaction() async throws -> CompactionReport {
-        let started = DispatchTime.now().uptimeNanoseconds
-        let newLog: UInt64 = try await withCheckedThrowingContinuation { continuation in
+    private func switchToNewLog() async throws -> UInt64 {
+        try await withCheckedThrowingContinuation { continuation in
             condition.lock()
             if closing || failure != nil {
                 condition.unlock()
@@ -336,6 +324,44 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
             switchRequest = continuation
             condition.signal()
             condition.unlock()
+        }
+    }
+
+    private func startBackgroundCompaction() {
+        let claimed: Bool = withCondition {
+            guard !compacting, failure == nil, !closing else { return false }
+            compacting = true
+            return true
+        }
+        guard claimed else { return }
+        Task.detached { [self] in
+            do {
+                _ = try await self.runCompaction(explicit: false)
+            } catch {
+                self.finishCompaction()
+                self.options.onEvent?(.compactionFailed("\(error)"))
+            }
+        }
+    }
+
+    /// Folds the snapshot and every log before the newest into a new snapshot. The newest log is first
+    /// switched away from when it holds records and either the caller asked (`compact()`) or there is
+    /// nothing older to fold. A compaction that dies after switching leaves its frozen logs behind; the
+    /// next one folds them without switching again, so repeated interruptions cannot pile up logs.
+    private func runCompaction(explicit: Bool) async throws -> CompactionReport {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let (current, currentBytes, firstLog, familyCount) = withCondition {
+            (logGeneration, currentLogBytes, max(snapshotGeneration, 1), ledger.count)
+        }
+        let hasFrozenLogs = current > firstLog
+        let newLog: UInt64
+        if currentBytes > StoreFormat.headerSize && (explicit || !hasFrozenLogs) {
+            newLog = try await switchToNewLog()
+        } else if hasFrozenLogs {
+            newLog = current
+        } else {
+            finishCompaction()
+            return CompactionReport(generation: Int(withCondition { snapshotGeneration }), families: familyCount, snapshotBytes: 0, seconds: 0)
         }
         let base = withCondition { snapshotGeneration }
         let now = RefreshTokenLedger.seconds(clock.now())
@@ -357,7 +383,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         withCondition {
             snapshotGeneration = newLog
-            logBytesSinceSnapshot = 0
+            logBytesSinceSnapshot = currentLogBytes  // the snapshot covers every log before the newest
             _ = ledger.forgetExpired(at: now)
         }
         finishCompaction()

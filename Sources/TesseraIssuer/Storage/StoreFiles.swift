@@ -45,9 +45,13 @@ final class StoreDirectory: @unchecked Sendable {
         closeFile(fd)
     }
 
-    /// Releases the store's lock (closing the descriptor releases the flock).
+    /// Releases the store's lock. Explicitly: a child forked by this process (Foundation's `Process`) holds
+    /// a copy of the descriptor until it execs, and closing ours alone would leave the lock held meanwhile.
     func unlock() {
-        if lockFD >= 0 { closeFile(lockFD) }
+        if lockFD >= 0 {
+            _ = flock(lockFD, LOCK_UN)
+            closeFile(lockFD)
+        }
         lockFD = -1
     }
 

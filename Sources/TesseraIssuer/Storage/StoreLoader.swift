@@ -23,6 +23,7 @@ struct StoreLoader {
         var snapshotGeneration: UInt64
         var logGeneration: UInt64
         var logBytes: Int
+        var lastLogBytes: Int
         var files: [String]
         var tornTail: (file: String, offset: Int, bytes: Int)?
         var records: Int
@@ -63,9 +64,10 @@ struct StoreLoader {
         if base > 0 { records += try Self.loadSnapshot(directory, base, into: &ledger) }
         var logBytes = 0
         var torn: (file: String, offset: Int, bytes: Int)?
+        var lastLogBytes = 0
         if live.isEmpty {
             guard mode == .open else {
-                return State(ledger: ledger, snapshotGeneration: base, logGeneration: first, logBytes: 0,
+                return State(ledger: ledger, snapshotGeneration: base, logGeneration: first, logBytes: 0, lastLogBytes: 0,
                              files: names.sorted(), tornTail: nil, records: records)
             }
             try Self.createLog(directory, first)
@@ -76,9 +78,10 @@ struct StoreLoader {
             let result = try replay(generation, isLast: isLast, into: &ledger)
             records += result.records
             logBytes += result.size
+            lastLogBytes = result.size
             if let cut = result.torn { torn = cut }
         }
-        return State(ledger: ledger, snapshotGeneration: base, logGeneration: live.last!, logBytes: logBytes,
+        return State(ledger: ledger, snapshotGeneration: base, logGeneration: live.last!, logBytes: logBytes, lastLogBytes: lastLogBytes,
                      files: names.sorted(), tornTail: torn, records: records)
     }
 
