@@ -56,7 +56,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
 
     let clock: WallClock
     private let options: Options
-    private let directory: StoreDirectory
+    private let directory: SecureDirectory
     private let condition = NSCondition()
 
     // Guarded by `condition`.
@@ -85,7 +85,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
     public init(directory path: String, options: Options = Options()) throws {
         self.options = options
         clock = options.clock
-        directory = try StoreDirectory(path: path)
+        directory = try SecureDirectory(path: path)
         let state: StoreLoader.State
         do {
             state = try StoreLoader(directory: directory, mode: .open, onEvent: options.onEvent).load()
@@ -220,7 +220,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
                 if !batch.isEmpty {
                     try writeAll(logFD, batch)
                     if options.durability == .fsync, fdatasync(logFD) != 0 {
-                        throw StoreDirectory.error(.unavailable, "fsync of the refresh-token log failed", errno)
+                        throw SecureDirectory.error(.unavailable, "fsync of the refresh-token log failed", errno)
                     }
                 }
                 if request != nil { outcome = .success(try switchLog()) }

@@ -29,7 +29,7 @@ struct StoreLoader {
         var records: Int
     }
 
-    let directory: StoreDirectory
+    let directory: SecureDirectory
     let mode: Mode
     var onEvent: (@Sendable (FileRefreshTokenStore.StoreEvent) -> Void)?
 
@@ -119,7 +119,7 @@ struct StoreLoader {
                 let cut = (file: name, offset: offset, bytes: size - offset)
                 if mode == .open {
                     guard ftruncate(fd, off_t(offset)) == 0, fsync(fd) == 0 else {
-                        throw StoreDirectory.error(.unavailable, "cannot truncate the torn tail of \(directory.path)/\(name)", errno)
+                        throw SecureDirectory.error(.unavailable, "cannot truncate the torn tail of \(directory.path)/\(name)", errno)
                     }
                     onEvent?(.tornTailDropped(file: name, offset: offset, bytes: size - offset))
                 }
@@ -130,7 +130,7 @@ struct StoreLoader {
 
 
     @discardableResult
-    static func loadSnapshot(_ directory: StoreDirectory, _ generation: UInt64, into ledger: inout RefreshTokenLedger) throws -> Int {
+    static func loadSnapshot(_ directory: SecureDirectory, _ generation: UInt64, into ledger: inout RefreshTokenLedger) throws -> Int {
         let name = StoreFileName.snapshot(generation)
         let fd = try directory.openFile(name, writable: false)
         defer { closeFile(fd) }
@@ -147,14 +147,14 @@ struct StoreLoader {
         }
     }
 
-    static func createLog(_ directory: StoreDirectory, _ generation: UInt64) throws {
+    static func createLog(_ directory: SecureDirectory, _ generation: UInt64) throws {
         let header = StoreFormat.header(.init(kind: .log, generation: generation, createdAt: Int64(Date().timeIntervalSince1970)))
         try directory.writeAtomically(StoreFileName.log(generation)) { try writeAll($0, header) }
     }
 
     /// Compaction: folds snapshot `base` and logs `base...through` (all complete: the writer fsynced
     /// them before switching) into snapshot `generation`, then deletes what it replaces.
-    static func writeSnapshot(directory: StoreDirectory, base: UInt64, through: UInt64, generation: UInt64, now: Int64) throws -> (Int, Int) {
+    static func writeSnapshot(directory: SecureDirectory, base: UInt64, through: UInt64, generation: UInt64, now: Int64) throws -> (Int, Int) {
         var ledger = RefreshTokenLedger()
         if base > 0 { try loadSnapshot(directory, base, into: &ledger) }
         let loader = StoreLoader(directory: directory, mode: .check)

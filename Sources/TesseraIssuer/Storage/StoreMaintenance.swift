@@ -37,11 +37,11 @@ extension FileRefreshTokenStore {
     /// Reads the whole store and reports on it, changing nothing. Throws `corrupt` naming the file and
     /// offset of any damage, and `locked` while a server holds the store.
     public static func check(directory path: String) throws -> RefreshTokenStoreReport {
-        let directory = try StoreDirectory(path: path, create: false)
+        let directory = try SecureDirectory(path: path, create: false)
         do {
             let state = try StoreLoader(directory: directory, mode: .check).load()
             return RefreshTokenStoreReport(
-                directory: path, files: state.files.filter { $0 != StoreDirectory.lockName }, families: state.ledger.liveCount,
+                directory: path, files: state.files.filter { $0 != SecureDirectory.lockName }, families: state.ledger.liveCount,
                 revokedFamilies: state.ledger.count - state.ledger.liveCount, records: state.records,
                 snapshotGeneration: Int(state.snapshotGeneration), logGeneration: Int(state.logGeneration),
                 tornTail: state.tornTail.map { RefreshTokenStoreReport.TornTail(file: $0.file, offset: $0.offset, bytes: $0.bytes) })
@@ -57,7 +57,7 @@ extension FileRefreshTokenStore {
     public static func repair(directory path: String, revokeEveryFamily: Bool = true) async throws -> RefreshTokenStoreRepair {
         var actions: [String] = []
         do {
-            let directory = try StoreDirectory(path: path, create: false)
+            let directory = try SecureDirectory(path: path, create: false)
             for _ in 0..<1_000 {
                 do {
                     _ = try StoreLoader(directory: directory, mode: .open).load()
@@ -78,7 +78,7 @@ extension FileRefreshTokenStore {
         return RefreshTokenStoreRepair(actions: actions, revokedFamilies: revoked)
     }
 
-    private static func fix(_ damage: StoreDamage, in directory: StoreDirectory) throws -> String {
+    private static func fix(_ damage: StoreDamage, in directory: SecureDirectory) throws -> String {
         guard let (kind, generation) = StoreFileName.parse(damage.file) else { throw damage.error(in: directory.path) }
         switch (damage.kind, kind) {
         case (.missingLog, _):
@@ -88,7 +88,7 @@ extension FileRefreshTokenStore {
             // A snapshot is all or nothing; the families in it are lost, which fails closed.
             let aside = damage.file + ".damaged"
             guard renameat(directory.fd, damage.file, directory.fd, aside) == 0 else {
-                throw StoreDirectory.error(.unavailable, "cannot move \(damage.file) aside", errno)
+                throw SecureDirectory.error(.unavailable, "cannot move \(damage.file) aside", errno)
             }
             if kind == .log {
                 try StoreLoader.createLog(directory, generation)
@@ -107,7 +107,7 @@ extension FileRefreshTokenStore {
             let aside = "\(damage.file).damaged-\(offset)"
             try directory.writeAtomically(aside) { try writeAll($0, rest) }
             guard ftruncate(fd, off_t(offset)) == 0, fsync(fd) == 0 else {
-                throw StoreDirectory.error(.unavailable, "cannot truncate \(damage.file)", errno)
+                throw SecureDirectory.error(.unavailable, "cannot truncate \(damage.file)", errno)
             }
             return "\(damage.file) \(damage.detail): kept the \(offset) bytes before it, moved \(rest.count) bytes to \(aside)"
         }

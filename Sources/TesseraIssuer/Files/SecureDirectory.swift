@@ -5,18 +5,33 @@ import Glibc
 import Darwin
 #endif
 
-/// The refresh-token store's folder: files opened relative to one directory descriptor, never through
-/// a symlink, created 0600, and every rename made durable by an fsync of the folder.
-final class StoreDirectory: @unchecked Sendable {
+/// A folder holding secrets (the refresh-token store, the key ring): files opened relative to one
+/// directory descriptor, never through a symlink, created 0600, every rename made durable by an fsync of
+/// the folder, and one `flock` on a lock file serialising the processes that use it.
+final class SecureDirectory: @unchecked Sendable {
     let path: String
     let fd: Int32
+    private let lockName: String
     private var lockFD: Int32 = -1
 
     static let lockName = "LOCK"
 
-    /// Opens (creating with mode 0700 if missing) the folder and takes its exclusive lock.
-    init(path: String, create: Bool = true) throws {
+    /// How to take the folder's lock.
+    enum Locking {
+        /// Refuse at once if another process holds it (the refresh-token store: one process per store).
+        case exclusiveOrFail
+        /// Wait for it (CLI writers of the key ring queue behind each other).
+        case exclusiveWaiting
+        /// No lock (readers that only see whole files, thanks to write-then-rename).
+        case none
+    }
+
+    /// Opens (creating with mode 0700 if missing and `create`) the folder and takes its lock.
+    /// `privateToOwner` refuses a folder group or others may even read (the key folder).
+    init(path: String, create: Bool = true, lockName: String = SecureDirectory.lockName, locking: Locking = .exclusiveOrFail,
+         what: String = "the refresh-token store", privateToOwner: Bool = false) throws {
         self.path = path
+        self.lockName = lockName
         var info = stat()
         if lstat(path, &info) != 0 {
             guard errno == ENOENT, create else { throw Self.error(.badDirectory, "cannot inspect \(path)", errno) }
@@ -26,18 +41,18 @@ final class StoreDirectory: @unchecked Sendable {
             guard lstat(path, &info) == 0 else { throw Self.error(.badDirectory, "cannot inspect \(path)", errno) }
         }
         guard info.st_mode & S_IFMT == S_IFDIR else {
-            throw RefreshTokenStoreError(.badDirectory, "\(path) is not a directory (a symlink is refused too); point --data at a folder")
+            throw RefreshTokenStoreError(.badDirectory, "\(path) is not a directory (a symlink is refused too); point the option at a folder")
         }
         guard info.st_uid == geteuid() else {
             throw RefreshTokenStoreError(.badDirectory, "\(path) belongs to another user (uid \(info.st_uid)); chown it to the service user")
         }
-        guard info.st_mode & 0o022 == 0 else {
-            throw RefreshTokenStoreError(.badDirectory, "\(path) is writable by group or others; run: chmod 700 \(path)")
+        guard info.st_mode & (privateToOwner ? 0o077 : 0o022) == 0 else {
+            throw RefreshTokenStoreError(.badDirectory, "\(path) is \(privateToOwner ? "open to" : "writable by") group or others; run: chmod 700 \(path)")
         }
         fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw Self.error(.badDirectory, "cannot open \(path)", errno) }
         // If this throws, deinit still runs (every property is set) and closes `fd`: do not close it here.
-        try takeLock()
+        if locking != .none { try takeLock(wait: locking == .exclusiveWaiting, what: what) }
     }
 
     deinit {
@@ -57,15 +72,17 @@ final class StoreDirectory: @unchecked Sendable {
 
     /// flock(2), not fcntl(2): an fcntl lock vanishes when any descriptor of the file is closed by the
     /// process, and a second open in the same process would not conflict.
-    private func takeLock() throws {
-        lockFD = openat(fd, Self.lockName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else { throw Self.error(.badDirectory, "cannot open \(path)/\(Self.lockName)", errno) }
-        if flock(lockFD, LOCK_EX | LOCK_NB) != 0 {
+    private func takeLock(wait: Bool, what: String) throws {
+        lockFD = openat(fd, lockName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard lockFD >= 0 else { throw Self.error(.badDirectory, "cannot open \(path)/\(lockName)", errno) }
+        var result: Int32
+        repeat { result = flock(lockFD, wait ? LOCK_EX : LOCK_EX | LOCK_NB) } while result != 0 && errno == EINTR
+        if result != 0 {
             let holder = (try? readAll(lockFD, from: 0, maximum: 64)).map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
             closeFile(lockFD)
             lockFD = -1
             let who = holder.isEmpty ? "another process" : "process \(holder)"
-            throw RefreshTokenStoreError(.locked, "the refresh-token store \(path) is in use by \(who); stop it first (one process per store)")
+            throw RefreshTokenStoreError(.locked, "\(what) \(path) is in use by \(who); stop it first (one process per store)")
         }
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(lockFD, 0)
@@ -87,6 +104,13 @@ final class StoreDirectory: @unchecked Sendable {
     /// O_EXCL (a planted file or symlink makes it fail), fsync, rename, fsync of the folder.
     func writeAtomically(_ name: String, produce: (Int32) throws -> Void) throws {
         let temporary = name + ".tmp"
+        // A symlink (or anything but a regular file) at either name was planted: refuse rather than replace it.
+        for existing in [temporary, name] {
+            var info = stat()
+            if fstatat(fd, existing, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT != S_IFREG {
+                throw RefreshTokenStoreError(.badDirectory, "\(path)/\(existing) is not a regular file (a symlink?); refusing to write through it")
+            }
+        }
         _ = unlinkat(fd, temporary, 0)
         let file = openat(fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard file >= 0 else { throw Self.error(.unavailable, "cannot create \(path)/\(temporary)", errno) }
@@ -129,7 +153,7 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
             let result = write(fd, buffer.baseAddress! + written, buffer.count - written)
             if result < 0 {
                 if errno == EINTR { continue }
-                throw StoreDirectory.error(.unavailable, "writing the refresh-token log failed", errno)
+                throw SecureDirectory.error(.unavailable, "writing the refresh-token log failed", errno)
             }
             written += result
         }
@@ -144,7 +168,7 @@ func readAll(_ fd: Int32, from offset: Int, maximum: Int) throws -> [UInt8] {
         let result = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + total, maximum - total, off_t(offset + total)) }
         if result < 0 {
             if errno == EINTR { continue }
-            throw StoreDirectory.error(.unavailable, "reading a store file failed", errno)
+            throw SecureDirectory.error(.unavailable, "reading a store file failed", errno)
         }
         if result == 0 { break }
         total += result
@@ -155,7 +179,7 @@ func readAll(_ fd: Int32, from offset: Int, maximum: Int) throws -> [UInt8] {
 
 func fileSize(_ fd: Int32) throws -> Int {
     var info = stat()
-    guard fstat(fd, &info) == 0 else { throw StoreDirectory.error(.unavailable, "cannot stat a store file", errno) }
+    guard fstat(fd, &info) == 0 else { throw SecureDirectory.error(.unavailable, "cannot stat a store file", errno) }
     return Int(info.st_size)
 }
 

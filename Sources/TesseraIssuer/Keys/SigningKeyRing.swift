@@ -1,0 +1,126 @@
+import Foundation
+import TesseraJOSE
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What a running issuer signs with and publishes: loaded from the key folder, swapped whole when the
+/// manifest changes (polled, or `reload()` on SIGHUP). A bad new state is reported and ignored; the
+/// previous good one stays in use, so a half-edited manifest never stops the server from signing.
+public final class SigningKeyRing: @unchecked Sendable {
+    /// One consistent view: the ring, the active signing key per algorithm, and the published JWKS.
+    public struct Snapshot: Sendable {
+        public let ring: KeyRing
+        public let signers: [String: SigningKey]
+        public let jwks: JWKSet
+        /// The JWKS document as served, and its strong ETag (quoted base64url SHA-256 of the body).
+        public let jwksJSON: String
+        public let etag: String
+        /// `Cache-Control` for the JWKS: `max-age` is the policy's, which the publish delay exceeds (THREATS C13).
+        public var cacheControl: String { "public, max-age=\(ring.policy.jwksMaxAge)" }
+
+        /// The key new tokens are signed with: the one active key, or the active key of `algorithm`.
+        public func signer(_ algorithm: JWSAlgorithm? = nil) -> SigningKey? {
+            if let algorithm { return signers[algorithm.name] }
+            return signers.count == 1 ? signers.values.first : signers[JWSAlgorithm.es256.name] ?? signers.values.sorted { $0.algorithm.name < $1.algorithm.name }.first
+        }
+    }
+
+    public enum Event: Sendable, Equatable {
+        /// First start with an empty key folder: an ES256 key was generated and activated.
+        case bootstrapped(kid: String)
+        case reloaded(activeKids: [String], published: Int)
+        /// The new state was refused; the previous one stays in use.
+        case reloadFailed(String)
+    }
+
+    public let store: KeyStore
+    private let clock: WallClock
+    private let onEvent: (@Sendable (Event) -> Void)?
+    private let lock = NSLock()
+    private var snapshot: Snapshot
+    private var fingerprint: ManifestFingerprint?
+
+    /// Loads the key ring. With `bootstrap`, an empty or missing key folder gets one ES256 key, active.
+    public init(store: KeyStore, bootstrap: Bool = true, clock: WallClock = .system, onEvent: (@Sendable (Event) -> Void)? = nil) throws {
+        self.store = store
+        self.clock = clock
+        self.onEvent = onEvent
+        if bootstrap {
+            let generated: KeyRingEntry? = try store.update(create: true) { ring, writer in
+                guard ring.activeKeys.isEmpty, ring.published.isEmpty else { return nil }
+                return try writer.addGeneratedKey(.es256, activate: true, now: clock.now(), to: &ring)
+            }
+            if let generated { onEvent?(.bootstrapped(kid: generated.kid)) }
+        }
+        fingerprint = ManifestFingerprint(store)
+        snapshot = try Self.load(store)
+    }
+
+    public var current: Snapshot { lock.withLock { snapshot } }
+
+    /// Reads the key folder again and swaps the whole key set in; on any error keeps the current one.
+    @discardableResult
+    public func reload() -> Bool {
+        let seen = ManifestFingerprint(store)
+        do {
+            let next = try Self.load(store)
+            lock.withLock {
+                snapshot = next
+                fingerprint = seen
+            }
+            onEvent?(.reloaded(activeKids: next.ring.activeKeys.map(\.kid), published: next.jwks.keys.count))
+            return true
+        } catch {
+            lock.withLock { fingerprint = seen }
+            onEvent?(.reloadFailed("\(error)"))
+            return false
+        }
+    }
+
+    /// Reloads when the manifest's inode, size or modification time changed since the last look.
+    @discardableResult
+    public func reloadIfChanged() -> Bool {
+        let seen = ManifestFingerprint(store)
+        guard lock.withLock({ seen != fingerprint }) else { return false }
+        return reload()
+    }
+
+    /// Polls the manifest every `interval` until the task is cancelled (run it as a server service).
+    public func watch(every interval: Duration = .seconds(2)) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            reloadIfChanged()
+        }
+    }
+
+    static func load(_ store: KeyStore) throws -> Snapshot {
+        let ring = try store.read()
+        var signers: [String: SigningKey] = [:]
+        for entry in ring.activeKeys { signers[entry.alg] = try store.signingKey(entry) }
+        guard !signers.isEmpty else {
+            throw KeyStoreError(.noActiveKey, "the key ring has no active key; `tessera keys rotate --force` or `tessera keys generate --activate`")
+        }
+        let jwks = try store.publishedJWKS(ring)
+        let json = jwks.jsonString
+        return Snapshot(ring: ring, signers: signers, jwks: jwks, jwksJSON: json,
+                        etag: "\"" + Base64URL.encode(Digest.sha256(Array(json.utf8))) + "\"")
+    }
+}
+
+/// Enough of a file's identity to notice a replaced or rewritten manifest without reading it.
+struct ManifestFingerprint: Equatable {
+    let inode: UInt64
+    let size: Int64
+    let modified: Int64
+
+    init?(_ store: KeyStore) {
+        var info = stat()
+        guard lstat(store.path + "/" + KeyStore.manifestName, &info) == 0 else { return nil }
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+    }
+}

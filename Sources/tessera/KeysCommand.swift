@@ -1,0 +1,199 @@
+import ArgumentParser
+import Foundation
+import TesseraIssuer
+import TesseraJOSE
+
+/// The time the CLI acts at: the system clock, or `TESSERA_NOW` (Unix seconds) so tests can drive a
+/// whole rotation cycle without waiting. Printed on stderr whenever it is not the system clock.
+func commandNow() -> Date {
+    guard let text = ProcessInfo.processInfo.environment["TESSERA_NOW"], let seconds = Double(text) else { return Date() }
+    return Date(timeIntervalSince1970: seconds)
+}
+
+func keyStoreCall<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as KeyStoreError { throw CLIError(error.message) }
+    catch let error as JOSEError { throw CLIError(error.message) }
+}
+
+func iso(_ date: Date?) -> String { date.map { ISO8601DateFormatter().string(from: $0) } ?? "-" }
+
+/// Parses `30d`, `12h`, `90m`, `45s` or plain seconds.
+struct Duration: ExpressibleByArgument {
+    let seconds: TimeInterval
+    init?(argument: String) {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3_600, "d": 86_400]
+        if let unit = argument.last.flatMap({ units[$0] }), let value = Double(argument.dropLast()), value >= 0 {
+            seconds = value * unit
+        } else if let value = Double(argument), value >= 0 {
+            seconds = value
+        } else {
+            return nil
+        }
+    }
+}
+
+struct KeysOptions: ParsableArguments {
+    @Option(name: .customLong("keys"), help: "The key folder.")
+    var path = "keys"
+
+    var store: KeyStore { KeyStore(path: path) }
+}
+
+struct KeysCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys",
+        abstract: "Manage the signing key ring: generate, list, rotate without downtime, revoke, prune, publish.",
+        subcommands: [Generate.self, List.self, Rotate.self, Revoke.self, Prune.self, JWKS.self]
+    )
+
+    struct Generate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Generate a key (pending: published, not yet signing) and print its kid.",
+            discussion: "--activate makes it sign at once, allowed only when no key of its algorithm is active (the first key)."
+        )
+
+        @OptionGroup var keys: KeysOptions
+        @Option(help: "The algorithm the key is for.") var alg: JWSAlgorithm
+        @Flag(help: "Activate at once (only when no key of this algorithm is active).") var activate = false
+
+        func run() throws {
+            if alg.isSymmetric {
+                printError("warning: an \(alg.name) key is a shared secret: it is never published in the JWKS, and every verifier given it can also mint tokens")
+            }
+            let entry = try keyStoreCall { try keys.store.generate(alg, activate: activate, now: commandNow()) }
+            print(entry.kid)
+            if !activate {
+                let ring = try keyStoreCall { try keys.store.read() }
+                printError("pending: published now; `tessera keys rotate --alg \(alg.name)` may activate it from \(iso(entry.created + TimeInterval(ring.policy.publishDelay)))")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List every key: kid, algorithm, state, dates.")
+
+        @OptionGroup var keys: KeysOptions
+        @Flag(help: "Print the manifest's keys as JSON.") var json = false
+
+        func run() throws {
+            let ring = try keyStoreCall { try keys.store.read() }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                encoder.dateEncodingStrategy = .iso8601
+                print(String(decoding: try encoder.encode(ring.keys), as: UTF8.self))
+                return
+            }
+            print("KID                                          ALG     STATE     CREATED               ACTIVATED             REMOVE AFTER")
+            for key in ring.keys {
+                print([key.kid.padding(toLength: 44, withPad: " ", startingAt: 0), key.alg.padding(toLength: 7, withPad: " ", startingAt: 0),
+                       key.state.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0), iso(key.created).padding(toLength: 21, withPad: " ", startingAt: 0),
+                       iso(key.activated).padding(toLength: 21, withPad: " ", startingAt: 0), iso(key.removeAfter)].joined(separator: " "))
+            }
+        }
+    }
+
+    struct Rotate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Activate the newest pending key published long enough; retire the active one.",
+            discussion: """
+            The publish delay is the JWKS max-age plus clock skew (the manifest's policy): every verifier has \
+            fetched the new key before it signs. The retired key stays published for the longest access-token \
+            lifetime plus skew, then `tessera keys prune` removes it. Without a pending key, one is generated \
+            and the time a rotate is allowed is printed. Exit status 0 when rotated or nothing was due, 3 when \
+            the rotation has to wait.
+            """
+        )
+
+        @OptionGroup var keys: KeysOptions
+        @Option(help: "The algorithm whose key rotates (needed when several are in use).") var alg: JWSAlgorithm?
+        @Flag(help: "Skip the publish delay: verifiers that cached the JWKS reject the new key's tokens until they refetch.") var force = false
+        @Option(name: .customLong("if-older-than"), help: "Do nothing unless the active key is older than this (e.g. 30d).") var ifOlderThan: Duration?
+
+        func run() throws {
+            let now = commandNow()
+            let outcome: (KeyRotationDecision, KeyRingEntry?) = try keyStoreCall {
+                try keys.store.update { ring, writer in
+                    let algorithm = try alg ?? Self.onlyAlgorithm(ring)
+                    var decision = ring.rotate(algorithm, now: now, force: force, ifOlderThan: ifOlderThan?.seconds)
+                    var generated: KeyRingEntry?
+                    if decision == .needsPendingKey {
+                        generated = try writer.addGeneratedKey(algorithm, activate: false, now: now, to: &ring)
+                        decision = ring.rotate(algorithm, now: now, force: force, ifOlderThan: ifOlderThan?.seconds)
+                    }
+                    return (decision, generated)
+                }
+            }
+            if let generated = outcome.1 { printError("generated pending key \(generated.kid)") }
+            switch outcome.0 {
+            case .rotated(let active, let retired):
+                if force { printError("warning: --force activated \(active.kid) without the publish delay; verifiers holding a cached JWKS reject its tokens until they refetch (at most the JWKS max-age)") }
+                print("active: \(active.kid)")
+                if let retired { print("retiring: \(retired.kid) (published until \(iso(retired.removeAfter)), then `tessera keys prune`)") }
+            case .waiting(let pending, let allowedAt):
+                printError("\(pending.kid) is published but not yet long enough: rotate at or after \(iso(allowedAt)) (or --force)")
+                throw ExitCode(3)
+            case .notDue(let active, let dueAt):
+                print("not due: \(active.kid) is active until \(iso(dueAt))")
+            case .needsPendingKey:
+                throw CLIError("no pending key could be prepared")
+            }
+        }
+
+        static func onlyAlgorithm(_ ring: KeyRing) throws -> JWSAlgorithm {
+            let inUse = Set(ring.keys.filter { $0.state == .active || $0.state == .pending }.map(\.alg))
+            guard inUse.count == 1, let name = inUse.first, let algorithm = JWSAlgorithm(name: name) else {
+                throw CLIError(inUse.isEmpty ? "the key ring has no active or pending key; give --alg" : "several algorithms are in use (\(inUse.sorted().joined(separator: ", "))); give --alg")
+            }
+            return algorithm
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Withdraw a key at once (compromise): out of the JWKS, never signs again, file deleted.")
+
+        @OptionGroup var keys: KeysOptions
+        @Argument(help: "The kid to revoke.") var kid: String
+
+        func run() throws {
+            let entry = try keyStoreCall { try keys.store.update { ring, _ in try ring.revoke(kid, now: commandNow()) } }
+            // The manifest no longer names a usable key: delete the file once that is durable.
+            try keyStoreCall { try keys.store.update { _, writer in writer.removeFile(of: entry) } }
+            print("revoked \(kid): removed from the JWKS; tokens it signed stop verifying when verifiers refresh their keys")
+            if let algorithm = entry.algorithm, (try? keys.store.read().active(algorithm)) == nil {
+                printError("warning: no \(entry.alg) key is active now; run `tessera keys rotate --alg \(entry.alg) --force`")
+            }
+        }
+    }
+
+    struct Prune: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove retiring keys whose tokens have all expired, and their files.")
+
+        @OptionGroup var keys: KeysOptions
+
+        func run() throws {
+            let now = commandNow()
+            let removed: [KeyRingEntry] = try keyStoreCall {
+                let gone = try keys.store.update { ring, _ in ring.prune(now: now) }
+                // Files go after the manifest stops naming them; orphans from an earlier crash go too.
+                try keys.store.update { ring, writer in
+                    for entry in gone { writer.removeFile(of: entry) }
+                    for orphan in try writer.orphanFiles(ring) { writer.removeFile(named: orphan) }
+                }
+                return gone
+            }
+            print(removed.isEmpty ? "nothing to prune" : removed.map { "removed \($0.kid)" }.joined(separator: "\n"))
+        }
+    }
+
+    struct JWKS: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the public JWK Set exactly as the server publishes it.")
+
+        @OptionGroup var keys: KeysOptions
+
+        func run() throws {
+            let jwks = try keyStoreCall { try keys.store.publishedJWKS(try keys.store.read()) }
+            print(jwks.jsonString)
+        }
+    }
+}
