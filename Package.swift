@@ -101,7 +101,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TesseraIssuerTests",
-            dependencies: ["TesseraIssuer", "TesseraJOSE", "TesseraTestSupport", "tessera-store-harness", "tessera"]
+            dependencies: ["TesseraIssuer", "TesseraJOSE", "TesseraVerifier", "TesseraTestSupport", "tessera-store-harness", "tessera"]
         ),
         .testTarget(
             name: "TesseraVerifierTests",

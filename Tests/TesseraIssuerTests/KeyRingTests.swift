@@ -1,0 +1,203 @@
+import Foundation
+import Testing
+import TesseraJOSE
+@testable import TesseraIssuer
+import TesseraTestSupport
+import TesseraVerifier
+
+/// Runs `tessera` with the key folder and the CLI clock at `now` (Unix seconds).
+func keys(_ arguments: [String], folder: String, now: Int, stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
+    process.arguments = arguments + ["--keys", folder]
+    process.environment = ProcessInfo.processInfo.environment.merging(["TESSERA_NOW": String(now)]) { $1 }
+    let output = Pipe(), errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    let out = output.fileHandleForReading.readDataToEndOfFile(), err = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
+            String(decoding: err, as: UTF8.self))
+}
+
+/// Verifies an access token the way a resource server would, against a JWKS document, at `now`.
+func verify(_ token: String, jwks: String, at now: Int) throws -> AccessToken {
+    var configuration = AccessTokenVerifier.Configuration(issuer: "http://127.0.0.1:8080", audience: "api")
+    configuration.clock = .fixed(Date(timeIntervalSince1970: TimeInterval(now)))
+    configuration.leeway = 0
+    let keys = try VerificationKeySet(jwks: try JWKSet(json: jwks))
+    return try AccessTokenVerifier(configuration: configuration, keys: keys).verify(token, using: keys)
+}
+
+func kid(of token: String) throws -> String {
+    let header = try JSONObject(parsing: try Base64URL.decode(String(token.split(separator: ".")[0])))
+    guard case .string(let kid)? = header["kid"] else { throw TestSupportError("no kid") }
+    return kid
+}
+
+@Suite("Key ring: rotation rules (pure)")
+struct KeyRingRuleTests {
+    let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test("A pending key activates only after the publish delay; the retired key stays for the token lifetime plus skew")
+    func rotation() throws {
+        var ring = KeyRing(policy: KeyRingPolicy(jwksMaxAge: 300, clockSkew: 60, maxTokenLifetime: 600))
+        #expect(ring.policy.publishDelay == 360 && ring.policy.retention == 660)
+        let first = try ring.add(kid: "k1", algorithm: .es256, file: "k1.pem", now: t0, activate: true)
+        #expect(ring.rotate(.es256, now: t0) == .needsPendingKey)
+        let second = try ring.add(kid: "k2", algorithm: .es256, file: "k2.pem", now: t0, activate: false)
+        #expect(ring.published.map(\.kid) == ["k1", "k2"] && ring.active(.es256)?.kid == "k1")
+        #expect(ring.rotate(.es256, now: t0 + 359) == .waiting(pending: second, allowedAt: t0 + 360))
+        guard case .rotated(let active, let retired) = ring.rotate(.es256, now: t0 + 360) else { Issue.record("no rotation"); return }
+        #expect(active.kid == "k2" && active.activated == t0 + 360)
+        #expect(retired?.kid == first.kid && retired?.state == .retiring && retired?.removeAfter == t0 + 360 + 660)
+        #expect(ring.prune(now: t0 + 1_019).isEmpty)
+        #expect(ring.prune(now: t0 + 1_020).map(\.kid) == ["k1"])
+        #expect(ring.keys.map(\.kid) == ["k2"])
+        // --if-older-than: not due while the active key is young.
+        #expect(ring.rotate(.es256, now: t0 + 400, ifOlderThan: 86_400) == .notDue(active: ring.active(.es256)!, dueAt: t0 + 360 + 86_400))
+    }
+
+    @Test("Refused: activating over an active key, two actives, duplicate kids, unknown algorithms, file names outside the folder")
+    func validation() throws {
+        var ring = KeyRing()
+        _ = try ring.add(kid: "k1", algorithm: .es256, file: "k1.pem", now: t0, activate: true)
+        #expect(throws: KeyStoreError(.rotationNotAllowed, "")) { try ring.add(kid: "k2", algorithm: .es256, file: "k2.pem", now: t0, activate: true) }
+        #expect(throws: KeyStoreError(.badManifest, "")) { try ring.add(kid: "k1", algorithm: .rs256, file: "x.pem", now: t0, activate: false) }
+        _ = try ring.add(kid: "r1", algorithm: .rs256, file: "r1.pem", now: t0, activate: true)  // one active per algorithm
+        for (change, code) in [({ (r: inout KeyRing) in r.keys[1].state = .active; r.keys[1].alg = "ES256" }, KeyStoreError.Code.badManifest),
+                               ({ (r: inout KeyRing) in r.keys[1].kid = "k1" }, .badManifest),
+                               ({ (r: inout KeyRing) in r.keys[1].alg = "none" }, .badManifest),
+                               ({ (r: inout KeyRing) in r.keys[1].file = "../../etc/passwd" }, .badManifest),
+                               ({ (r: inout KeyRing) in r.keys[1].file = ".lock" }, .badManifest),
+                               ({ (r: inout KeyRing) in r.version = 2 }, .badManifest)] {
+            var copy = ring
+            change(&copy)
+            #expect(throws: KeyStoreError(code, "")) { try copy.validate() }
+        }
+        #expect(throws: KeyStoreError(.unknownKid, "")) { _ = try ring.revoke("nope", now: t0) }
+        let revoked = try ring.revoke("k1", now: t0)
+        #expect(revoked.state == .revoked && !ring.published.contains { $0.kid == "k1" })
+    }
+}
+
+@Suite("Key ring: files, CLI and reload", .serialized)
+struct KeyStoreTests {
+    let t0 = 1_800_000_000
+
+    @Test("THREATS B24: a whole cycle driven by the CLI: no key signs before it is published; every token verifies until it expires; a revoked kid stops at once")
+    func fullCycle() throws {
+        let folder = try TemporaryDirectory("tessera-keys")
+        defer { folder.remove() }
+        let dir = folder.appending("keys")
+        let first = try keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
+        #expect(first.status == 0)
+        let k1 = first.out
+        let mint = { (now: Int) in try keys(["token", "mint", "--sub", "alice", "--client-id", "app", "--scope", "read write", "--aud", "api", "--ttl", "600"], folder: dir, now: now) }
+        let tokenA = try mint(t0).out
+        #expect(try kid(of: tokenA) == k1)
+
+        // No pending key: rotate prepares one and says when it may sign.
+        let prepare = try keys(["keys", "rotate"], folder: dir, now: t0 + 10)
+        #expect(prepare.status == 3 && prepare.err.contains("rotate at or after 2027-01-15T08:06:10Z"))
+        let k2 = try #require(prepare.err.split(separator: "\n").first { $0.hasPrefix("generated pending key ") }.map { String($0.dropFirst(22)) })
+        let jwksEarly = try keys(["keys", "jwks"], folder: dir, now: t0 + 10).out
+        #expect(jwksEarly.contains(k1) && jwksEarly.contains(k2))
+        #expect(try kid(of: try mint(t0 + 369).out) == k1)  // pending: published, not signing
+        #expect(try keys(["keys", "rotate"], folder: dir, now: t0 + 369).status == 3)
+
+        let rotated = try keys(["keys", "rotate"], folder: dir, now: t0 + 370)
+        #expect(rotated.status == 0 && rotated.out.contains("active: \(k2)") && rotated.out.contains("retiring: \(k1)"))
+        let tokenB = try mint(t0 + 370).out
+        #expect(try kid(of: tokenB) == k2)
+        let jwks = try keys(["keys", "jwks"], folder: dir, now: t0 + 370).out
+        // The token minted before the rotation verifies until it expires; the new one too.
+        #expect(try verify(tokenA, jwks: jwks, at: t0 + 599).subject == "alice")
+        #expect(throws: TokenVerificationError.self) { _ = try verify(tokenA, jwks: jwks, at: t0 + 600) }
+        #expect(try verify(tokenB, jwks: jwks, at: t0 + 900).scopes == ["read", "write"])
+
+        // k1 stays published for 600 + 60 s after it stopped signing.
+        #expect(try keys(["keys", "prune"], folder: dir, now: t0 + 370 + 659).out == "nothing to prune")
+        #expect(try keys(["keys", "prune"], folder: dir, now: t0 + 370 + 660).out == "removed \(k1)")
+        let afterPrune = try keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out
+        #expect(!afterPrune.contains(k1) && afterPrune.contains(k2))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/\(k1).pem"))
+
+        let k3 = try keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0 + 1_100).out
+        let revoke = try keys(["keys", "revoke", k2], folder: dir, now: t0 + 1_100)
+        #expect(revoke.status == 0 && revoke.err.contains("no ES256 key is active"))
+        #expect(try keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out.contains(k3))
+        let afterRevoke = try keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out
+        do {
+            _ = try verify(tokenB, jwks: afterRevoke, at: t0 + 900)
+            Issue.record("a token of a revoked kid verified")
+        } catch let error as TokenVerificationError {
+            #expect(error.code == .unknownKey)
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/\(k2).pem"))
+        let noKey = try mint(t0 + 1_100)
+        #expect(noKey.status == 1 && noKey.err.contains("no active key"))
+        let list = try keys(["keys", "list", "--json"], folder: dir, now: t0 + 1_100)
+        #expect(list.out.contains("\"revoked\"") && list.out.contains(k2))
+    }
+
+    @Test("--force skips the delay and says what it risks; --if-older-than is a no-op for a young key; --ttl is capped")
+    func forceAndCron() throws {
+        let folder = try TemporaryDirectory("tessera-force")
+        defer { folder.remove() }
+        let dir = folder.appending("keys")
+        _ = try keys(["keys", "generate", "--alg", "EdDSA", "--activate"], folder: dir, now: t0)
+        let young = try keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: t0 + 86_400)
+        #expect(young.status == 0 && young.out.hasPrefix("not due"))
+        let forced = try keys(["keys", "rotate", "--force"], folder: dir, now: t0 + 86_400)
+        #expect(forced.status == 0 && forced.err.contains("without the publish delay"))
+        let cron = try keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: t0 + 86_400 * 32)
+        #expect(cron.status == 3)  // due: prepared a pending key, which waits for the publish delay
+        #expect(try keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api", "--ttl", "601"], folder: dir, now: t0).status == 1)
+        let hs = try keys(["keys", "generate", "--alg", "HS256"], folder: dir, now: t0)
+        #expect(hs.status == 0 && hs.err.contains("shared secret"))
+        #expect(!(try keys(["keys", "jwks"], folder: dir, now: t0).out.contains(hs.out)))
+    }
+
+    @Test("Every exported JWK verifies a CLI-minted token with PyJWT, for every asymmetric algorithm; no JWK carries a private member")
+    func interopPyJWT() throws {
+        let folder = try TemporaryDirectory("tessera-interop")
+        defer { folder.remove() }
+        let script = folder.appending("verify.py")
+        try """
+        import json, sys, jwt
+        request = json.load(sys.stdin)
+        keys = jwt.PyJWKSet.from_dict(request["jwks"])
+        kid = jwt.get_unverified_header(request["token"])["kid"]
+        key = next(k for k in keys.keys if k.key_id == kid)
+        claims = jwt.decode(request["token"], key.key, algorithms=[request["alg"]], audience="api")
+        print(json.dumps(claims))
+        """.write(toFile: script, atomically: false, encoding: .utf8)
+        let now = Int(Date().timeIntervalSince1970)  // PyJWT checks exp and iat against the real clock
+        for algorithm in JWSAlgorithm.asymmetric {
+            let dir = folder.appending("keys-\(algorithm.name)")
+            #expect(try keys(["keys", "generate", "--alg", algorithm.name, "--activate"], folder: dir, now: now).status == 0)
+            _ = try keys(["keys", "generate", "--alg", algorithm.name], folder: dir, now: now)
+            let token = try keys(["token", "mint", "--sub", "alice", "--client-id", "app", "--aud", "api"], folder: dir, now: now).out
+            let jwks = try keys(["keys", "jwks"], folder: dir, now: now).out
+            let object = try JSONSerialization.jsonObject(with: Data(jwks.utf8)) as! [String: Any]
+            let members = (object["keys"] as! [[String: Any]]).flatMap(\.keys)
+            #expect(Set(members).isDisjoint(with: ["d", "p", "q", "dp", "dq", "qi", "k", "oth"]), "\(algorithm.name)")
+            #expect((object["keys"] as! [Any]).count == 2)
+            let python = Process()
+            python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            python.arguments = ["python3", script]
+            let input = Pipe(), output = Pipe()
+            python.standardInput = input
+            python.standardOutput = output
+            try python.run()
+            let request = try JSONSerialization.data(withJSONObject: ["jwks": object, "token": token, "alg": algorithm.name])
+            input.fileHandleForWriting.write(request)
+            try input.fileHandleForWriting.close()
+            let answer = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            python.waitUntilExit()
+            #expect(python.terminationStatus == 0 && answer.contains("\"sub\": \"alice\""), "\(algorithm.name): \(answer)")
+        }
+    }
+}
