@@ -155,7 +155,11 @@ struct KeyStoreTests {
         let cron = try keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: t0 + 86_400 * 32)
         #expect(cron.status == 3)  // due: prepared a pending key, which waits for the publish delay
         #expect(try keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api", "--ttl", "601"], folder: dir, now: t0).status == 1)
+        let second = try keys(["keys", "generate", "--alg", "EdDSA", "--activate"], folder: dir, now: t0)
+        #expect(second.status == 1 && second.err.contains("is already active"))
+        let filesBefore = try FileManager.default.contentsOfDirectory(atPath: dir).count
         let hs = try keys(["keys", "generate", "--alg", "HS256"], folder: dir, now: t0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).count == filesBefore + 1)
         #expect(hs.status == 0 && hs.err.contains("shared secret"))
         #expect(!(try keys(["keys", "jwks"], folder: dir, now: t0).out.contains(hs.out)))
     }

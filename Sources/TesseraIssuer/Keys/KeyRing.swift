@@ -124,13 +124,18 @@ public struct KeyRing: Codable, Sendable, Equatable {
     /// algorithm is active (the first key: no verifier holds a token it could fail to check).
     public mutating func add(kid: String, algorithm: JWSAlgorithm, file: String, now: Date, activate: Bool) throws -> KeyRingEntry {
         guard entry(kid) == nil else { throw KeyStoreError(.badManifest, "kid \(kid) is already in the key ring") }
-        if activate, let current = active(algorithm) {
-            throw KeyStoreError(.rotationNotAllowed, "an \(algorithm.name) key (\(current.kid)) is already active: a new key may only sign once published for \(policy.publishDelay) s; use `tessera keys rotate` (or `rotate --force`)")
-        }
+        if activate { try checkActivation(algorithm) }
         let entry = KeyRingEntry(kid: kid, alg: algorithm.name, state: activate ? .active : .pending, file: file, created: now,
                                  activated: activate ? now : nil)
         keys.append(entry)
         return entry
+    }
+
+    /// Throws unless a new key of `algorithm` may sign at once: only when none of its algorithm is active.
+    public func checkActivation(_ algorithm: JWSAlgorithm) throws {
+        if let current = active(algorithm) {
+            throw KeyStoreError(.rotationNotAllowed, "an \(algorithm.name) key (\(current.kid)) is already active: a new key may only sign once published for \(policy.publishDelay) s; use `tessera keys generate` then `tessera keys rotate` (or `rotate --force`)")
+        }
     }
 
     /// Promotes the newest pending key of `algorithm` that has been published for the publish delay

@@ -197,10 +197,8 @@ public struct KeyStoreWriter {
     /// Generates a key of `algorithm`, writes its file first (a crash before the manifest is written
     /// leaves an orphan file, never a manifest entry without its key), and adds it to `ring`.
     public func addGeneratedKey(_ algorithm: JWSAlgorithm, activate: Bool, now: Date, to ring: inout KeyRing) throws -> KeyRingEntry {
-        if activate, let current = ring.active(algorithm) {
-            // Refused before a file is written, so a refusal leaves nothing behind.
-            _ = try ring.add(kid: current.kid, algorithm: algorithm, file: current.file, now: now, activate: true)
-        }
+        // Refused before a file is written, so a refusal leaves nothing behind.
+        if activate { try ring.checkActivation(algorithm) }
         let key: SigningKey
         let kid: String
         let bytes: [UInt8]
