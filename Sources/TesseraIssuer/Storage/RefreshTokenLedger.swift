@@ -85,7 +85,7 @@ enum RotationPlan {
 /// The pure state machine of refresh-token families, shared by every store: plans decisions without
 /// side effects, applies changes, and knows nothing of files, locks or clocks.
 struct RefreshTokenLedger {
-    private(set) var families: [Family] = []
+    private(set) var families = FamilyTable()
     private var index: [FamilyKey: Int32] = [:]
     private(set) var retries: [FamilyKey: RetryState] = [:]
     private(set) var strings: [String] = []
@@ -96,7 +96,6 @@ struct RefreshTokenLedger {
     var count: Int { families.count }
 
     mutating func reserveCapacity(_ count: Int) {
-        families.reserveCapacity(count)
         index.reserveCapacity(count)
     }
 
