@@ -6,19 +6,9 @@ import TesseraTestSupport
 import TesseraVerifier
 
 /// Runs `tessera` with the key folder and the CLI clock at `now` (Unix seconds).
-func keys(_ arguments: [String], folder: String, now: Int, stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
-    process.arguments = arguments + ["--keys", folder]
-    process.environment = ProcessInfo.processInfo.environment.merging(["TESSERA_NOW": String(now)]) { $1 }
-    let output = Pipe(), errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let out = output.fileHandleForReading.readDataToEndOfFile(), err = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
-            String(decoding: err, as: UTF8.self))
+func keys(_ arguments: [String], folder: String, now: Int) throws -> (status: Int32, out: String, err: String) {
+    let result = try runTessera(arguments + ["--keys", folder], environment: ["TESSERA_NOW": String(now)])
+    return (result.status, result.out.trimmingCharacters(in: .whitespacesAndNewlines), result.err)
 }
 
 /// Verifies an access token the way a resource server would, against a JWKS document, at `now`.

@@ -3,10 +3,12 @@ import Testing
 @testable import TesseraIssuer
 import TesseraTestSupport
 
-func runTessera(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+/// Runs the built `tessera` with `arguments` (and extra environment); returns its status and output.
+func runTessera(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
     process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let output = Pipe(), errors = Pipe()
     process.standardOutput = output
     process.standardError = errors
