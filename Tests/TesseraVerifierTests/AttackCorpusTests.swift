@@ -136,7 +136,7 @@ struct AttackCorpusTests {
     func weakKey() async throws {
         let file = try Vectors.json("derived/jwt_attack_cases.json")
         let weak = file["weak_key_case"] as! [String: Any]
-        let set = try JWKSet(keys: [try JWK(jsonBytes: try Vectors.data(weak["jwks_entry"]!))])
+        let set = JWKSet(keys: [try JWK(jsonBytes: try Vectors.data(weak["jwks_entry"]!))])
         let keys = try VerificationKeySet(jwks: set)
         #expect(keys.keys.isEmpty && keys.skipped.map(\.error.code) == [.weakKey])
         #expect(throws: VerifierConfigurationError.self) {
