@@ -10,21 +10,26 @@ struct StoreCommand: AsyncParsableCommand {
         subcommands: [Check.self, Repair.self, Revoke.self]
     )
 
-    static let defaultData = "data/refresh-tokens"
+    static let defaultData = "data"
+
+    /// The store inside the data folder.
+    static func storePath(_ data: String) -> String {
+        URL(fileURLWithPath: data).appendingPathComponent(FileRefreshTokenStore.folderName).path
+    }
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Read every file of the store and report; changes nothing. Exit 1 on damage, naming file and offset."
         )
 
-        @Option(help: "The store's folder.")
+        @Option(help: "The data folder (the store is its refresh-tokens/ folder).")
         var data = StoreCommand.defaultData
 
         @Flag(help: "Print the report as JSON.")
         var json = false
 
         func run() throws {
-            let report = try storeCall { try FileRefreshTokenStore.check(directory: data) }
+            let report = try storeCall { try FileRefreshTokenStore.check(directory: StoreCommand.storePath(data)) }
             if json {
                 var object: [String: Any] = [
                     "directory": report.directory, "files": report.files, "families": report.families,
@@ -56,14 +61,14 @@ struct StoreCommand: AsyncParsableCommand {
             """
         )
 
-        @Option(help: "The store's folder.")
+        @Option(help: "The data folder (the store is its refresh-tokens/ folder).")
         var data = StoreCommand.defaultData
 
         @Flag(help: "Do not revoke every family after a repair (unsafe: see above).")
         var keepFamilies = false
 
         func run() async throws {
-            let repair = try await storeCallAsync { try await FileRefreshTokenStore.repair(directory: data, revokeEveryFamily: !keepFamilies) }
+            let repair = try await storeCallAsync { try await FileRefreshTokenStore.repair(directory: StoreCommand.storePath(data), revokeEveryFamily: !keepFamilies) }
             for action in repair.actions { print(action) }
             if keepFamilies, repair.actions != ["nothing to repair"] {
                 printError("warning: families were kept; a token revoked or rotated after the damage point may be accepted again")
@@ -80,7 +85,7 @@ struct StoreCommand: AsyncParsableCommand {
             """
         )
 
-        @Option(help: "The store's folder.")
+        @Option(help: "The data folder (the store is its refresh-tokens/ folder).")
         var data = StoreCommand.defaultData
 
         @Flag(help: "Revoke every family.")
@@ -100,7 +105,7 @@ struct StoreCommand: AsyncParsableCommand {
 
         func run() async throws {
             let count = try await storeCallAsync {
-                let store = try FileRefreshTokenStore(directory: data)
+                let store = try FileRefreshTokenStore(directory: StoreCommand.storePath(data))
                 defer { store.close() }
                 if all { return try await store.revokeAllFamilies() }
                 if let client { return try await store.revokeFamilies(ofClient: client) }

@@ -16,6 +16,9 @@ import Darwin
 /// Call `close()` when done: it drains queued writes, stops the writer thread and releases the lock.
 /// Format and recovery: `docs/refresh-token-store.md`.
 public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable {
+    /// The store's folder inside the data folder (`--data`, default `data/`) that the CLI and server use.
+    public static let folderName = "refresh-tokens"
+
     public struct Options: Sendable {
         public enum Durability: Sendable {
             /// fdatasync after each group of writes (the default, and the only safe choice).
