@@ -1,0 +1,151 @@
+import Foundation
+import TesseraJOSE
+
+/// An OAuth 2.0 grant type (RFC 6749 §4, `grant_type`). An open set: new grants are new static members.
+public struct GrantType: Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let authorizationCode = GrantType("authorization_code")
+    public static let refreshToken = GrantType("refresh_token")
+    public static let clientCredentials = GrantType("client_credentials")
+    /// RFC 6749 §4.3: legacy, off unless a client is registered with it (RFC 9700 §2.4 says MUST NOT be used).
+    public static let password = GrantType("password")
+
+    public static let all: [GrantType] = [.authorizationCode, .refreshToken, .clientCredentials, .password]
+
+    public init(from decoder: Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+}
+
+/// A registered client, as kept in the data folder's `clients.json`. Holds a SHA-256 digest of its
+/// secret, never the secret: secrets are 256 random bits Tessera generates, so a fast hash is right
+/// (a slow one only slows the token endpoint down; Hydra's users measured its bcrypt check dominating).
+public struct Client: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        /// Holds a secret and authenticates with it (RFC 6749 §2.1).
+        case confidential
+        /// Cannot keep a secret (native and browser apps): identified, not authenticated.
+        case `public`
+    }
+
+    public var id: String
+    public var type: Kind
+    /// base64url(SHA-256(secret)) for confidential clients.
+    public var secretDigest: String?
+    public var grants: [GrantType]
+    /// Scopes the client may ask for.
+    public var scopes: [String]
+    /// Scopes granted when a request names none (RFC 6749 §3.3).
+    public var defaultScopes: [String]
+    /// The `aud` of its access tokens: the resource server's identifier (RFC 9068 §3).
+    public var audience: String
+    /// Seconds (default 600).
+    public var accessTokenLifetime: Int
+    public var refreshTokens: RefreshTokenPolicy
+    public var redirectURIs: [String]
+    public var created: Date
+
+    public init(id: String, type: Kind, secretDigest: String?, grants: [GrantType], scopes: [String], defaultScopes: [String],
+                audience: String, accessTokenLifetime: Int = 600, refreshTokens: RefreshTokenPolicy = .standard,
+                redirectURIs: [String] = [], created: Date) {
+        self.id = id
+        self.type = type
+        self.secretDigest = secretDigest
+        self.grants = grants
+        self.scopes = scopes
+        self.defaultScopes = defaultScopes
+        self.audience = audience
+        self.accessTokenLifetime = accessTokenLifetime
+        self.refreshTokens = refreshTokens
+        self.redirectURIs = redirectURIs
+        self.created = created
+    }
+
+    public func allows(_ grant: GrantType) -> Bool { grants.contains(grant) }
+
+    enum CodingKeys: String, CodingKey {
+        case id = "client_id", type, grants, scopes, audience, created
+        case secretDigest = "secret_sha256", defaultScopes = "default_scopes", accessTokenLifetime = "access_token_lifetime"
+        case refreshTokens = "refresh_tokens", redirectURIs = "redirect_uris"
+    }
+
+    /// The rules a registration must follow; the CLI and a hand-edited file are held to the same ones.
+    public func validate() throws {
+        guard Self.isValidID(id) else {
+            throw OAuthError(.invalidRequest, "client_id must be 1 to 255 characters of A–Z a–z 0–9 . _ ~ -")
+        }
+        switch type {
+        case .confidential:
+            guard let secretDigest, (try? Base64URL.decode(secretDigest))?.count == 32 else {
+                throw OAuthError(.invalidRequest, "confidential client \(id) has no valid secret_sha256")
+            }
+        case .public:
+            guard secretDigest == nil else { throw OAuthError(.invalidRequest, "public client \(id) must not have a secret") }
+            guard !allows(.clientCredentials) else {
+                throw OAuthError(.invalidRequest, "public client \(id) cannot use client_credentials: that grant needs a secret (RFC 6749 §4.4)")
+            }
+        }
+        guard !grants.isEmpty, grants.allSatisfy(GrantType.all.contains) else {
+            throw OAuthError(.invalidRequest, "client \(id): grants must be among \(GrantType.all.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard scopes.allSatisfy(RefreshTokenLedger.isScopeToken), Set(defaultScopes).isSubset(of: Set(scopes)) else {
+            throw OAuthError(.invalidRequest, "client \(id): scopes must be RFC 6749 §3.3 scope tokens, default scopes among them")
+        }
+        guard !audience.isEmpty, audience.utf8.count <= 1_024 else { throw OAuthError(.invalidRequest, "client \(id): audience must be 1 to 1,024 bytes") }
+        guard (1...86_400).contains(accessTokenLifetime) else {
+            throw OAuthError(.invalidRequest, "client \(id): access_token_lifetime must be 1 to 86,400 seconds")
+        }
+        do { _ = try refreshTokens.validated() } catch let error as RefreshTokenStoreError {
+            throw OAuthError(.invalidRequest, "client \(id): \(error.message)")
+        }
+        for uri in redirectURIs {
+            // RFC 6749 §3.1.2: an absolute URI without a fragment.
+            guard let components = URLComponents(string: uri), let scheme = components.scheme, !scheme.isEmpty,
+                  components.fragment == nil, uri.utf8.count <= 2_048 else {
+                throw OAuthError(.invalidRequest, "client \(id): redirect URI \(uri) must be absolute and have no fragment (RFC 6749 §3.1.2)")
+            }
+        }
+        if allows(.authorizationCode), redirectURIs.isEmpty {
+            throw OAuthError(.invalidRequest, "client \(id): authorization_code needs at least one redirect URI")
+        }
+    }
+
+    static func isValidID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 255
+            && id.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || "._~-".utf8.contains($0) }
+    }
+
+    /// A new client secret: `tcs_` and 256 random bits, base64url. Shown once; only its digest is kept.
+    public static func generateSecret() throws -> String {
+        "tcs_" + Base64URL.encode(try SecureRandom.bytes(count: 32))
+    }
+
+    public static func digest(ofSecret secret: String) -> String {
+        Base64URL.encode(Digest.sha256(Array(secret.utf8)))
+    }
+}
+
+extension RefreshTokenPolicy: Codable {
+    enum CodingKeys: String, CodingKey {
+        case absoluteLifetime = "absolute_lifetime", idleLifetime = "idle_lifetime", retryWindow = "retry_window"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(absoluteLifetime: try container.decode(Int.self, forKey: .absoluteLifetime),
+                  idleLifetime: try container.decode(Int.self, forKey: .idleLifetime),
+                  retryWindow: try container.decode(Int.self, forKey: .retryWindow))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(absoluteLifetime, forKey: .absoluteLifetime)
+        try container.encode(idleLifetime, forKey: .idleLifetime)
+        try container.encode(retryWindow, forKey: .retryWindow)
+    }
+}

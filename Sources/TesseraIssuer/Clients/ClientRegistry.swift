@@ -1,0 +1,150 @@
+import Foundation
+import TesseraJOSE
+
+/// The registered clients: the content of `clients.json` in the data folder (format in `docs/clients.md`).
+public struct ClientRegistry: Codable, Sendable, Equatable {
+    public var version = 1
+    public var clients: [Client]
+
+    public init(clients: [Client] = []) { self.clients = clients }
+
+    public func client(_ id: String) -> Client? { clients.first { $0.id == id } }
+
+    public func validate() throws {
+        guard version == 1 else { throw OAuthError(.invalidRequest, "clients.json version \(version) is not supported (this build reads 1)") }
+        var seen = Set<String>()
+        for client in clients {
+            guard seen.insert(client.id).inserted else { throw OAuthError(.invalidRequest, "client_id \(client.id) appears twice") }
+            try client.validate()
+        }
+    }
+}
+
+/// `clients.json` in the data folder: read whole (written by rename, so never half), changed under the
+/// folder's `.clients.lock`, written 0600 with fsync, rename and folder fsync.
+public struct ClientStore: Sendable {
+    public let dataPath: String
+    public static let fileName = "clients.json"
+    static let lockName = ".clients.lock"
+
+    public init(dataPath: String) { self.dataPath = dataPath }
+
+    /// The registry; empty when there is no file yet.
+    public func read() throws -> ClientRegistry {
+        let directory = try open(create: false, locking: .none)
+        return try read(in: directory)
+    }
+
+    private func read(in directory: SecureDirectory?) throws -> ClientRegistry {
+        guard let directory else { return ClientRegistry() }
+        guard let bytes = try KeyStore(path: dataPath).readFile(Self.fileName, in: directory, requirePrivate: true) else { return ClientRegistry() }
+        let registry: ClientRegistry
+        do {
+            registry = try KeyStore.decoder.decode(ClientRegistry.self, from: Data(bytes))
+        } catch {
+            throw OAuthError(.invalidRequest, "\(dataPath)/\(Self.fileName) does not parse: \(KeyStore.describe(error))")
+        }
+        try registry.validate()
+        return registry
+    }
+
+    /// Runs `body` under the lock and writes the registry back if it changed.
+    public func update<T>(_ body: (inout ClientRegistry) throws -> T) throws -> T {
+        let directory = try open(create: true, locking: .exclusiveWaiting)
+        var registry = try read(in: directory)
+        let before = registry
+        let result = try body(&registry)
+        try registry.validate()
+        if registry != before, let directory {
+            let bytes = try KeyStore.encoder.encode(registry) + Data("\n".utf8)
+            do {
+                try directory.writeAtomically(Self.fileName) { try writeAll($0, [UInt8](bytes)) }
+            } catch let error as RefreshTokenStoreError {
+                throw OAuthError(.temporarilyUnavailable, "cannot write \(dataPath)/\(Self.fileName)", log: error.message)
+            }
+        }
+        return result
+    }
+
+    private func open(create: Bool, locking: SecureDirectory.Locking) throws -> SecureDirectory? {
+        if !create, !FileManager.default.fileExists(atPath: dataPath) { return nil }
+        do {
+            return try SecureDirectory(path: dataPath, create: create, lockName: Self.lockName, locking: locking,
+                                       what: "the client registry", privateToOwner: true)
+        } catch let error as RefreshTokenStoreError {
+            throw OAuthError(.invalidRequest, error.message)
+        } catch let error as KeyStoreError {
+            throw OAuthError(.invalidRequest, error.message)
+        }
+    }
+}
+
+/// Client authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3):
+/// `client_secret_basic`, `client_secret_post`, or `none` for public clients. Exactly one method per
+/// request; every failure is `invalid_client` with the same description, whatever went wrong.
+public struct ClientAuthenticator: Sendable {
+    public let registry: ClientRegistry
+
+    public init(registry: ClientRegistry) { self.registry = registry }
+
+    static let maximumCredentialLength = 1_024
+
+    /// Authenticates from the `Authorization` header (if any) and the form's `client_id` / `client_secret`.
+    public func authenticate(authorization: String?, clientID formID: String?, clientSecret formSecret: String?) throws -> Client {
+        var id = formID, secret = formSecret
+        if let authorization {
+            let parts = authorization.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "basic" else {
+                throw OAuthError(.invalidClient, "client authentication failed", log: "Authorization header with a scheme other than Basic")
+            }
+            guard formSecret == nil else {
+                // RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each request."
+                throw OAuthError(.invalidRequest, "use one client authentication method: HTTP Basic or client_secret in the body, not both")
+            }
+            let (basicID, basicSecret) = try Self.basicCredentials(String(parts[1]))
+            if let formID, formID != basicID {
+                throw OAuthError(.invalidRequest, "client_id in the body differs from the one in the Authorization header")
+            }
+            id = basicID
+            secret = basicSecret
+        }
+        guard let id, !id.isEmpty else { throw OAuthError(.invalidClient, "client authentication failed", log: "no client_id") }
+        guard id.utf8.count <= Self.maximumCredentialLength, (secret?.utf8.count ?? 0) <= Self.maximumCredentialLength else {
+            throw OAuthError(.invalidClient, "client authentication failed", log: "client credentials longer than 1 KiB")
+        }
+        let client = registry.client(id)
+        guard let secret else {
+            guard let client, client.type == .public else {
+                throw OAuthError(.invalidClient, "client authentication failed", log: client == nil ? "unknown client" : "confidential client \(id) sent no secret")
+            }
+            return client
+        }
+        // Compare digests in constant time; an unknown client is compared against a dummy digest so its
+        // timing does not tell which client IDs exist.
+        let presented = Digest.sha256(Array(secret.utf8))
+        let stored = client?.secretDigest.flatMap { try? Base64URL.decode($0) } ?? [UInt8](repeating: 0, count: 32)
+        let matches = ConstantTime.equals(presented, stored)
+        guard let client, client.type == .confidential, matches else {
+            let reason = client == nil ? "unknown client" : client!.type == .public ? "public client \(id) sent a secret" : "wrong secret for \(id)"
+            throw OAuthError(.invalidClient, "client authentication failed", log: reason)
+        }
+        return client
+    }
+
+    /// RFC 6749 §2.3.1: base64 of `urlencode(id) ":" urlencode(secret)`.
+    static func basicCredentials(_ encoded: String) throws -> (String, String) {
+        guard encoded.utf8.count <= 4 * maximumCredentialLength,
+              let data = Data(base64Encoded: encoded.trimmingCharacters(in: .whitespaces)),
+              let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":"),
+              let id = formDecoded(String(text[..<colon])), let secret = formDecoded(String(text[text.index(after: colon)...]))
+        else {
+            throw OAuthError(.invalidClient, "client authentication failed", log: "malformed Basic credentials")
+        }
+        return (id, secret)
+    }
+
+    /// application/x-www-form-urlencoded decoding of one value: `+` is a space, `%XX` a byte; nil if malformed.
+    public static func formDecoded(_ value: String) -> String? {
+        value.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+    }
+}

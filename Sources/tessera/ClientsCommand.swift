@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import TesseraIssuer
+
+func clientCall<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as OAuthError { throw CLIError(error.logMessage) }
+    catch let error as KeyStoreError { throw CLIError(error.message) }
+}
+
+func printJSON(_ object: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+struct ClientsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "clients",
+        abstract: "Register and manage OAuth clients (kept in DATA/clients.json, secrets stored only as SHA-256).",
+        subcommands: [Add.self, List.self, Remove.self, RotateSecret.self]
+    )
+
+    struct DataOptions: ParsableArguments {
+        @Option(help: "The data folder.") var data = StoreCommand.defaultData
+        var store: ClientStore { ClientStore(dataPath: data) }
+    }
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Register a client; a confidential client's secret is printed once and never stored.",
+            discussion: "Without --grant: client_credentials for a confidential client, authorization_code and refresh_token for a public one."
+        )
+
+        @OptionGroup var options: DataOptions
+        @Argument(help: "The client_id (A–Z a–z 0–9 . _ ~ -).") var id: String
+        @Flag(name: .customLong("public"), help: "A public client (no secret: native or browser apps).") var isPublic = false
+        @Option(name: .customLong("grant"), help: "An allowed grant type (repeatable).") var grants: [String] = []
+        @Option(name: .customLong("scope"), help: "An allowed scope (repeatable).") var scopes: [String] = []
+        @Option(name: .customLong("default-scope"), help: "A scope granted when the request names none (repeatable; default: all allowed).") var defaultScopes: [String] = []
+        @Option(help: "The aud of the client's access tokens: the resource server's identifier.") var audience = "api"
+        @Option(name: .customLong("redirect-uri"), help: "A redirect URI (repeatable; needed for authorization_code).") var redirectURIs: [String] = []
+        @Option(name: .customLong("access-token-lifetime"), help: "Seconds.") var accessTokenLifetime = 600
+        @Option(name: .customLong("refresh-lifetime"), help: "Absolute refresh-token family lifetime, seconds.") var refreshLifetime = 30 * 86_400
+        @Option(name: .customLong("refresh-idle"), help: "Idle refresh-token lifetime, seconds.") var refreshIdle = 7 * 86_400
+        @Option(name: .customLong("retry-window"), help: "Seconds a retried refresh returns the same successor (0–60).") var retryWindow = 0
+        @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
+
+        func run() throws {
+            let secret = isPublic ? nil : try Client.generateSecret()
+            let grantTypes = grants.isEmpty ? (isPublic ? [GrantType.authorizationCode, .refreshToken] : [.clientCredentials]) : grants.map(GrantType.init)
+            let client = Client(id: id, type: isPublic ? .public : .confidential, secretDigest: secret.map(Client.digest(ofSecret:)),
+                                grants: grantTypes, scopes: scopes, defaultScopes: defaultScopes.isEmpty ? scopes : defaultScopes,
+                                audience: audience, accessTokenLifetime: accessTokenLifetime,
+                                refreshTokens: RefreshTokenPolicy(absoluteLifetime: refreshLifetime, idleLifetime: refreshIdle, retryWindow: retryWindow),
+                                redirectURIs: redirectURIs, created: commandNow())
+            try clientCall {
+                try options.store.update { registry in
+                    guard registry.client(id) == nil else { throw CLIError("client \(id) already exists; `tessera clients rotate-secret \(id)` issues a new secret") }
+                    registry.clients.append(client)
+                }
+            }
+            if json {
+                var object: [String: Any] = ["client_id": id]
+                if let secret { object["client_secret"] = secret }
+                try printJSON(object)
+            } else {
+                print("client_id: \(id)")
+                if let secret {
+                    print("client_secret: \(secret)")
+                    printError("the secret is shown once: Tessera keeps only its SHA-256")
+                }
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List registered clients (never their secrets).")
+
+        @OptionGroup var options: DataOptions
+        @Flag(help: "Print as JSON.") var json = false
+
+        func run() throws {
+            let registry = try clientCall { try options.store.read() }
+            if json {
+                try printJSON(registry.clients.map { client -> [String: Any] in
+                    ["client_id": client.id, "type": client.type.rawValue, "grants": client.grants.map(\.rawValue), "scopes": client.scopes,
+                     "default_scopes": client.defaultScopes, "audience": client.audience, "access_token_lifetime": client.accessTokenLifetime,
+                     "redirect_uris": client.redirectURIs]
+                })
+                return
+            }
+            for client in registry.clients {
+                print("\(client.id)  \(client.type.rawValue)  grants: \(client.grants.map(\.rawValue).joined(separator: ","))  scopes: \(client.scopes.joined(separator: " "))  aud: \(client.audience)")
+            }
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a client (its refresh tokens: `tessera store revoke --client ID`).")
+
+        @OptionGroup var options: DataOptions
+        @Argument var id: String
+
+        func run() throws {
+            try clientCall {
+                try options.store.update { registry in
+                    guard registry.client(id) != nil else { throw CLIError("no client \(id); `tessera clients list` shows them") }
+                    registry.clients.removeAll { $0.id == id }
+                }
+            }
+            print("removed \(id)")
+        }
+    }
+
+    struct RotateSecret: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rotate-secret",
+            abstract: "Replace a confidential client's secret; the old one stops working at once."
+        )
+
+        @OptionGroup var options: DataOptions
+        @Argument var id: String
+        @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
+
+        func run() throws {
+            let secret = try Client.generateSecret()
+            try clientCall {
+                try options.store.update { registry in
+                    guard let index = registry.clients.firstIndex(where: { $0.id == id }) else { throw CLIError("no client \(id)") }
+                    guard registry.clients[index].type == .confidential else { throw CLIError("\(id) is a public client: it has no secret") }
+                    registry.clients[index].secretDigest = Client.digest(ofSecret: secret)
+                }
+            }
+            if json { try printJSON(["client_id": id, "client_secret": secret]) } else { print("client_secret: \(secret)") }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+import TesseraJOSE
+@testable import TesseraIssuer
+import TesseraTestSupport
+
+func basic(_ id: String, _ secret: String) -> String {
+    let encode = { (value: String) in value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? value }
+    return "Basic " + Data("\(encode(id)):\(encode(secret))".utf8).base64EncodedString()
+}
+
+@Suite("Clients: registry and client authentication")
+struct ClientTests {
+    let secret = "tcs_" + String(repeating: "s", count: 43)
+
+    var registry: ClientRegistry {
+        ClientRegistry(clients: [
+            Client(id: "svc", type: .confidential, secretDigest: Client.digest(ofSecret: secret), grants: [.clientCredentials],
+                   scopes: ["read", "write"], defaultScopes: ["read"], audience: "api", created: Date()),
+            Client(id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read"],
+                   defaultScopes: ["read"], audience: "api", redirectURIs: ["https://app.example/cb"], created: Date()),
+            Client(id: "odd.id~x", type: .confidential, secretDigest: Client.digest(ofSecret: "p@ss word:+%"), grants: [.clientCredentials],
+                   scopes: [], defaultScopes: [], audience: "api", created: Date()),
+        ])
+    }
+
+    func expectOAuthError(_ code: OAuthError.Code, log: String? = nil, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
+        do {
+            try body()
+            Issue.record("expected \(code)", sourceLocation: sourceLocation)
+        } catch let error as OAuthError {
+            #expect(error.code == code, "\(error.logMessage)", sourceLocation: sourceLocation)
+            if let log { #expect(error.logMessage.contains(log), "\(error.logMessage)", sourceLocation: sourceLocation) }
+            if code == .invalidClient { #expect(error.description == "client authentication failed", sourceLocation: sourceLocation) }
+            #expect(!error.description.contains(secret) && !error.logMessage.contains(secret), sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("RFC 6749 §2.3.1: client_secret_basic (form-urlencoded inside), client_secret_post, and none for public clients")
+    func methods() throws {
+        let authenticator = ClientAuthenticator(registry: registry)
+        #expect(try authenticator.authenticate(authorization: basic("svc", secret), clientID: nil, clientSecret: nil).id == "svc")
+        #expect(try authenticator.authenticate(authorization: "bAsIc " + basic("svc", secret).dropFirst(6), clientID: "svc", clientSecret: nil).id == "svc")
+        #expect(try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: secret).id == "svc")
+        #expect(try authenticator.authenticate(authorization: nil, clientID: "app", clientSecret: nil).id == "app")
+        #expect(try authenticator.authenticate(authorization: basic("odd.id~x", "p@ss word:+%"), clientID: nil, clientSecret: nil).id == "odd.id~x")
+    }
+
+    @Test("RFC 6749 §2.3: failures are invalid_client with one description; two methods at once is invalid_request")
+    func failures() throws {
+        let authenticator = ClientAuthenticator(registry: registry)
+        expectOAuthError(.invalidClient, log: "wrong secret") { _ = try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: secret + "x") }
+        expectOAuthError(.invalidClient, log: "unknown client") { _ = try authenticator.authenticate(authorization: nil, clientID: "nobody", clientSecret: secret) }
+        expectOAuthError(.invalidClient, log: "unknown client") { _ = try authenticator.authenticate(authorization: nil, clientID: "nobody", clientSecret: nil) }
+        expectOAuthError(.invalidClient, log: "sent no secret") { _ = try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: nil) }
+        expectOAuthError(.invalidClient, log: "public client app sent a secret") { _ = try authenticator.authenticate(authorization: nil, clientID: "app", clientSecret: "x") }
+        expectOAuthError(.invalidClient, log: "no client_id") { _ = try authenticator.authenticate(authorization: nil, clientID: nil, clientSecret: secret) }
+        expectOAuthError(.invalidClient, log: "Basic") { _ = try authenticator.authenticate(authorization: "Bearer abc", clientID: nil, clientSecret: nil) }
+        expectOAuthError(.invalidClient, log: "malformed") { _ = try authenticator.authenticate(authorization: "Basic !!!", clientID: nil, clientSecret: nil) }
+        expectOAuthError(.invalidClient, log: "malformed") { _ = try authenticator.authenticate(authorization: "Basic " + Data("no-colon".utf8).base64EncodedString(), clientID: nil, clientSecret: nil) }
+        expectOAuthError(.invalidClient, log: "malformed") { _ = try authenticator.authenticate(authorization: "Basic " + Data("svc:%zz".utf8).base64EncodedString(), clientID: nil, clientSecret: nil) }
+        expectOAuthError(.invalidClient, log: "1 KiB") { _ = try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: String(repeating: "a", count: 1_025)) }
+        expectOAuthError(.invalidRequest) { _ = try authenticator.authenticate(authorization: basic("svc", secret), clientID: nil, clientSecret: secret) }
+        expectOAuthError(.invalidRequest) { _ = try authenticator.authenticate(authorization: basic("svc", secret), clientID: "app", clientSecret: nil) }
+    }
+
+    @Test("Registration rules: ids, public clients without secrets or client_credentials, scopes, redirect URIs (RFC 6749 §3.1.2), lifetimes")
+    func validation() throws {
+        let base = registry.clients[0]
+        let cases: [(String, (inout Client) -> Void)] = [
+            ("id with a colon", { $0.id = "a:b" }), ("empty id", { $0.id = "" }),
+            ("no secret", { $0.secretDigest = nil }), ("short digest", { $0.secretDigest = "abc" }),
+            ("public with secret", { $0.type = .public }),
+            ("public client_credentials", { $0.type = .public; $0.secretDigest = nil }),
+            ("unknown grant", { $0.grants = [GrantType("implicit")] }), ("no grant", { $0.grants = [] }),
+            ("bad scope", { $0.scopes = ["a b"] }), ("default outside allowed", { $0.defaultScopes = ["admin"] }),
+            ("empty audience", { $0.audience = "" }), ("lifetime", { $0.accessTokenLifetime = 0 }),
+            ("retry window", { $0.refreshTokens.retryWindow = 61 }),
+            ("fragment", { $0.redirectURIs = ["https://a.example/cb#x"] }), ("relative", { $0.redirectURIs = ["/cb"] }),
+            ("code without redirect", { $0.grants = [.authorizationCode] }),
+        ]
+        for (label, change) in cases {
+            var client = base
+            change(&client)
+            #expect(throws: OAuthError.self, "\(label)") { try client.validate() }
+        }
+        var duplicate = registry
+        duplicate.clients.append(base)
+        #expect(throws: OAuthError.self) { try duplicate.validate() }
+        try registry.validate()
+    }
+
+    @Test("tessera clients add / list / rotate-secret / remove: the secret is shown once, stored only as SHA-256, 0600")
+    func cli() throws {
+        let folder = try TemporaryDirectory("tessera-clients")
+        defer { folder.remove() }
+        let data = folder.appending("data")
+        let added = try runTessera(["clients", "add", "svc", "--scope", "read", "--scope", "write", "--default-scope", "read", "--json", "--data", data])
+        #expect(added.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(added.out.utf8)) as! [String: String]
+        let secret = try #require(object["client_secret"])
+        let secretBytes = try Base64URL.decode(String(secret.dropFirst(4)))
+        #expect(object["client_id"] == "svc" && secret.hasPrefix("tcs_") && secretBytes.count == 32)
+        #expect(try runTessera(["clients", "add", "svc", "--data", data]).status == 1)
+        #expect(try runTessera(["clients", "add", "app", "--public", "--data", data]).err.contains("redirect URI"))
+        let file = try String(contentsOfFile: data + "/clients.json", encoding: .utf8)
+        #expect(!file.contains(secret) && !file.contains(String(secret.dropFirst(4).prefix(16))))
+        #expect(try FileManager.default.attributesOfItem(atPath: data + "/clients.json")[.posixPermissions] as! Int == 0o600)
+
+        var registry = try ClientStore(dataPath: data).read()
+        #expect(try ClientAuthenticator(registry: registry).authenticate(authorization: basic("svc", secret), clientID: nil, clientSecret: nil).defaultScopes == ["read"])
+        let rotated = try runTessera(["clients", "rotate-secret", "svc", "--json", "--data", data])
+        let newSecret = try #require((try JSONSerialization.jsonObject(with: Data(rotated.out.utf8)) as! [String: String])["client_secret"])
+        registry = try ClientStore(dataPath: data).read()
+        expectOAuthError(.invalidClient) { _ = try ClientAuthenticator(registry: registry).authenticate(authorization: nil, clientID: "svc", clientSecret: secret) }
+        #expect(try ClientAuthenticator(registry: registry).authenticate(authorization: nil, clientID: "svc", clientSecret: newSecret).id == "svc")
+        let list = try runTessera(["clients", "list", "--json", "--data", data])
+        #expect(list.out.contains("\"client_id\" : \"svc\"") && !list.out.contains("sha256"))
+        #expect(try runTessera(["clients", "remove", "svc", "--data", data]).out.contains("removed svc"))
+        #expect(try ClientStore(dataPath: data).read().clients.isEmpty)
+        #expect(try runTessera(["clients", "remove", "svc", "--data", data]).status == 1)
+    }
+}
