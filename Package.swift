@@ -43,6 +43,17 @@ let package = Package(
             name: "TesseraIssuer",
             dependencies: ["TesseraJOSE"]
         ),
+        // The token service over HTTP (Hummingbird 2): what `tessera serve` runs.
+        .target(
+            name: "TesseraServer",
+            dependencies: [
+                "TesseraIssuer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Bearer-token middleware for Hummingbird 2: the only verifier-side code that depends on it.
         .target(
             name: "TesseraHummingbird",
@@ -70,6 +81,8 @@ let package = Package(
                 "TesseraJOSE",
                 "TesseraVerifier",
                 "TesseraIssuer",
+                "TesseraServer",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -102,6 +115,20 @@ let package = Package(
         .testTarget(
             name: "TesseraIssuerTests",
             dependencies: ["TesseraIssuer", "TesseraJOSE", "TesseraVerifier", "TesseraTestSupport", "tessera-store-harness", "tessera"]
+        ),
+        .testTarget(
+            name: "TesseraServerTests",
+            dependencies: [
+                "TesseraServer",
+                "TesseraIssuer",
+                "TesseraVerifier",
+                "TesseraTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "TesseraVerifierTests",

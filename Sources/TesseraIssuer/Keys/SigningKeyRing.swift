@@ -41,7 +41,7 @@ public final class SigningKeyRing: @unchecked Sendable {
     private let onEvent: (@Sendable (Event) -> Void)?
     private let lock = NSLock()
     private var snapshot: Snapshot
-    private var fingerprint: ManifestFingerprint?
+    private var fingerprint: FileFingerprint?
 
     /// Loads the key ring. With `bootstrap`, an empty or missing key folder gets one ES256 key, active.
     public init(store: KeyStore, bootstrap: Bool = true, clock: WallClock = .system, onEvent: (@Sendable (Event) -> Void)? = nil) throws {
@@ -55,7 +55,7 @@ public final class SigningKeyRing: @unchecked Sendable {
             }
             if let generated { onEvent?(.bootstrapped(kid: generated.kid)) }
         }
-        fingerprint = ManifestFingerprint(store)
+        fingerprint = FileFingerprint(store)
         snapshot = try Self.load(store)
     }
 
@@ -64,7 +64,7 @@ public final class SigningKeyRing: @unchecked Sendable {
     /// Reads the key folder again and swaps the whole key set in; on any error keeps the current one.
     @discardableResult
     public func reload() -> Bool {
-        let seen = ManifestFingerprint(store)
+        let seen = FileFingerprint(store)
         do {
             let next = try Self.load(store)
             lock.withLock {
@@ -83,7 +83,7 @@ public final class SigningKeyRing: @unchecked Sendable {
     /// Reloads when the manifest's inode, size or modification time changed since the last look.
     @discardableResult
     public func reloadIfChanged() -> Bool {
-        let seen = ManifestFingerprint(store)
+        let seen = FileFingerprint(store)
         guard lock.withLock({ seen != fingerprint }) else { return false }
         return reload()
     }
@@ -110,15 +110,17 @@ public final class SigningKeyRing: @unchecked Sendable {
     }
 }
 
-/// Enough of a file's identity to notice a replaced or rewritten manifest without reading it.
-struct ManifestFingerprint: Equatable {
+/// Enough of a file's identity to notice a replaced or rewritten file without reading it.
+struct FileFingerprint: Equatable {
     let inode: UInt64
     let size: Int64
     let modified: Int64
 
-    init?(_ store: KeyStore) {
+    init?(_ store: KeyStore) { self.init(path: store.path + "/" + KeyStore.manifestName) }
+
+    init?(path: String) {
         var info = stat()
-        guard lstat(store.path + "/" + KeyStore.manifestName, &info) == 0 else { return nil }
+        guard lstat(path, &info) == 0 else { return nil }
         inode = UInt64(info.st_ino)
         size = Int64(info.st_size)
         modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)

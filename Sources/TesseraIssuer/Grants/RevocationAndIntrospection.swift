@@ -1,0 +1,93 @@
+import Foundation
+import TesseraJOSE
+
+/// RFC 7009 token revocation, without HTTP. A refresh token revokes its whole family; an access token
+/// is accepted and answered with success, but stays valid until it expires: access tokens are
+/// self-contained JWTs that resource servers check without calling the issuer (keep them short-lived).
+public struct RevocationEndpoint: Sendable {
+    public let clients: @Sendable () throws -> ClientRegistry
+    public let store: any RefreshTokenStore
+
+    public init(clients: @escaping @Sendable () throws -> ClientRegistry, store: any RefreshTokenStore) {
+        self.clients = clients
+        self.store = store
+    }
+
+    /// Returns normally for success (HTTP 200, also for unknown or invalid tokens, RFC 7009 §2.2).
+    public func handle(_ request: TokenRequest) async throws {
+        let client = try authenticate(request, clients)
+        let token = try request.required("token")
+        guard token.hasPrefix(RefreshToken.prefix) else { return }
+        do {
+            try await store.revokeFamily(of: RefreshToken(token), clientID: client.id)
+        } catch let error as RefreshTokenStoreError where error.code == .clientMismatch {
+            // RFC 7009 §2.1: the token must have been issued to the client making the request.
+            throw OAuthError(.unauthorizedClient, "the token was not issued to this client")
+        } catch let error as RefreshTokenStoreError where error.code == .unavailable {
+            throw OAuthError(.temporarilyUnavailable, "the token service cannot store revocations right now", log: error.message)
+        }
+    }
+}
+
+/// RFC 7662 token introspection, without HTTP, for authenticated (confidential) clients only. A refresh
+/// token is active only for the client it was issued to; an access token is active when its signature,
+/// `typ`, `iss` and `exp` check out against the server's own keys.
+public struct IntrospectionEndpoint: Sendable {
+    public let clients: @Sendable () throws -> ClientRegistry
+    public let store: any RefreshTokenStore
+    public let keys: SigningKeyRing
+    public let issuer: String
+    public let clock: WallClock
+
+    public init(clients: @escaping @Sendable () throws -> ClientRegistry, store: any RefreshTokenStore, keys: SigningKeyRing,
+                issuer: String, clock: WallClock = .system) {
+        self.clients = clients
+        self.store = store
+        self.keys = keys
+        self.issuer = issuer
+        self.clock = clock
+    }
+
+    public func handle(_ request: TokenRequest) async throws -> JSONObject {
+        let client = try authenticate(request, clients)
+        guard client.type == .confidential else {
+            // RFC 7662 §4: the endpoint must require authorization, against token scanning.
+            throw OAuthError(.invalidClient, "client authentication failed", log: "public client \(client.id) may not introspect")
+        }
+        let token = try request.required("token")
+        let inactive = JSONObject(["active": .bool(false)])
+        if token.hasPrefix(RefreshToken.prefix) {
+            guard let record = try? await store.record(for: RefreshToken(token)), record.state == .live, record.clientID == client.id else { return inactive }
+            var object = JSONObject(["active": .bool(true), "token_type": .string("refresh_token"), "client_id": .string(record.clientID),
+                                     "sub": .string(record.subject), "iat": seconds(record.issuedAt), "exp": seconds(record.expiresAt)])
+            if !record.scope.isEmpty { object["scope"] = .string(record.scope.joined(separator: " ")) }
+            return object
+        }
+        guard let claims = verifiedAccessToken(token) else { return inactive }
+        var object = JSONObject(["active": .bool(true), "token_type": .string("Bearer")])
+        for name in ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "auth_time"] {
+            if let value = claims[name] { object[name] = value }
+        }
+        return object
+    }
+
+    private func verifiedAccessToken(_ token: String) -> JSONObject? {
+        guard let parsed = try? UnverifiedJWS(parsing: token), parsed.header.type?.lowercased() == "at+jwt",
+              let keySet = try? VerificationKeySet(jwks: keys.current.jwks),
+              let claims = try? parsed.verified(using: keySet).payloadObject(),
+              claims["iss"] == .string(issuer), case .number(let exp)? = claims["exp"], let expiry = exp.int64Value,
+              expiry > Int64(clock.now().timeIntervalSince1970) else { return nil }
+        return claims
+    }
+
+    private func seconds(_ date: Date) -> JSONValue { .number(JSONNumber(Int64(date.timeIntervalSince1970.rounded(.down)))) }
+}
+
+func authenticate(_ request: TokenRequest, _ clients: @Sendable () throws -> ClientRegistry) throws -> Client {
+    let registry: ClientRegistry
+    do { registry = try clients() } catch {
+        throw OAuthError(.temporarilyUnavailable, "the client registry cannot be read", log: "\(error)")
+    }
+    return try ClientAuthenticator(registry: registry).authenticate(
+        authorization: request.authorization, clientID: request["client_id"], clientSecret: request["client_secret"])
+}

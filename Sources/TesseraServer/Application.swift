@@ -1,0 +1,171 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import TesseraIssuer
+import TesseraJOSE
+
+/// The HTTP application `tessera serve` runs (and tests drive): the token, revocation and introspection
+/// endpoints, JWKS and RFC 8414 metadata, and a health check.
+public func buildApplication(_ service: TokenService, logger: Logger = Logger(label: "tessera")) -> some ApplicationProtocol {
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: RequestLogMiddleware())
+    let limit = service.configuration.maximumBodySize
+    let clients: @Sendable () throws -> ClientRegistry = { [clients = service.clients] in clients.current() }
+
+    router.post("/token") { request, context -> Response in
+        await oauthResponse(request, limit: limit, context: context) { form in
+            .json(try await service.endpoint.handle(form).json)
+        }
+    }
+    let revocation = RevocationEndpoint(clients: clients, store: service.refreshTokens)
+    router.post("/revoke") { request, context -> Response in
+        await oauthResponse(request, limit: limit, context: context) { form in
+            try await revocation.handle(form)
+            return .empty
+        }
+    }
+    let introspection = IntrospectionEndpoint(clients: clients, store: service.refreshTokens, keys: service.keys,
+                                              issuer: service.configuration.issuerURL)
+    router.post("/introspect") { request, context -> Response in
+        await oauthResponse(request, limit: limit, context: context) { form in .json(try await introspection.handle(form)) }
+    }
+    router.get("/.well-known/jwks.json") { request, _ -> Response in
+        let snapshot = service.keys.current
+        var headers: HTTPFields = [.contentType: "application/jwk-set+json", .cacheControl: snapshot.cacheControl, .eTag: snapshot.etag]
+        if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == snapshot.etag }) {
+            headers[.contentType] = nil
+            return Response(status: .notModified, headers: headers)
+        }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: snapshot.jwksJSON)))
+    }
+    router.get("/.well-known/oauth-authorization-server") { _, _ -> Response in
+        let body = metadata(service).jsonString
+        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "public, max-age=300"],
+                        body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+    router.get("/healthz") { _, _ in "ok" }
+
+    let configuration = ApplicationConfiguration(address: .hostname(service.configuration.host, port: service.configuration.port),
+                                                 serverName: "tessera")
+    return Application(router: router, configuration: configuration, logger: logger)
+}
+
+/// RFC 8414 §2 metadata: what a client library needs to find and use the endpoints.
+func metadata(_ service: TokenService) -> JSONObject {
+    let issuer = service.configuration.issuerURL
+    let scopes = Set(service.clients.current().clients.flatMap(\.scopes)).sorted()
+    let authMethods: JSONValue = .array([.string("client_secret_basic"), .string("client_secret_post"), .string("none")])
+    return JSONObject([
+        "issuer": .string(issuer),
+        "token_endpoint": .string(issuer + "/token"),
+        "jwks_uri": .string(issuer + "/.well-known/jwks.json"),
+        "revocation_endpoint": .string(issuer + "/revoke"),
+        "introspection_endpoint": .string(issuer + "/introspect"),
+        "grant_types_supported": .array([.string("client_credentials"), .string("refresh_token")]),
+        "response_types_supported": .array([]),
+        "token_endpoint_auth_methods_supported": authMethods,
+        "revocation_endpoint_auth_methods_supported": authMethods,
+        "introspection_endpoint_auth_methods_supported": .array([.string("client_secret_basic"), .string("client_secret_post")]),
+        "scopes_supported": .array(scopes.map(JSONValue.string)),
+    ])
+}
+
+enum OAuthBody {
+    case json(JSONObject)
+    case empty
+}
+
+/// Parses an `application/x-www-form-urlencoded` body (RFC 6749 §3.2), runs `body`, and answers with JSON
+/// and `Cache-Control: no-store` (RFC 6749 §5.1), or the RFC 6749 §5.2 error.
+func oauthResponse(_ request: Request, limit: Int, context: BasicRequestContext, _ body: (TokenRequest) async throws -> OAuthBody) async -> Response {
+    do {
+        let form = try await formRequest(request, limit: limit)
+        switch try await body(form) {
+        case .json(let object): return jsonResponse(.ok, object)
+        case .empty: return Response(status: .ok, headers: [.cacheControl: "no-store", pragma: "no-cache"])
+        }
+    } catch let error as OAuthError {
+        context.logger.info("oauth error", metadata: ["error": .string(error.code.rawValue), "detail": .string(error.logMessage)])
+        return errorResponse(error, request: request)
+    } catch let error as BodyTooLarge {
+        return errorResponse(OAuthError(.invalidRequest, "the request body is larger than \(error.limit) bytes"), request: request, status: .contentTooLarge)
+    } catch {
+        context.logger.error("unexpected error", metadata: ["error": .string("\(type(of: error))")])
+        return errorResponse(OAuthError(.temporarilyUnavailable, "the request could not be processed"), request: request)
+    }
+}
+
+struct BodyTooLarge: Error { let limit: Int }
+
+/// RFC 6749 §5.1 asks for `Pragma: no-cache` beside `Cache-Control: no-store` (for HTTP/1.0 caches).
+let pragma = HTTPField.Name("Pragma")!
+
+func formRequest(_ request: Request, limit: Int) async throws -> TokenRequest {
+    guard request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "application/x-www-form-urlencoded" else {
+        throw OAuthError(.invalidRequest, "the body must be application/x-www-form-urlencoded (RFC 6749 §3.2)")
+    }
+    guard request.headers[values: .authorization].count <= 1 else {
+        throw OAuthError(.invalidRequest, "more than one Authorization header")
+    }
+    if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { throw BodyTooLarge(limit: limit) }
+    var request = request
+    let buffer: ByteBuffer
+    do { buffer = try await request.collectBody(upTo: limit) } catch { throw BodyTooLarge(limit: limit) }
+    return TokenRequest(parameters: try parseForm(String(buffer: buffer)), authorization: request.headers[.authorization])
+}
+
+/// `application/x-www-form-urlencoded` parameters; a parameter given twice is `invalid_request`
+/// (RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once").
+func parseForm(_ body: String) throws -> [String: String] {
+    var parameters: [String: String] = [:]
+    for pair in body.split(separator: "&", omittingEmptySubsequences: true) {
+        let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let name = ClientAuthenticator.formDecoded(String(parts[0])),
+              let value = ClientAuthenticator.formDecoded(parts.count > 1 ? String(parts[1]) : "") else {
+            throw OAuthError(.invalidRequest, "the form body is not valid application/x-www-form-urlencoded")
+        }
+        guard parameters.updateValue(value, forKey: name) == nil else {
+            throw OAuthError(.invalidRequest, "the \(name.prefix(40)) parameter is repeated (RFC 6749 §3.2)")
+        }
+    }
+    return parameters
+}
+
+func jsonResponse(_ status: HTTPResponse.Status, _ object: JSONObject, headers extra: HTTPFields = [:]) -> Response {
+    var headers: HTTPFields = [.contentType: "application/json", .cacheControl: "no-store", pragma: "no-cache"]
+    headers.append(contentsOf: extra)
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: object.jsonString)))
+}
+
+/// RFC 6749 §5.2: 400 with `error` and `error_description`; `invalid_client` is 401 with a Basic challenge
+/// (the RFC requires it when the client used the Authorization header; Tessera always sends it).
+func errorResponse(_ error: OAuthError, request: Request, status: HTTPResponse.Status? = nil) -> Response {
+    let object = JSONObject(["error": .string(error.code.rawValue), "error_description": .string(error.description)])
+    switch error.code {
+    case .invalidClient:
+        return jsonResponse(.unauthorized, object, headers: [.wwwAuthenticate: #"Basic realm="tessera", charset="UTF-8""#])
+    case .temporarilyUnavailable:
+        return jsonResponse(.serviceUnavailable, object)
+    default:
+        return jsonResponse(status ?? .badRequest, object)
+    }
+}
+
+/// One log line per request: method, path, status, duration. Never a header, body, token or secret.
+struct RequestLogMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let response = try await next(request, context)
+        let elapsed = ContinuousClock.now - start
+        context.logger.info("request", metadata: [
+            "method": .string(request.method.rawValue), "path": .string(request.uri.path),
+            "status": .stringConvertible(response.status.code),
+            "ms": .string(String(format: "%.1f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)),
+        ])
+        return response
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+import TesseraIssuer
+import TesseraJOSE
+@testable import TesseraServer
+import TesseraTestSupport
+import TesseraVerifier
+
+/// A token service on fresh folders, with a confidential client `svc` and a public client `app`.
+struct ServerFixture {
+    let folder: TemporaryDirectory
+    let service: TokenService
+    let secret: String
+
+    init() throws {
+        folder = try TemporaryDirectory("tessera-server")
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        configuration.issuer = "http://127.0.0.1:8080"
+        configuration.keysPath = folder.appending("keys")
+        configuration.dataPath = folder.appending("data")
+        configuration.createDemoClient = false
+        let secret = try Client.generateSecret()
+        self.secret = secret
+        try ClientStore(dataPath: configuration.dataPath).update { registry in
+            registry.clients = [
+                Client(id: "svc", type: .confidential, secretDigest: Client.digest(ofSecret: secret), grants: [.clientCredentials, .refreshToken],
+                       scopes: ["read", "write"], defaultScopes: ["read"], audience: "api", created: Date()),
+                Client(id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read"],
+                       defaultScopes: ["read"], audience: "api", redirectURIs: ["https://app.example/cb"], created: Date()),
+            ]
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        service = try TokenService(configuration: configuration, logger: logger)
+    }
+
+    var basicAuth: String { "Basic " + Data("svc:\(secret)".utf8).base64EncodedString() }
+
+    func run(_ mode: TestingSetup = .router, _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let app = buildApplication(service, logger: logger)
+        try await app.test(mode) { client in try await body(client) }
+    }
+
+    func close() {
+        service.close()
+        folder.remove()
+    }
+}
+
+struct Reply: Sendable {
+    let status: HTTPResponse.Status
+    let headers: HTTPFields
+    let body: String
+    var json: JSONObject { (try? JSONObject(parsing: body)) ?? JSONObject() }
+    var error: String? { if case .string(let code)? = json["error"] { return code }; return nil }
+    func string(_ name: String) -> String? { if case .string(let value)? = json[name] { return value }; return nil }
+}
+
+func post(_ client: any TestClientProtocol, _ path: String, _ form: String, authorization: String? = nil,
+          contentType: String = "application/x-www-form-urlencoded") async throws -> Reply {
+    var headers: HTTPFields = [.contentType: contentType]
+    if let authorization { headers[.authorization] = authorization }
+    return try await client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: form)) { response in
+        Reply(status: response.status, headers: response.headers, body: String(buffer: response.body))
+    }
+}
+
+func get(_ client: any TestClientProtocol, _ path: String, headers: HTTPFields = [:]) async throws -> Reply {
+    try await client.execute(uri: path, method: .get, headers: headers) { response in
+        Reply(status: response.status, headers: response.headers, body: String(buffer: response.body))
+    }
+}
+
+@Suite("tessera serve: HTTP endpoints")
+struct ServerTests {
+    @Test("RFC 6749 §4.4, §5.1: client_credentials over Basic and post; JSON, no-store; the token verifies against the served JWKS")
+    func clientCredentials() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        try await fixture.run(.live) { client in
+            let reply = try await post(client, "/token", "grant_type=client_credentials&scope=read+write", authorization: fixture.basicAuth)
+            #expect(reply.status == .ok && reply.headers[.cacheControl] == "no-store" && reply.headers[HTTPField.Name("Pragma")!] == "no-cache")
+            #expect(reply.string("token_type") == "Bearer" && reply.string("scope") == "read write" && reply.json["refresh_token"] == nil)
+            #expect(reply.json["expires_in"] == .number(JSONNumber(600)))
+            let jwks = try await get(client, "/.well-known/jwks.json")
+            var configuration = AccessTokenVerifier.Configuration(issuer: "http://127.0.0.1:8080", audience: "api")
+            configuration.leeway = 5
+            let keys = try VerificationKeySet(jwks: try JWKSet(json: jwks.body))
+            let token = try AccessTokenVerifier(configuration: configuration, keys: keys).verify(try #require(reply.string("access_token")), using: keys)
+            #expect(token.subject == "svc" && token.scopes == ["read", "write"])
+            let posted = try await post(client, "/token", "grant_type=client_credentials&client_id=svc&client_secret=\(fixture.secret)")
+            #expect(posted.status == .ok && posted.string("scope") == "read")
+        }
+    }
+
+    @Test("RFC 6749 §5.2: each error code with its status; invalid_client is 401 with a Basic challenge; nothing secret is echoed")
+    func errors() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        try await fixture.run { client in
+            let cases: [(String, String?, String, HTTPResponse.Status, String)] = [
+                ("/token", fixture.basicAuth, "", .badRequest, "invalid_request"),
+                ("/token", fixture.basicAuth, "grant_type=client_credentials&grant_type=client_credentials", .badRequest, "invalid_request"),
+                ("/token", fixture.basicAuth, "grant_type=client_credentials&scope=%zz", .badRequest, "invalid_request"),
+                ("/token", "Basic " + Data("svc:wrong".utf8).base64EncodedString(), "grant_type=client_credentials", .unauthorized, "invalid_client"),
+                ("/token", nil, "grant_type=client_credentials", .unauthorized, "invalid_client"),
+                ("/token", fixture.basicAuth, "grant_type=client_credentials&client_secret=\(fixture.secret)", .badRequest, "invalid_request"),
+                ("/token", fixture.basicAuth, "grant_type=password&username=a&password=b", .badRequest, "unsupported_grant_type"),
+                ("/token", nil, "grant_type=client_credentials&client_id=app", .badRequest, "unauthorized_client"),
+                ("/token", fixture.basicAuth, "grant_type=client_credentials&scope=admin", .badRequest, "invalid_scope"),
+                ("/token", fixture.basicAuth, "grant_type=refresh_token&refresh_token=tsr_nope", .badRequest, "invalid_grant"),
+                ("/token", fixture.basicAuth, "grant_type=refresh_token", .badRequest, "invalid_request"),
+            ]
+            for (path, authorization, form, status, code) in cases {
+                let reply = try await post(client, path, form, authorization: authorization)
+                #expect(reply.status == status && reply.error == code, "\(form): \(reply.status) \(reply.body)")
+                #expect(reply.headers[.cacheControl] == "no-store")
+                #expect(!reply.body.contains(fixture.secret))
+                if code == "invalid_client" { #expect(reply.headers[.wwwAuthenticate]?.hasPrefix("Basic realm=") == true) }
+            }
+            let json = try await post(client, "/token", #"{"grant_type":"client_credentials"}"#, authorization: fixture.basicAuth, contentType: "application/json")
+            #expect(json.status == .badRequest && json.error == "invalid_request")
+            let large = try await post(client, "/token", "grant_type=client_credentials&pad=" + String(repeating: "a", count: 20_000), authorization: fixture.basicAuth)
+            #expect(large.status == .contentTooLarge && large.error == "invalid_request")
+        }
+    }
+
+    @Test("RFC 6749 §6 over HTTP: refresh rotates; a replay is invalid_grant and revokes the family; RFC 7009 revocation; RFC 7662 introspection")
+    func refreshRevokeIntrospect() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        let family = try await fixture.service.refreshTokens.issue(NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read", "write"], authTime: Date()))
+        try await fixture.run(.live) { client in
+            let first = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)&scope=read", authorization: fixture.basicAuth)
+            #expect(first.status == .ok && first.string("scope") == "read")
+            let successor = try #require(first.string("refresh_token"))
+            let introspected = try await post(client, "/introspect", "token=\(successor)", authorization: fixture.basicAuth)
+            #expect(introspected.json["active"] == .bool(true) && introspected.string("sub") == "alice" && introspected.string("token_type") == "refresh_token")
+            let access = try await post(client, "/introspect", "token=\(first.string("access_token")!)", authorization: fixture.basicAuth)
+            #expect(access.json["active"] == .bool(true) && access.string("client_id") == "svc" && access.string("scope") == "read")
+            let old = try await post(client, "/introspect", "token=\(family.token.rawValue)", authorization: fixture.basicAuth)
+            #expect(old.status == .ok && old.json["active"] == .bool(false))
+            let publicIntrospection = try await post(client, "/introspect", "token=\(successor)&client_id=app")
+            #expect(publicIntrospection.status == .unauthorized && publicIntrospection.error == "invalid_client")
+
+            let replay = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
+            #expect(replay.status == .badRequest && replay.error == "invalid_grant")
+            let afterReplay = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(successor)", authorization: fixture.basicAuth)
+            #expect(afterReplay.error == "invalid_grant")
+
+            let second = try await fixture.service.refreshTokens.issue(NewRefreshTokenFamily(clientID: "svc", subject: "bob", scope: ["read"], authTime: Date()))
+            let wrongClient = try await post(client, "/revoke", "token=\(second.token.rawValue)&client_id=app")
+            #expect(wrongClient.status == .badRequest && wrongClient.error == "unauthorized_client")
+            let revoked = try await post(client, "/revoke", "token=\(second.token.rawValue)&token_type_hint=refresh_token", authorization: fixture.basicAuth)
+            #expect(revoked.status == .ok && revoked.body.isEmpty)
+            let again = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(second.token.rawValue)", authorization: fixture.basicAuth)
+            #expect(again.error == "invalid_grant")
+            // RFC 7009 §2.2: unknown tokens and access tokens are answered 200.
+            #expect(try await post(client, "/revoke", "token=garbage", authorization: fixture.basicAuth).status == .ok)
+            #expect(try await post(client, "/revoke", "token=\(first.string("access_token")!)", authorization: fixture.basicAuth).status == .ok)
+            #expect(try await post(client, "/revoke", "", authorization: fixture.basicAuth).error == "invalid_request")
+        }
+    }
+
+    @Test("JWKS with Cache-Control max-age and an ETag (304 on If-None-Match); RFC 8414 metadata; health")
+    func discovery() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        try await fixture.run { client in
+            let jwks = try await get(client, "/.well-known/jwks.json")
+            #expect(jwks.status == .ok && jwks.headers[.cacheControl] == "public, max-age=300" && jwks.headers[.contentType] == "application/jwk-set+json")
+            let etag = try #require(jwks.headers[.eTag])
+            let set = try JWKSet(json: jwks.body)
+            #expect(set.keys.count == 1 && !set.containsPrivateMembers)
+            let cached = try await get(client, "/.well-known/jwks.json", headers: [.ifNoneMatch: etag])
+            #expect(cached.status == .notModified && cached.body.isEmpty)
+            let metadata = try await get(client, "/.well-known/oauth-authorization-server")
+            #expect(metadata.status == .ok && metadata.string("issuer") == "http://127.0.0.1:8080")
+            #expect(metadata.string("token_endpoint") == "http://127.0.0.1:8080/token" && metadata.string("jwks_uri") == "http://127.0.0.1:8080/.well-known/jwks.json")
+            #expect(metadata.json["scopes_supported"] == .array([.string("read"), .string("write")]))
+            #expect(try await get(client, "/healthz").body == "ok")
+        }
+    }
+}
