@@ -63,7 +63,7 @@ func metadata(_ service: TokenService) -> JSONObject {
         "jwks_uri": .string(issuer + "/.well-known/jwks.json"),
         "revocation_endpoint": .string(issuer + "/revoke"),
         "introspection_endpoint": .string(issuer + "/introspect"),
-        "grant_types_supported": .array([.string("client_credentials"), .string("refresh_token")]),
+        "grant_types_supported": .array([.string("client_credentials"), .string("refresh_token"), .string("password")]),
         "response_types_supported": .array([]),
         "token_endpoint_auth_methods_supported": authMethods,
         "revocation_endpoint_auth_methods_supported": authMethods,

@@ -65,6 +65,7 @@ public final class TokenService: Sendable {
             clients: { [clients] in clients.current() },
             handlers: [
                 .clientCredentials: ClientCredentialsGrant(),
+                .password: PasswordGrant(users: { try UserStore(dataPath: configuration.dataPath).users() }, store: store, clock: clock),
                 .refreshToken: RefreshTokenGrant(store: store) { clientID, familyID in
                     logger.warning("refresh token reuse: family revoked (RFC 9700 §4.14.2)", metadata: ["client_id": .string(clientID), "family": .string(familyID)])
                 },

@@ -9,7 +9,7 @@ struct Tessera: AsyncParsableCommand {
         commandName: "tessera",
         abstract: "Tessera: an OAuth 2.0 token service and JWT access-token verifier.",
         version: "0.1.0",
-        subcommands: [ServeCommand.self, VerifyCommand.self, JWKCommand.self, KeysCommand.self, TokenCommand.self, ClientsCommand.self, StoreCommand.self]
+        subcommands: [ServeCommand.self, VerifyCommand.self, JWKCommand.self, KeysCommand.self, TokenCommand.self, ClientsCommand.self, UsersCommand.self, StoreCommand.self]
     )
 }
 

@@ -113,7 +113,8 @@ struct ServerTests {
                 ("/token", "Basic " + Data("svc:wrong".utf8).base64EncodedString(), "grant_type=client_credentials", .unauthorized, "invalid_client"),
                 ("/token", nil, "grant_type=client_credentials", .unauthorized, "invalid_client"),
                 ("/token", fixture.basicAuth, "grant_type=client_credentials&client_secret=\(fixture.secret)", .badRequest, "invalid_request"),
-                ("/token", fixture.basicAuth, "grant_type=password&username=a&password=b", .badRequest, "unsupported_grant_type"),
+                ("/token", fixture.basicAuth, "grant_type=implicit", .badRequest, "unsupported_grant_type"),
+                ("/token", fixture.basicAuth, "grant_type=password&username=a&password=b", .badRequest, "unauthorized_client"),
                 ("/token", nil, "grant_type=client_credentials&client_id=app", .badRequest, "unauthorized_client"),
                 ("/token", fixture.basicAuth, "grant_type=client_credentials&scope=admin", .badRequest, "invalid_scope"),
                 ("/token", fixture.basicAuth, "grant_type=refresh_token&refresh_token=tsr_nope", .badRequest, "invalid_grant"),
@@ -188,5 +189,43 @@ struct ServerTests {
             #expect(metadata.json["scopes_supported"] == .array([.string("read"), .string("write")]))
             #expect(try await get(client, "/healthz").body == "ok")
         }
+    }
+}
+
+@Suite("tessera serve: password grant and users")
+struct PasswordGrantTests {
+    @Test("RFC 6749 §4.3: a registered user signs in, gets a refresh token that rotates; wrong or unknown credentials are invalid_grant")
+    func passwordGrant() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        let data = fixture.service.configuration.dataPath
+        try UserStore(dataPath: data).add("alice", password: "correct horse battery", now: Date())
+        let file = try String(contentsOfFile: data + "/users.json", encoding: .utf8)
+        #expect(!file.contains("correct horse") && file.contains("scrypt$15$8$1$"))
+        try ClientStore(dataPath: data).update { registry in
+            registry.clients.append(Client(id: "legacy", type: .confidential, secretDigest: Client.digest(ofSecret: fixture.secret),
+                                           grants: [.password, .refreshToken], scopes: ["read"], defaultScopes: ["read"], audience: "api", created: Date()))
+        }
+        let legacy = "Basic " + Data("legacy:\(fixture.secret)".utf8).base64EncodedString()
+        try await fixture.run { client in
+            let signIn = try await post(client, "/token", "grant_type=password&username=alice&password=correct+horse+battery", authorization: legacy)
+            #expect(signIn.status == .ok && signIn.string("scope") == "read")
+            let refresh = try #require(signIn.string("refresh_token"))
+            #expect(refresh.hasPrefix("tsr_"))
+            let rotated = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(refresh)", authorization: legacy)
+            #expect(rotated.status == .ok && rotated.string("refresh_token") != refresh)
+            let claims = try JSONObject(parsing: try Base64URL.decode(String(try #require(rotated.string("access_token")).split(separator: ".")[1])))
+            #expect(claims["sub"] == .string("alice") && claims["auth_time"] != nil)
+
+            for form in ["grant_type=password&username=alice&password=wrong", "grant_type=password&username=mallory&password=whatever1"] {
+                let refused = try await post(client, "/token", form, authorization: legacy)
+                #expect(refused.status == .badRequest && refused.error == "invalid_grant" && refused.string("error_description") == "the username or password is wrong")
+            }
+            #expect(try await post(client, "/token", "grant_type=password&username=alice", authorization: legacy).error == "invalid_request")
+            // The password grant is off for clients not registered with it.
+            #expect(try await post(client, "/token", "grant_type=password&username=alice&password=correct+horse+battery", authorization: fixture.basicAuth).error == "unauthorized_client")
+        }
+        #expect(try UserStore(dataPath: data).remove("alice"))
+        #expect(try UserStore(dataPath: data).users().isEmpty)
     }
 }

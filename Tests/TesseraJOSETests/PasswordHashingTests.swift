@@ -1,0 +1,22 @@
+import Testing
+import TesseraJOSE
+import TesseraTestSupport
+
+@Suite("Password hashing")
+struct PasswordHashingTests {
+    @Test("RFC 7914 §12: scrypt test vectors 2 and 3, byte for byte")
+    func rfc7914() throws {
+        let second = try PasswordHashing.scrypt(password: Array("password".utf8), salt: Array("NaCl".utf8), logN: 10, r: 8, p: 16, length: 64)
+        #expect(second == (try [UInt8](hex: "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640")))
+        let third = try PasswordHashing.scrypt(password: Array("pleaseletmein".utf8), salt: Array("SodiumChloride".utf8), logN: 14, r: 8, p: 1, length: 64)
+        #expect(third == (try [UInt8](hex: "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887")))
+    }
+
+    @Test("scrypt parameters out of range are refused, not run")
+    func bounds() {
+        for (logN, r, p, length) in [(9, 8, 1, 32), (21, 8, 1, 32), (14, 0, 1, 32), (14, 8, 0, 32), (14, 8, 1, 8)] {
+            #expect(throws: JOSEError.self) { _ = try PasswordHashing.scrypt(password: [1], salt: [1, 2], logN: logN, r: r, p: p, length: length) }
+        }
+        #expect(throws: JOSEError.self) { _ = try PasswordHashing.scrypt(password: [1], salt: [], logN: 14, r: 8, p: 1) }
+    }
+}
