@@ -9,19 +9,19 @@ import TesseraJOSE
 /// The HTTP application `tessera serve` runs (and tests drive): the token, revocation and introspection
 /// endpoints, JWKS and RFC 8414 metadata, and a health check.
 public func buildApplication(_ service: TokenService, logger: Logger = Logger(label: "tessera")) -> some ApplicationProtocol {
-    let router = Router(context: BasicRequestContext.self)
+    let router = Router(context: TesseraRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     let limit = service.configuration.maximumBodySize
     let clients: @Sendable () throws -> ClientRegistry = { [clients = service.clients] in clients.current() }
 
     router.post("/token") { request, context -> Response in
-        await oauthResponse(request, limit: limit, context: context) { form in
+        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in
             .json(try await service.endpoint.handle(form).json)
         }
     }
     let revocation = RevocationEndpoint(clients: clients, store: service.refreshTokens)
     router.post("/revoke") { request, context -> Response in
-        await oauthResponse(request, limit: limit, context: context) { form in
+        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in
             try await revocation.handle(form)
             return .empty
         }
@@ -29,7 +29,7 @@ public func buildApplication(_ service: TokenService, logger: Logger = Logger(la
     let introspection = IntrospectionEndpoint(clients: clients, store: service.refreshTokens, keys: service.keys,
                                               issuer: service.configuration.issuerURL)
     router.post("/introspect") { request, context -> Response in
-        await oauthResponse(request, limit: limit, context: context) { form in .json(try await introspection.handle(form)) }
+        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in .json(try await introspection.handle(form)) }
     }
     router.get("/.well-known/jwks.json") { request, _ -> Response in
         let snapshot = service.keys.current
@@ -79,21 +79,49 @@ enum OAuthBody {
 
 /// Parses an `application/x-www-form-urlencoded` body (RFC 6749 §3.2), runs `body`, and answers with JSON
 /// and `Cache-Control: no-store` (RFC 6749 §5.1), or the RFC 6749 §5.2 error.
-func oauthResponse(_ request: Request, limit: Int, context: BasicRequestContext, _ body: (TokenRequest) async throws -> OAuthBody) async -> Response {
+func oauthResponse(_ request: Request, limit: Int, context: TesseraRequestContext, throttle: FailureThrottle,
+                   _ body: (TokenRequest) async throws -> OAuthBody) async -> Response {
+    var keys: [String] = []
     do {
         let form = try await formRequest(request, limit: limit)
-        switch try await body(form) {
+        // Throttle keys: who the request claims to be, the user it signs in, and where it comes from.
+        let client = ClientAuthenticator.claimedClientID(authorization: form.authorization, clientID: form["client_id"]).map { "client:" + $0 }
+        let user = form["grant_type"] == "password" ? form["username"].map { "user:" + $0.prefix(255) } : nil
+        let address = context.remoteAddress?.ipAddress.map { "addr:" + $0 }
+        keys = [client, user, address].compactMap { $0 }
+        if let wait = throttle.retryAfter(keys) {
+            context.logger.notice("throttled after repeated failures", metadata: ["keys": .string(keys.joined(separator: ","))])
+            let object = JSONObject(["error": .string("invalid_request"), "error_description": .string("too many failed attempts; retry after \(wait) s")])
+            return jsonResponse(.tooManyRequests, object, headers: [.retryAfter: String(wait)])
+        }
+        let result = try await body(form)
+        throttle.recordSuccess([client, user].compactMap { $0 })
+        switch result {
         case .json(let object): return jsonResponse(.ok, object)
         case .empty: return Response(status: .ok, headers: [.cacheControl: "no-store", pragma: "no-cache"])
         }
     } catch let error as OAuthError {
         context.logger.info("oauth error", metadata: ["error": .string(error.code.rawValue), "detail": .string(error.logMessage)])
+        if error.code == .invalidClient || (error.code == .invalidGrant && keys.contains { $0.hasPrefix("user:") }) {
+            throttle.recordFailure(keys)
+        }
         return errorResponse(error, request: request)
     } catch let error as BodyTooLarge {
         return errorResponse(OAuthError(.invalidRequest, "the request body is larger than \(error.limit) bytes"), request: request, status: .contentTooLarge)
     } catch {
         context.logger.error("unexpected error", metadata: ["error": .string("\(type(of: error))")])
         return errorResponse(OAuthError(.temporarilyUnavailable, "the request could not be processed"), request: request)
+    }
+}
+
+/// The request context: Hummingbird's core storage and the peer's address (for throttling by address).
+public struct TesseraRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
     }
 }
 
@@ -155,7 +183,7 @@ func errorResponse(_ error: OAuthError, request: Request, status: HTTPResponse.S
 
 /// One log line per request: method, path, status, duration. Never a header, body, token or secret.
 struct RequestLogMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = TesseraRequestContext
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now

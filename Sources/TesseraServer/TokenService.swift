@@ -30,11 +30,14 @@ public final class TokenService: Sendable {
     public let refreshTokens: FileRefreshTokenStore
     public let clients: ReloadingClientRegistry
     public let endpoint: TokenEndpoint
+    /// Failed client authentications and passwords, per client, user and address (HTTP 429 past a threshold).
+    public let throttle: FailureThrottle
     /// Set when this start registered the demo client: its secret, to print once.
     public let demoClient: (id: String, secret: String)?
 
-    public init(configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system) throws {
+    public init(configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system, throttle: FailureThrottle = FailureThrottle()) throws {
         self.configuration = configuration
+        self.throttle = throttle
         keys = try SigningKeyRing(store: KeyStore(path: configuration.keysPath), bootstrap: true, clock: clock) { event in
             switch event {
             case .bootstrapped(let kid): logger.notice("empty key folder: generated and activated an ES256 signing key", metadata: ["kid": .string(kid)])

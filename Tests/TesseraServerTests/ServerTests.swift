@@ -17,7 +17,7 @@ struct ServerFixture {
     let service: TokenService
     let secret: String
 
-    init() throws {
+    init(throttle: FailureThrottle = FailureThrottle()) throws {
         folder = try TemporaryDirectory("tessera-server")
         var configuration = ServerConfiguration()
         configuration.port = 0
@@ -37,7 +37,7 @@ struct ServerFixture {
         }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        service = try TokenService(configuration: configuration, logger: logger)
+        service = try TokenService(configuration: configuration, logger: logger, throttle: throttle)
     }
 
     var basicAuth: String { "Basic " + Data("svc:\(secret)".utf8).base64EncodedString() }
@@ -227,5 +227,56 @@ struct PasswordGrantTests {
         }
         #expect(try UserStore(dataPath: data).remove("alice"))
         #expect(try UserStore(dataPath: data).users().isEmpty)
+    }
+}
+
+final class Seconds: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Double = 1_000
+    var now: Double { lock.withLock { value } }
+    func advance(_ delta: Double) { lock.withLock { value += delta } }
+}
+
+@Suite("Throttling failed authentication")
+struct ThrottleTests {
+    @Test("Past five free failures a key waits 1, 2, 4 … s (capped); successes clear it; failures only count")
+    func policy() {
+        let clock = Seconds()
+        let throttle = FailureThrottle(now: { clock.now })
+        for _ in 0..<5 { throttle.recordFailure(["client:a"]) }
+        #expect(throttle.retryAfter(["client:a"]) == nil)
+        throttle.recordFailure(["client:a"])
+        #expect(throttle.retryAfter(["client:a", "client:b"]) == 1)
+        throttle.recordFailure(["client:a"])
+        #expect(throttle.retryAfter(["client:a"]) == 2)
+        for _ in 0..<20 { throttle.recordFailure(["client:a"]) }
+        #expect(throttle.retryAfter(["client:a"]) == 300)
+        #expect(throttle.retryAfter(["client:b"]) == nil)
+        clock.advance(300)
+        #expect(throttle.retryAfter(["client:a"]) == nil)
+        throttle.recordSuccess(["client:a"])
+        for _ in 0..<5 { throttle.recordFailure(["client:a"]) }
+        #expect(throttle.retryAfter(["client:a"]) == nil)
+        // Failures spread beyond the window never block.
+        for _ in 0..<20 { clock.advance(61); throttle.recordFailure(["user:x"]) }
+        #expect(throttle.retryAfter(["user:x"]) == nil)
+    }
+
+    @Test("HTTP: repeated wrong secrets get 429 with Retry-After, even for the right secret, until the delay passes; other clients are not slowed")
+    func http() async throws {
+        let clock = Seconds()
+        let fixture = try ServerFixture(throttle: FailureThrottle(now: { clock.now }))
+        defer { fixture.close() }
+        try await fixture.run { client in
+            let wrong = "Basic " + Data("svc:wrong".utf8).base64EncodedString()
+            for _ in 0..<6 {
+                #expect(try await post(client, "/token", "grant_type=client_credentials", authorization: wrong).status == .unauthorized)
+            }
+            let blocked = try await post(client, "/token", "grant_type=client_credentials", authorization: fixture.basicAuth)
+            #expect(blocked.status == .tooManyRequests && blocked.headers[.retryAfter] == "1" && blocked.error == "invalid_request")
+            #expect(try await post(client, "/token", "grant_type=client_credentials&client_id=app").error == "unauthorized_client")
+            clock.advance(1)
+            #expect(try await post(client, "/token", "grant_type=client_credentials", authorization: fixture.basicAuth).status == .ok)
+        }
     }
 }

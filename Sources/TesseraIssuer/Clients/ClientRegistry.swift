@@ -131,6 +131,16 @@ public struct ClientAuthenticator: Sendable {
         return client
     }
 
+    /// The client a request claims to be (Basic user name, or the form's client_id), without checking it:
+    /// for throttling and logs.
+    public static func claimedClientID(authorization: String?, clientID: String?) -> String? {
+        if let authorization {
+            let parts = authorization.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "basic", let (id, _) = try? basicCredentials(String(parts[1])) { return String(id.prefix(255)) }
+        }
+        return clientID.map { String($0.prefix(255)) }
+    }
+
     /// RFC 6749 §2.3.1: base64 of `urlencode(id) ":" urlencode(secret)`.
     static func basicCredentials(_ encoded: String) throws -> (String, String) {
         guard encoded.utf8.count <= 4 * maximumCredentialLength,
