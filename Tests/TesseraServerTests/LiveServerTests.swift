@@ -1,0 +1,178 @@
+import Foundation
+import Testing
+import TesseraJOSE
+import TesseraTestSupport
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A real `tessera serve` child process on a loopback port, over folders that survive restarts.
+final class ServeProcess: @unchecked Sendable {
+    let folder: TemporaryDirectory
+    let port: Int
+    private(set) var process: Process?
+    var base: String { "http://127.0.0.1:\(port)" }
+    var keys: String { folder.appending("keys") }
+    var data: String { folder.appending("data") }
+
+    init() throws {
+        folder = try TemporaryDirectory("tessera-live")
+        port = Int.random(in: 20_000...60_000)
+    }
+
+    func tessera(_ arguments: [String], stdin: String? = nil) throws -> (status: Int32, out: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
+        process.arguments = arguments
+        let output = Pipe(), input = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: out, as: UTF8.self))
+    }
+
+    func start() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
+        process.arguments = ["serve", "--port", String(port), "--keys", keys, "--data", data]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        for _ in 0..<200 {
+            if (try? await request("/healthz"))?.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestSupportError("tessera serve did not answer /healthz within 10 s")
+    }
+
+    func kill9() {
+        guard let process else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    func stop() {
+        guard let process else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    func request(_ path: String, form: [String: String]? = nil, basic: (String, String)? = nil) async throws -> (status: Int, json: [String: Any]) {
+        var request = URLRequest(url: URL(string: base + path)!)
+        request.timeoutInterval = 5
+        if let form {
+            request.httpMethod = "POST"
+            request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+            let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
+            request.httpBody = Data(form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&").utf8)
+        }
+        if let (id, secret) = basic {
+            request.setValue("Basic " + Data("\(id):\(secret)".utf8).base64EncodedString(), forHTTPHeaderField: "Authorization")
+        }
+        let (body, response) = try await URLSession.shared.data(for: request)
+        let json = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:]
+        return ((response as! HTTPURLResponse).statusCode, json)
+    }
+
+    deinit {
+        stop()
+        folder.remove()
+    }
+}
+
+@Suite("tessera serve as a process: interop and crashes", .serialized)
+struct LiveServerTests {
+    /// Registers a client for the password and refresh grants (retry window 60 s) and a user.
+    func prepare(_ server: ServeProcess) throws -> String {
+        let added = try server.tessera(["clients", "add", "web", "--grant", "password", "--grant", "refresh_token", "--scope", "read",
+                                        "--retry-window", "60", "--json", "--data", server.data])
+        #expect(added.status == 0)
+        let secret = (try JSONSerialization.jsonObject(with: Data(added.out.utf8)) as! [String: String])["client_secret"]!
+        #expect(try server.tessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
+        return secret
+    }
+
+    @Test("Interop: Authlib (PyPI) gets, refreshes and revokes tokens from tessera serve; joserfc verifies them with the published JWKS")
+    func authlib() async throws {
+        let server = try ServeProcess()
+        let secret = try prepare(server)
+        try await server.start()
+        defer { server.stop() }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Interop/authlib_client.py").path
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", script, server.base, "web", secret, "alice", "correct horse battery"]
+        let output = Pipe(), errors = Pipe()
+        python.standardOutput = output
+        python.standardError = errors
+        try python.run()
+        let out = output.fileHandleForReading.readDataToEndOfFile(), err = errors.fileHandleForReading.readDataToEndOfFile()
+        python.waitUntilExit()
+        #expect(python.terminationStatus == 0, "\(String(decoding: err, as: UTF8.self).suffix(800))")
+        let result = try JSONSerialization.jsonObject(with: out) as? [String: Any] ?? [:]
+        #expect(result["password_sub"] as? String == "alice" && result["refreshed_sub"] as? String == "alice")
+        #expect(result["rotated"] as? Bool == true && result["post_refresh_scope"] as? String == "read")
+        #expect(result["replay_status"] as? Int == 400 && result["replay_error"] as? String == "invalid_grant")
+        #expect(result["after_revoke_error"] as? String == "invalid_grant")
+    }
+
+    @Test("Durability end to end: SIGKILL while 8 clients refresh; after restart every refresh token a client received works, rotated-away ones do not")
+    func killWhileRefreshing() async throws {
+        let server = try ServeProcess()
+        let secret = try prepare(server)
+        try await server.start()
+        var chains: [[String]] = []
+        for _ in 0..<8 {
+            let signIn = try await server.request("/token", form: ["grant_type": "password", "username": "alice", "password": "correct horse battery"], basic: ("web", secret))
+            chains.append([try #require(signIn.json["refresh_token"] as? String)])
+        }
+        let received = ChainBox(chains)
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<8 {
+                group.addTask {
+                    while true {
+                        guard let reply = try? await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": received.last(index)], basic: ("web", secret)),
+                              reply.status == 200, let next = reply.json["refresh_token"] as? String else { return }
+                        received.append(index, next)
+                    }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(Int.random(in: 300...800)))
+            server.kill9()
+        }
+        let final = received.chains
+        #expect(final.map(\.count).reduce(0, +) > 16, "the clients refreshed before the kill")
+        try await server.start()
+        defer { server.stop() }
+        for chain in final {
+            // The last token the client received works (a rotation that became durable without its response
+            // reaching the client is covered by the 60 s retry window: the same successor comes back).
+            let last = try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": chain.last!], basic: ("web", secret))
+            #expect(last.status == 200, "\(last.json)")
+            let successor = try #require(last.json["refresh_token"] as? String)
+            #expect(try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": successor], basic: ("web", secret)).status == 200)
+            // Used once, superseded: the received token no longer works, nor any older one.
+            for token in chain.reversed() {
+                let old = try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": token], basic: ("web", secret))
+                #expect(old.status == 400 && old.json["error"] as? String == "invalid_grant")
+            }
+        }
+    }
+}
+
+final class ChainBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [[String]]
+    init(_ chains: [[String]]) { stored = chains }
+    var chains: [[String]] { lock.withLock { stored } }
+    func last(_ index: Int) -> String { lock.withLock { stored[index].last! } }
+    func append(_ index: Int, _ token: String) { lock.withLock { stored[index].append(token) } }
+}
