@@ -20,6 +20,66 @@ public struct ServerConfiguration: Sendable {
     public init() {}
 
     public var issuerURL: String { issuer ?? "http://\(host):\(port)" }
+
+    /// The members a configuration file may set (JSON; documented in `docs/configuration.md`).
+    struct File: Decodable {
+        var host: String?
+        var port: Int?
+        var issuer: String?
+        var keys: String?
+        var data: String?
+        var maximumBodySize: Int?
+        var createDemoClient: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case host, port, issuer, keys, data
+            case maximumBodySize = "max_body_size", createDemoClient = "demo_client"
+        }
+    }
+
+    /// Reads a JSON configuration file over the defaults. Unknown members are refused (a typo must not
+    /// silently leave a default in place).
+    public static func load(file path: String) throws -> ServerConfiguration {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard data.count <= 1 << 20, let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ConfigurationError("\(path) must be a JSON object of at most 1 MiB")
+        }
+        let known: Set<String> = ["host", "port", "issuer", "keys", "data", "max_body_size", "demo_client"]
+        if let unknown = object.keys.first(where: { !known.contains($0) }) {
+            throw ConfigurationError("\(path): unknown option \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        let file: File
+        do { file = try JSONDecoder().decode(File.self, from: data) } catch {
+            throw ConfigurationError("\(path): \(error)")
+        }
+        var configuration = ServerConfiguration()
+        configuration.host = file.host ?? configuration.host
+        configuration.port = file.port ?? configuration.port
+        configuration.issuer = file.issuer
+        configuration.keysPath = file.keys ?? configuration.keysPath
+        configuration.dataPath = file.data ?? configuration.dataPath
+        configuration.maximumBodySize = file.maximumBodySize ?? configuration.maximumBodySize
+        configuration.createDemoClient = file.createDemoClient ?? configuration.createDemoClient
+        try configuration.validate()
+        return configuration
+    }
+
+    public func validate() throws {
+        guard (0...65_535).contains(port) else { throw ConfigurationError("port must be 0 to 65535") }
+        guard (1_024...1 << 20).contains(maximumBodySize) else { throw ConfigurationError("max_body_size must be 1 KiB to 1 MiB") }
+        if let issuer {
+            // RFC 8414 §2: an https URL without query or fragment (http allowed for loopback development).
+            guard let url = URLComponents(string: issuer), let scheme = url.scheme, ["https", "http"].contains(scheme), url.host?.isEmpty == false,
+                  url.query == nil, url.fragment == nil, !issuer.hasSuffix("/") else {
+                throw ConfigurationError("issuer must be an absolute http(s) URL without query, fragment or trailing slash")
+            }
+        }
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Everything the HTTP layer needs: the key ring, the refresh-token store, the client registry and the

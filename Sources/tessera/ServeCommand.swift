@@ -11,7 +11,8 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
         First start: creates the key folder (one ES256 key, active) and the data folder, registers a demo \
         confidential client and prints its id and secret once. Environment: TESSERA_HOST, TESSERA_PORT, \
-        TESSERA_ISSUER, TESSERA_KEYS, TESSERA_DATA (flags win). SIGHUP reloads the key ring (it is also \
+        TESSERA_ISSUER, TESSERA_KEYS, TESSERA_DATA, TESSERA_CONFIG (flags win over the environment, which wins \
+        over the configuration file). SIGHUP reloads the key ring (it is also \
         polled every 2 s); SIGINT/SIGTERM shut down gracefully and flush the refresh-token store.
         """
     )
@@ -21,15 +22,20 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The issuer URL (iss); default http://HOST:PORT. Never taken from the request.") var issuer: String?
     @Option(help: "The key folder.") var keys: String?
     @Option(help: "The data folder (clients, refresh tokens).") var data: String?
+    @Option(help: "A JSON configuration file (docs/configuration.md); flags and environment override it.") var config: String?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         var configuration = ServerConfiguration()
+        if let file = config ?? environment["TESSERA_CONFIG"] {
+            do { configuration = try ServerConfiguration.load(file: file) } catch { throw CLIError("\(error)") }
+        }
         configuration.host = host ?? environment["TESSERA_HOST"] ?? configuration.host
         configuration.port = port ?? environment["TESSERA_PORT"].flatMap(Int.init) ?? configuration.port
-        configuration.issuer = issuer ?? environment["TESSERA_ISSUER"]
+        configuration.issuer = issuer ?? environment["TESSERA_ISSUER"] ?? configuration.issuer
         configuration.keysPath = keys ?? environment["TESSERA_KEYS"] ?? configuration.keysPath
         configuration.dataPath = data ?? environment["TESSERA_DATA"] ?? configuration.dataPath
+        do { try configuration.validate() } catch { throw CLIError("\(error)") }
         var logger = Logger(label: "tessera")
         logger.logLevel = .info
 

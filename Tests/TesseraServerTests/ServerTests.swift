@@ -280,3 +280,30 @@ struct ThrottleTests {
         }
     }
 }
+
+@Suite("Configuration file")
+struct ConfigurationTests {
+    @Test("Every option read from JSON over the defaults; unknown options and bad values refused with the reason")
+    func file() throws {
+        let folder = try TemporaryDirectory("tessera-config")
+        defer { folder.remove() }
+        let path = folder.appending("tessera.json")
+        try #"{"host": "0.0.0.0", "port": 9000, "issuer": "https://auth.example.com", "keys": "/srv/keys", "data": "/srv/data", "max_body_size": 8192, "demo_client": false}"#
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let configuration = try ServerConfiguration.load(file: path)
+        #expect(configuration.host == "0.0.0.0" && configuration.port == 9000 && configuration.issuerURL == "https://auth.example.com")
+        #expect(configuration.keysPath == "/srv/keys" && configuration.dataPath == "/srv/data" && configuration.maximumBodySize == 8192 && !configuration.createDemoClient)
+        #expect(ServerConfiguration().issuerURL == "http://127.0.0.1:8080")
+        for (text, reason) in [(#"{"prot": 1}"#, "unknown option \"prot\""), (#"{"port": 70000}"#, "port"),
+                               (#"{"issuer": "https://a.example/?q=1"}"#, "issuer"), (#"{"issuer": "https://a.example/"}"#, "issuer"),
+                               (#"{"max_body_size": 10}"#, "max_body_size"), (#"{"port": "80"}"#, "port"), ("[]", "JSON object")] {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            do {
+                _ = try ServerConfiguration.load(file: path)
+                Issue.record("accepted \(text)")
+            } catch let error as ConfigurationError {
+                #expect(error.description.contains(reason), "\(error)")
+            }
+        }
+    }
+}
