@@ -53,6 +53,10 @@ struct ClientsCommand: ParsableCommand {
                                 refreshTokens: RefreshTokenPolicy(absoluteLifetime: refreshLifetime, idleLifetime: refreshIdle, retryWindow: retryWindow),
                                 redirectURIs: redirectURIs, created: commandNow())
             try clientCall {
+                // THREATS B13: client_credentials tokens have sub = client_id; it must not name a user.
+                if try UserStore(dataPath: options.data).users().contains(where: { $0.username == id }) {
+                    throw CLIError("\(id) is a username: its client_credentials tokens (sub = client_id) would be confusable with the user's")
+                }
                 try options.store.update { registry in
                     guard registry.client(id) == nil else { throw CLIError("client \(id) already exists; `tessera clients rotate-secret \(id)` issues a new secret") }
                     registry.clients.append(client)

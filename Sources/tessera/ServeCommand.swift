@@ -36,6 +36,8 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.keysPath = keys ?? environment["TESSERA_KEYS"] ?? configuration.keysPath
         configuration.dataPath = data ?? environment["TESSERA_DATA"] ?? configuration.dataPath
         do { try configuration.validate() } catch { throw CLIError("\(error)") }
+        // Logs go to standard error, unbuffered: a crash must not eat the last lines.
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var logger = Logger(label: "tessera")
         logger.logLevel = .info
 

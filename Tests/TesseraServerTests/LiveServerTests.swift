@@ -14,6 +14,7 @@ final class ServeProcess: @unchecked Sendable {
     var base: String { "http://127.0.0.1:\(port)" }
     var keys: String { folder.appending("keys") }
     var data: String { folder.appending("data") }
+    var logPath: String { folder.appending("serve.log") }
 
     init() throws {
         folder = try TemporaryDirectory("tessera-live")
@@ -40,8 +41,11 @@ final class ServeProcess: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
         process.arguments = ["serve", "--port", String(port), "--keys", keys, "--data", data]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
         try process.run()
         self.process = process
         for _ in 0..<200 {
@@ -165,6 +169,49 @@ struct LiveServerTests {
                 #expect(old.status == 400 && old.json["error"] as? String == "invalid_grant")
             }
         }
+    }
+}
+
+extension LiveServerTests {
+    @Test("THREATS B17: after a full flow with canary secrets, no secret, password or token appears in the server's log or any file it wrote")
+    func noSecretsInLogsOrFiles() async throws {
+        let server = try ServeProcess()
+        let secret = try prepare(server)
+        try await server.start()
+        var canaries = [secret, "correct horse battery"]
+        let signIn = try await server.request("/token", form: ["grant_type": "password", "username": "alice", "password": "correct horse battery"], basic: ("web", secret))
+        canaries += [signIn.json["access_token"] as! String, signIn.json["refresh_token"] as! String]
+        let refreshed = try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": canaries[3]], basic: ("web", secret))
+        canaries += [refreshed.json["access_token"] as! String, refreshed.json["refresh_token"] as! String]
+        _ = try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": canaries[3]], basic: ("web", secret))  // a retry (window 60 s)
+        _ = try await server.request("/token", form: ["grant_type": "password", "username": "alice", "password": "wrong canary pw"], basic: ("web", secret))
+        canaries.append("wrong canary pw")
+        _ = try await server.request("/introspect", form: ["token": canaries[4]], basic: ("web", secret))
+        _ = try await server.request("/revoke", form: ["token": canaries[5]], basic: ("web", secret))
+        server.stop()
+        let log = try String(contentsOfFile: server.logPath, encoding: .utf8)
+        #expect(log.contains("wrong password for alice") && log.contains("path=/token"), "\(log.prefix(600))")
+        var files = [server.logPath]
+        for root in [server.data, server.keys] {
+            for case let name as String in FileManager.default.enumerator(atPath: root)! { files.append(root + "/" + name) }
+        }
+        for file in files where !(FileManager.default.isDirectory(file)) {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+            for canary in canaries {
+                #expect(bytes.range(of: Data(canary.utf8)) == nil, "\(canary.prefix(12))… found in \(file)")
+                // Also the secret part of a token on its own.
+                if canary.hasPrefix("tsr_") || canary.hasPrefix("tcs_") {
+                    #expect(bytes.range(of: Data(canary.dropFirst(4).prefix(24).utf8)) == nil, "part of \(canary.prefix(8))… in \(file)")
+                }
+            }
+        }
+    }
+}
+
+extension FileManager {
+    func isDirectory(_ path: String) -> Bool {
+        var directory: ObjCBool = false
+        return fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
     }
 }
 

@@ -307,3 +307,68 @@ struct ConfigurationTests {
         }
     }
 }
+
+@Suite("THREATS section B rows at the token endpoint")
+struct TokenEndpointThreatTests {
+    @Test("B11: after reuse the family's access tokens introspect as inactive, and its current refresh token is dead")
+    func reuseRevokesAccessTokensAtIntrospection() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        let family = try await fixture.service.refreshTokens.issue(NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read"], authTime: Date()))
+        try await fixture.run { client in
+            let first = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
+            let access = try #require(first.string("access_token"))
+            let claims = try JSONObject(parsing: try Base64URL.decode(String(access.split(separator: ".")[1])))
+            #expect(claims["tessera_rtf"] == .string(family.record.familyID))
+            #expect(try await post(client, "/introspect", "token=\(access)", authorization: fixture.basicAuth).json["active"] == .bool(true))
+            #expect(try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth).error == "invalid_grant")
+            #expect(try await post(client, "/introspect", "token=\(access)", authorization: fixture.basicAuth).json["active"] == .bool(false))
+            #expect(try await post(client, "/introspect", "token=\(first.string("refresh_token")!)", authorization: fixture.basicAuth).json["active"] == .bool(false))
+        }
+    }
+
+    @Test("B12: a refresh token stops working when its client is removed; B13: client ids and usernames cannot collide")
+    func clientRemovalAndNamespaces() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        let data = fixture.service.configuration.dataPath
+        let family = try await fixture.service.refreshTokens.issue(NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read"], authTime: Date()))
+        #expect(throws: OAuthError.self) { try UserStore(dataPath: data).add("svc", password: "a long password", now: Date()) }
+        try ClientStore(dataPath: data).update { $0.clients.removeAll { $0.id == "svc" } }
+        try await fixture.run { client in
+            let reply = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
+            #expect(reply.status == .unauthorized && reply.error == "invalid_client")
+        }
+    }
+
+    @Test("B21: GET /token is refused; B22: a spoofed X-Forwarded-Host changes neither iss nor metadata URLs")
+    func requestHygiene() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        try await fixture.run { client in
+            let viaGet = try await get(client, "/token?grant_type=client_credentials")
+            #expect(viaGet.status == .notFound || viaGet.status == .methodNotAllowed)
+            let forwarded: HTTPFields = [HTTPField.Name("X-Forwarded-Host")!: "evil.example", HTTPField.Name("X-Forwarded-Proto")!: "https", HTTPField.Name("Forwarded")!: "host=evil.example;proto=https"]
+            let metadata = try await get(client, "/.well-known/oauth-authorization-server", headers: forwarded)
+            #expect(!metadata.body.contains("evil") && metadata.string("issuer") == "http://127.0.0.1:8080")
+            let token = try await client.execute(uri: "/token", method: .post,
+                                                 headers: forwarded.merging([.contentType: "application/x-www-form-urlencoded", .authorization: fixture.basicAuth]),
+                                                 body: ByteBuffer(string: "grant_type=client_credentials")) { String(buffer: $0.body) }
+            let access = try #require((try JSONObject(parsing: token))["access_token"]).stringValue
+            let claims = try JSONObject(parsing: try Base64URL.decode(String(access.split(separator: ".")[1])))
+            #expect(claims["iss"] == .string("http://127.0.0.1:8080"))
+        }
+    }
+}
+
+extension HTTPFields {
+    func merging(_ other: HTTPFields) -> HTTPFields {
+        var fields = self
+        for field in other { fields[field.name] = field.value }
+        return fields
+    }
+}
+
+extension JSONValue {
+    var stringValue: String { if case .string(let value) = self { return value }; return "" }
+}

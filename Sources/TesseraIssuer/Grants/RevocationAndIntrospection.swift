@@ -64,6 +64,9 @@ public struct IntrospectionEndpoint: Sendable {
             return object
         }
         guard let claims = verifiedAccessToken(token) else { return inactive }
+        if case .string(let familyID)? = claims[Grant.familyClaim], (try? await store.isFamilyLive(familyID)) != true {
+            return inactive  // issued from a family since revoked (reuse, RFC 7009 revocation, or an operator)
+        }
         var object = JSONObject(["active": .bool(true), "token_type": .string("Bearer")])
         for name in ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "auth_time"] {
             if let value = claims[name] { object[name] = value }

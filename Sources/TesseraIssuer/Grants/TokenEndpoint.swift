@@ -41,13 +41,20 @@ public struct Grant: Sendable {
     public var authTime: Date?
     /// A refresh token to return: a rotated successor, or a new family's first token.
     public var refreshToken: RefreshToken?
+    /// The refresh-token family the access token belongs to (its ID, not the token), so introspection
+    /// can report it inactive once the family is revoked (RFC 9700 §4.14.2, THREATS B11).
+    public var familyID: String?
 
-    public init(subject: String, scope: [String], authTime: Date? = nil, refreshToken: RefreshToken? = nil) {
+    public init(subject: String, scope: [String], authTime: Date? = nil, refreshToken: RefreshToken? = nil, familyID: String? = nil) {
         self.subject = subject
         self.scope = scope
         self.authTime = authTime
         self.refreshToken = refreshToken
+        self.familyID = familyID
     }
+
+    /// The private claim carrying `familyID` (a digest: safe to expose, links nothing outside Tessera).
+    public static let familyClaim = "tessera_rtf"
 }
 
 /// One grant type's handler: validates its parameters and returns a `Grant`. Only the token endpoint
@@ -99,6 +106,7 @@ public struct AccessTokenMinter: Sendable {
             "jti": .string(Base64URL.encode(try SecureRandom.bytes(count: 16))), "client_id": .string(client.id),
         ])
         if !grant.scope.isEmpty { claims["scope"] = .string(grant.scope.joined(separator: " ")) }
+        if let familyID = grant.familyID { claims[Grant.familyClaim] = .string(familyID) }
         if let authTime = grant.authTime { claims["auth_time"] = .number(JSONNumber(Int64(authTime.timeIntervalSince1970.rounded(.down)))) }
         return (try JWSSigner(key: key, type: "at+jwt").sign(claims: claims), lifetime)
     }
@@ -179,7 +187,8 @@ public struct RefreshTokenGrant: GrantHandler {
             // A client whose allowed scopes shrank since the grant does not keep the dropped ones.
             let scope = rotation.grantedScope.filter(client.scopes.contains)
             let record = rotation.successor.record
-            return Grant(subject: record.subject, scope: scope, authTime: record.authTime, refreshToken: rotation.successor.token)
+            return Grant(subject: record.subject, scope: scope, authTime: record.authTime, refreshToken: rotation.successor.token,
+                         familyID: record.familyID)
         } catch let error as RefreshTokenStoreError {
             switch error.code {
             case .invalidScope:

@@ -49,6 +49,11 @@ extension LedgerBackedStore {
         return try await inspect { ledger, now in ledger.record(for: presented, now: now) }
     }
 
+    public func isFamilyLive(_ familyID: String) async throws -> Bool {
+        guard let key = FamilyKey(hex: familyID) else { return false }
+        return try await inspect { ledger, now in ledger.family(key).map { !$0.revoked && !$0.isExpired(at: now) } ?? false }
+    }
+
     public func revokeFamily(of token: RefreshToken, clientID: String?) async throws -> Bool {
         guard let presented = try? ParsedRefreshToken(token) else { return false }
         return try await transact { ledger, now in

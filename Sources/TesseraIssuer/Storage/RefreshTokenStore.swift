@@ -25,6 +25,10 @@ public protocol RefreshTokenStore: Sendable {
     /// token is unknown, expired, revoked or malformed.
     func record(for token: RefreshToken) async throws -> RefreshTokenRecord?
 
+    /// Whether the family with this ID (`RefreshTokenRecord.familyID`) can still be used: introspection
+    /// reports access tokens issued from a revoked family as inactive.
+    func isFamilyLive(_ familyID: String) async throws -> Bool
+
     /// Revokes the family `token` belongs to (RFC 7009). `clientID`, when given, must own the family.
     /// Returns false when there was nothing live to revoke.
     @discardableResult

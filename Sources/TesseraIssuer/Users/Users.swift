@@ -34,6 +34,10 @@ public struct UserStore: Sendable {
             throw OAuthError(.invalidRequest, "a username is 1 to 255 characters without spaces, control characters or ':'")
         }
         guard (8...1_024).contains(password.utf8.count) else { throw OAuthError(.invalidRequest, "a password is 8 to 1,024 bytes") }
+        // THREATS B13: a client's own tokens carry sub = client_id; a user of the same name would be confusable.
+        guard try ClientStore(dataPath: dataPath).read().client(username) == nil else {
+            throw OAuthError(.invalidRequest, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
+        }
         let hash = try Self.hash(password)
         try update { registry in
             guard !registry.users.contains(where: { $0.username == username }) else { throw OAuthError(.invalidRequest, "user \(username) already exists") }
@@ -127,8 +131,10 @@ public struct PasswordGrant: GrantHandler {
         var grant = Grant(subject: user.username, scope: scope, authTime: now)
         if client.allows(.refreshToken) {
             do {
-                grant.refreshToken = try await store.issue(NewRefreshTokenFamily(
-                    clientID: client.id, subject: user.username, scope: scope, authTime: now, policy: client.refreshTokens)).token
+                let issued = try await store.issue(NewRefreshTokenFamily(
+                    clientID: client.id, subject: user.username, scope: scope, authTime: now, policy: client.refreshTokens))
+                grant.refreshToken = issued.token
+                grant.familyID = issued.record.familyID
             } catch let error as RefreshTokenStoreError {
                 throw OAuthError(error.code == .unavailable ? .temporarilyUnavailable : .invalidRequest, "the refresh token could not be stored", log: error.message)
             }
