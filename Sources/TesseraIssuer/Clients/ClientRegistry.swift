@@ -25,56 +25,27 @@ public struct ClientRegistry: Codable, Sendable, Equatable {
 public struct ClientStore: Sendable {
     public let dataPath: String
     public static let fileName = "clients.json"
-    static let lockName = ".clients.lock"
+    private let document: JSONDocument<ClientRegistry>
 
-    public init(dataPath: String) { self.dataPath = dataPath }
+    public init(dataPath: String) {
+        self.dataPath = dataPath
+        document = JSONDocument(folder: dataPath, name: Self.fileName, lockName: ".clients.lock", what: "the client registry",
+                                empty: { ClientRegistry() })
+    }
 
     /// The registry; empty when there is no file yet.
     public func read() throws -> ClientRegistry {
-        let directory = try open(create: false, locking: .none)
-        return try read(in: directory)
-    }
-
-    private func read(in directory: SecureDirectory?) throws -> ClientRegistry {
-        guard let directory else { return ClientRegistry() }
-        guard let bytes = try KeyStore(path: dataPath).readFile(Self.fileName, in: directory, requirePrivate: true) else { return ClientRegistry() }
-        let registry: ClientRegistry
-        do {
-            registry = try KeyStore.decoder.decode(ClientRegistry.self, from: Data(bytes))
-        } catch {
-            throw OAuthError(.invalidRequest, "\(dataPath)/\(Self.fileName) does not parse: \(KeyStore.describe(error))")
-        }
+        let registry = try document.read()
         try registry.validate()
         return registry
     }
 
-    /// Runs `body` under the lock and writes the registry back if it changed.
+    /// Runs `body` under the lock and writes the registry back (validated) if it changed.
     public func update<T>(_ body: (inout ClientRegistry) throws -> T) throws -> T {
-        let directory = try open(create: true, locking: .exclusiveWaiting)
-        var registry = try read(in: directory)
-        let before = registry
-        let result = try body(&registry)
-        try registry.validate()
-        if registry != before, let directory {
-            let bytes = try KeyStore.encoder.encode(registry) + Data("\n".utf8)
-            do {
-                try directory.writeAtomically(Self.fileName) { try writeAll($0, [UInt8](bytes)) }
-            } catch let error as RefreshTokenStoreError {
-                throw OAuthError(.temporarilyUnavailable, "cannot write \(dataPath)/\(Self.fileName)", log: error.message)
-            }
-        }
-        return result
-    }
-
-    private func open(create: Bool, locking: SecureDirectory.Locking) throws -> SecureDirectory? {
-        if !create, !FileManager.default.fileExists(atPath: dataPath) { return nil }
-        do {
-            return try SecureDirectory(path: dataPath, create: create, lockName: Self.lockName, locking: locking,
-                                       what: "the client registry", privateToOwner: true)
-        } catch let error as RefreshTokenStoreError {
-            throw OAuthError(.invalidRequest, error.message)
-        } catch let error as KeyStoreError {
-            throw OAuthError(.invalidRequest, error.message)
+        try document.update { registry in
+            let result = try body(&registry)
+            try registry.validate()
+            return result
         }
     }
 }

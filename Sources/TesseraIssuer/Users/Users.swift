@@ -21,13 +21,19 @@ public struct UserStore: Sendable {
         var users: [User] = []
     }
 
-    public init(dataPath: String) { self.dataPath = dataPath }
+    private let document: JSONDocument<Registry>
+
+    public init(dataPath: String) {
+        self.dataPath = dataPath
+        document = JSONDocument(folder: dataPath, name: Self.fileName, lockName: ".users.lock", what: "the user registry",
+                                empty: { Registry() })
+    }
 
     /// N = 2^15, r = 8, p = 1: 32 MiB and tens of milliseconds per check, twice the cost RFC 7914 §2
     /// gives for interactive logins; online guessing is further limited by throttling at the endpoint.
     static let logN = 15, r = 8, p = 1
 
-    public func users() throws -> [User] { try read().users }
+    public func users() throws -> [User] { try document.read().users }
 
     public func add(_ username: String, password: String, now: Date) throws {
         guard Self.isValidUsername(username) else {
@@ -39,14 +45,14 @@ public struct UserStore: Sendable {
             throw OAuthError(.invalidRequest, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
         }
         let hash = try Self.hash(password)
-        try update { registry in
+        try document.update { registry in
             guard !registry.users.contains(where: { $0.username == username }) else { throw OAuthError(.invalidRequest, "user \(username) already exists") }
             registry.users.append(User(username: username, password: hash, created: now))
         }
     }
 
     public func remove(_ username: String) throws -> Bool {
-        try update { registry in
+        try document.update { registry in
             let before = registry.users.count
             registry.users.removeAll { $0.username == username }
             return registry.users.count != before
@@ -74,36 +80,6 @@ public struct UserStore: Sendable {
 
     static func isValidUsername(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 255 && !name.contains(":") && name.unicodeScalars.allSatisfy { !$0.properties.isWhitespace && $0.value >= 0x20 && $0.value != 0x7F }
-    }
-
-    private func read() throws -> Registry {
-        guard FileManager.default.fileExists(atPath: dataPath) else { return Registry() }
-        let directory = try open(create: false, locking: .none)
-        guard let bytes = try KeyStore(path: dataPath).readFile(Self.fileName, in: directory, requirePrivate: true) else { return Registry() }
-        do { return try KeyStore.decoder.decode(Registry.self, from: Data(bytes)) } catch {
-            throw OAuthError(.invalidRequest, "\(dataPath)/\(Self.fileName) does not parse: \(KeyStore.describe(error))")
-        }
-    }
-
-    private func update<T>(_ body: (inout Registry) throws -> T) throws -> T {
-        let directory = try open(create: true, locking: .exclusiveWaiting)
-        var registry = Registry()
-        if let bytes = try KeyStore(path: dataPath).readFile(Self.fileName, in: directory, requirePrivate: true) {
-            registry = try KeyStore.decoder.decode(Registry.self, from: Data(bytes))
-        }
-        let result = try body(&registry)
-        let bytes = try KeyStore.encoder.encode(registry) + Data("\n".utf8)
-        do { try directory.writeAtomically(Self.fileName) { try writeAll($0, [UInt8](bytes)) } } catch let error as RefreshTokenStoreError {
-            throw OAuthError(.temporarilyUnavailable, "cannot write \(dataPath)/\(Self.fileName)", log: error.message)
-        }
-        return result
-    }
-
-    private func open(create: Bool, locking: SecureDirectory.Locking) throws -> SecureDirectory {
-        do {
-            return try SecureDirectory(path: dataPath, create: create, lockName: ".users.lock", locking: locking,
-                                       what: "the user registry", privateToOwner: true)
-        } catch let error as RefreshTokenStoreError { throw OAuthError(.invalidRequest, error.message) }
     }
 }
 
