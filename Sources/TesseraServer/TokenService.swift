@@ -90,6 +90,8 @@ public final class TokenService: Sendable {
     public let refreshTokens: FileRefreshTokenStore
     public let clients: ReloadingClientRegistry
     public let endpoint: TokenEndpoint
+    /// Authorization codes (60 s, single use); `/authorize` issues them, the token endpoint redeems them.
+    public let codes: AuthorizationCodeStore
     /// Failed client authentications and passwords, per client, user and address (HTTP 429 past a threshold).
     public let throttle: FailureThrottle
     /// Set when this start registered the demo client: its secret, to print once.
@@ -123,11 +125,13 @@ public final class TokenService: Sendable {
             directory: URL(fileURLWithPath: configuration.dataPath).appendingPathComponent(FileRefreshTokenStore.folderName).path,
             options: .init(clock: clock, onEvent: { event in logger.notice("refresh-token store", metadata: ["event": .string("\(event)")]) }))
         clients = try ReloadingClientRegistry(store: clientStore) { message in logger.error("\(message)") }
+        codes = AuthorizationCodeStore(clock: clock)
         let store = refreshTokens
         endpoint = TokenEndpoint(
             clients: { [clients] in clients.current() },
             handlers: [
                 .clientCredentials: ClientCredentialsGrant(),
+                .authorizationCode: AuthorizationCodeGrant(codes: codes, store: store),
                 .password: PasswordGrant(users: { try UserStore(dataPath: configuration.dataPath).users() }, store: store, clock: clock),
                 .refreshToken: RefreshTokenGrant(store: store) { clientID, familyID in
                     logger.warning("refresh token reuse: family revoked (RFC 9700 §4.14.2)", metadata: ["client_id": .string(clientID), "family": .string(familyID)])

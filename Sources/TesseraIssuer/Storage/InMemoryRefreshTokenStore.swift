@@ -66,6 +66,14 @@ extension LedgerBackedStore {
         }
     }
 
+    public func revokeFamily(withID familyID: String) async throws -> Bool {
+        guard let key = FamilyKey(hex: familyID) else { return false }
+        return try await transact { ledger, now in
+            guard let family = ledger.family(key), !family.revoked else { return ([], .success(false)) }
+            return ([.revokeFamily(key, at: now, reason: .requested)], .success(true))
+        }
+    }
+
     public func revokeFamilies(ofClient clientID: String) async throws -> Int {
         try await transact { ledger, now in
             guard let id = ledger.clientStringID(clientID) else { return ([], .success(0)) }

@@ -34,6 +34,11 @@ public protocol RefreshTokenStore: Sendable {
     @discardableResult
     func revokeFamily(of token: RefreshToken, clientID: String?) async throws -> Bool
 
+    /// Revokes a family by its ID (`RefreshTokenRecord.familyID`): a replayed authorization code revokes
+    /// what its first exchange issued. Returns false when there was nothing live to revoke.
+    @discardableResult
+    func revokeFamily(withID familyID: String) async throws -> Bool
+
     /// Revokes every family issued to a client; returns how many.
     @discardableResult
     func revokeFamilies(ofClient clientID: String) async throws -> Int
