@@ -104,3 +104,86 @@ struct AuthorizationCodeTests {
         await expectInvalidGrant("unknown") { _ = try await fixture.exchange("tac_" + Base64URL.encode(try SecureRandom.bytes(count: 32))) }
     }
 }
+
+@Suite("Authorization requests (validation only; /authorize pages come next)")
+struct AuthorizationRequestTests {
+    let registry = ClientRegistry(clients: [
+        Client(id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read", "write"],
+               defaultScopes: ["read"], audience: "api", redirectURIs: ["https://client.example/cb"], created: Date()),
+        Client(id: "web", type: .confidential, secretDigest: Client.digest(ofSecret: "s"), grants: [.authorizationCode], scopes: ["read"],
+               defaultScopes: ["read"], audience: "api", redirectURIs: ["https://web.example/a", "https://web.example/b"], created: Date()),
+    ])
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+    func parameters(_ changes: [String: String?] = [:]) -> [String: String] {
+        var base: [String: String] = ["response_type": "code", "client_id": "app", "redirect_uri": "https://client.example/cb",
+                                      "code_challenge": challenge, "code_challenge_method": "S256", "state": "xyz"]
+        for (name, value) in changes { base[name] = value }
+        return base
+    }
+
+    func errorCode(_ outcome: AuthorizationRequest.Outcome) -> (kind: String, code: String) {
+        switch outcome {
+        case .valid: return ("valid", "")
+        case .errorPage(let error): return ("page", error.code.rawValue)
+        case .redirectError(let error, _, _): return ("redirect", error.code.rawValue)
+        }
+    }
+
+    @Test("THREATS B1, B3: redirect URIs match exactly; a wrong client or URI gets an error page, never a redirect")
+    func redirectMatching() {
+        for uri in ["https://client.example/cb/", "https://client.example/CB", "https://client.example/cb?x=1", "https://client.example/cb#f",
+                    "https://client.example/cb/../evil", "https://client.example.evil/cb", "https://client.exam%70le/cb", "http://client.example/cb",
+                    "https://client.example:443/cb", "https://CLIENT.example/cb", ""] {
+            #expect(errorCode(AuthorizationRequest.validate(parameters(["redirect_uri": uri]), registry: registry)) == ("page", "invalid_request"), "\(uri)")
+        }
+        #expect(errorCode(AuthorizationRequest.validate(parameters(["client_id": "nobody"]), registry: registry)).kind == "page")
+        #expect(errorCode(AuthorizationRequest.validate(parameters(["client_id": nil]), registry: registry)).kind == "page")
+        // One registered URI may be omitted; with two it may not.
+        guard case .valid(let request) = AuthorizationRequest.validate(parameters(["redirect_uri": nil]), registry: registry) else { Issue.record("not valid"); return }
+        #expect(request.redirectURI == "https://client.example/cb" && !request.redirectURISent && request.scope == ["read"])
+        #expect(errorCode(AuthorizationRequest.validate(["response_type": "code", "client_id": "web"], registry: registry)).kind == "page")
+    }
+
+    @Test("THREATS B6, B8, B18: PKCE required for public clients, S256 only; implicit and hybrid types refused; errors redirect with state")
+    func errorsThatRedirect() {
+        let cases: [([String: String?], String)] = [
+            (["code_challenge": nil, "code_challenge_method": nil], "invalid_request"),
+            (["code_challenge_method": "plain", "code_challenge": "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"], "invalid_request"),
+            (["code_challenge_method": nil], "invalid_request"),
+            (["code_challenge_method": "s256"], "invalid_request"),
+            (["code_challenge": challenge + "="], "invalid_request"),
+            (["code_challenge": "short"], "invalid_request"),
+            (["code_challenge": nil], "invalid_request"),
+            (["response_type": "token"], "unsupported_response_type"),
+            (["response_type": "code token"], "unsupported_response_type"),
+            (["response_type": "code id_token"], "unsupported_response_type"),
+            (["response_type": nil], "invalid_request"),
+            (["scope": "admin"], "invalid_scope"),
+            (["scope": "read  write"], "invalid_scope"),
+            (["prompt": "none login"], "invalid_request"),
+            (["state": String(repeating: "s", count: 2_049)], "invalid_request"),
+        ]
+        for (changes, code) in cases {
+            let outcome = AuthorizationRequest.validate(parameters(changes), registry: registry)
+            #expect(errorCode(outcome) == ("redirect", code), "\(changes)")
+            if case .redirectError(_, let uri, let state) = outcome {
+                #expect(uri == "https://client.example/cb")
+                if changes["state"] == nil { #expect(state == "xyz") }
+            }
+        }
+        guard case .valid(let request) = AuthorizationRequest.validate(parameters(["scope": "write read", "prompt": "login consent"]), registry: registry) else {
+            Issue.record("not valid"); return
+        }
+        #expect(request.scope == ["write", "read"] && request.challenge?.method == .s256 && request.prompt == ["login", "consent"])
+    }
+
+    @Test("THREATS B9, B10: the redirect echoes state byte for byte (URL-special characters too) and carries iss (RFC 9207)")
+    func redirectParameters() throws {
+        let state = "a b&c=d/é?#%+"
+        let location = AuthorizationRequest.redirect(to: "https://client.example/cb?keep=1", [("code", "tac_x")], state: state, issuer: "https://auth.example")
+        let items = try #require(URLComponents(string: location)?.queryItems)
+        #expect(items.map(\.name) == ["keep", "code", "state", "iss"])
+        #expect(items.first { $0.name == "state" }?.value == state && items.first { $0.name == "iss" }?.value == "https://auth.example")
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+
+/// A validated authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3): what `/authorize` shows the
+/// sign-in and consent pages for, and what the code will be bound to.
+public struct AuthorizationRequest: Sendable {
+    public let client: Client
+    /// The redirect URI to answer to: the one sent (exactly equal to a registered one), or the only one registered.
+    public let redirectURI: String
+    /// Whether the request carried `redirect_uri` (then the token request must repeat it, RFC 6749 §4.1.3).
+    public let redirectURISent: Bool
+    public let scope: [String]
+    public let state: String?
+    public let challenge: (value: String, method: PKCE.Method)?
+    public let prompt: Set<String>
+
+    /// The outcome of validating the parameters.
+    public enum Outcome: Sendable {
+        case valid(AuthorizationRequest)
+        /// RFC 6749 §4.1.2.1: the client or the redirect URI is wrong: show an error page, never redirect.
+        case errorPage(OAuthError)
+        /// Any other error: redirect back to the (validated) redirect URI with `error`, `state` and `iss`.
+        case redirectError(OAuthError, redirectURI: String, state: String?)
+    }
+
+    static let maximumStateLength = 2_048
+
+    /// Validates `parameters` against the registry. The order matters: nothing is sent to a redirect URI
+    /// until the client and the URI are known to belong together (RFC 9700 §4.11.2: no open redirector).
+    public static func validate(_ parameters: [String: String], registry: ClientRegistry) -> Outcome {
+        guard let clientID = parameters["client_id"], !clientID.isEmpty, let client = registry.client(clientID) else {
+            return .errorPage(OAuthError(.invalidRequest, "unknown or missing client_id"))
+        }
+        let redirectURI: String
+        let sent = parameters["redirect_uri"]
+        if let sent {
+            // RFC 9700 §4.1.3 / §2.1: exact string comparison, no patterns, no normalisation.
+            guard client.redirectURIs.contains(sent) else {
+                return .errorPage(OAuthError(.invalidRequest, "redirect_uri is not registered for this client"))
+            }
+            redirectURI = sent
+        } else {
+            guard client.redirectURIs.count == 1 else {
+                return .errorPage(OAuthError(.invalidRequest, "redirect_uri is required (the client registered more than one)"))
+            }
+            redirectURI = client.redirectURIs[0]
+        }
+        let state = parameters["state"]
+        func fail(_ code: OAuthError.Code, _ description: String) -> Outcome {
+            .redirectError(OAuthError(code, description), redirectURI: redirectURI, state: state)
+        }
+        if let state, state.utf8.count > maximumStateLength {
+            return .redirectError(OAuthError(.invalidRequest, "state is longer than \(maximumStateLength) bytes"), redirectURI: redirectURI, state: nil)
+        }
+        guard let responseType = parameters["response_type"] else { return fail(.invalidRequest, "response_type is missing") }
+        guard responseType == "code" else {
+            // The implicit grant and hybrid types are not offered (RFC 9700 §2.1.2).
+            return fail(unsupportedResponseType, "only response_type=code is supported")
+        }
+        guard client.allows(.authorizationCode) else { return fail(.unauthorizedClient, "this client may not use the authorization code grant") }
+        let scope: [String]
+        if let text = parameters["scope"] {
+            let tokens = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            guard !text.isEmpty, tokens.allSatisfy(RefreshTokenLedger.isScopeToken) else { return fail(.invalidScope, "scope is malformed") }
+            guard Set(tokens).isSubset(of: Set(client.scopes)) else { return fail(.invalidScope, "the requested scope is not allowed for this client") }
+            scope = RefreshTokenLedger.normalized(tokens)
+        } else {
+            scope = client.defaultScopes
+        }
+        var challenge: (String, PKCE.Method)?
+        if let value = parameters["code_challenge"] {
+            let methodName = parameters["code_challenge_method"] ?? "plain"  // RFC 7636 §4.3: absent means plain
+            guard let method = PKCE.Method(rawValue: methodName), method == .s256 else {
+                return fail(.invalidRequest, "code_challenge_method must be S256")
+            }
+            guard PKCE.isValidChallenge(value, method: method) else { return fail(.invalidRequest, "code_challenge is malformed") }
+            challenge = (value, method)
+        } else if parameters["code_challenge_method"] != nil {
+            return fail(.invalidRequest, "code_challenge_method without code_challenge")
+        } else if client.type == .public {
+            // RFC 9700 §2.1.1: public clients MUST use PKCE.
+            return fail(.invalidRequest, "code_challenge is required for public clients (PKCE, RFC 7636)")
+        }
+        let prompt = Set((parameters["prompt"] ?? "").split(separator: " ").map(String.init))
+        guard prompt.isSubset(of: ["none", "login", "consent"]), !(prompt.contains("none") && prompt.count > 1) else {
+            return fail(.invalidRequest, "prompt must be none, or login and/or consent")
+        }
+        return .valid(AuthorizationRequest(client: client, redirectURI: redirectURI, redirectURISent: sent != nil, scope: scope,
+                                           state: state, challenge: challenge, prompt: prompt))
+    }
+
+    /// RFC 6749 §4.1.2.1.
+    public static let unsupportedResponseType = OAuthError.Code("unsupported_response_type")
+
+    /// The redirect carrying a code or an error, with `state` echoed and `iss` (RFC 9207).
+    public static func redirect(to uri: String, _ parameters: [(String, String)], state: String?, issuer: String) -> String {
+        var items = parameters
+        if let state { items.append(("state", state)) }
+        items.append(("iss", issuer))
+        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
+        let query = items.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }.joined(separator: "&")
+        return uri + (uri.contains("?") ? "&" : "?") + query
+    }
+}
