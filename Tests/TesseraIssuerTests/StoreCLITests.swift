@@ -3,21 +3,6 @@ import Testing
 @testable import TesseraIssuer
 import TesseraTestSupport
 
-/// Runs the built `tessera` with `arguments` (and extra environment); returns its status and output.
-func runTessera(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let output = Pipe(), errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let out = output.fileHandleForReading.readDataToEndOfFile(), err = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
-}
-
 @Suite("tessera store check | repair | revoke")
 struct StoreCLITests {
     @Test("check names the damaged file and offset and exits 1; repair fixes it; revoke counts; a missing store is an error")

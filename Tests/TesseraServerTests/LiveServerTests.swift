@@ -21,22 +21,6 @@ final class ServeProcess: @unchecked Sendable {
         port = Int.random(in: 20_000...60_000)
     }
 
-    func tessera(_ arguments: [String], stdin: String? = nil) throws -> (status: Int32, out: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
-        process.arguments = arguments
-        let output = Pipe(), input = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = input
-        try process.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self))
-    }
-
     func start() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
@@ -55,13 +39,7 @@ final class ServeProcess: @unchecked Sendable {
         throw TestSupportError("tessera serve did not answer /healthz within 10 s")
     }
 
-    func kill9() {
-        guard let process else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        self.process = nil
-    }
-
+    /// SIGKILL: children of the test process ignore SIGTERM (inherited signal mask), and the crash test wants it anyway.
     func stop() {
         guard let process else { return }
         kill(process.processIdentifier, SIGKILL)
@@ -96,11 +74,11 @@ final class ServeProcess: @unchecked Sendable {
 struct LiveServerTests {
     /// Registers a client for the password and refresh grants (retry window 60 s) and a user.
     func prepare(_ server: ServeProcess) throws -> String {
-        let added = try server.tessera(["clients", "add", "web", "--grant", "password", "--grant", "refresh_token", "--scope", "read",
+        let added = try runTessera(["clients", "add", "web", "--grant", "password", "--grant", "refresh_token", "--scope", "read",
                                         "--retry-window", "60", "--json", "--data", server.data])
         #expect(added.status == 0)
         let secret = (try JSONSerialization.jsonObject(with: Data(added.out.utf8)) as! [String: String])["client_secret"]!
-        #expect(try server.tessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
+        #expect(try runTessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
         return secret
     }
 
@@ -150,7 +128,7 @@ struct LiveServerTests {
                 }
             }
             try? await Task.sleep(for: .milliseconds(Int.random(in: 300...800)))
-            server.kill9()
+            server.stop()
         }
         let final = received.chains
         #expect(final.map(\.count).reduce(0, +) > 16, "the clients refreshed before the kill")

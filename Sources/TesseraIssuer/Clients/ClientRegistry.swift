@@ -64,15 +64,11 @@ public struct ClientAuthenticator: Sendable {
     public func authenticate(authorization: String?, clientID formID: String?, clientSecret formSecret: String?) throws -> Client {
         var id = formID, secret = formSecret
         if let authorization {
-            let parts = authorization.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "basic" else {
-                throw OAuthError(.invalidClient, "client authentication failed", log: "Authorization header with a scheme other than Basic")
-            }
             guard formSecret == nil else {
                 // RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each request."
                 throw OAuthError(.invalidRequest, "use one client authentication method: HTTP Basic or client_secret in the body, not both")
             }
-            let (basicID, basicSecret) = try Self.basicCredentials(String(parts[1]))
+            let (basicID, basicSecret) = try Self.basicCredentials(header: authorization)
             if let formID, formID != basicID {
                 throw OAuthError(.invalidRequest, "client_id in the body differs from the one in the Authorization header")
             }
@@ -105,15 +101,17 @@ public struct ClientAuthenticator: Sendable {
     /// The client a request claims to be (Basic user name, or the form's client_id), without checking it:
     /// for throttling and logs.
     public static func claimedClientID(authorization: String?, clientID: String?) -> String? {
-        if let authorization {
-            let parts = authorization.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "basic", let (id, _) = try? basicCredentials(String(parts[1])) { return String(id.prefix(255)) }
-        }
+        if let authorization, let (id, _) = try? basicCredentials(header: authorization) { return String(id.prefix(255)) }
         return clientID.map { String($0.prefix(255)) }
     }
 
-    /// RFC 6749 §2.3.1: base64 of `urlencode(id) ":" urlencode(secret)`.
-    static func basicCredentials(_ encoded: String) throws -> (String, String) {
+    /// RFC 6749 §2.3.1: `Basic` and base64 of `urlencode(id) ":" urlencode(secret)`.
+    static func basicCredentials(header: String) throws -> (String, String) {
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "basic" else {
+            throw OAuthError(.invalidClient, "client authentication failed", log: "Authorization header with a scheme other than Basic")
+        }
+        let encoded = String(parts[1])
         guard encoded.utf8.count <= 4 * maximumCredentialLength,
               let data = Data(base64Encoded: encoded.trimmingCharacters(in: .whitespaces)),
               let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":"),

@@ -82,7 +82,7 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
 
     private let clock: WallClock
     private let lock = NSLock()
-    private var entries: [TokenDigestKey: Entry] = [:]
+    private var entries: [TokenDigest: Entry] = [:]
 
     public init(clock: WallClock = .system) { self.clock = clock }
 
@@ -95,7 +95,7 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
             guard entries.count < Self.maximumCodes else {
                 throw OAuthError(.temporarilyUnavailable, "too many pending authorizations", log: "authorization code table full")
             }
-            entries[TokenDigestKey(code)] = Entry(record: record, expiresAt: now + Self.lifetime)
+            entries[TokenDigest(of: code)] = Entry(record: record, expiresAt: now + Self.lifetime)
         }
         return code
     }
@@ -103,7 +103,7 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
     /// Atomically takes a code for `clientID`: of two concurrent redemptions exactly one is `fresh`.
     /// Another client's code fails without being spent (it is not that client's to burn).
     func redeem(_ code: String, clientID: String) -> Redemption {
-        let key = TokenDigestKey(code)
+        let key = TokenDigest(of: code)
         let now = clock.now()
         return lock.withLock {
             guard var entry = entries[key], entry.expiresAt > now else { return .failed("unknown or expired authorization code") }
@@ -121,18 +121,10 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
     /// Records the family the redemption started; true when a replay arrived meanwhile and it must be revoked.
     func attach(familyID: String, to code: String) -> Bool {
         lock.withLock {
-            let key = TokenDigestKey(code)
+            let key = TokenDigest(of: code)
             entries[key]?.familyID = familyID
             return entries[key]?.revokeWhenAttached ?? false
         }
-    }
-}
-
-struct TokenDigestKey: Hashable {
-    let high: UInt64, low: UInt64, a: UInt64, b: UInt64
-    init(_ token: String) {
-        let digest = TokenDigest(of: RefreshToken(token))
-        (high, low, a, b) = digest.words
     }
 }
 

@@ -58,13 +58,12 @@ public struct AuthorizationRequest: Sendable {
         }
         guard client.allows(.authorizationCode) else { return fail(.unauthorizedClient, "this client may not use the authorization code grant") }
         let scope: [String]
-        if let text = parameters["scope"] {
-            let tokens = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
-            guard !text.isEmpty, tokens.allSatisfy(RefreshTokenLedger.isScopeToken) else { return fail(.invalidScope, "scope is malformed") }
-            guard Set(tokens).isSubset(of: Set(client.scopes)) else { return fail(.invalidScope, "the requested scope is not allowed for this client") }
-            scope = RefreshTokenLedger.normalized(tokens)
-        } else {
-            scope = client.defaultScopes
+        do {
+            scope = try TokenEndpoint.resolveScope(try parameters["scope"].map(TokenRequest.parseScope), for: client)
+        } catch let error as OAuthError {
+            return .redirectError(error, redirectURI: redirectURI, state: state)
+        } catch {
+            return fail(.invalidScope, "scope is malformed")
         }
         var challenge: (String, PKCE.Method)?
         if let value = parameters["code_challenge"] {

@@ -76,8 +76,7 @@ public struct IntrospectionEndpoint: Sendable {
 
     private func verifiedAccessToken(_ token: String) -> JSONObject? {
         guard let parsed = try? UnverifiedJWS(parsing: token), parsed.header.type?.lowercased() == "at+jwt",
-              let keySet = try? VerificationKeySet(jwks: keys.current.jwks),
-              let claims = try? parsed.verified(using: keySet).payloadObject(),
+              let keySet = keys.current.verificationKeys, let claims = try? parsed.verified(using: keySet).payloadObject(),
               claims["iss"] == .string(issuer), case .number(let exp)? = claims["exp"], let expiry = exp.int64Value,
               expiry > Int64(clock.now().timeIntervalSince1970) else { return nil }
         return claims
@@ -86,6 +85,7 @@ public struct IntrospectionEndpoint: Sendable {
     private func seconds(_ date: Date) -> JSONValue { .number(JSONNumber(Int64(date.timeIntervalSince1970.rounded(.down)))) }
 }
 
+/// Client authentication shared by the token, revocation and introspection endpoints.
 func authenticate(_ request: TokenRequest, _ clients: @Sendable () throws -> ClientRegistry) throws -> Client {
     let registry: ClientRegistry
     do { registry = try clients() } catch {

@@ -24,7 +24,11 @@ public struct TokenRequest: Sendable {
 
     /// The `scope` parameter as scope tokens (RFC 6749 §3.3); nil when absent.
     public func scope() throws -> [String]? {
-        guard let text = parameters["scope"] else { return nil }
+        try parameters["scope"].map(Self.parseScope)
+    }
+
+    /// RFC 6749 §3.3: scope tokens separated by single spaces; duplicates dropped, order kept.
+    static func parseScope(_ text: String) throws -> [String] {
         let tokens = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         guard !text.isEmpty, tokens.allSatisfy(RefreshTokenLedger.isScopeToken) else {
             throw OAuthError(.invalidScope, "scope must be scope tokens separated by single spaces (RFC 6749 §3.3)")
@@ -127,12 +131,7 @@ public struct TokenEndpoint: Sendable {
 
     public func handle(_ request: TokenRequest) async throws -> TokenResponse {
         let grantName = try request.required("grant_type")
-        let registry: ClientRegistry
-        do { registry = try clients() } catch {
-            throw OAuthError(.temporarilyUnavailable, "the client registry cannot be read", log: "\(error)")
-        }
-        let client = try ClientAuthenticator(registry: registry).authenticate(
-            authorization: request.authorization, clientID: request["client_id"], clientSecret: request["client_secret"])
+        let client = try authenticate(request, clients)
         let grantType = GrantType(grantName)
         guard let handler = handlers[grantType] else {
             throw OAuthError(.unsupportedGrantType, "grant_type \(grantName.prefix(64)) is not supported")

@@ -15,6 +15,9 @@ public final class SigningKeyRing: @unchecked Sendable {
         public let ring: KeyRing
         public let signers: [String: SigningKey]
         public let jwks: JWKSet
+        /// The published keys, imported once per key-ring state (introspection verifies with them).
+        /// nil for a ring of HMAC keys only (nothing is published).
+        public let verificationKeys: VerificationKeySet?
         /// The JWKS document as served, and its strong ETag (quoted base64url SHA-256 of the body).
         public let jwksJSON: String
         public let etag: String
@@ -105,7 +108,7 @@ public final class SigningKeyRing: @unchecked Sendable {
         }
         let jwks = try store.publishedJWKS(ring)
         let json = jwks.jsonString
-        return Snapshot(ring: ring, signers: signers, jwks: jwks, jwksJSON: json,
+        return Snapshot(ring: ring, signers: signers, jwks: jwks, verificationKeys: try? VerificationKeySet(jwks: jwks), jwksJSON: json,
                         etag: "\"" + Base64URL.encode(Digest.sha256(Array(json.utf8))) + "\"")
     }
 }

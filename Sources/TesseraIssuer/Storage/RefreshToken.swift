@@ -79,12 +79,19 @@ struct FamilyKey: Hashable, Sendable {
     var bytes: [UInt8] { bigEndianBytes(high) + bigEndianBytes(low) }
 }
 
-/// SHA-256 of a whole token's characters: what the store keeps instead of the token (RFC 9700 §4.14).
-struct TokenDigest: Equatable, Sendable {
+/// SHA-256 of a whole token's characters: what the stores keep instead of the token (RFC 9700 §4.14).
+struct TokenDigest: Hashable, Sendable {
     var words: (UInt64, UInt64, UInt64, UInt64)
 
-    init(of token: RefreshToken) {
-        self.init(bytes: Digest.sha256(Array(token.rawValue.utf8)))
+    init(of token: RefreshToken) { self.init(of: token.rawValue) }
+
+    init(of token: String) {
+        self.init(bytes: Digest.sha256(Array(token.utf8)))
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(words.0)
+        hasher.combine(words.1)
     }
 
     init<Bytes: Collection>(bytes: Bytes) where Bytes.Element == UInt8 {
