@@ -61,19 +61,24 @@ final class AcknowledgedState {
         if checked.count < chains.count { checked += [Int](repeating: 0, count: chains.count - checked.count) }
         for (chain, tokens) in chains.enumerated() {
             // Tokens checked in an earlier round are checked again only in the final, full pass.
-            let from = full ? 0 : checked[chain]
+            var from = full ? 0 : checked[chain]
+            if !revoked.contains(chain), !unacknowledgedRevocations.contains(chain) {
+                let last = try await store.record(for: tokens.last!)
+                if last?.state != .live, usable.contains(chain) {
+                    // An unacknowledged rotation or revocation of the last token became durable: allowed,
+                    // at most once per child task; the parent cannot use that family any more.
+                    surprises += 1
+                    usable.remove(chain)
+                    if last == nil {
+                        unacknowledgedRevocations.insert(chain)
+                        from = 0  // the whole family is dead now: check every token of it
+                    }
+                }
+            }
             if revoked.contains(chain) || unacknowledgedRevocations.contains(chain) {
                 for token in tokens[from...] { #expect(try await store.record(for: token) == nil, sourceLocation: sourceLocation) }
                 checked[chain] = tokens.count
                 continue
-            }
-            let last = try await store.record(for: tokens.last!)
-            if last?.state != .live, usable.contains(chain) {
-                // An unacknowledged rotation or revocation of the last token became durable: allowed,
-                // at most once per child task; the parent cannot use that family any more.
-                surprises += 1
-                usable.remove(chain)
-                if last == nil { unacknowledgedRevocations.insert(chain) }
             }
             for token in tokens.dropLast().dropFirst(from) {
                 #expect(try await store.record(for: token)?.state == .rotated, "an acknowledged rotated-away token is not dead", sourceLocation: sourceLocation)
