@@ -19,8 +19,16 @@ public struct OAuthError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let insufficientScope = Code("insufficient_scope")
         // RFC 7009 §2.2.1
         public static let unsupportedTokenType = Code("unsupported_token_type")
-        /// Not an RFC 6749 code: the server could not do its part (a store that refuses writes). Sent as 503.
+        /// RFC 6749 §4.1.2.1 (an authorization-response code; the token endpoint uses it too, as 503):
+        /// the server could not do its part, such as a store that refuses writes.
         public static let temporarilyUnavailable = Code("temporarily_unavailable")
+        // RFC 6749 §4.1.2.1
+        public static let accessDenied = Code("access_denied")
+        public static let unsupportedResponseType = Code("unsupported_response_type")
+        public static let serverError = Code("server_error")
+        // OpenID Connect Core §3.1.2.6 (answers to prompt=none)
+        public static let loginRequired = Code("login_required")
+        public static let consentRequired = Code("consent_required")
     }
 
     public let code: Code

@@ -6,8 +6,9 @@ import NIOCore
 import TesseraIssuer
 import TesseraJOSE
 
-/// The HTTP application `tessera serve` runs (and tests drive): the token, revocation and introspection
-/// endpoints, JWKS and RFC 8414 metadata, and a health check.
+/// The HTTP application `tessera serve` runs (and tests drive): the authorization endpoint with its
+/// sign-in and consent pages, the token, revocation and introspection endpoints, JWKS and RFC 8414
+/// metadata, and a health check.
 public func buildApplication(_ service: TokenService, logger: Logger = Logger(label: "tessera")) -> some ApplicationProtocol {
     let router = Router(context: TesseraRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
@@ -47,6 +48,12 @@ public func buildApplication(_ service: TokenService, logger: Logger = Logger(la
     }
     router.get("/healthz") { _, _ in "ok" }
 
+    let pages = AuthorizePages(service: service)
+    router.get("/authorize") { request, _ in pages.authorizeGET(request) }
+    router.post("/authorize") { request, _ in await pages.authorizePOST(request, limit: limit) }
+    router.post("/authorize/sign-in") { request, context in await pages.signIn(request, context: context, limit: limit) }
+    router.post("/authorize/consent") { request, _ in await pages.consent(request, limit: limit) }
+
     let configuration = ApplicationConfiguration(address: .hostname(service.configuration.host, port: service.configuration.port),
                                                  serverName: "tessera")
     return Application(router: router, configuration: configuration, logger: logger)
@@ -59,12 +66,18 @@ func metadata(_ service: TokenService) -> JSONObject {
     let authMethods: JSONValue = .array([.string("client_secret_basic"), .string("client_secret_post"), .string("none")])
     return JSONObject([
         "issuer": .string(issuer),
+        "authorization_endpoint": .string(issuer + "/authorize"),
         "token_endpoint": .string(issuer + "/token"),
         "jwks_uri": .string(issuer + "/.well-known/jwks.json"),
         "revocation_endpoint": .string(issuer + "/revoke"),
         "introspection_endpoint": .string(issuer + "/introspect"),
-        "grant_types_supported": .array([.string("client_credentials"), .string("refresh_token"), .string("password")]),
-        "response_types_supported": .array([]),
+        "grant_types_supported": .array(["authorization_code", "client_credentials", "refresh_token", "password"].map(JSONValue.string)),
+        // RFC 9700 §2.1.2: no implicit grant, so "code" is the only response type.
+        "response_types_supported": .array([.string("code")]),
+        "response_modes_supported": .array([.string("query")]),
+        // S256 only: plain is accepted solely from clients registered for it (RFC 9700 §2.1.1).
+        "code_challenge_methods_supported": .array([.string("S256")]),
+        "authorization_response_iss_parameter_supported": .bool(true),
         "token_endpoint_auth_methods_supported": authMethods,
         "revocation_endpoint_auth_methods_supported": authMethods,
         "introspection_endpoint_auth_methods_supported": .array([.string("client_secret_basic"), .string("client_secret_post")]),

@@ -92,6 +92,10 @@ public final class TokenService: Sendable {
     public let endpoint: TokenEndpoint
     /// Authorization codes (60 s, single use); `/authorize` issues them, the token endpoint redeems them.
     public let codes: AuthorizationCodeStore
+    /// Browser sessions of the sign-in and consent pages (in memory).
+    public let sessions: BrowserSessions
+    /// `/authorize`: sign-in, consent, codes.
+    public let authorization: AuthorizationFlow
     /// Failed client authentications and passwords, per client, user and address (HTTP 429 past a threshold).
     public let throttle: FailureThrottle
     /// Set when this start registered the demo client: its secret, to print once.
@@ -126,6 +130,12 @@ public final class TokenService: Sendable {
             options: .init(clock: clock, onEvent: { event in logger.notice("refresh-token store", metadata: ["event": .string("\(event)")]) }))
         clients = try ReloadingClientRegistry(store: clientStore) { message in logger.error("\(message)") }
         codes = AuthorizationCodeStore(clock: clock)
+        sessions = BrowserSessions(clock: clock)
+        authorization = AuthorizationFlow(
+            issuer: configuration.issuerURL, clients: { [clients] in clients.current() },
+            users: { try UserStore(dataPath: configuration.dataPath).users() }, consents: ConsentStore(dataPath: configuration.dataPath),
+            codes: codes, sessions: sessions, throttle: throttle, clock: clock,
+            log: { message in logger.info("authorize", metadata: ["event": .string(message)]) })
         let store = refreshTokens
         endpoint = TokenEndpoint(
             clients: { [clients] in clients.current() },

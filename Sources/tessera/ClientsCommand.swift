@@ -42,6 +42,8 @@ struct ClientsCommand: ParsableCommand {
         @Option(name: .customLong("refresh-lifetime"), help: "Absolute refresh-token family lifetime, seconds.") var refreshLifetime = 30 * 86_400
         @Option(name: .customLong("refresh-idle"), help: "Idle refresh-token lifetime, seconds.") var refreshIdle = 7 * 86_400
         @Option(name: .customLong("retry-window"), help: "Seconds a retried refresh returns the same successor (0–60).") var retryWindow = 0
+        @Flag(name: .customLong("allow-plain-pkce"), help: "Accept code_challenge_method=plain from this client (refused otherwise; S256 is always accepted).")
+        var allowPlainPKCE = false
         @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
 
         func run() throws {
@@ -51,7 +53,7 @@ struct ClientsCommand: ParsableCommand {
                                 grants: grantTypes, scopes: scopes, defaultScopes: defaultScopes.isEmpty ? scopes : defaultScopes,
                                 audience: audience, accessTokenLifetime: accessTokenLifetime,
                                 refreshTokens: RefreshTokenPolicy(absoluteLifetime: refreshLifetime, idleLifetime: refreshIdle, retryWindow: retryWindow),
-                                redirectURIs: redirectURIs, created: commandNow())
+                                redirectURIs: redirectURIs, pkcePlainAllowed: allowPlainPKCE ? true : nil, created: commandNow())
             try clientCall {
                 // THREATS B13: client_credentials tokens have sub = client_id; it must not name a user.
                 if try UserStore(dataPath: options.data).users().contains(where: { $0.username == id }) {
@@ -110,6 +112,8 @@ struct ClientsCommand: ParsableCommand {
                     guard registry.client(id) != nil else { throw CLIError("no client \(id); `tessera clients list` shows them") }
                     registry.clients.removeAll { $0.id == id }
                 }
+                // A client registered later under the same id must ask users again.
+                try ConsentStore(dataPath: options.data).forget(clientID: id)
             }
             print("removed \(id)")
         }
@@ -123,6 +127,8 @@ struct ClientsCommand: ParsableCommand {
 
         @OptionGroup var options: DataOptions
         @Argument var id: String
+        @Flag(name: .customLong("allow-plain-pkce"), help: "Accept code_challenge_method=plain from this client (refused otherwise; S256 is always accepted).")
+        var allowPlainPKCE = false
         @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
 
         func run() throws {

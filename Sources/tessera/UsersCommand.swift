@@ -5,7 +5,7 @@ import TesseraIssuer
 struct UsersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "users",
-        abstract: "Manage resource owners who can sign in (DATA/users.json, scrypt hashes).",
+        abstract: "Manage resource owners who can sign in (DATA/users.json: scrypt, or imported PBKDF2 hashes).",
         subcommands: [Add.self, Remove.self, List.self]
     )
 
@@ -13,13 +13,23 @@ struct UsersCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a user; the password is read from standard input (never an argument: it would show in ps and shell history).")
         @OptionGroup var options: ClientsCommand.DataOptions
         @Argument var username: String
-        @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input (required).") var passwordStdin = false
+        @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input.") var passwordStdin = false
+        @Flag(name: .customLong("hash-stdin"), help: "Read an existing hash from standard input (a migration): scrypt$… as Tessera writes it, or Django's pbkdf2_sha256$iterations$salt$hash.")
+        var hashStdin = false
+
+        func validate() throws {
+            guard passwordStdin != hashStdin else { throw ValidationError("give one of --password-stdin or --hash-stdin, with the value on standard input") }
+        }
 
         func run() throws {
-            guard passwordStdin else { throw ValidationError("give --password-stdin and the password on standard input") }
-            var password = readLine(strippingNewline: true) ?? ""
-            defer { password = "" }
-            try clientCall { try UserStore(dataPath: options.data).add(username, password: password, now: commandNow()) }
+            var secret = readLine(strippingNewline: true) ?? ""
+            defer { secret = "" }
+            let users = UserStore(dataPath: options.data)
+            if hashStdin {
+                try clientCall { try users.add(username, passwordHash: secret, now: commandNow()) }
+            } else {
+                try clientCall { try users.add(username, password: secret, now: commandNow()) }
+            }
             print("added \(username)")
         }
     }

@@ -17,7 +17,7 @@ struct ServerFixture {
     let service: TokenService
     let secret: String
 
-    init(throttle: FailureThrottle = FailureThrottle()) throws {
+    init(throttle: FailureThrottle = FailureThrottle(), clock: WallClock = .system, clients extra: [Client] = []) throws {
         folder = try TemporaryDirectory("tessera-server")
         var configuration = ServerConfiguration()
         configuration.port = 0
@@ -33,11 +33,11 @@ struct ServerFixture {
                        scopes: ["read", "write"], defaultScopes: ["read"], audience: "api", created: Date()),
                 Client(id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read"],
                        defaultScopes: ["read"], audience: "api", redirectURIs: ["https://app.example/cb"], created: Date()),
-            ]
+            ] + extra
         }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        service = try TokenService(configuration: configuration, logger: logger, throttle: throttle)
+        service = try TokenService(configuration: configuration, logger: logger, clock: clock, throttle: throttle)
     }
 
     var basicAuth: String { "Basic " + Data("svc:\(secret)".utf8).base64EncodedString() }

@@ -48,11 +48,13 @@ public struct Client: Codable, Sendable, Equatable {
     public var accessTokenLifetime: Int
     public var refreshTokens: RefreshTokenPolicy
     public var redirectURIs: [String]
+    /// RFC 7636 `plain` accepted from this client (absent: refused; RFC 9700 §2.1.1 asks for S256).
+    public var pkcePlainAllowed: Bool?
     public var created: Date
 
     public init(id: String, type: Kind, secretDigest: String?, grants: [GrantType], scopes: [String], defaultScopes: [String],
                 audience: String, accessTokenLifetime: Int = 600, refreshTokens: RefreshTokenPolicy = .standard,
-                redirectURIs: [String] = [], created: Date) {
+                redirectURIs: [String] = [], pkcePlainAllowed: Bool? = nil, created: Date) {
         self.id = id
         self.type = type
         self.secretDigest = secretDigest
@@ -63,6 +65,7 @@ public struct Client: Codable, Sendable, Equatable {
         self.accessTokenLifetime = accessTokenLifetime
         self.refreshTokens = refreshTokens
         self.redirectURIs = redirectURIs
+        self.pkcePlainAllowed = pkcePlainAllowed
         self.created = created
     }
 
@@ -71,7 +74,33 @@ public struct Client: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id = "client_id", type, grants, scopes, audience, created
         case secretDigest = "secret_sha256", defaultScopes = "default_scopes", accessTokenLifetime = "access_token_lifetime"
-        case refreshTokens = "refresh_tokens", redirectURIs = "redirect_uris"
+        case refreshTokens = "refresh_tokens", redirectURIs = "redirect_uris", pkcePlainAllowed = "pkce_plain_allowed"
+    }
+
+    /// The registered redirect URI `uri` stands for, or nil. RFC 9700 §4.1.3: exact string comparison,
+    /// with one exception, RFC 8252 §7.3: for a registered loopback IP literal (`http://127.0.0.1/…`,
+    /// `http://[::1]/…`) the port may differ, since a native app listens on whatever port is free. Nothing
+    /// else may: not the path, the query, the case, nor `localhost` (RFC 8252 §8.3).
+    public func registeredRedirectURI(matching uri: String) -> String? {
+        if redirectURIs.contains(uri) { return uri }
+        guard let sent = Self.loopbackParts(uri) else { return nil }
+        return redirectURIs.first { Self.loopbackParts($0).map { $0.host == sent.host && $0.rest == sent.rest } ?? false }
+    }
+
+    /// `http://127.0.0.1[:port]rest` or `http://[::1][:port]rest` split into host and rest (port dropped),
+    /// where rest is empty or starts with `/` (so `http://127.0.0.1.evil/` and `…@evil` never match).
+    static func loopbackParts(_ uri: String) -> (host: String, rest: Substring)? {
+        for host in ["http://127.0.0.1", "http://[::1]"] where uri.hasPrefix(host) {
+            var rest = uri.dropFirst(host.count)
+            if rest.first == ":" {
+                let digits = rest.dropFirst().prefix { $0.isASCII && $0.isNumber }
+                guard (1...5).contains(digits.count), let port = Int(digits), port <= 65_535 else { return nil }
+                rest = rest.dropFirst(1 + digits.count)
+            }
+            guard rest.isEmpty || rest.first == "/" else { return nil }
+            return (host, rest)
+        }
+        return nil
     }
 
     /// The rules a registration must follow; the CLI and a hand-edited file are held to the same ones.

@@ -33,8 +33,9 @@ public struct AuthorizationRequest: Sendable {
         let redirectURI: String
         let sent = parameters["redirect_uri"]
         if let sent {
-            // RFC 9700 §4.1.3 / §2.1: exact string comparison, no patterns, no normalisation.
-            guard client.redirectURIs.contains(sent) else {
+            // RFC 9700 §4.1.3 / §2.1: exact string comparison, no patterns, no normalisation (but the port
+            // of a loopback URI, RFC 8252 §7.3). The redirect goes to the URI as sent.
+            guard client.registeredRedirectURI(matching: sent) != nil else {
                 return .errorPage(OAuthError(.invalidRequest, "redirect_uri is not registered for this client"))
             }
             redirectURI = sent
@@ -54,7 +55,7 @@ public struct AuthorizationRequest: Sendable {
         guard let responseType = parameters["response_type"] else { return fail(.invalidRequest, "response_type is missing") }
         guard responseType == "code" else {
             // The implicit grant and hybrid types are not offered (RFC 9700 §2.1.2).
-            return fail(unsupportedResponseType, "only response_type=code is supported")
+            return fail(.unsupportedResponseType, "only response_type=code is supported")
         }
         guard client.allows(.authorizationCode) else { return fail(.unauthorizedClient, "this client may not use the authorization code grant") }
         let scope: [String]
@@ -68,7 +69,7 @@ public struct AuthorizationRequest: Sendable {
         var challenge: (String, PKCE.Method)?
         if let value = parameters["code_challenge"] {
             let methodName = parameters["code_challenge_method"] ?? "plain"  // RFC 7636 §4.3: absent means plain
-            guard let method = PKCE.Method(rawValue: methodName), method == .s256 else {
+            guard let method = PKCE.Method(rawValue: methodName), method == .s256 || client.pkcePlainAllowed == true else {
                 return fail(.invalidRequest, "code_challenge_method must be S256")
             }
             guard PKCE.isValidChallenge(value, method: method) else { return fail(.invalidRequest, "code_challenge is malformed") }
@@ -86,9 +87,6 @@ public struct AuthorizationRequest: Sendable {
         return .valid(AuthorizationRequest(client: client, redirectURI: redirectURI, redirectURISent: sent != nil, scope: scope,
                                            state: state, challenge: challenge, prompt: prompt))
     }
-
-    /// RFC 6749 §4.1.2.1.
-    public static let unsupportedResponseType = OAuthError.Code("unsupported_response_type")
 
     /// The redirect carrying a code or an error, with `state` echoed and `iss` (RFC 9207).
     public static func redirect(to uri: String, _ parameters: [(String, String)], state: String?, issuer: String) -> String {

@@ -1,14 +1,35 @@
 import Foundation
 import TesseraJOSE
 
-/// A resource owner who can sign in (password grant now, the authorization-code login page next).
+/// A resource owner who can sign in (the `/authorize` sign-in page, and the legacy password grant).
 public struct User: Codable, Sendable, Equatable {
     public var username: String
-    /// scrypt (RFC 7914): `scrypt$<logN>$<r>$<p>$<salt b64url>$<hash b64url>`.
+    /// The password hash: scrypt (RFC 7914) `scrypt$<logN>$<r>$<p>$<salt b64url>$<hash b64url>` for passwords
+    /// set here, or PBKDF2-HMAC-SHA-256 in Django's format `pbkdf2_sha256$<iterations>$<salt>$<hash base64>`
+    /// for hashes imported from another system.
     public var password: String
     public var created: Date
 
-    enum CodingKeys: String, CodingKey { case username, password = "password_scrypt", created }
+    public init(username: String, password: String, created: Date) {
+        self.username = username
+        self.password = password
+        self.created = created
+    }
+
+    enum CodingKeys: String, CodingKey { case username, password = "password_hash", created }
+    /// Files written before PBKDF2 imports existed name the member `password_scrypt`.
+    enum LegacyKeys: String, CodingKey { case password = "password_scrypt" }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        username = try container.decode(String.self, forKey: .username)
+        created = try container.decode(Date.self, forKey: .created)
+        if let hash = try container.decodeIfPresent(String.self, forKey: .password) {
+            password = hash
+        } else {
+            password = try decoder.container(keyedBy: LegacyKeys.self).decode(String.self, forKey: .password)
+        }
+    }
 }
 
 /// `users.json` in the data folder: usernames and scrypt hashes, 0600, changed under `.users.lock`.
@@ -36,38 +57,45 @@ public struct UserStore: Sendable {
     public func users() throws -> [User] { try document.read().users }
 
     public func add(_ username: String, password: String, now: Date) throws {
+        guard (8...1_024).contains(password.utf8.count) else { throw OAuthError(.invalidRequest, "a password is 8 to 1,024 bytes") }
+        try add(username, passwordHash: try Self.hash(password), now: now)
+    }
+
+    /// Adds a user with a hash made elsewhere (a migration): scrypt as written here, or Django's
+    /// `pbkdf2_sha256` with at least `minimumPBKDF2Iterations` iterations.
+    public func add(_ username: String, passwordHash hash: String, now: Date) throws {
         guard Self.isValidUsername(username) else {
             throw OAuthError(.invalidRequest, "a username is 1 to 255 characters without spaces, control characters or ':'")
         }
-        guard (8...1_024).contains(password.utf8.count) else { throw OAuthError(.invalidRequest, "a password is 8 to 1,024 bytes") }
+        guard PasswordHash(hash) != nil else {
+            throw OAuthError(.invalidRequest, "the hash must be scrypt$logN$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash with at least \(PasswordHash.minimumPBKDF2Iterations) iterations")
+        }
         // THREATS B13: a client's own tokens carry sub = client_id; a user of the same name would be confusable.
         guard try ClientStore(dataPath: dataPath).read().client(username) == nil else {
             throw OAuthError(.invalidRequest, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
         }
-        let hash = try Self.hash(password)
         try document.update { registry in
             guard !registry.users.contains(where: { $0.username == username }) else { throw OAuthError(.invalidRequest, "user \(username) already exists") }
             registry.users.append(User(username: username, password: hash, created: now))
         }
     }
 
+    /// Removes a user and the consents they gave (a new user of the same name starts from none).
     public func remove(_ username: String) throws -> Bool {
-        try document.update { registry in
+        let removed = try document.update { registry in
             let before = registry.users.count
             registry.users.removeAll { $0.username == username }
             return registry.users.count != before
         }
+        if removed { try ConsentStore(dataPath: dataPath).forget(username: username) }
+        return removed
     }
 
     /// Checks a password; the same work is done for unknown users, so timing does not reveal them.
     public static func verify(_ password: String, for user: User?) -> Bool {
-        let stored = user?.password ?? dummyHash
-        let parts = stored.split(separator: "$").map(String.init)
-        guard parts.count == 6, parts[0] == "scrypt", let logN = Int(parts[1]), let r = Int(parts[2]), let p = Int(parts[3]),
-              let salt = try? Base64URL.decode(parts[4]), let expected = try? Base64URL.decode(parts[5]),
-              let computed = try? PasswordHashing.scrypt(password: Array(password.utf8), salt: salt, logN: logN, r: r, p: p, length: expected.count)
-        else { return false }
-        return ConstantTime.equals(computed, expected) && user != nil
+        guard let hash = PasswordHash(user?.password ?? dummyHash) ?? PasswordHash(dummyHash),
+              let computed = try? hash.derive(Array(password.utf8)) else { return false }
+        return ConstantTime.equals(computed, hash.expected) && user != nil
     }
 
     static func hash(_ password: String) throws -> String {
@@ -80,6 +108,56 @@ public struct UserStore: Sendable {
 
     static func isValidUsername(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 255 && !name.contains(":") && name.unicodeScalars.allSatisfy { !$0.properties.isWhitespace && $0.value >= 0x20 && $0.value != 0x7F }
+    }
+}
+
+/// A stored password hash, parsed: which function, its parameters, and the expected output.
+struct PasswordHash {
+    enum Function {
+        case scrypt(logN: Int, r: Int, p: Int)
+        case pbkdf2SHA256(iterations: Int)
+    }
+
+    /// OWASP's 2023 figure for PBKDF2-HMAC-SHA-256 is 600,000; older Django releases used fewer, so imports
+    /// accept down to 100,000 (Django 2.1's default was 120,000).
+    static let minimumPBKDF2Iterations = 100_000
+
+    let function: Function
+    let salt: [UInt8]
+    let expected: [UInt8]
+
+    init?(_ text: String) {
+        let parts = text.split(separator: "$", omittingEmptySubsequences: false).map(String.init)
+        switch parts.first {
+        case "scrypt":
+            guard parts.count == 6, let logN = Int(parts[1]), let r = Int(parts[2]), let p = Int(parts[3]),
+                  (10...20).contains(logN), (1...32).contains(r), (1...16).contains(p),
+                  let salt = try? Base64URL.decode(parts[4]), !salt.isEmpty,
+                  let expected = try? Base64URL.decode(parts[5]), (16...64).contains(expected.count) else { return nil }
+            self.init(function: .scrypt(logN: logN, r: r, p: p), salt: salt, expected: expected)
+        case "pbkdf2_sha256":
+            // Django: the salt is used as its text; the hash is standard base64 of 32 bytes.
+            guard parts.count == 4, let iterations = Int(parts[1]), (Self.minimumPBKDF2Iterations...10_000_000).contains(iterations),
+                  !parts[2].isEmpty, parts[2].utf8.count <= 128, let expected = Data(base64Encoded: parts[3]), expected.count == 32 else { return nil }
+            self.init(function: .pbkdf2SHA256(iterations: iterations), salt: Array(parts[2].utf8), expected: Array(expected))
+        default:
+            return nil
+        }
+    }
+
+    init(function: Function, salt: [UInt8], expected: [UInt8]) {
+        self.function = function
+        self.salt = salt
+        self.expected = expected
+    }
+
+    func derive(_ password: [UInt8]) throws -> [UInt8] {
+        switch function {
+        case .scrypt(let logN, let r, let p):
+            return try PasswordHashing.scrypt(password: password, salt: salt, logN: logN, r: r, p: p, length: expected.count)
+        case .pbkdf2SHA256(let iterations):
+            return try PasswordHashing.pbkdf2SHA256(password: password, salt: salt, iterations: iterations, length: expected.count)
+        }
     }
 }
 

@@ -149,4 +149,22 @@ public enum PasswordHashing {
         guard ok == 1 else { throw cryptoError(.cryptoFailure, "scrypt failed") }
         return out
     }
+
+    /// PBKDF2-HMAC-SHA-256 (RFC 8018 §5.2), for hashes imported from other systems (Django's
+    /// `pbkdf2_sha256`, for one). New hashes are scrypt.
+    public static func pbkdf2SHA256(password: [UInt8], salt: [UInt8], iterations: Int, length: Int = 32) throws -> [UInt8] {
+        guard (1...10_000_000).contains(iterations), (16...64).contains(length) else {
+            throw cryptoError(.invalidKey, "PBKDF2 parameters out of range")
+        }
+        var out = [UInt8](repeating: 0, count: length)
+        let passwordBytes = password.map { CChar(bitPattern: $0) } + [0]
+        let ok = passwordBytes.withUnsafeBufferPointer { pass in
+            salt.withUnsafeBufferPointer { saltBytes in
+                PKCS5_PBKDF2_HMAC(pass.baseAddress, Int32(password.count), saltBytes.baseAddress, Int32(saltBytes.count),
+                                  Int32(iterations), EVP_sha256(), Int32(length), &out)
+            }
+        }
+        guard ok == 1 else { throw cryptoError(.cryptoFailure, "PBKDF2 failed") }
+        return out
+    }
 }

@@ -1,0 +1,219 @@
+import Foundation
+import TesseraJOSE
+
+/// The browser side of the authorization code grant (RFC 6749 §4.1.1–4.1.2): `/authorize`, the sign-in
+/// form and the consent form, as decisions the HTTP layer renders. No I/O but the users, consent and
+/// client files it reads through its stores, so tests drive it directly with an injected clock.
+public struct AuthorizationFlow: Sendable {
+    /// What to answer the browser with.
+    public enum Step: Sendable {
+        /// Show the sign-in form for `pending` (`message` explains a failed attempt; `status` is 200, or 429 when throttled).
+        case signIn(PendingAuthorization, message: String?, username: String?, status: Int)
+        /// Ask `username` to let the client have the request's scopes.
+        case consent(PendingAuthorization, username: String)
+        /// 303 to the client's redirect URI with a code or an error (and `state`, `iss`).
+        case redirect(String)
+        /// The request cannot be answered to a client: an error page, never a redirect (RFC 6749 §4.1.2.1).
+        case errorPage(OAuthError, status: Int)
+    }
+
+    public struct Answer: Sendable {
+        public let step: Step
+        /// The session the page belongs to (its cookie to set, its CSRF token for the forms).
+        public let session: BrowserSession?
+    }
+
+    public let issuer: String
+    public let clients: @Sendable () -> ClientRegistry
+    public let users: @Sendable () throws -> [User]
+    public let consents: ConsentStore
+    public let codes: AuthorizationCodeStore
+    public let sessions: BrowserSessions
+    public let throttle: FailureThrottle
+    public let clock: WallClock
+    /// Called with each event worth a log line (never a password, code or cookie).
+    public let log: @Sendable (String) -> Void
+
+    public init(issuer: String, clients: @escaping @Sendable () -> ClientRegistry, users: @escaping @Sendable () throws -> [User],
+                consents: ConsentStore, codes: AuthorizationCodeStore, sessions: BrowserSessions, throttle: FailureThrottle,
+                clock: WallClock = .system, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.issuer = issuer
+        self.clients = clients
+        self.users = users
+        self.consents = consents
+        self.codes = codes
+        self.sessions = sessions
+        self.throttle = throttle
+        self.clock = clock
+        self.log = log
+    }
+
+    // MARK: - The three entry points
+
+    /// `GET` or `POST /authorize` with the request's parameters.
+    public func authorize(_ parameters: [String: String], cookie: String?) -> Answer {
+        let request: AuthorizationRequest
+        switch AuthorizationRequest.validate(parameters, registry: clients()) {
+        case .errorPage(let error): return Answer(step: .errorPage(error, status: 400), session: nil)
+        case .redirectError(let error, let uri, let state): return Answer(step: .redirect(redirect(uri, error, state: state)), session: nil)
+        case .valid(let valid): request = valid
+        }
+        do {
+            let session = try sessions.sessionOrNew(cookie)
+            if request.prompt.contains("none") {
+                // OpenID Connect Core §3.1.2.1: no page at all; say what would have been needed.
+                guard let username = signedInUser(session) else {
+                    return Answer(step: .redirect(redirect(request, OAuthError(.loginRequired, "the user is not signed in"))), session: session)
+                }
+                guard try consents.covers(username: username, clientID: request.client.id, scope: request.scope) else {
+                    return Answer(step: .redirect(redirect(request, OAuthError(.consentRequired, "the user has not agreed to these scopes"))), session: session)
+                }
+                return Answer(step: .redirect(try issueCode(request, username: username, session: session)), session: session)
+            }
+            return try advance(try sessions.open(request, in: session), session: session)
+        } catch {
+            return failed(request, error)
+        }
+    }
+
+    /// `POST /authorize/sign-in`: `handle`, `csrf_token`, `username`, `password`, or `cancel`.
+    public func signIn(_ form: [String: String], cookie: String?, address: String?) -> Answer {
+        let pending: PendingAuthorization, session: BrowserSession
+        switch resume(form, cookie: cookie) {
+        case .failure(let box): return box.answer
+        case .success(let found): (pending, session) = found
+        }
+        if form["cancel"] != nil { return deny(pending, session: session, "the user cancelled the sign-in") }
+        let username = String((form["username"] ?? "").prefix(255)), password = form["password"] ?? ""
+        guard !username.isEmpty, !password.isEmpty else {
+            return Answer(step: .signIn(pending, message: "Enter your username and password.", username: username, status: 400), session: session)
+        }
+        let keys = ["user:" + username] + (address.map { ["addr:" + $0] } ?? [])
+        if let wait = throttle.retryAfter(keys) {
+            log("sign-in throttled after repeated failures")
+            return Answer(step: .signIn(pending, message: "Too many failed sign-ins. Try again in \(wait) seconds.", username: username, status: 429), session: session)
+        }
+        let user: User?
+        do { user = try users().first { $0.username == username } } catch { return failed(pending.request, error) }
+        guard password.utf8.count <= 1_024, UserStore.verify(password, for: user), let user else {
+            throttle.recordFailure(keys)
+            log(user == nil ? "sign-in failed: unknown user" : "sign-in failed: wrong password for \(username)")
+            return Answer(step: .signIn(pending, message: "The username or password is wrong.", username: username, status: 200), session: session)
+        }
+        throttle.recordSuccess(["user:" + username])
+        do {
+            let signedIn = try sessions.signIn(session, username: user.username, handle: pending.handle)
+            log("signed in \(user.username)")
+            guard let moved = sessions.pending(pending.handle, in: signedIn) else { return expired(signedIn) }
+            return try advance(moved, session: signedIn)
+        } catch {
+            return failed(pending.request, error)
+        }
+    }
+
+    /// `POST /authorize/consent`: `handle`, `csrf_token`, `decision` (`allow` or `deny`), `remember`.
+    public func consent(_ form: [String: String], cookie: String?) -> Answer {
+        let pending: PendingAuthorization, session: BrowserSession
+        switch resume(form, cookie: cookie) {
+        case .failure(let box): return box.answer
+        case .success(let found): (pending, session) = found
+        }
+        guard let username = signedInUser(session) else {
+            return Answer(step: .signIn(pending, message: "Your sign-in expired; sign in again.", username: nil, status: 200), session: session)
+        }
+        switch form["decision"] {
+        case "allow":
+            do {
+                if form["remember"] == "on" {
+                    try consents.remember(username: username, clientID: pending.request.client.id, scope: pending.request.scope, now: clock.now())
+                }
+                let location = try issueCode(pending.request, username: username, session: session)
+                sessions.close(pending.handle, in: session)
+                log("consent given by \(username) to \(pending.request.client.id)")
+                return Answer(step: .redirect(location), session: session)
+            } catch {
+                return failed(pending.request, error)
+            }
+        case "deny":
+            return deny(pending, session: session, "the user denied the request")
+        default:
+            return Answer(step: .consent(pending, username: username), session: session)
+        }
+    }
+
+    // MARK: - Steps
+
+    /// Sign-in first (unless signed in, and not asked to again by `prompt=login`), then consent (unless
+    /// remembered, and not asked for by `prompt=consent`), then the code.
+    private func advance(_ pending: PendingAuthorization, session: BrowserSession) throws -> Answer {
+        let request = pending.request
+        guard let username = signedInUser(session), !(request.prompt.contains("login") && !pending.signedInHere) else {
+            return Answer(step: .signIn(pending, message: nil, username: nil, status: 200), session: session)
+        }
+        let remembered = try consents.covers(username: username, clientID: request.client.id, scope: request.scope)
+        if request.prompt.contains("consent") || !remembered {
+            return Answer(step: .consent(pending, username: username), session: session)
+        }
+        let location = try issueCode(request, username: username, session: session)
+        sessions.close(pending.handle, in: session)
+        return Answer(step: .redirect(location), session: session)
+    }
+
+    /// The session's user, if they still exist (a removed user's sessions stop counting at once).
+    private func signedInUser(_ session: BrowserSession) -> String? {
+        guard let username = session.username, (try? users().contains { $0.username == username }) == true else { return nil }
+        return username
+    }
+
+    /// Finds the session and its open request a form refers to, checking the CSRF token first.
+    private func resume(_ form: [String: String], cookie: String?) -> Result<(PendingAuthorization, BrowserSession), AnswerBox> {
+        guard let session = sessions.session(cookie), BrowserSessions.checkCSRF(form["csrf_token"], for: session) else {
+            log("form refused: missing or wrong CSRF token, or no session")
+            return .failure(AnswerBox(Answer(step: .errorPage(OAuthError(.invalidRequest,
+                "This form did not come from this sign-in page, or the page expired. Go back to the application and start again.",
+                log: "missing or wrong CSRF token, or no session cookie"), status: 403), session: nil)))
+        }
+        guard let pending = sessions.pending(form["handle"], in: session) else { return .failure(AnswerBox(expired(session))) }
+        // The client may have been changed or removed since the request was opened.
+        guard let client = clients().client(pending.request.client.id), client.registeredRedirectURI(matching: pending.request.redirectURI) != nil else {
+            sessions.close(pending.handle, in: session)
+            return .failure(AnswerBox(Answer(step: .errorPage(OAuthError(.invalidRequest, "The application is no longer registered for this sign-in."), status: 400), session: session)))
+        }
+        return .success((pending, session))
+    }
+
+    private func expired(_ session: BrowserSession) -> Answer {
+        Answer(step: .errorPage(OAuthError(.invalidRequest, "This sign-in took too long or is already finished. Go back to the application and start again."), status: 400),
+               session: session)
+    }
+
+    private func deny(_ pending: PendingAuthorization, session: BrowserSession, _ reason: String) -> Answer {
+        sessions.close(pending.handle, in: session)
+        log(reason)
+        return Answer(step: .redirect(redirect(pending.request, OAuthError(.accessDenied, reason))), session: session)
+    }
+
+    private func failed(_ request: AuthorizationRequest, _ error: Error) -> Answer {
+        log("authorization failed: \(error)")
+        let code: OAuthError.Code = (error as? OAuthError)?.code == .temporarilyUnavailable ? .temporarilyUnavailable : .serverError
+        return Answer(step: .redirect(redirect(request, OAuthError(code, "the authorization server could not complete the request"))), session: nil)
+    }
+
+    private func issueCode(_ request: AuthorizationRequest, username: String, session: BrowserSession) throws -> String {
+        let code = try codes.issue(AuthorizationCodeGrantRecord(
+            clientID: request.client.id, redirectURI: request.redirectURISent ? request.redirectURI : nil, challenge: request.challenge,
+            scope: request.scope, subject: username, authTime: session.authTime ?? clock.now()))
+        return AuthorizationRequest.redirect(to: request.redirectURI, [("code", code)], state: request.state, issuer: issuer)
+    }
+
+    private func redirect(_ request: AuthorizationRequest, _ error: OAuthError) -> String {
+        redirect(request.redirectURI, error, state: request.state)
+    }
+
+    private func redirect(_ uri: String, _ error: OAuthError, state: String?) -> String {
+        AuthorizationRequest.redirect(to: uri, [("error", error.code.rawValue), ("error_description", error.description)], state: state, issuer: issuer)
+    }
+
+    /// `Result` needs an `Error` failure type; an early answer travels in this box.
+    struct AnswerBox: Error { let answer: Answer; init(_ answer: Answer) { self.answer = answer } }
+}

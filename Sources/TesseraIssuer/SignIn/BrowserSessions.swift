@@ -1,0 +1,166 @@
+import Foundation
+import TesseraJOSE
+
+/// How long browser sessions and the authorization requests waiting in them live.
+public struct SessionPolicy: Sendable {
+    /// A session unused this long is gone (seconds).
+    public var idleLifetime: TimeInterval = 30 * 60
+    /// A sign-in is good for this long at most, however active the session (seconds).
+    public var absoluteLifetime: TimeInterval = 12 * 3_600
+    /// An authorization request must be finished (sign-in, consent) within this (seconds).
+    public var pendingLifetime: TimeInterval = 10 * 60
+    /// Authorization requests one browser may have open at once (tabs); the oldest makes way.
+    public var maximumPendingPerSession = 8
+    public var maximumSessions = 100_000
+
+    public init() {}
+}
+
+/// An authorization request between `/authorize` and the code: what the sign-in and consent forms refer
+/// to by `handle`, so the request's parameters are never round-tripped through the browser.
+public struct PendingAuthorization: Sendable {
+    public let handle: String
+    public let request: AuthorizationRequest
+    public let created: Date
+    /// Whether the user signed in while this request was open (`prompt=login` asks for that).
+    public var signedInHere = false
+}
+
+/// What a request sees of its browser session.
+public struct BrowserSession: Sendable {
+    /// The cookie value (`tbs_` + 256 random bits); only its SHA-256 is kept.
+    public let cookie: String
+    /// The anti-CSRF token every form of this session carries (RFC 6749 §10.12).
+    public let csrfToken: String
+    public let username: String?
+    public let authTime: Date?
+}
+
+/// Browser sessions of the sign-in and consent pages, in memory: a restart signs everyone out, which
+/// costs a user one more sign-in and keeps no session secret on disk. Bounded in number and age.
+public final class BrowserSessions: @unchecked Sendable {
+    private struct Entry {
+        var csrfToken: String
+        var username: String?
+        var authTime: Date?
+        var created: Date
+        var lastSeen: Date
+        /// Oldest first (at most `maximumPendingPerSession`, so a linear search is cheap).
+        var pending: [PendingAuthorization] = []
+    }
+
+    public let policy: SessionPolicy
+    private let clock: WallClock
+    private let lock = NSLock()
+    private var entries: [TokenDigest: Entry] = [:]
+
+    public init(policy: SessionPolicy = SessionPolicy(), clock: WallClock = .system) {
+        self.policy = policy
+        self.clock = clock
+    }
+
+    /// The session of `cookie` if it is live; nil for a missing, unknown or expired cookie.
+    public func session(_ cookie: String?) -> BrowserSession? {
+        guard let cookie else { return nil }
+        let now = clock.now()
+        return lock.withLock {
+            guard let entry = live(TokenDigest(of: cookie), now: now) else { return nil }
+            entries[TokenDigest(of: cookie)]?.lastSeen = now
+            return BrowserSession(cookie: cookie, csrfToken: entry.csrfToken, username: entry.username, authTime: entry.authTime)
+        }
+    }
+
+    /// The session of `cookie`, or a new anonymous one.
+    public func sessionOrNew(_ cookie: String?) throws -> BrowserSession {
+        if let existing = session(cookie) { return existing }
+        let cookie = "tbs_" + Base64URL.encode(try SecureRandom.bytes(count: 32))
+        let csrf = Base64URL.encode(try SecureRandom.bytes(count: 32))
+        let now = clock.now()
+        lock.withLock {
+            if entries.count >= policy.maximumSessions { evict(now: now) }
+            entries[TokenDigest(of: cookie)] = Entry(csrfToken: csrf, created: now, lastSeen: now)
+        }
+        return BrowserSession(cookie: cookie, csrfToken: csrf, username: nil, authTime: nil)
+    }
+
+    /// Whether `token` is the session's CSRF token (constant time).
+    public static func checkCSRF(_ token: String?, for session: BrowserSession) -> Bool {
+        guard let token else { return false }
+        return ConstantTime.equals(Array(token.utf8), Array(session.csrfToken.utf8))
+    }
+
+    /// Keeps `request` in the session until sign-in and consent are done; returns it with its handle.
+    public func open(_ request: AuthorizationRequest, in session: BrowserSession) throws -> PendingAuthorization {
+        let pending = PendingAuthorization(handle: Base64URL.encode(try SecureRandom.bytes(count: 16)), request: request, created: clock.now())
+        lock.withLock {
+            let key = TokenDigest(of: session.cookie)
+            guard var entry = entries[key] else { return }
+            if entry.pending.count >= policy.maximumPendingPerSession { entry.pending.removeFirst() }
+            entry.pending.append(pending)
+            entries[key] = entry
+        }
+        return pending
+    }
+
+    /// The open request `handle` of the session, if it has not expired.
+    public func pending(_ handle: String?, in session: BrowserSession) -> PendingAuthorization? {
+        guard let handle else { return nil }
+        let now = clock.now()
+        return lock.withLock {
+            guard let pending = entries[TokenDigest(of: session.cookie)]?.pending.first(where: { $0.handle == handle }) else { return nil }
+            return now.timeIntervalSince(pending.created) < policy.pendingLifetime ? pending : nil
+        }
+    }
+
+    /// Ends an open request (answered with a code or an error).
+    public func close(_ handle: String, in session: BrowserSession) {
+        lock.withLock { entries[TokenDigest(of: session.cookie)]?.pending.removeAll { $0.handle == handle } }
+    }
+
+    /// Records a sign-in. The session gets a new cookie and a new CSRF token (no session fixation: a
+    /// cookie planted before the sign-in is worth nothing after it); its open requests move along.
+    public func signIn(_ session: BrowserSession, username: String, handle: String) throws -> BrowserSession {
+        let cookie = "tbs_" + Base64URL.encode(try SecureRandom.bytes(count: 32))
+        let csrf = Base64URL.encode(try SecureRandom.bytes(count: 32))
+        let now = clock.now()
+        lock.withLock {
+            var entry = entries.removeValue(forKey: TokenDigest(of: session.cookie)) ?? Entry(csrfToken: csrf, created: now, lastSeen: now)
+            if entry.username != username { entry.pending.removeAll { $0.handle != handle } }
+            entry.csrfToken = csrf
+            entry.username = username
+            entry.authTime = now
+            entry.created = now
+            entry.lastSeen = now
+            if let index = entry.pending.firstIndex(where: { $0.handle == handle }) { entry.pending[index].signedInHere = true }
+            entries[TokenDigest(of: cookie)] = entry
+        }
+        return BrowserSession(cookie: cookie, csrfToken: csrf, username: username, authTime: now)
+    }
+
+    /// Signs the session out (its cookie stops working).
+    public func end(_ session: BrowserSession) {
+        _ = lock.withLock { entries.removeValue(forKey: TokenDigest(of: session.cookie)) }
+    }
+
+    public var count: Int { lock.withLock { entries.count } }
+
+    private func live(_ key: TokenDigest, now: Date) -> Entry? {
+        guard let entry = entries[key] else { return nil }
+        if now.timeIntervalSince(entry.lastSeen) >= policy.idleLifetime || now.timeIntervalSince(entry.created) >= policy.absoluteLifetime {
+            entries[key] = nil
+            return nil
+        }
+        return entry
+    }
+
+    /// Drops expired sessions; if still full, the least recently seen anonymous ones, then any, so that a
+    /// flood of new visitors cannot sign out everybody at once before it has to displace its own kind.
+    private func evict(now: Date) {
+        entries = entries.filter {
+            now.timeIntervalSince($0.value.lastSeen) < policy.idleLifetime && now.timeIntervalSince($0.value.created) < policy.absoluteLifetime
+        }
+        guard entries.count >= policy.maximumSessions else { return }
+        let ordered = entries.sorted { ($0.value.username == nil ? 0 : 1, $0.value.lastSeen) < ($1.value.username == nil ? 0 : 1, $1.value.lastSeen) }
+        for (key, _) in ordered.prefix(max(1, policy.maximumSessions / 4)) { entries[key] = nil }
+    }
+}
