@@ -114,7 +114,8 @@ struct AuthorizePages: Sendable {
         let body = """
         <h1>This sign-in cannot continue</h1>
         <p role="alert">\(escape(error.description))</p>
-        <p class="detail">Error code: <code>\(escape(error.code.rawValue))</code></p>
+        <p class="detail">You have not been sent back to the application. If this keeps happening, tell its developers.
+        Error code: <code>\(escape(error.code.rawValue))</code></p>
         """
         return page(layout(title: "Sign-in error", body), status: status, redirectURI: nil)
     }

@@ -105,7 +105,7 @@ struct AuthorizationCodeTests {
     }
 }
 
-@Suite("Authorization requests (validation only; /authorize pages come next)")
+@Suite("Authorization requests: parameter validation")
 struct AuthorizationRequestTests {
     let registry = ClientRegistry(clients: [
         Client(id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read", "write"],

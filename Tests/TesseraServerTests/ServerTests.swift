@@ -187,6 +187,12 @@ struct ServerTests {
             #expect(metadata.status == .ok && metadata.string("issuer") == "http://127.0.0.1:8080")
             #expect(metadata.string("token_endpoint") == "http://127.0.0.1:8080/token" && metadata.string("jwks_uri") == "http://127.0.0.1:8080/.well-known/jwks.json")
             #expect(metadata.json["scopes_supported"] == .array([.string("read"), .string("write")]))
+            // RFC 8414 §2 for the code flow: the endpoint, code only (no implicit grant), S256, RFC 9207 iss.
+            #expect(metadata.string("authorization_endpoint") == "http://127.0.0.1:8080/authorize")
+            #expect(metadata.json["response_types_supported"] == .array([.string("code")]))
+            #expect(metadata.json["code_challenge_methods_supported"] == .array([.string("S256")]))
+            #expect(metadata.json["authorization_response_iss_parameter_supported"] == .bool(true))
+            #expect(metadata.json["grant_types_supported"] == .array(["authorization_code", "client_credentials", "refresh_token", "password"].map(JSONValue.string)))
             #expect(try await get(client, "/healthz").body == "ok")
         }
     }
