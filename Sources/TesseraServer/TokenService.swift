@@ -104,6 +104,10 @@ public final class TokenService: Sendable {
     public init(configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system, throttle: FailureThrottle = FailureThrottle()) throws {
         self.configuration = configuration
         self.throttle = throttle
+        if let issuer = URLComponents(string: configuration.issuerURL), issuer.scheme == "http", !AuthorizePages.isLoopback(issuer.host ?? "") {
+            logger.warning("the issuer is plain http on a non-loopback host: tokens and passwords cross the network in clear, and the Secure session cookie of the sign-in pages only works behind TLS",
+                           metadata: ["issuer": .string(configuration.issuerURL)])
+        }
         keys = try SigningKeyRing(store: KeyStore(path: configuration.keysPath), bootstrap: true, clock: clock) { event in
             switch event {
             case .bootstrapped(let kid): logger.notice("empty key folder: generated and activated an ES256 signing key", metadata: ["kid": .string(kid)])

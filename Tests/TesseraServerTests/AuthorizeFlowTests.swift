@@ -524,6 +524,28 @@ struct AuthorizeFlowTests {
         }
     }
 
+    @Test("The session cookie is Secure with the __Host- prefix unless the issuer is plain http on loopback; redirects carry that issuer as iss")
+    func secureCookie() async throws {
+        for (issuer, secure) in [("https://login.example", true), ("http://login.example", true), ("http://localhost:8080", false), ("http://127.0.0.1:9000", false)] {
+            let server = try ServerFixture(issuer: issuer)
+            defer { server.close() }
+            try UserStore(dataPath: server.service.configuration.dataPath).add("alice", password: AuthorizeFixture.password, now: Date())
+            try await server.run { client in
+                let browser = PlayedBrowser(client)
+                let pkce = PKCEPair()
+                let path = "/authorize?" + formEncode([("response_type", "code"), ("client_id", "app"), ("code_challenge", pkce.challenge),
+                                                       ("code_challenge_method", "S256"), ("prompt", "none")])
+                let reply = try await browser.open(path)
+                let cookie = try #require(reply.headers[.setCookie])
+                #expect(cookie.hasPrefix(secure ? "__Host-tessera-session=" : "tessera-session=") && cookie.hasSuffix("; Secure") == secure, "\(issuer)")
+                #expect(reply.callback["error"] == "login_required" && reply.callback["iss"] == issuer)
+                // The browser sends the cookie back under that name: the session is recognised (no new cookie).
+                let again = try await browser.open(path)
+                #expect(again.headers[.setCookie] == nil, "\(issuer)")
+            }
+        }
+    }
+
     @Test("Pages escape what they show: a scope token with <, > and & and a typed username cannot inject markup")
     func escaping() async throws {
         let odd = Client(id: "odd", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["<b>&x'"], defaultScopes: [],

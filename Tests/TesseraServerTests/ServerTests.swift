@@ -17,11 +17,12 @@ struct ServerFixture {
     let service: TokenService
     let secret: String
 
-    init(throttle: FailureThrottle = FailureThrottle(), clock: WallClock = .system, clients extra: [Client] = []) throws {
+    init(throttle: FailureThrottle = FailureThrottle(), clock: WallClock = .system, clients extra: [Client] = [],
+         issuer: String = "http://127.0.0.1:8080") throws {
         folder = try TemporaryDirectory("tessera-server")
         var configuration = ServerConfiguration()
         configuration.port = 0
-        configuration.issuer = "http://127.0.0.1:8080"
+        configuration.issuer = issuer
         configuration.keysPath = folder.appending("keys")
         configuration.dataPath = folder.appending("data")
         configuration.createDemoClient = false
