@@ -166,16 +166,20 @@ struct AuthorizeFixture {
     }
 
     func close() { server.close() }
+
+    /// Runs `body` with a fresh fixture, the server on a loopback socket and a browser with no cookies.
+    static func play(extra: [Client] = [], _ body: @Sendable (AuthorizeFixture, any TestClientProtocol, PlayedBrowser) async throws -> Void) async throws {
+        let fixture = try AuthorizeFixture(extra: extra)
+        defer { fixture.close() }
+        try await fixture.server.run(.live) { client in try await body(fixture, client, PlayedBrowser(client)) }
+    }
 }
 
 @Suite("/authorize: sign-in, consent and the code, played as a browser over loopback")
 struct AuthorizeFlowTests {
     @Test("RFC 6749 §4.1, RFC 7636, RFC 9207: sign in, consent, code with state and iss; the exchange gives tokens that verify")
     func success() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             let pkce = PKCEPair()
             let signIn = try await browser.open(fixture.authorizePath(pkce: pkce))
             #expect(signIn.body.contains("to continue to <strong>web</strong>"))
@@ -210,10 +214,7 @@ struct AuthorizeFlowTests {
 
     @Test("THREATS B17, B20: every page has no-store, no-referrer, frame-ancestors 'none', X-Frame-Options DENY, and loads nothing from elsewhere")
     func pageHeaders() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             let signIn = try await browser.open(fixture.authorizePath())
             let consent = try await browser.submit(try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
             let error = try await browser.open("/authorize?client_id=nobody")
@@ -232,10 +233,7 @@ struct AuthorizeFlowTests {
 
     @Test("A wrong password shows the sign-in page again with an error and no redirect; the right one then works")
     func wrongPassword() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             let signIn = try await browser.open(fixture.authorizePath())
             let again = try await browser.submit(try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": "wrong password"])
             #expect(again.status == .ok && again.location == nil && again.body.contains("The username or password is wrong."))
@@ -249,10 +247,7 @@ struct AuthorizeFlowTests {
 
     @Test("RFC 6749 §10.12, THREATS B9: a sign-in or consent post without the CSRF token, with another one, or without the session cookie is 403")
     func csrf() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             let signIn = try await browser.open(fixture.authorizePath())
             let form = try #require(signIn.forms.first)
             let credentials = ["username": "alice", "password": AuthorizeFixture.password]
@@ -276,10 +271,7 @@ struct AuthorizeFlowTests {
 
     @Test("RFC 6749 §4.1.2.1: consent denied, or sign-in cancelled, redirects with access_denied, state and iss")
     func denied() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             let signIn = try await browser.open(fixture.authorizePath(state: "deny-me"))
             let consent = try await browser.submit(try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
             let denied = try await browser.submit(try #require(consent.forms.first), button: "deny")
@@ -299,10 +291,7 @@ struct AuthorizeFlowTests {
 
     @Test("THREATS B1, B3: every near-miss of a registered redirect URI gets an error page, status 400, and no Location; RFC 8252 §7.3 loopback ports")
     func redirectURIs() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             let nearMisses = [
                 "https://web.example/cb/", "https://web.example/CB", "https://web.example/cb?x=1", "https://web.example/cb#f",
                 "https://web.example/cb/../evil", "https://web.example.evil/cb", "https://web.example@evil.example/cb",
@@ -338,10 +327,7 @@ struct AuthorizeFlowTests {
     func pkce() async throws {
         let plainClient = Client(id: "legacy", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["read"], defaultScopes: ["read"],
                                  audience: "api", redirectURIs: ["https://legacy.example/cb"], pkcePlainAllowed: true, created: Date())
-        let fixture = try AuthorizeFixture(extra: [plainClient])
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play(extra: [plainClient]) { fixture, client, browser in
             let missing = try await browser.open(fixture.authorizePath(pkce: nil))
             #expect(missing.status == .seeOther && missing.callback["error"] == "invalid_request" && missing.callback["state"] == "s-1")
             #expect(missing.callback["iss"] == PlayedBrowser.origin)
@@ -371,10 +357,7 @@ struct AuthorizeFlowTests {
 
     @Test("RFC 6749 §4.1.2, THREATS B4: a code used twice fails the second time and revokes the tokens issued from it")
     func replay() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             let pkce = PKCEPair()
             let redirect = try await fixture.authorize(browser, fixture.authorizePath(pkce: pkce))
             let code = try #require(redirect.callback["code"])
@@ -394,10 +377,7 @@ struct AuthorizeFlowTests {
 
     @Test("RFC 6749 §4.1.2, THREATS B5: a code is good for 60 s; at 61 s it is invalid_grant")
     func expiredCode() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             for (wait, status) in [(59.0, HTTPResponse.Status.ok), (61, .badRequest)] {
                 let pkce = PKCEPair()
                 let redirect = try await fixture.authorize(browser, fixture.authorizePath(pkce: pkce))
@@ -410,10 +390,7 @@ struct AuthorizeFlowTests {
 
     @Test("THREATS B9, B10: state is echoed byte for byte (long, URL-special characters) with iss on success and on error")
     func stateAndIss() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             let state = "a b+c&d=e%f/g?h#i é 🙂 " + String(repeating: "x", count: 1_900)
             let success = try await fixture.authorize(browser, fixture.authorizePath(state: state))
             #expect(success.callback["state"] == state && success.callback["iss"] == PlayedBrowser.origin)
@@ -430,10 +407,7 @@ struct AuthorizeFlowTests {
 
     @Test("THREATS B18: response_type=token and hybrid types are unsupported_response_type (no implicit grant)")
     func noImplicit() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             for type in ["token", "code token", "id_token", "code id_token", "none", ""] {
                 let path = "/authorize?" + formEncode([("response_type", type), ("client_id", "web"), ("redirect_uri", "https://web.example/cb"), ("state", "t")])
                 let reply = try await browser.open(path)
@@ -445,10 +419,7 @@ struct AuthorizeFlowTests {
 
     @Test("OpenID Connect Core §3.1.2.1: remembered consent skips the page; prompt=consent, prompt=login and prompt=none behave")
     func promptsAndRememberedConsent() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             let noSession = try await browser.open(fixture.authorizePath(extra: [("prompt", "none")]))
             #expect(noSession.callback["error"] == "login_required")
             // Signed in, not remembered: consent_required without a page.
@@ -512,10 +483,7 @@ struct AuthorizeFlowTests {
 
     @Test("POST /authorize takes the request as a form (RFC 6749 §3.1); repeated parameters are refused (§3.1)")
     func postAndRepeated() async throws {
-        let fixture = try AuthorizeFixture()
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play { fixture, client, browser in
             let query = String(fixture.authorizePath().dropFirst("/authorize?".count))
             let posted = try await post(client, "/authorize", query)
             #expect(posted.status == .ok && posted.body.contains("<h1>Sign in</h1>"))
@@ -550,10 +518,7 @@ struct AuthorizeFlowTests {
     func escaping() async throws {
         let odd = Client(id: "odd", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["<b>&x'"], defaultScopes: [],
                          audience: "api", redirectURIs: ["https://odd.example/cb"], created: Date())
-        let fixture = try AuthorizeFixture(extra: [odd])
-        defer { fixture.close() }
-        try await fixture.server.run(.live) { client in
-            let browser = PlayedBrowser(client)
+        try await AuthorizeFixture.play(extra: [odd]) { fixture, client, browser in
             let signIn = try await browser.open(fixture.authorizePath(client: "odd", redirect: "https://odd.example/cb", scope: "<b>&x'"))
             let again = try await browser.submit(try #require(signIn.forms.first), button: "sign_in", ["username": "\"><i>x</i>", "password": "nope-nope"])
             #expect(again.body.contains("value=\"&quot;&gt;&lt;i&gt;x&lt;/i&gt;\"") && !again.body.contains("<i>x</i>"))
