@@ -100,6 +100,27 @@ struct AuthorizationFlowTests {
         #expect(fixture.sessions.count <= 40 && fixture.sessions.session(signedIn.cookie)?.username == "alice")
     }
 
+    @Test("Bounds: open requests across all browsers are capped; anonymous sessions are shed first, the signed-in one stays")
+    func pendingBound() throws {
+        var policy = SessionPolicy()
+        policy.maximumPendingTotal = 100
+        let fixture = try FlowFixture(policy: policy)
+        defer { fixture.close() }
+        let (pending, session) = try fixture.open()
+        let signedIn = try #require(fixture.signIn(pending, session).session)
+        _ = fixture.flow.authorize(fixture.request, cookie: signedIn.cookie)  // alice's consent page stays open
+        var cookies: [String] = []
+        for _ in 0..<300 {
+            let (_, anonymous) = try fixture.open()
+            _ = try fixture.open(cookie: anonymous.cookie)
+            cookies.append(anonymous.cookie)
+        }
+        let open = cookies.compactMap { fixture.sessions.session($0) }.count
+        #expect(open * 2 <= 100 && open > 0, "\(open) anonymous sessions with 2 open requests each")
+        #expect(fixture.sessions.session(signedIn.cookie)?.username == "alice")
+        #expect(fixture.sessions.session(cookies.last!) != nil)
+    }
+
     @Test("RFC 6749 §10.10: failures are counted per user and per address; another address is not held up, the user is")
     func throttling() throws {
         let fixture = try FlowFixture()

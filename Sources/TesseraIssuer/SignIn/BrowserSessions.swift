@@ -12,6 +12,8 @@ public struct SessionPolicy: Sendable {
     /// Authorization requests one browser may have open at once (tabs); the oldest makes way.
     public var maximumPendingPerSession = 8
     public var maximumSessions = 100_000
+    /// Open requests across all sessions (each may hold a 2 KiB `state`): about 100 MiB at most.
+    public var maximumPendingTotal = 50_000
 
     public init() {}
 }
@@ -53,6 +55,8 @@ public final class BrowserSessions: @unchecked Sendable {
     private let clock: WallClock
     private let lock = NSLock()
     private var entries: [TokenDigest: Entry] = [:]
+    /// At least the number of open requests (only `open` adds to it; it is recounted when over the bound).
+    private var pendingUpperBound = 0
 
     public init(policy: SessionPolicy = SessionPolicy(), clock: WallClock = .system) {
         self.policy = policy
@@ -98,6 +102,8 @@ public final class BrowserSessions: @unchecked Sendable {
             if entry.pending.count >= policy.maximumPendingPerSession { entry.pending.removeFirst() }
             entry.pending.append(pending)
             entries[key] = entry
+            pendingUpperBound += 1
+            if pendingUpperBound > policy.maximumPendingTotal { shedPending(now: pending.created, keeping: key) }
         }
         return pending
     }
@@ -151,6 +157,26 @@ public final class BrowserSessions: @unchecked Sendable {
             return nil
         }
         return entry
+    }
+
+    /// Recounts open requests after dropping expired ones; while over 3/4 of the bound, drops whole
+    /// sessions, anonymous and least recently seen first (never `keeping`, the one that just asked).
+    private func shedPending(now: Date, keeping: TokenDigest) {
+        for (key, entry) in entries {
+            let live = entry.pending.filter { now.timeIntervalSince($0.created) < policy.pendingLifetime }
+            if live.count != entry.pending.count { entries[key]?.pending = live }
+        }
+        var total = entries.values.reduce(0) { $0 + $1.pending.count }
+        let target = policy.maximumPendingTotal * 3 / 4
+        if total > target {
+            let ordered = entries.filter { !$0.value.pending.isEmpty && $0.key != keeping }
+                .sorted { ($0.value.username == nil ? 0 : 1, $0.value.lastSeen) < ($1.value.username == nil ? 0 : 1, $1.value.lastSeen) }
+            for (key, entry) in ordered where total > target {
+                entries[key] = nil
+                total -= entry.pending.count
+            }
+        }
+        pendingUpperBound = total
     }
 
     /// Drops expired sessions; if still full, the least recently seen anonymous ones, then any, so that a
