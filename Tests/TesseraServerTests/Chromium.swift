@@ -65,7 +65,8 @@ final class Chromium {
 
     /// Opens a page target and attaches to it; later commands go to that page.
     func openPage() throws {
-        let target = try send("Target.createTarget", ["url": "about:blank"], toPage: false)
+        // The first answer waits for the browser to start: allow a cold start on a busy 2-core machine.
+        let target = try send("Target.createTarget", ["url": "about:blank"], toPage: false, timeout: 90)
         let attached = try send("Target.attachToTarget", ["targetId": target["targetId"] as Any, "flatten": true], toPage: false)
         session = attached["sessionId"] as? String
         _ = try send("Page.enable")
@@ -74,7 +75,7 @@ final class Chromium {
 
     /// Sends a command and waits for its answer (events that arrive meanwhile are kept for `wait(for:)`).
     @discardableResult
-    func send(_ method: String, _ parameters: [String: Any] = [:], toPage: Bool = true, timeout: Double = 20) throws -> [String: Any] {
+    func send(_ method: String, _ parameters: [String: Any] = [:], toPage: Bool = true, timeout: Double = 30) throws -> [String: Any] {
         nextID += 1
         var message: [String: Any] = ["id": nextID, "method": method, "params": parameters]
         if toPage, let session { message["sessionId"] = session }
@@ -100,7 +101,7 @@ final class Chromium {
     }
 
     /// Waits for an event named `name` (one that already arrived counts), and returns its parameters.
-    func wait(for name: String, timeout: Double = 20) throws -> [String: Any] {
+    func wait(for name: String, timeout: Double = 30) throws -> [String: Any] {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             if let index = events.firstIndex(where: { $0["method"] as? String == name }) {
