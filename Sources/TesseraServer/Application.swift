@@ -95,12 +95,13 @@ enum OAuthBody {
 func oauthResponse(_ request: Request, limit: Int, context: TesseraRequestContext, throttle: FailureThrottle,
                    _ body: (TokenRequest) async throws -> OAuthBody) async -> Response {
     var keys: [String] = []
+    var user: String?
     do {
         let form = try await formRequest(request, limit: limit)
         // Throttle keys: who the request claims to be, the user it signs in, and where it comes from.
-        let client = ClientAuthenticator.claimedClientID(authorization: form.authorization, clientID: form["client_id"]).map { "client:" + $0 }
-        let user = form["grant_type"] == "password" ? form["username"].map { "user:" + $0.prefix(255) } : nil
-        let address = context.remoteAddress?.ipAddress.map { "addr:" + $0 }
+        let client = ClientAuthenticator.claimedClientID(authorization: form.authorization, clientID: form["client_id"]).map(FailureThrottle.clientKey)
+        user = form["grant_type"] == "password" ? form["username"].map(FailureThrottle.userKey) : nil
+        let address = context.remoteAddress?.ipAddress.map(FailureThrottle.addressKey)
         keys = [client, user, address].compactMap { $0 }
         if let wait = throttle.retryAfter(keys) {
             context.logger.notice("throttled after repeated failures", metadata: ["keys": .string(keys.joined(separator: ","))])
@@ -115,7 +116,7 @@ func oauthResponse(_ request: Request, limit: Int, context: TesseraRequestContex
         }
     } catch let error as OAuthError {
         context.logger.info("oauth error", metadata: ["error": .string(error.code.rawValue), "detail": .string(error.logMessage)])
-        if error.code == .invalidClient || (error.code == .invalidGrant && keys.contains { $0.hasPrefix("user:") }) {
+        if error.code == .invalidClient || (error.code == .invalidGrant && user != nil) {
             throttle.recordFailure(keys)
         }
         return errorResponse(error, request: request)

@@ -17,17 +17,13 @@ struct AuthorizePages: Sendable {
 
     init(service: TokenService) {
         flow = service.authorization
-        let issuer = URLComponents(string: service.configuration.issuerURL)
-        basePath = issuer?.path ?? ""
+        let configuration = service.configuration
+        basePath = URLComponents(string: configuration.issuerURL)?.path ?? ""
         // The cookie is Secure unless the issuer is plain http on loopback (a development set-up); a Secure
         // cookie may carry the __Host- prefix, which pins it to this host and path "/".
-        secureCookie = !(issuer?.scheme == "http" && Self.isLoopback(issuer?.host ?? ""))
+        secureCookie = !(configuration.issuerIsPlainHTTP && configuration.issuerIsLoopback)
         cookieName = secureCookie ? "__Host-tessera-session" : "tessera-session"
         cookieLifetime = Int(service.sessions.policy.absoluteLifetime)
-    }
-
-    static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
     }
 
     // MARK: - Routes

@@ -21,6 +21,14 @@ public struct ServerConfiguration: Sendable {
 
     public var issuerURL: String { issuer ?? "http://\(host):\(port)" }
 
+    /// Whether the issuer URL is plain http, and whether its host is a loopback one (a development set-up,
+    /// where the sign-in cookie cannot be Secure).
+    var issuerIsPlainHTTP: Bool { URLComponents(string: issuerURL)?.scheme == "http" }
+    var issuerIsLoopback: Bool {
+        let host = URLComponents(string: issuerURL)?.host ?? ""
+        return host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    }
+
     /// The members a configuration file may set (JSON; documented in `docs/configuration.md`).
     struct File: Decodable {
         var host: String?
@@ -104,7 +112,7 @@ public final class TokenService: Sendable {
     public init(configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system, throttle: FailureThrottle = FailureThrottle()) throws {
         self.configuration = configuration
         self.throttle = throttle
-        if let issuer = URLComponents(string: configuration.issuerURL), issuer.scheme == "http", !AuthorizePages.isLoopback(issuer.host ?? "") {
+        if configuration.issuerIsPlainHTTP, !configuration.issuerIsLoopback {
             logger.warning("the issuer is plain http on a non-loopback host: tokens and passwords cross the network in clear, and the Secure session cookie of the sign-in pages only works behind TLS",
                            metadata: ["issuer": .string(configuration.issuerURL)])
         }
@@ -134,10 +142,11 @@ public final class TokenService: Sendable {
             options: .init(clock: clock, onEvent: { event in logger.notice("refresh-token store", metadata: ["event": .string("\(event)")]) }))
         clients = try ReloadingClientRegistry(store: clientStore) { message in logger.error("\(message)") }
         codes = AuthorizationCodeStore(clock: clock)
+        let users: @Sendable () throws -> [User] = { try UserStore(dataPath: configuration.dataPath).users() }
         sessions = BrowserSessions(clock: clock)
         authorization = AuthorizationFlow(
             issuer: configuration.issuerURL, clients: { [clients] in clients.current() },
-            users: { try UserStore(dataPath: configuration.dataPath).users() }, consents: ConsentStore(dataPath: configuration.dataPath),
+            users: users, consents: ConsentStore(dataPath: configuration.dataPath),
             codes: codes, sessions: sessions, throttle: throttle, clock: clock,
             log: { message in logger.info("authorize", metadata: ["event": .string(message)]) })
         let store = refreshTokens
@@ -146,7 +155,7 @@ public final class TokenService: Sendable {
             handlers: [
                 .clientCredentials: ClientCredentialsGrant(),
                 .authorizationCode: AuthorizationCodeGrant(codes: codes, store: store),
-                .password: PasswordGrant(users: { try UserStore(dataPath: configuration.dataPath).users() }, store: store, clock: clock),
+                .password: PasswordGrant(users: users, store: store, clock: clock),
                 .refreshToken: RefreshTokenGrant(store: store) { clientID, familyID in
                     logger.warning("refresh token reuse: family revoked (RFC 9700 §4.14.2)", metadata: ["client_id": .string(clientID), "family": .string(familyID)])
                 },

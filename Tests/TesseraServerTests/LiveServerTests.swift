@@ -53,8 +53,7 @@ final class ServeProcess: @unchecked Sendable {
         if let form {
             request.httpMethod = "POST"
             request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-            let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
-            request.httpBody = Data(form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&").utf8)
+            request.httpBody = Data(formEncode(form.map { ($0.key, $0.value) }).utf8)
         }
         if let (id, secret) = basic {
             request.setValue("Basic " + Data("\(id):\(secret)".utf8).base64EncodedString(), forHTTPHeaderField: "Authorization")
@@ -62,6 +61,16 @@ final class ServeProcess: @unchecked Sendable {
         let (body, response) = try await URLSession.shared.data(for: request)
         let json = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:]
         return ((response as! HTTPURLResponse).statusCode, json)
+    }
+
+    /// Every file the server wrote: its log and what is under the data and key folders.
+    func writtenFiles() -> [String] {
+        var files = [logPath]
+        for root in [data, keys] {
+            guard let names = FileManager.default.enumerator(atPath: root) else { continue }
+            for case let name as String in names where !FileManager.default.isDirectory(root + "/" + name) { files.append(root + "/" + name) }
+        }
+        return files
     }
 
     deinit {
@@ -174,11 +183,7 @@ extension LiveServerTests {
         server.stop()
         let log = try String(contentsOfFile: server.logPath, encoding: .utf8)
         #expect(log.contains("wrong password for alice") && log.contains("path=/token"), "\(log.prefix(600))")
-        var files = [server.logPath]
-        for root in [server.data, server.keys] {
-            for case let name as String in FileManager.default.enumerator(atPath: root)! { files.append(root + "/" + name) }
-        }
-        for file in files where !(FileManager.default.isDirectory(file)) {
+        for file in server.writtenFiles() {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
             for canary in canaries {
                 #expect(bytes.range(of: Data(canary.utf8)) == nil, "\(canary.prefix(12))… found in \(file)")

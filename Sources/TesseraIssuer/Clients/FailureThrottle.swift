@@ -23,6 +23,12 @@ public final class FailureThrottle: @unchecked Sendable {
         var lastSeen: Double
     }
 
+    /// The keys failures are counted under. The token endpoint and the sign-in page share them, so a
+    /// user's failed passwords count the same wherever they were tried.
+    public static func clientKey(_ clientID: String) -> String { "client:" + clientID }
+    public static func userKey(_ username: String) -> String { "user:" + username.prefix(255) }
+    public static func addressKey(_ address: String) -> String { "addr:" + address }
+
     public let policy: Policy
     private let now: @Sendable () -> Double
     private let lock = NSLock()

@@ -70,7 +70,7 @@ public struct AuthorizationFlow: Sendable {
                 }
                 return Answer(step: .redirect(try issueCode(request, username: username, session: session)), session: session)
             }
-            return try advance(try sessions.open(request, in: session), session: session)
+            return try advance(try sessions.open(request, in: session), session: session, username: signedInUser(session))
         } catch {
             return failed(request, error)
         }
@@ -80,15 +80,15 @@ public struct AuthorizationFlow: Sendable {
     public func signIn(_ form: [String: String], cookie: String?, address: String?) -> Answer {
         let pending: PendingAuthorization, session: BrowserSession
         switch resume(form, cookie: cookie) {
-        case .failure(let box): return box.answer
-        case .success(let found): (pending, session) = found
+        case .answered(let answer): return answer
+        case .form(let found, let owner): (pending, session) = (found, owner)
         }
         if form["cancel"] != nil { return deny(pending, session: session, "the user cancelled the sign-in") }
         let username = String((form["username"] ?? "").prefix(255)), password = form["password"] ?? ""
         guard !username.isEmpty, !password.isEmpty else {
             return Answer(step: .signIn(pending, message: "Enter your username and password.", username: username, status: 400), session: session)
         }
-        let keys = ["user:" + username] + (address.map { ["addr:" + $0] } ?? [])
+        let keys = [FailureThrottle.userKey(username)] + (address.map { [FailureThrottle.addressKey($0)] } ?? [])
         if let wait = throttle.retryAfter(keys) {
             log("sign-in throttled after repeated failures")
             return Answer(step: .signIn(pending, message: "Too many failed sign-ins. Try again in \(wait) seconds.", username: username, status: 429), session: session)
@@ -100,12 +100,12 @@ public struct AuthorizationFlow: Sendable {
             log(user == nil ? "sign-in failed: unknown user" : "sign-in failed: wrong password for \(username)")
             return Answer(step: .signIn(pending, message: "The username or password is wrong.", username: username, status: 200), session: session)
         }
-        throttle.recordSuccess(["user:" + username])
+        throttle.recordSuccess([FailureThrottle.userKey(username)])
         do {
             let signedIn = try sessions.signIn(session, username: user.username, handle: pending.handle)
             log("signed in \(user.username)")
             guard let moved = sessions.pending(pending.handle, in: signedIn) else { return expired(signedIn) }
-            return try advance(moved, session: signedIn)
+            return try advance(moved, session: signedIn, username: user.username)
         } catch {
             return failed(pending.request, error)
         }
@@ -115,8 +115,8 @@ public struct AuthorizationFlow: Sendable {
     public func consent(_ form: [String: String], cookie: String?) -> Answer {
         let pending: PendingAuthorization, session: BrowserSession
         switch resume(form, cookie: cookie) {
-        case .failure(let box): return box.answer
-        case .success(let found): (pending, session) = found
+        case .answered(let answer): return answer
+        case .form(let found, let owner): (pending, session) = (found, owner)
         }
         guard let username = signedInUser(session) else {
             return Answer(step: .signIn(pending, message: "Your sign-in expired; sign in again.", username: nil, status: 200), session: session)
@@ -145,9 +145,10 @@ public struct AuthorizationFlow: Sendable {
 
     /// Sign-in first (unless signed in, and not asked to again by `prompt=login`), then consent (unless
     /// remembered, and not asked for by `prompt=consent`), then the code.
-    private func advance(_ pending: PendingAuthorization, session: BrowserSession) throws -> Answer {
+    /// `username` is the session's user, already checked to exist.
+    private func advance(_ pending: PendingAuthorization, session: BrowserSession, username: String?) throws -> Answer {
         let request = pending.request
-        guard let username = signedInUser(session), !(request.prompt.contains("login") && !pending.signedInHere) else {
+        guard let username, !(request.prompt.contains("login") && !pending.signedInHere) else {
             return Answer(step: .signIn(pending, message: nil, username: nil, status: 200), session: session)
         }
         let remembered = try consents.covers(username: username, clientID: request.client.id, scope: request.scope)
@@ -166,20 +167,20 @@ public struct AuthorizationFlow: Sendable {
     }
 
     /// Finds the session and its open request a form refers to, checking the CSRF token first.
-    private func resume(_ form: [String: String], cookie: String?) -> Result<(PendingAuthorization, BrowserSession), AnswerBox> {
+    private func resume(_ form: [String: String], cookie: String?) -> Resumed {
         guard let session = sessions.session(cookie), BrowserSessions.checkCSRF(form["csrf_token"], for: session) else {
             log("form refused: missing or wrong CSRF token, or no session")
-            return .failure(AnswerBox(Answer(step: .errorPage(OAuthError(.invalidRequest,
+            return .answered(Answer(step: .errorPage(OAuthError(.invalidRequest,
                 "This form did not come from this sign-in page, or the page expired. Go back to the application and start again.",
-                log: "missing or wrong CSRF token, or no session cookie"), status: 403), session: nil)))
+                log: "missing or wrong CSRF token, or no session cookie"), status: 403), session: nil))
         }
-        guard let pending = sessions.pending(form["handle"], in: session) else { return .failure(AnswerBox(expired(session))) }
+        guard let pending = sessions.pending(form["handle"], in: session) else { return .answered(expired(session)) }
         // The client may have been changed or removed since the request was opened.
         guard let client = clients().client(pending.request.client.id), client.registeredRedirectURI(matching: pending.request.redirectURI) != nil else {
             sessions.close(pending.handle, in: session)
-            return .failure(AnswerBox(Answer(step: .errorPage(OAuthError(.invalidRequest, "The application is no longer registered for this sign-in."), status: 400), session: session)))
+            return .answered(Answer(step: .errorPage(OAuthError(.invalidRequest, "The application is no longer registered for this sign-in."), status: 400), session: session))
         }
-        return .success((pending, session))
+        return .form(pending, session)
     }
 
     private func expired(_ session: BrowserSession) -> Answer {
@@ -214,6 +215,9 @@ public struct AuthorizationFlow: Sendable {
         AuthorizationRequest.redirect(to: uri, [("error", error.code.rawValue), ("error_description", error.description)], state: state, issuer: issuer)
     }
 
-    /// `Result` needs an `Error` failure type; an early answer travels in this box.
-    struct AnswerBox: Error { let answer: Answer; init(_ answer: Answer) { self.answer = answer } }
+    /// A form post either refers to a live request of its session, or is already answered (refused).
+    private enum Resumed {
+        case form(PendingAuthorization, BrowserSession)
+        case answered(Answer)
+    }
 }

@@ -49,6 +49,15 @@ public final class BrowserSessions: @unchecked Sendable {
         var lastSeen: Date
         /// Oldest first (at most `maximumPendingPerSession`, so a linear search is cheap).
         var pending: [PendingAuthorization] = []
+
+        func isExpired(at now: Date, _ policy: SessionPolicy) -> Bool {
+            now.timeIntervalSince(lastSeen) >= policy.idleLifetime || now.timeIntervalSince(created) >= policy.absoluteLifetime
+        }
+
+        /// Who goes first when the table is full: anonymous sessions, then the least recently seen.
+        static func shedFirst(_ lhs: Entry, _ rhs: Entry) -> Bool {
+            (lhs.username == nil ? 0 : 1, lhs.lastSeen) < (rhs.username == nil ? 0 : 1, rhs.lastSeen)
+        }
     }
 
     public let policy: SessionPolicy
@@ -67,9 +76,14 @@ public final class BrowserSessions: @unchecked Sendable {
     public func session(_ cookie: String?) -> BrowserSession? {
         guard let cookie else { return nil }
         let now = clock.now()
+        let key = TokenDigest(of: cookie)
         return lock.withLock {
-            guard let entry = live(TokenDigest(of: cookie), now: now) else { return nil }
-            entries[TokenDigest(of: cookie)]?.lastSeen = now
+            guard let entry = entries[key] else { return nil }
+            guard !entry.isExpired(at: now, policy) else {
+                entries[key] = nil
+                return nil
+            }
+            entries[key]?.lastSeen = now
             return BrowserSession(cookie: cookie, csrfToken: entry.csrfToken, username: entry.username, authTime: entry.authTime)
         }
     }
@@ -150,15 +164,6 @@ public final class BrowserSessions: @unchecked Sendable {
 
     public var count: Int { lock.withLock { entries.count } }
 
-    private func live(_ key: TokenDigest, now: Date) -> Entry? {
-        guard let entry = entries[key] else { return nil }
-        if now.timeIntervalSince(entry.lastSeen) >= policy.idleLifetime || now.timeIntervalSince(entry.created) >= policy.absoluteLifetime {
-            entries[key] = nil
-            return nil
-        }
-        return entry
-    }
-
     /// Recounts open requests after dropping expired ones; while over 3/4 of the bound, drops whole
     /// sessions, anonymous and least recently seen first (never `keeping`, the one that just asked).
     private func shedPending(now: Date, keeping: TokenDigest) {
@@ -170,7 +175,7 @@ public final class BrowserSessions: @unchecked Sendable {
         let target = policy.maximumPendingTotal * 3 / 4
         if total > target {
             let ordered = entries.filter { !$0.value.pending.isEmpty && $0.key != keeping }
-                .sorted { ($0.value.username == nil ? 0 : 1, $0.value.lastSeen) < ($1.value.username == nil ? 0 : 1, $1.value.lastSeen) }
+                .sorted { Entry.shedFirst($0.value, $1.value) }
             for (key, entry) in ordered where total > target {
                 entries[key] = nil
                 total -= entry.pending.count
@@ -182,11 +187,9 @@ public final class BrowserSessions: @unchecked Sendable {
     /// Drops expired sessions; if still full, the least recently seen anonymous ones, then any, so that a
     /// flood of new visitors cannot sign out everybody at once before it has to displace its own kind.
     private func evict(now: Date) {
-        entries = entries.filter {
-            now.timeIntervalSince($0.value.lastSeen) < policy.idleLifetime && now.timeIntervalSince($0.value.created) < policy.absoluteLifetime
-        }
+        entries = entries.filter { !$0.value.isExpired(at: now, policy) }
         guard entries.count >= policy.maximumSessions else { return }
-        let ordered = entries.sorted { ($0.value.username == nil ? 0 : 1, $0.value.lastSeen) < ($1.value.username == nil ? 0 : 1, $1.value.lastSeen) }
+        let ordered = entries.sorted { Entry.shedFirst($0.value, $1.value) }
         for (key, _) in ordered.prefix(max(1, policy.maximumSessions / 4)) { entries[key] = nil }
     }
 }
