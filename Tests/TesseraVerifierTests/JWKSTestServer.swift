@@ -4,6 +4,7 @@ import HummingbirdTesting
 import NIOCore
 import HTTPTypes
 import TesseraJOSE
+import TesseraTestSupport
 
 /// A JWKS endpoint on loopback whose answers a test scripts, counting every request.
 final class JWKSEndpoint: @unchecked Sendable {
@@ -67,5 +68,75 @@ final class JWKSEndpoint: @unchecked Sendable {
             self.issuer = base
             try await body(URL(string: base)!)
         }
+    }
+}
+
+/// A loopback HTTP "server" that never finishes an answer: `silent` accepts and reads the request and
+/// says nothing; `drip` sends a 200 head and then one body byte every 50 ms. Runs on threads of its own
+/// (plain sockets), so it keeps stalling whatever Swift concurrency's threads are doing.
+final class StallingServer: @unchecked Sendable {
+    enum Mode: Sendable { case silent, drip }
+
+    let port: Int
+    private let listener: Int32
+    private let lock = NSLock()
+    private var connections: [Int32] = []
+    private var stopped = false
+
+    init(_ mode: Mode) throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.listener = listener
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0 }
+        }
+        guard listener >= 0, bound, listen(listener, 16) == 0 else { throw TestSupportError("cannot listen on loopback") }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        Thread.detachNewThread { [self] in
+            while true {
+                let connection = accept(listener, nil, nil)
+                guard connection >= 0 else { return }
+                let keep = lock.withLock { () -> Bool in
+                    if !stopped { connections.append(connection) }
+                    return !stopped
+                }
+                guard keep else { close(connection); return }
+                Thread.detachNewThread { Self.serve(connection, mode) }
+            }
+        }
+    }
+
+    var url: URL { URL(string: "http://127.0.0.1:\(port)/jwks.json")! }
+
+    /// Each connection's thread owns it and closes it when `stop()` has shut it down.
+    private static func serve(_ connection: Int32, _ mode: Mode) {
+        defer { close(connection) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        guard read(connection, &buffer, buffer.count) > 0 else { return }
+        switch mode {
+        case .silent:
+            while read(connection, &buffer, buffer.count) > 0 {}
+        case .drip:
+            // send with MSG_NOSIGNAL: a peer that hung up must not raise SIGPIPE in the test process.
+            let head = Array("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{".utf8)
+            guard send(connection, head, head.count, Int32(MSG_NOSIGNAL)) == head.count else { return }
+            while send(connection, " ", 1, Int32(MSG_NOSIGNAL)) == 1 { usleep(50_000) }
+        }
+    }
+
+    /// Closes the listener and shuts every connection down (its thread then ends and closes it).
+    func stop() {
+        let open = lock.withLock { () -> [Int32] in
+            stopped = true
+            defer { connections = [] }
+            return connections
+        }
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+        for connection in open { shutdown(connection, Int32(SHUT_RDWR)) }
     }
 }

@@ -162,6 +162,30 @@ struct RemoteJWKSTests {
         }
     }
 
+    @Test("An issuer that accepts and never answers, or drips its body, fails the fetch at the deadline: the first load is keys_unavailable, logged once",
+          arguments: [StallingServer.Mode.silent, .drip])
+    func stallingIssuer(_ mode: StallingServer.Mode) async throws {
+        let server = try StallingServer(mode)
+        defer { server.stop() }
+        let direct = await returns(within: 30) {
+            try await URLSessionHTTPGetter.shared.get(server.url, headers: [:], timeout: 0.5, maximumSize: 256 * 1024)
+        }
+        #expect((direct?.failure as? HTTPGetError)?.description == "no complete answer within 0.5 s", "\(String(describing: direct))")
+        var policy = RemoteJWKSKeySource.Policy()
+        policy.timeout = 0.5
+        let events = EventLog()
+        let key = try SigningKey.generate(.es256)
+        let factory = TokenFactory(key: key)
+        let source = RemoteJWKSKeySource(jwksURL: server.url, policy: policy, http: URLSessionHTTPGetter.shared,
+                                         clock: ManualClock().monotonic, logger: events.record)
+        let verifier = try Self.verifier(source, factory)
+        let token = try factory.token()
+        let verified = await returns(within: 30) { try await verifier.verify(token) }
+        #expect((verified?.failure as? TokenVerificationError)?.code == .keysUnavailable)
+        #expect(events.errors == 1)
+        #expect(events.messages.contains { $0.contains("no complete answer within 0.5 s") }, "\(events.messages)")
+    }
+
     @Test("a garbage, too large or empty JWKS never evicts good keys", arguments: ["garbage", "huge", "empty"])
     func badResponsesDoNotEvict(_ kind: String) async throws {
         let key = try SigningKey.generate(.es256)
@@ -231,6 +255,31 @@ final class EventLog: @unchecked Sendable {
     var record: KeySourceLogger { { [self] event in lock.withLock { events.append(event) } } }
     var errors: Int { lock.withLock { events.filter { $0.level == .error }.count } }
     var infos: [String] { lock.withLock { events.filter { $0.level == .info }.map(\.message) } }
+    var messages: [String] { lock.withLock { events.map(\.message) } }
+}
+
+/// The result of `body`, or nil (and a recorded issue) when it has not returned within `seconds`: a
+/// lost deadline then fails the test instead of hanging the run. The abandoned call is left running.
+func returns<T: Sendable>(within seconds: Double, _ body: @escaping @Sendable () async throws -> T) async -> Result<T, Error>? {
+    let first = Locked<CheckedContinuation<Result<T, Error>?, Never>?>(nil)
+    let answer = await withCheckedContinuation { continuation in
+        first.withLock { $0 = continuation }
+        Task {
+            let result: Result<T, Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            first.withLock { $0.take() }?.resume(returning: result)
+        }
+        Task {
+            try? await Task.sleep(for: .seconds(seconds))
+            first.withLock { $0.take() }?.resume(returning: nil)
+        }
+    }
+    if answer == nil { Issue.record("no answer within \(seconds) s") }
+    return answer
+}
+
+extension Result {
+    var failure: Failure? { if case .failure(let error) = self { error } else { nil } }
 }
 
 /// Polls `condition` (a background refresh finishing) for up to five seconds.

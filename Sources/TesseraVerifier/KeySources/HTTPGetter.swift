@@ -5,6 +5,9 @@ import FoundationNetworking
 
 /// One HTTP GET with a timeout and a bound on the body; what the remote key source needs from a client.
 public protocol HTTPGetter: Sendable {
+    /// Fetches `url`. `timeout` bounds the whole exchange (connect, request, every byte of the answer),
+    /// not only a silence between packets: a server that accepts and never answers, or drips its body,
+    /// fails within `timeout`.
     func get(_ url: URL, headers: [String: String], timeout: TimeInterval, maximumSize: Int) async throws -> HTTPGetResponse
 }
 
@@ -31,12 +34,17 @@ public struct HTTPGetError: Error, Sendable, CustomStringConvertible {
 /// the transfer past `maximumSize`. The session is never invalidated: creating and invalidating a
 /// delegate session per request raced with the delegate's last callback in swift-corelibs-foundation
 /// and corrupted memory under load.
+///
+/// The deadline is kept here, not left to `URLRequest.timeoutInterval`: swift-corelibs-foundation
+/// (Swift 6.3, Linux) did not end a request to a server that accepted the connection and never
+/// answered, while libcurl spun a core; it waited as long as the server did.
 public final class URLSessionHTTPGetter: HTTPGetter, @unchecked Sendable {
     /// The process-wide getter (one URLSession).
     public static let shared = URLSessionHTTPGetter()
 
     private let delegate = BoundedBodyDelegate()
     private let session: URLSession
+    private let deadlines = DispatchQueue(label: "tessera.http-getter.deadlines")
 
     public init() {
         let configuration = URLSessionConfiguration.ephemeral
@@ -51,8 +59,12 @@ public final class URLSessionHTTPGetter: HTTPGetter, @unchecked Sendable {
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         return try await withCheckedThrowingContinuation { continuation in
             let task = session.dataTask(with: request)
-            delegate.register(task.taskIdentifier, limit: maximumSize, continuation: continuation)
+            let identifier = task.taskIdentifier
+            delegate.register(identifier, limit: maximumSize, continuation: continuation)
             task.resume()
+            deadlines.asyncAfter(deadline: .now() + max(timeout, 0)) { [delegate] in
+                if delegate.expire(identifier, after: timeout) { task.cancel() }
+            }
         }
     }
 }
@@ -71,6 +83,14 @@ private final class BoundedBodyDelegate: NSObject, URLSessionDataDelegate, @unch
 
     func register(_ identifier: Int, limit: Int, continuation: CheckedContinuation<HTTPGetResponse, Error>) {
         lock.withLock { transfers[identifier] = Transfer(limit: limit, continuation: continuation) }
+    }
+
+    /// Ends a transfer still running at its deadline: its caller gets an error at once, and a late
+    /// callback finds nothing to resume. True when there was such a transfer (the task is to be cancelled).
+    func expire(_ identifier: Int, after timeout: TimeInterval) -> Bool {
+        guard let transfer = lock.withLock({ transfers.removeValue(forKey: identifier) }) else { return false }
+        transfer.continuation.resume(throwing: HTTPGetError(description: "no complete answer within \(timeout) s"))
+        return true
     }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
