@@ -187,7 +187,7 @@ struct AuthorizationFlowTests {
     }
 
     @Test("Users: Django pbkdf2_sha256 hashes (made by Python's hashlib) verify; weak or malformed imports are refused; old files still read")
-    func importedHashes() throws {
+    func importedHashes() async throws {
         let folder = try TemporaryDirectory("tessera-users")
         defer { folder.remove() }
         let users = UserStore(dataPath: folder.path)
@@ -201,7 +201,7 @@ struct AuthorizationFlowTests {
             #expect(throws: OAuthError.self, "\(bad)") { try users.add("dave", passwordHash: bad, now: Date()) }
         }
         // The CLI imports the same way, reading the hash from standard input.
-        let imported = try runTessera(["users", "add", "erin", "--hash-stdin", "--data", folder.path], stdin: django + "\n")
+        let imported = try await runTessera(["users", "add", "erin", "--hash-stdin", "--data", folder.path], stdin: django + "\n")
         #expect(imported.status == 0)
         #expect(UserStore.verify("tr0ub4dor&3 hörse", for: try users.users().first { $0.username == "erin" }))
         // A users.json from before this change names the hash password_scrypt.

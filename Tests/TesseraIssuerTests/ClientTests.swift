@@ -93,33 +93,33 @@ struct ClientTests {
     }
 
     @Test("tessera clients add / list / rotate-secret / remove: the secret is shown once, stored only as SHA-256, 0600")
-    func cli() throws {
+    func cli() async throws {
         let folder = try TemporaryDirectory("tessera-clients")
         defer { folder.remove() }
         let data = folder.appending("data")
-        let added = try runTessera(["clients", "add", "svc", "--scope", "read", "--scope", "write", "--default-scope", "read", "--json", "--data", data])
+        let added = try await runTessera(["clients", "add", "svc", "--scope", "read", "--scope", "write", "--default-scope", "read", "--json", "--data", data])
         #expect(added.status == 0)
         let object = try JSONSerialization.jsonObject(with: Data(added.out.utf8)) as! [String: String]
         let secret = try #require(object["client_secret"])
         let secretBytes = try Base64URL.decode(String(secret.dropFirst(4)))
         #expect(object["client_id"] == "svc" && secret.hasPrefix("tcs_") && secretBytes.count == 32)
-        #expect(try runTessera(["clients", "add", "svc", "--data", data]).status == 1)
-        #expect(try runTessera(["clients", "add", "app", "--public", "--data", data]).err.contains("redirect URI"))
+        #expect(try await runTessera(["clients", "add", "svc", "--data", data]).status == 1)
+        #expect(try await runTessera(["clients", "add", "app", "--public", "--data", data]).err.contains("redirect URI"))
         let file = try String(contentsOfFile: data + "/clients.json", encoding: .utf8)
         #expect(!file.contains(secret) && !file.contains(String(secret.dropFirst(4).prefix(16))))
         #expect(try FileManager.default.attributesOfItem(atPath: data + "/clients.json")[.posixPermissions] as! Int == 0o600)
 
         var registry = try ClientStore(dataPath: data).read()
         #expect(try ClientAuthenticator(registry: registry).authenticate(authorization: basic("svc", secret), clientID: nil, clientSecret: nil).defaultScopes == ["read"])
-        let rotated = try runTessera(["clients", "rotate-secret", "svc", "--json", "--data", data])
+        let rotated = try await runTessera(["clients", "rotate-secret", "svc", "--json", "--data", data])
         let newSecret = try #require((try JSONSerialization.jsonObject(with: Data(rotated.out.utf8)) as! [String: String])["client_secret"])
         registry = try ClientStore(dataPath: data).read()
         expectOAuthError(.invalidClient) { _ = try ClientAuthenticator(registry: registry).authenticate(authorization: nil, clientID: "svc", clientSecret: secret) }
         #expect(try ClientAuthenticator(registry: registry).authenticate(authorization: nil, clientID: "svc", clientSecret: newSecret).id == "svc")
-        let list = try runTessera(["clients", "list", "--json", "--data", data])
+        let list = try await runTessera(["clients", "list", "--json", "--data", data])
         #expect(list.out.contains("\"client_id\" : \"svc\"") && !list.out.contains("sha256"))
-        #expect(try runTessera(["clients", "remove", "svc", "--data", data]).out.contains("removed svc"))
+        #expect(try await runTessera(["clients", "remove", "svc", "--data", data]).out.contains("removed svc"))
         #expect(try ClientStore(dataPath: data).read().clients.isEmpty)
-        #expect(try runTessera(["clients", "remove", "svc", "--data", data]).status == 1)
+        #expect(try await runTessera(["clients", "remove", "svc", "--data", data]).status == 1)
     }
 }

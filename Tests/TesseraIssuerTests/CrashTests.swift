@@ -104,7 +104,13 @@ final class AcknowledgedState {
 /// ready (nil: lets it run to its own end). `shell` wraps the command (for ulimit).
 func runRotationChild(_ path: String, tokens: [RefreshToken], tasks: Int, killAfter: Double?,
                       environment: [String: String] = [:], shellPrefix: String? = nil,
-                      compactionThreshold: Int = 64 << 20) throws -> (output: String, status: Int32) {
+                      compactionThreshold: Int = 64 << 20) async throws -> (output: String, status: Int32) {
+    try await onOwnThread { try runRotationChildBlocking(path, tokens: tokens, tasks: tasks, killAfter: killAfter, environment: environment,
+                                                       shellPrefix: shellPrefix, compactionThreshold: compactionThreshold) }
+}
+
+private func runRotationChildBlocking(_ path: String, tokens: [RefreshToken], tasks: Int, killAfter: Double?, environment: [String: String],
+                                      shellPrefix: String?, compactionThreshold: Int) throws -> (output: String, status: Int32) {
     let child = Process()
     let harness = builtExecutable("tessera-store-harness")
     if let shellPrefix {
@@ -161,7 +167,7 @@ struct CrashTests {
             if state.usable.count < 2 * tasks {
                 try await seedStore(path, families: 2 * tasks, into: state)
             }
-            let (output, status) = try runRotationChild(path, tokens: state.usableTokens, tasks: tasks, killAfter: Double.random(in: 0...0.050),
+            let (output, status) = try await runRotationChild(path, tokens: state.usableTokens, tasks: tasks, killAfter: Double.random(in: 0...0.050),
                                                         compactionThreshold: 256 << 10)  // compactions get killed too
             if status == SIGKILL { killedBeforeDone += 1 }
             let (acks, errors) = try state.apply(output)
@@ -178,11 +184,11 @@ struct CrashTests {
     func fsyncFailure() async throws {
         let folder = try TemporaryDirectory("tessera-eio")
         defer { folder.remove() }
-        let shim = try buildFsyncShim(in: folder)
+        let shim = try await buildFsyncShim(in: folder)
         let path = folder.appending("store")
         let state = AcknowledgedState()
         try await seedStore(path, families: 32, into: state)
-        let (output, status) = try runRotationChild(path, tokens: state.usableTokens, tasks: 8, killAfter: nil,
+        let (output, status) = try await runRotationChild(path, tokens: state.usableTokens, tasks: 8, killAfter: nil,
                                                     environment: ["LD_PRELOAD": shim, "TESSERA_FAIL_FDATASYNC_AT": "25"])
         #expect(status == 0 && output.hasSuffix("DONE\n"))
         let (acks, errors) = try state.apply(output)
@@ -205,7 +211,7 @@ struct CrashTests {
         let logSize = try fileBytes(path + "/" + StoreFileName.log(1)).count
         // ulimit -f counts 512-byte blocks (POSIX sh): allow about 40 KB more log.
         let blocks = (logSize + 40_000) / 512
-        let (output, status) = try runRotationChild(path, tokens: state.usableTokens, tasks: 8, killAfter: nil, shellPrefix: "ulimit -f \(blocks)")
+        let (output, status) = try await runRotationChild(path, tokens: state.usableTokens, tasks: 8, killAfter: nil, shellPrefix: "ulimit -f \(blocks)")
         #expect(status == 0 && output.hasSuffix("DONE\n"))
         let (acks, errors) = try state.apply(output)
         #expect(errors.count == 8 && errors.allSatisfy { $0 == "store_unavailable" })
@@ -217,7 +223,7 @@ struct CrashTests {
     }
 
     /// A shared object that makes the N-th fdatasync(2) fail with EIO, compiled with the toolchain's clang.
-    func buildFsyncShim(in folder: TemporaryDirectory) throws -> String {
+    func buildFsyncShim(in folder: TemporaryDirectory) async throws -> String {
         let source = folder.appending("fsync_shim.c"), library = folder.appending("fsync_shim.so")
         try """
         #define _GNU_SOURCE
@@ -233,12 +239,8 @@ struct CrashTests {
             return real(fd);
         }
         """.write(toFile: source, atomically: false, encoding: .utf8)
-        let compiler = Process()
-        compiler.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        compiler.arguments = ["clang", "-shared", "-fPIC", "-o", library, source, "-ldl"]
-        try compiler.run()
-        compiler.waitUntilExit()
-        guard compiler.terminationStatus == 0 else { throw TestSupportError("clang could not build the fsync shim") }
+        let compiler = try await runChild("/usr/bin/env", ["clang", "-shared", "-fPIC", "-o", library, source, "-ldl"])
+        guard compiler.status == 0 else { throw TestSupportError("clang could not build the fsync shim: \(compiler.err)") }
         return library
     }
 }
@@ -246,17 +248,13 @@ struct CrashTests {
 @Suite("Refresh-token store: system calls")
 struct SystemCallTests {
     @Test("THREATS C2: every rename into the store folder is followed by an fsync of the folder (strace)")
-    func renameThenDirectoryFsync() throws {
+    func renameThenDirectoryFsync() async throws {
         let folder = try TemporaryDirectory("tessera-strace")
         defer { folder.remove() }
         let path = folder.appending("store"), trace = folder.appending("trace.txt")
-        let strace = Process()
-        strace.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        strace.arguments = ["strace", "-f", "-y", "-o", trace, "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
-                            builtExecutable("tessera-store-harness"), "compact", path]
-        try strace.run()
-        strace.waitUntilExit()
-        #expect(strace.terminationStatus == 0, "strace (apt-get install strace) must be able to run the harness")
+        let strace = try await runChild("/usr/bin/env", ["strace", "-f", "-y", "-o", trace, "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
+                                                         builtExecutable("tessera-store-harness"), "compact", path])
+        #expect(strace.status == 0, "strace (apt-get install strace) must be able to run the harness: \(strace.err)")
         let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").map(String.init)
         let renames = lines.indices.filter { lines[$0].contains("rename") && !lines[$0].contains("resumed") }
         // log 1 at creation, log 2 when compaction switches, snapshot 2.

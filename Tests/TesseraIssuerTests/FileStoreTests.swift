@@ -111,7 +111,9 @@ struct FileStoreTests {
         holder.standardOutput = output
         try holder.run()
         defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
-        #expect(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("READY"))
+        let pipe = output.fileHandleForReading
+        let ready = try await onOwnThread { String(decoding: pipe.availableData, as: UTF8.self) }
+        #expect(ready.hasPrefix("READY"))
         let crossProcess = await expectStoreError(.locked) { _ = try FileRefreshTokenStore(directory: path) }
         #expect(crossProcess?.message.contains("process \(holder.processIdentifier)") == true)
     }

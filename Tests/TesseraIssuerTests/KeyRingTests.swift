@@ -6,8 +6,8 @@ import TesseraTestSupport
 import TesseraVerifier
 
 /// Runs `tessera` with the key folder and the CLI clock at `now` (Unix seconds).
-func keys(_ arguments: [String], folder: String, now: Int) throws -> (status: Int32, out: String, err: String) {
-    let result = try runTessera(arguments + ["--keys", folder], environment: ["TESSERA_NOW": String(now)])
+func keys(_ arguments: [String], folder: String, now: Int) async throws -> (status: Int32, out: String, err: String) {
+    let result = try await runTessera(arguments + ["--keys", folder], environment: ["TESSERA_NOW": String(now)])
     return (result.status, result.out.trimmingCharacters(in: .whitespacesAndNewlines), result.err)
 }
 
@@ -77,48 +77,48 @@ struct KeyStoreTests {
     let t0 = 1_800_000_000
 
     @Test("THREATS B24: a whole cycle driven by the CLI: no key signs before it is published; every token verifies until it expires; a revoked kid stops at once")
-    func fullCycle() throws {
+    func fullCycle() async throws {
         let folder = try TemporaryDirectory("tessera-keys")
         defer { folder.remove() }
         let dir = folder.appending("keys")
-        let first = try keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
+        let first = try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
         #expect(first.status == 0)
         let k1 = first.out
-        let mint = { (now: Int) in try keys(["token", "mint", "--sub", "alice", "--client-id", "app", "--scope", "read write", "--aud", "api", "--ttl", "600"], folder: dir, now: now) }
-        let tokenA = try mint(t0).out
+        let mint = { (now: Int) in try await keys(["token", "mint", "--sub", "alice", "--client-id", "app", "--scope", "read write", "--aud", "api", "--ttl", "600"], folder: dir, now: now) }
+        let tokenA = try await mint(t0).out
         #expect(try kid(of: tokenA) == k1)
 
         // No pending key: rotate prepares one and says when it may sign.
-        let prepare = try keys(["keys", "rotate"], folder: dir, now: t0 + 10)
+        let prepare = try await keys(["keys", "rotate"], folder: dir, now: t0 + 10)
         #expect(prepare.status == 3 && prepare.err.contains("rotate at or after 2027-01-15T08:06:10Z"))
         let k2 = try #require(prepare.err.split(separator: "\n").first { $0.hasPrefix("generated pending key ") }.map { String($0.dropFirst(22)) })
-        let jwksEarly = try keys(["keys", "jwks"], folder: dir, now: t0 + 10).out
+        let jwksEarly = try await keys(["keys", "jwks"], folder: dir, now: t0 + 10).out
         #expect(jwksEarly.contains(k1) && jwksEarly.contains(k2))
-        #expect(try kid(of: try mint(t0 + 369).out) == k1)  // pending: published, not signing
-        #expect(try keys(["keys", "rotate"], folder: dir, now: t0 + 369).status == 3)
+        #expect(try kid(of: try await mint(t0 + 369).out) == k1)  // pending: published, not signing
+        #expect(try await keys(["keys", "rotate"], folder: dir, now: t0 + 369).status == 3)
 
-        let rotated = try keys(["keys", "rotate"], folder: dir, now: t0 + 370)
+        let rotated = try await keys(["keys", "rotate"], folder: dir, now: t0 + 370)
         #expect(rotated.status == 0 && rotated.out.contains("active: \(k2)") && rotated.out.contains("retiring: \(k1)"))
-        let tokenB = try mint(t0 + 370).out
+        let tokenB = try await mint(t0 + 370).out
         #expect(try kid(of: tokenB) == k2)
-        let jwks = try keys(["keys", "jwks"], folder: dir, now: t0 + 370).out
+        let jwks = try await keys(["keys", "jwks"], folder: dir, now: t0 + 370).out
         // The token minted before the rotation verifies until it expires; the new one too.
         #expect(try verify(tokenA, jwks: jwks, at: t0 + 599).subject == "alice")
         #expect(throws: TokenVerificationError.self) { _ = try verify(tokenA, jwks: jwks, at: t0 + 600) }
         #expect(try verify(tokenB, jwks: jwks, at: t0 + 900).scopes == ["read", "write"])
 
         // k1 stays published for 600 + 60 s after it stopped signing.
-        #expect(try keys(["keys", "prune"], folder: dir, now: t0 + 370 + 659).out == "nothing to prune")
-        #expect(try keys(["keys", "prune"], folder: dir, now: t0 + 370 + 660).out == "removed \(k1)")
-        let afterPrune = try keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out
+        #expect(try await keys(["keys", "prune"], folder: dir, now: t0 + 370 + 659).out == "nothing to prune")
+        #expect(try await keys(["keys", "prune"], folder: dir, now: t0 + 370 + 660).out == "removed \(k1)")
+        let afterPrune = try await keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out
         #expect(!afterPrune.contains(k1) && afterPrune.contains(k2))
         #expect(!FileManager.default.fileExists(atPath: dir + "/\(k1).pem"))
 
-        let k3 = try keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0 + 1_100).out
-        let revoke = try keys(["keys", "revoke", k2], folder: dir, now: t0 + 1_100)
+        let k3 = try await keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0 + 1_100).out
+        let revoke = try await keys(["keys", "revoke", k2], folder: dir, now: t0 + 1_100)
         #expect(revoke.status == 0 && revoke.err.contains("no ES256 key is active"))
-        #expect(try keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out.contains(k3))
-        let afterRevoke = try keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out
+        #expect(try await keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out.contains(k3))
+        let afterRevoke = try await keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out
         do {
             _ = try verify(tokenB, jwks: afterRevoke, at: t0 + 900)
             Issue.record("a token of a revoked kid verified")
@@ -126,36 +126,36 @@ struct KeyStoreTests {
             #expect(error.code == .unknownKey)
         }
         #expect(!FileManager.default.fileExists(atPath: dir + "/\(k2).pem"))
-        let noKey = try mint(t0 + 1_100)
+        let noKey = try await mint(t0 + 1_100)
         #expect(noKey.status == 1 && noKey.err.contains("no active key"))
-        let list = try keys(["keys", "list", "--json"], folder: dir, now: t0 + 1_100)
+        let list = try await keys(["keys", "list", "--json"], folder: dir, now: t0 + 1_100)
         #expect(list.out.contains("\"revoked\"") && list.out.contains(k2))
     }
 
     @Test("--force skips the delay and says what it risks; --if-older-than is a no-op for a young key; --ttl is capped")
-    func forceAndCron() throws {
+    func forceAndCron() async throws {
         let folder = try TemporaryDirectory("tessera-force")
         defer { folder.remove() }
         let dir = folder.appending("keys")
-        _ = try keys(["keys", "generate", "--alg", "EdDSA", "--activate"], folder: dir, now: t0)
-        let young = try keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: t0 + 86_400)
+        _ = try await keys(["keys", "generate", "--alg", "EdDSA", "--activate"], folder: dir, now: t0)
+        let young = try await keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: t0 + 86_400)
         #expect(young.status == 0 && young.out.hasPrefix("not due"))
-        let forced = try keys(["keys", "rotate", "--force"], folder: dir, now: t0 + 86_400)
+        let forced = try await keys(["keys", "rotate", "--force"], folder: dir, now: t0 + 86_400)
         #expect(forced.status == 0 && forced.err.contains("without the publish delay"))
-        let cron = try keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: t0 + 86_400 * 32)
+        let cron = try await keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: t0 + 86_400 * 32)
         #expect(cron.status == 3)  // due: prepared a pending key, which waits for the publish delay
-        #expect(try keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api", "--ttl", "601"], folder: dir, now: t0).status == 1)
-        let second = try keys(["keys", "generate", "--alg", "EdDSA", "--activate"], folder: dir, now: t0)
+        #expect(try await keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api", "--ttl", "601"], folder: dir, now: t0).status == 1)
+        let second = try await keys(["keys", "generate", "--alg", "EdDSA", "--activate"], folder: dir, now: t0)
         #expect(second.status == 1 && second.err.contains("is already active"))
         let filesBefore = try FileManager.default.contentsOfDirectory(atPath: dir).count
-        let hs = try keys(["keys", "generate", "--alg", "HS256"], folder: dir, now: t0)
+        let hs = try await keys(["keys", "generate", "--alg", "HS256"], folder: dir, now: t0)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).count == filesBefore + 1)
         #expect(hs.status == 0 && hs.err.contains("shared secret"))
-        #expect(!(try keys(["keys", "jwks"], folder: dir, now: t0).out.contains(hs.out)))
+        #expect(!(try await keys(["keys", "jwks"], folder: dir, now: t0).out.contains(hs.out)))
     }
 
     @Test("Every exported JWK verifies a CLI-minted token with PyJWT, for every asymmetric algorithm; no JWK carries a private member")
-    func interopPyJWT() throws {
+    func interopPyJWT() async throws {
         let folder = try TemporaryDirectory("tessera-interop")
         defer { folder.remove() }
         let script = folder.appending("verify.py")
@@ -171,27 +171,17 @@ struct KeyStoreTests {
         let now = Int(Date().timeIntervalSince1970)  // PyJWT checks exp and iat against the real clock
         for algorithm in JWSAlgorithm.asymmetric {
             let dir = folder.appending("keys-\(algorithm.name)")
-            #expect(try keys(["keys", "generate", "--alg", algorithm.name, "--activate"], folder: dir, now: now).status == 0)
-            _ = try keys(["keys", "generate", "--alg", algorithm.name], folder: dir, now: now)
-            let token = try keys(["token", "mint", "--sub", "alice", "--client-id", "app", "--aud", "api"], folder: dir, now: now).out
-            let jwks = try keys(["keys", "jwks"], folder: dir, now: now).out
+            #expect(try await keys(["keys", "generate", "--alg", algorithm.name, "--activate"], folder: dir, now: now).status == 0)
+            _ = try await keys(["keys", "generate", "--alg", algorithm.name], folder: dir, now: now)
+            let token = try await keys(["token", "mint", "--sub", "alice", "--client-id", "app", "--aud", "api"], folder: dir, now: now).out
+            let jwks = try await keys(["keys", "jwks"], folder: dir, now: now).out
             let object = try JSONSerialization.jsonObject(with: Data(jwks.utf8)) as! [String: Any]
             let members = (object["keys"] as! [[String: Any]]).flatMap(\.keys)
             #expect(Set(members).isDisjoint(with: ["d", "p", "q", "dp", "dq", "qi", "k", "oth"]), "\(algorithm.name)")
             #expect((object["keys"] as! [Any]).count == 2)
-            let python = Process()
-            python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            python.arguments = ["python3", script]
-            let input = Pipe(), output = Pipe()
-            python.standardInput = input
-            python.standardOutput = output
-            try python.run()
             let request = try JSONSerialization.data(withJSONObject: ["jwks": object, "token": token, "alg": algorithm.name])
-            input.fileHandleForWriting.write(request)
-            try input.fileHandleForWriting.close()
-            let answer = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            python.waitUntilExit()
-            #expect(python.terminationStatus == 0 && answer.contains("\"sub\": \"alice\""), "\(algorithm.name): \(answer)")
+            let python = try await runChild("/usr/bin/env", ["python3", script], stdin: request)
+            #expect(python.status == 0 && python.out.contains("\"sub\": \"alice\""), "\(algorithm.name): \(python.out) \(python.err)")
         }
     }
 }
@@ -201,26 +191,19 @@ struct KeyRingRobustnessTests {
     let t0 = 1_800_000_000
 
     @Test("Two processes running keys generate and keys rotate in a loop leave a manifest listing every generated key exactly once")
-    func twoWriters() throws {
+    func twoWriters() async throws {
         let folder = try TemporaryDirectory("tessera-writers")
         defer { folder.remove() }
         let dir = folder.appending("keys")
-        #expect(try keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0).status == 0)
-        let tessera = builtExecutable("tessera")
-        func loop(_ command: String) throws -> Process {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", "for i in $(seq 1 20); do \"$0\" keys \(command) --keys \"$1\" 2>&1; done", tessera, dir]
-            process.environment = ["TESSERA_NOW": String(t0)]
-            process.standardOutput = Pipe()
-            try process.run()
-            return process
+        #expect(try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0).status == 0)
+        // Both loops at once, each command a child of /bin/sh, waited for off Swift concurrency's threads.
+        func loop(_ command: String) async throws -> String {
+            try await runChild("/bin/sh", ["-c", "for i in $(seq 1 20); do \"$0\" keys \(command) --keys \"$1\" 2>&1; done",
+                                           builtExecutable("tessera"), dir], environment: ["TESSERA_NOW": String(t0)]).out
         }
-        let generator = try loop("generate --alg ES256"), rotator = try loop("rotate --alg ES256 --force")
-        let generated = String(decoding: (generator.standardOutput as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let rotations = String(decoding: (rotator.standardOutput as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        generator.waitUntilExit()
-        rotator.waitUntilExit()
+        async let generating = loop("generate --alg ES256")
+        async let rotating = loop("rotate --alg ES256 --force")
+        let (generated, rotations) = try await (generating, rotating)
         var kids = generated.split(separator: "\n").filter { !$0.contains(" ") }.map(String.init)
         kids += rotations.split(separator: "\n").filter { $0.hasPrefix("generated pending key ") }.map { String($0.dropFirst(22)) }
         #expect(kids.count >= 20)
@@ -232,26 +215,28 @@ struct KeyRingRobustnessTests {
     }
 
     @Test("THREATS C7: kill -9 at any point of a rotate leaves the old or the new state; key files parse; tokens minted before still verify")
-    func killDuringRotate() throws {
+    func killDuringRotate() async throws {
         let folder = try TemporaryDirectory("tessera-killrotate")
         defer { folder.remove() }
         let dir = folder.appending("keys")
-        _ = try keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
+        _ = try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
         var tokens: [String] = []
         var outcomes: [String: Int] = [:]
         for round in 0..<40 {
             let before = try KeyStore(path: dir).read()
-            tokens.append(try keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api"], folder: dir, now: t0).out)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
-            process.arguments = ["keys", "rotate", "--alg", "ES256", "--force", "--keys", dir]
-            process.environment = ["TESSERA_NOW": String(t0)]
-            process.standardOutput = Pipe()
-            process.standardError = Pipe()
-            try process.run()
-            usleep(UInt32.random(in: 0...60_000))
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            tokens.append(try await keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api"], folder: dir, now: t0).out)
+            try await onOwnThread { [t0] in
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
+                process.arguments = ["keys", "rotate", "--alg", "ES256", "--force", "--keys", dir]
+                process.environment = ["TESSERA_NOW": String(t0)]
+                process.standardOutput = Pipe()
+                process.standardError = Pipe()
+                try process.run()
+                usleep(UInt32.random(in: 0...60_000))
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
             let after = try KeyStore(path: dir).read()  // parses, names no missing file
             let oldActive = before.activeKeys.map(\.kid), newActive = after.activeKeys.map(\.kid)
             if newActive == oldActive {
@@ -270,23 +255,19 @@ struct KeyRingRobustnessTests {
         }
         print("kill -9 during keys rotate: \(outcomes)")
         // Orphaned key files (written, then killed before the manifest) are cleaned by prune.
-        _ = try keys(["keys", "prune"], folder: dir, now: t0)
+        _ = try await keys(["keys", "prune"], folder: dir, now: t0)
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".pem") }
         #expect(files.count == (try KeyStore(path: dir).read()).keys.count)
     }
 
     @Test("THREATS C8: under umask 022 every key file (temporary ones too) is created 0600 and the folder 0700; a readable key is refused")
-    func permissions() throws {
+    func permissions() async throws {
         let folder = try TemporaryDirectory("tessera-keyperm")
         defer { folder.remove() }
         let dir = folder.appending("keys"), trace = folder.appending("trace.txt")
-        let strace = Process()
-        strace.executableURL = URL(fileURLWithPath: "/bin/sh")
-        strace.arguments = ["-c", "umask 022; exec strace -f -o \"$0\" -e trace=openat,open,mkdir,mkdirat,chmod,fchmod,fchmodat \"$1\" keys generate --alg RS256 --activate --keys \"$2\"",
-                            trace, builtExecutable("tessera"), dir]
-        try strace.run()
-        strace.waitUntilExit()
-        #expect(strace.terminationStatus == 0)
+        let strace = try await runChild("/bin/sh", ["-c", "umask 022; exec strace -f -o \"$0\" -e trace=openat,open,mkdir,mkdirat,chmod,fchmod,fchmodat \"$1\" keys generate --alg RS256 --activate --keys \"$2\"",
+                                                    trace, builtExecutable("tessera"), dir])
+        #expect(strace.status == 0, "\(strace.err)")
         let creations = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").filter { $0.contains("O_CREAT") && $0.contains(dir) == false && ($0.contains(".pem") || $0.contains(".json") || $0.contains(".lock")) }
         #expect(creations.count >= 3, "\(creations)")
         for line in creations { #expect(line.contains(", 0600)"), "\(line)") }
@@ -298,7 +279,7 @@ struct KeyRingRobustnessTests {
 
         let key = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasSuffix(".pem") })
         chmod(dir + "/" + key, 0o640)
-        let refused = try keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api"], folder: dir, now: t0)
+        let refused = try await keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api"], folder: dir, now: t0)
         #expect(refused.status == 1 && refused.err.contains("chmod 600"))
         #expect(throws: KeyStoreError(.insecurePermissions, "")) { _ = try SigningKeyRing(store: KeyStore(path: dir), bootstrap: false) }
         chmod(dir + "/" + key, 0o600)
@@ -307,32 +288,32 @@ struct KeyRingRobustnessTests {
     }
 
     @Test("THREATS C9: symlinks planted at the temporary or target names, or as the manifest, are refused and nothing is written through them")
-    func symlinks() throws {
+    func symlinks() async throws {
         let folder = try TemporaryDirectory("tessera-keylink")
         defer { folder.remove() }
         let dir = folder.appending("keys"), victim = folder.appending("victim")
-        _ = try keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
+        _ = try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
         FileManager.default.createFile(atPath: victim, contents: Data("precious".utf8))
         try FileManager.default.createSymbolicLink(atPath: dir + "/keyring.json.tmp", withDestinationPath: victim)
-        let viaTemporary = try keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0)
+        let viaTemporary = try await keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0)
         #expect(viaTemporary.status == 1 && viaTemporary.err.contains("not a regular file"))
         try FileManager.default.removeItem(atPath: dir + "/keyring.json.tmp")
         // The manifest itself replaced by a symlink.
         try FileManager.default.moveItem(atPath: dir + "/keyring.json", toPath: folder.appending("real.json"))
         try FileManager.default.createSymbolicLink(atPath: dir + "/keyring.json", withDestinationPath: folder.appending("real.json"))
         #expect(throws: KeyStoreError(.insecurePermissions, "")) { _ = try KeyStore(path: dir).read() }
-        #expect(try keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0).status == 1)
+        #expect(try await keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0).status == 1)
         #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious")
         // The key folder itself as a symlink.
         try FileManager.default.removeItem(atPath: dir + "/keyring.json")
         try FileManager.default.moveItem(atPath: folder.appending("real.json"), toPath: dir + "/keyring.json")
         try FileManager.default.createSymbolicLink(atPath: folder.appending("link"), withDestinationPath: dir)
-        #expect(try keys(["keys", "list"], folder: folder.appending("link"), now: t0).status == 1)
-        #expect(try keys(["keys", "list"], folder: dir, now: t0).status == 0)
+        #expect(try await keys(["keys", "list"], folder: folder.appending("link"), now: t0).status == 1)
+        #expect(try await keys(["keys", "list"], folder: dir, now: t0).status == 0)
     }
 
     @Test("A running server's key ring: bootstraps ES256, picks up CLI changes, ignores a bad manifest, and its ETag follows the JWKS (C13)")
-    func reload() throws {
+    func reload() async throws {
         let folder = try TemporaryDirectory("tessera-reload")
         defer { folder.remove() }
         let dir = folder.appending("keys")
@@ -345,11 +326,11 @@ struct KeyRingRobustnessTests {
         let etag = ring.current.etag
         #expect(ring.reloadIfChanged() == false)
 
-        let pending = try keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0).out
+        let pending = try await keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0).out
         #expect(ring.reloadIfChanged())
         #expect(ring.current.jwks.keys.count == 2 && ring.current.etag != etag && ring.current.signer()?.keyID == first)
         let published = ring.current.etag
-        _ = try keys(["keys", "rotate", "--force"], folder: dir, now: t0)
+        _ = try await keys(["keys", "rotate", "--force"], folder: dir, now: t0)
         #expect(ring.reloadIfChanged())
         #expect(ring.current.signer()?.keyID == pending && ring.current.etag == published)  // same keys, same JWKS
 
@@ -366,7 +347,7 @@ struct KeyRingRobustnessTests {
         try FileManager.default.removeItem(atPath: dir + "/\(pending).pem")
         #expect(ring.reload() == false)
         #expect(ring.current.signer()?.keyID == pending)
-        let list = try keys(["keys", "list"], folder: dir, now: t0)
+        let list = try await keys(["keys", "list"], folder: dir, now: t0)
         #expect(list.status == 1 && list.err.contains("\(pending).pem") && list.err.contains("is missing"))
     }
 }

@@ -13,7 +13,7 @@ struct StoreCLITests {
         let store = try FileRefreshTokenStore(directory: path)
         for index in 0..<4 { _ = try await store.issue(family("user\(index)")) }
         store.close()
-        let clean = try runTessera(["store", "check", "--data", data, "--json"])
+        let clean = try await runTessera(["store", "check", "--data", data, "--json"])
         #expect(clean.status == 0)
         let report = try JSONSerialization.jsonObject(with: Data(clean.out.utf8)) as? [String: Any]
         #expect(report?["families"] as? Int == 4 && report?["records"] as? Int == 4)
@@ -22,24 +22,24 @@ struct StoreCLITests {
         var bytes = try fileBytes(log)
         bytes[StoreFormat.headerSize + 10] ^= 1
         try Data(bytes).write(to: URL(fileURLWithPath: log))
-        let damaged = try runTessera(["store", "check", "--data", data])
+        let damaged = try await runTessera(["store", "check", "--data", data])
         #expect(damaged.status == 1)
         #expect(damaged.err.contains("\(StoreFileName.log(1)) at offset \(StoreFormat.headerSize)") && damaged.err.contains("tessera store repair --data \(data)`"))
-        let repaired = try runTessera(["store", "repair", "--data", data])
+        let repaired = try await runTessera(["store", "repair", "--data", data])
         #expect(repaired.status == 0 && repaired.out.contains("moved") && repaired.out.contains("revoked all 0 families"))
-        #expect(try runTessera(["store", "check", "--data", data]).out.contains("intact"))
+        #expect(try await runTessera(["store", "check", "--data", data]).out.contains("intact"))
 
         let again = try FileRefreshTokenStore(directory: path)
         _ = try await again.issue(family("alice"))
         _ = try await again.issue(family("alice"))
         _ = try await again.issue(family("bob"))
         again.close()
-        let revoked = try runTessera(["store", "revoke", "--data", data, "--subject", "alice"])
+        let revoked = try await runTessera(["store", "revoke", "--data", data, "--subject", "alice"])
         #expect(revoked.status == 0 && revoked.out == "revoked 2 families\n")
-        #expect(try runTessera(["store", "revoke", "--data", data, "--all"]).out == "revoked 1 family\n")
-        #expect(try runTessera(["store", "revoke", "--data", data]).status == 64)
+        #expect(try await runTessera(["store", "revoke", "--data", data, "--all"]).out == "revoked 1 family\n")
+        #expect(try await runTessera(["store", "revoke", "--data", data]).status == 64)
 
-        let missing = try runTessera(["store", "check", "--data", folder.appending("nothing-here")])
+        let missing = try await runTessera(["store", "check", "--data", folder.appending("nothing-here")])
         #expect(missing.status == 1 && missing.err.contains("nothing-here"))
         #expect(!FileManager.default.fileExists(atPath: folder.appending("nothing-here")))
     }

@@ -40,60 +40,60 @@ struct BrowserTests {
           .enabled(if: Chromium.executable != nil || Chromium.required, "needs chromium (Debian: apt-get install chromium)"))
     func chromiumSignInAndConsent() async throws {
         let server = try ServeProcess()
-        #expect(try runTessera(["clients", "add", "phone-app", "--public", "--scope", "read", "--scope", "profile",
+        #expect(try await runTessera(["clients", "add", "phone-app", "--public", "--scope", "read", "--scope", "profile",
                                 "--redirect-uri", "http://127.0.0.1/callback", "--data", server.data]).status == 0)
-        #expect(try runTessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
+        #expect(try await runTessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
         try await server.start()
         defer { server.stop() }
         try FileManager.default.createDirectory(atPath: browserArtifacts, withIntermediateDirectories: true)
         let browser = try Chromium(log: browserArtifacts + "/chromium.log")
-        defer { browser.close() }
-        try browser.openPage()
-        try browser.send("Emulation.setDeviceMetricsOverride", ["width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true])
+        defer { browser.kill() }
+        try await browser.openPage()
+        try await browser.send("Emulation.setDeviceMetricsOverride", ["width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true])
         // The app's loopback callback (RFC 8252 §7.3, any port): the browser's request to it is intercepted
         // and answered here, so its URL (code, state, iss) is read exactly as the app would read it.
         let callback = "http://127.0.0.1:7/callback"
-        try browser.send("Fetch.enable", ["patterns": [["urlPattern": callback + "*"]]])
+        try await browser.send("Fetch.enable", ["patterns": [["urlPattern": callback + "*"]]])
 
         let verifier = Base64URL.encode(try SecureRandom.bytes(count: 32))
         let challenge = Base64URL.encode(Digest.sha256(Array(verifier.utf8)))
         let state = "chromium-" + Base64URL.encode(try SecureRandom.bytes(count: 8))
         let query = formEncode([("response_type", "code"), ("client_id", "phone-app"), ("redirect_uri", callback), ("scope", "read profile"),
                                 ("state", state), ("code_challenge", challenge), ("code_challenge_method", "S256")])
-        try browser.navigate(server.base + "/authorize?" + query)
-        #expect(try browser.evaluate("document.title") as? String == "Sign in to continue to phone-app")
-        #expect(try browser.evaluate(Self.usability) as? [String] == [])
-        try browser.screenshot(browserArtifacts + "/1-sign-in-phone.png")
+        try await browser.navigate(server.base + "/authorize?" + query)
+        #expect(try await browser.evaluate("document.title") as? String == "Sign in to continue to phone-app")
+        #expect(try await browser.evaluate(Self.usability) as? [String] == [])
+        try await browser.screenshot(browserArtifacts + "/1-sign-in-phone.png")
 
-        try browser.type("#username", "alice")
-        try browser.type("#password", "not the password")
-        try browser.click("button[name=sign_in]")
-        #expect(try browser.evaluate("document.querySelector('[role=alert]').textContent") as? String == "The username or password is wrong.")
-        #expect(try browser.evaluate("document.querySelector('#username').value") as? String == "alice")
-        #expect(try browser.evaluate(Self.usability) as? [String] == [])
-        try browser.screenshot(browserArtifacts + "/2-sign-in-error-phone.png")
+        try await browser.type("#username", "alice")
+        try await browser.type("#password", "not the password")
+        try await browser.click("button[name=sign_in]")
+        #expect(try await browser.evaluate("document.querySelector('[role=alert]').textContent") as? String == "The username or password is wrong.")
+        #expect(try await browser.evaluate("document.querySelector('#username').value") as? String == "alice")
+        #expect(try await browser.evaluate(Self.usability) as? [String] == [])
+        try await browser.screenshot(browserArtifacts + "/2-sign-in-error-phone.png")
 
-        try browser.type("#password", "correct horse battery")
-        try browser.click("button[name=sign_in]")
-        #expect(try browser.evaluate("document.querySelector('h1').textContent") as? String == "Allow access?")
-        #expect(try browser.evaluate("[...document.querySelectorAll('.scopes li')].map(e => e.textContent)") as? [String] == ["read", "profile"])
-        #expect(try browser.evaluate(Self.usability) as? [String] == [])
+        try await browser.type("#password", "correct horse battery")
+        try await browser.click("button[name=sign_in]")
+        #expect(try await browser.evaluate("document.querySelector('h1').textContent") as? String == "Allow access?")
+        #expect(try await browser.evaluate("[...document.querySelectorAll('.scopes li')].map(e => e.textContent)") as? [String] == ["read", "profile"])
+        #expect(try await browser.evaluate(Self.usability) as? [String] == [])
         // The cookie the browser keeps: HttpOnly (scripts cannot read it), SameSite=Lax, host-only.
-        #expect(try browser.evaluate("document.cookie") as? String == "")
-        let cookies = try browser.send("Storage.getCookies", toPage: false)["cookies"] as? [[String: Any]] ?? []
+        #expect(try await browser.evaluate("document.cookie") as? String == "")
+        let cookies = try await browser.send("Storage.getCookies", toPage: false)["cookies"] as? [[String: Any]] ?? []
         let cookie = try #require(cookies.first { $0["name"] as? String == "tessera-session" })
         #expect(cookie["httpOnly"] as? Bool == true && cookie["sameSite"] as? String == "Lax" && cookie["path"] as? String == "/")
-        let csrf = try #require(try browser.evaluate("document.querySelector('input[name=csrf_token]').value") as? String)
-        try browser.screenshot(browserArtifacts + "/3-consent-phone.png")
+        let csrf = try #require(try await browser.evaluate("document.querySelector('input[name=csrf_token]').value") as? String)
+        try await browser.screenshot(browserArtifacts + "/3-consent-phone.png")
 
-        try browser.click("button[value=allow]", waitForLoad: false)
-        let paused = try browser.wait(for: "Fetch.requestPaused")
+        try await browser.click("button[value=allow]", waitForLoad: false)
+        let paused = try await browser.wait(for: "Fetch.requestPaused")
         let url = try #require((paused["request"] as? [String: Any])?["url"] as? String)
         let page = Data("<!doctype html><html lang=en><meta name=viewport content='width=device-width'><title>phone-app</title><h1>Signed in</h1><p>The app received its code.</p></html>".utf8)
-        try browser.send("Fetch.fulfillRequest", ["requestId": paused["requestId"] as Any, "responseCode": 200,
+        try await browser.send("Fetch.fulfillRequest", ["requestId": paused["requestId"] as Any, "responseCode": 200,
                                                   "responseHeaders": [["name": "Content-Type", "value": "text/html"]], "body": page.base64EncodedString()])
-        _ = try browser.wait(for: "Page.loadEventFired")
-        try browser.screenshot(browserArtifacts + "/4-back-at-the-app-phone.png")
+        _ = try await browser.wait(for: "Page.loadEventFired")
+        try await browser.screenshot(browserArtifacts + "/4-back-at-the-app-phone.png")
 
         let items = Dictionary((URLComponents(string: url)?.queryItems ?? []).map { ($0.name, $0.value ?? "") }) { first, _ in first }
         #expect(url.hasPrefix(callback + "?code=tac_") && items["state"] == state && items["iss"] == server.base)
@@ -111,15 +111,16 @@ struct BrowserTests {
         #expect(refreshed.status == 200)
 
         // The same pages at desktop width, and the error page a wrong redirect URI gets.
-        try browser.send("Emulation.setDeviceMetricsOverride", ["width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false])
-        try browser.navigate(server.base + "/authorize?" + query.replacingOccurrences(of: "state=", with: "prompt=consent&state="))
-        #expect(try browser.evaluate("document.querySelector('h1').textContent") as? String == "Allow access?")
-        try browser.screenshot(browserArtifacts + "/5-consent-desktop.png")
-        try browser.send("Emulation.setDeviceMetricsOverride", ["width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true])
-        try browser.navigate(server.base + "/authorize?response_type=code&client_id=phone-app&redirect_uri=https%3A%2F%2Fevil.example%2F")
-        #expect(try browser.evaluate("location.href") as? String == server.base + "/authorize?response_type=code&client_id=phone-app&redirect_uri=https%3A%2F%2Fevil.example%2F")
-        #expect(try browser.evaluate(Self.usability) as? [String] == [])
-        try browser.screenshot(browserArtifacts + "/6-error-phone.png")
+        try await browser.send("Emulation.setDeviceMetricsOverride", ["width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false])
+        try await browser.navigate(server.base + "/authorize?" + query.replacingOccurrences(of: "state=", with: "prompt=consent&state="))
+        #expect(try await browser.evaluate("document.querySelector('h1').textContent") as? String == "Allow access?")
+        try await browser.screenshot(browserArtifacts + "/5-consent-desktop.png")
+        try await browser.send("Emulation.setDeviceMetricsOverride", ["width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true])
+        try await browser.navigate(server.base + "/authorize?response_type=code&client_id=phone-app&redirect_uri=https%3A%2F%2Fevil.example%2F")
+        #expect(try await browser.evaluate("location.href") as? String == server.base + "/authorize?response_type=code&client_id=phone-app&redirect_uri=https%3A%2F%2Fevil.example%2F")
+        #expect(try await browser.evaluate(Self.usability) as? [String] == [])
+        try await browser.screenshot(browserArtifacts + "/6-error-phone.png")
+        await browser.close()
 
         // THREATS B17: none of the secrets of this flow is in the server's log or in any file it wrote.
         server.stop()

@@ -6,8 +6,10 @@ import TesseraTestSupport
 
 /// Headless Chromium (Debian's `chromium` package) driven over the DevTools protocol on a pipe
 /// (`--remote-debugging-pipe`: commands on fd 3, answers and events on fd 4, each JSON text ended by a NUL).
-/// No WebSocket, no Node, no Python: the test talks to the browser directly.
-final class Chromium {
+/// No WebSocket, no Node, no Python: the test talks to the browser directly. Every wait for the browser
+/// (`poll` on its pipe, `waitpid`) runs on a thread of its own, not on Swift concurrency's few threads.
+/// One test drives one instance, one call at a time.
+final class Chromium: @unchecked Sendable {
     /// The browser to run: `$CHROMIUM`, or `chromium` / `chromium-browser` on the PATH.
     static var executable: String? {
         if let path = ProcessInfo.processInfo.environment["CHROMIUM"], FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -32,6 +34,8 @@ final class Chromium {
     private var nextID = 0
     /// The page session every command but the target ones goes to.
     private var session: String?
+    private var closed = false
+    private var reaped = false
 
     init(log: String) throws {
         guard let executable = Self.executable else { throw TestSupportError("no chromium on the PATH (Debian: apt-get install chromium)") }
@@ -64,18 +68,18 @@ final class Chromium {
     }
 
     /// Opens a page target and attaches to it; later commands go to that page.
-    func openPage() throws {
+    func openPage() async throws {
         // The first answer waits for the browser to start: allow a cold start on a busy 2-core machine.
-        let target = try send("Target.createTarget", ["url": "about:blank"], toPage: false, timeout: 90)
-        let attached = try send("Target.attachToTarget", ["targetId": target["targetId"] as Any, "flatten": true], toPage: false)
+        let target = try await send("Target.createTarget", ["url": "about:blank"], toPage: false, timeout: 90)
+        let attached = try await send("Target.attachToTarget", ["targetId": target["targetId"] as Any, "flatten": true], toPage: false)
         session = attached["sessionId"] as? String
-        _ = try send("Page.enable")
-        _ = try send("Runtime.enable")
+        _ = try await send("Page.enable")
+        _ = try await send("Runtime.enable")
     }
 
     /// Sends a command and waits for its answer (events that arrive meanwhile are kept for `wait(for:)`).
     @discardableResult
-    func send(_ method: String, _ parameters: [String: Any] = [:], toPage: Bool = true, timeout: Double = 30) throws -> [String: Any] {
+    func send(_ method: String, _ parameters: [String: Any] = [:], toPage: Bool = true, timeout: Double = 30) async throws -> [String: Any] {
         nextID += 1
         var message: [String: Any] = ["id": nextID, "method": method, "params": parameters]
         if toPage, let session { message["sessionId"] = session }
@@ -91,7 +95,7 @@ final class Chromium {
         let id = nextID
         let deadline = Date().addingTimeInterval(timeout)
         while true {
-            let next = try read(until: deadline, waitingFor: method)
+            let next = try await read(until: deadline, waitingFor: method)
             if next["id"] as? Int == id {
                 if let error = next["error"] as? [String: Any] { throw TestSupportError("\(method): \(error["message"] ?? error)") }
                 return next["result"] as? [String: Any] ?? [:]
@@ -101,13 +105,13 @@ final class Chromium {
     }
 
     /// Waits for an event named `name` (one that already arrived counts), and returns its parameters.
-    func wait(for name: String, timeout: Double = 30) throws -> [String: Any] {
+    func wait(for name: String, timeout: Double = 30) async throws -> [String: Any] {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             if let index = events.firstIndex(where: { $0["method"] as? String == name }) {
                 return events.remove(at: index)["params"] as? [String: Any] ?? [:]
             }
-            let next = try read(until: deadline, waitingFor: name)
+            let next = try await read(until: deadline, waitingFor: name)
             if next["method"] != nil { events.append(next) }
         }
     }
@@ -116,42 +120,42 @@ final class Chromium {
     func clearEvents() { events.removeAll() }
 
     /// Evaluates `expression` in the page and returns its value (JSON-compatible values only).
-    func evaluate(_ expression: String) throws -> Any? {
-        let result = try send("Runtime.evaluate", ["expression": expression, "returnByValue": true])
+    func evaluate(_ expression: String) async throws -> Any? {
+        let result = try await send("Runtime.evaluate", ["expression": expression, "returnByValue": true])
         if let exception = result["exceptionDetails"] as? [String: Any] { throw TestSupportError("script failed: \(exception)") }
         return (result["result"] as? [String: Any])?["value"]
     }
 
-    func navigate(_ url: String) throws {
+    func navigate(_ url: String) async throws {
         clearEvents()
-        try send("Page.navigate", ["url": url])
-        _ = try wait(for: "Page.loadEventFired")
+        try await send("Page.navigate", ["url": url])
+        _ = try await wait(for: "Page.loadEventFired")
     }
 
     /// Focuses the element and types `text` as keyboard input.
-    func type(_ selector: String, _ text: String) throws {
-        _ = try evaluate("document.querySelector(\(Self.quoted(selector))).focus()")
-        try send("Input.insertText", ["text": text])
+    func type(_ selector: String, _ text: String) async throws {
+        _ = try await evaluate("document.querySelector(\(Self.quoted(selector))).focus()")
+        try await send("Input.insertText", ["text": text])
     }
 
     /// Clicks the middle of the element with the mouse, as a person would (it must be on screen), and
     /// waits for the page that the click loads.
-    func click(_ selector: String, waitForLoad: Bool = true) throws {
-        let rect = try evaluate("""
+    func click(_ selector: String, waitForLoad: Bool = true) async throws {
+        let rect = try await evaluate("""
             (() => { const e = document.querySelector(\(Self.quoted(selector))); e.scrollIntoView({block: 'center'});
                      const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()
             """) as? [Double] ?? []
         guard rect.count == 2 else { throw TestSupportError("no element \(selector)") }
         clearEvents()
         for type in ["mousePressed", "mouseReleased"] {
-            try send("Input.dispatchMouseEvent", ["type": type, "x": rect[0], "y": rect[1], "button": "left", "clickCount": 1])
+            try await send("Input.dispatchMouseEvent", ["type": type, "x": rect[0], "y": rect[1], "button": "left", "clickCount": 1])
         }
-        if waitForLoad { _ = try wait(for: "Page.loadEventFired") }
+        if waitForLoad { _ = try await wait(for: "Page.loadEventFired") }
     }
 
     /// A PNG of the viewport, written to `path`.
-    func screenshot(_ path: String) throws {
-        let result = try send("Page.captureScreenshot", ["format": "png", "captureBeyondViewport": true])
+    func screenshot(_ path: String) async throws {
+        let result = try await send("Page.captureScreenshot", ["format": "png", "captureBeyondViewport": true])
         guard let base64 = result["data"] as? String, let data = Data(base64Encoded: base64) else { throw TestSupportError("no screenshot data") }
         try data.write(to: URL(fileURLWithPath: path))
     }
@@ -160,7 +164,7 @@ final class Chromium {
         String(decoding: try! JSONSerialization.data(withJSONObject: [text]), as: UTF8.self).dropFirst().dropLast().description
     }
 
-    private func read(until deadline: Date, waitingFor what: String) throws -> [String: Any] {
+    private func read(until deadline: Date, waitingFor what: String) async throws -> [String: Any] {
         while true {
             if let end = buffer.firstIndex(of: 0) {
                 let message = Array(buffer[..<end])
@@ -170,25 +174,43 @@ final class Chromium {
             }
             let remaining = deadline.timeIntervalSinceNow
             guard remaining > 0 else { throw TestSupportError("chromium: no \(what) within the time limit") }
-            var descriptor = pollfd(fd: answers, events: Int16(POLLIN), revents: 0)
-            guard poll(&descriptor, 1, Int32(min(remaining, 1) * 1_000)) >= 0 else { throw TestSupportError("poll failed") }
-            guard descriptor.revents != 0 else { continue }
-            var chunk = [UInt8](repeating: 0, count: 1 << 16)
-            let count = Glibc.read(answers, &chunk, chunk.count)
-            guard count > 0 else { throw TestSupportError("chromium closed its pipe (see its log)") }
-            buffer += chunk[..<count]
+            let answers = answers
+            let chunk = try await onOwnThread { () throws -> [UInt8] in
+                var descriptor = pollfd(fd: answers, events: Int16(POLLIN), revents: 0)
+                guard poll(&descriptor, 1, Int32(min(remaining, 1) * 1_000)) >= 0 else { throw TestSupportError("poll failed") }
+                guard descriptor.revents != 0 else { return [] }
+                var chunk = [UInt8](repeating: 0, count: 1 << 16)
+                let count = Glibc.read(answers, &chunk, chunk.count)
+                guard count > 0 else { throw TestSupportError("chromium closed its pipe (see its log)") }
+                return Array(chunk[..<count])
+            }
+            buffer += chunk
         }
     }
 
-    /// Asks the browser to close (SIGKILL if it has not within 5 s) and removes its profile.
-    func close() {
-        _ = try? send("Browser.close", toPage: false, timeout: 5)
+    /// Asks the browser to close, waits up to 5 s for it to exit, and removes its profile.
+    func close() async {
+        guard !closed else { return }
+        _ = try? await send("Browser.close", toPage: false, timeout: 5)
+        let pid = pid
+        let exited = (try? await onOwnThread { () -> Bool in
+            var status: Int32 = 0
+            for _ in 0..<50 { if waitpid(pid, &status, WNOHANG) != 0 { return true }; usleep(100_000) }
+            return false
+        }) ?? false
+        if exited { reaped = true }
+        kill()
+    }
+
+    /// Ends the browser at once (SIGKILL) if `close()` has not, and removes its profile; for `defer`.
+    func kill() {
+        guard !closed else { return }
+        closed = true
         Glibc.close(commands)
         Glibc.close(answers)
-        var status: Int32 = 0
-        for _ in 0..<50 where waitpid(pid, &status, WNOHANG) == 0 { usleep(100_000) }
-        if kill(pid, 0) == 0 {
-            kill(pid, SIGKILL)
+        if !reaped {
+            var status: Int32 = 0
+            Glibc.kill(pid, SIGKILL)
             waitpid(pid, &status, 0)
         }
         profile.remove()

@@ -82,33 +82,25 @@ final class ServeProcess: @unchecked Sendable {
 @Suite("tessera serve as a process: interop and crashes", .serialized)
 struct LiveServerTests {
     /// Registers a client for the password and refresh grants (retry window 60 s) and a user.
-    func prepare(_ server: ServeProcess) throws -> String {
-        let added = try runTessera(["clients", "add", "web", "--grant", "password", "--grant", "refresh_token", "--scope", "read",
+    func prepare(_ server: ServeProcess) async throws -> String {
+        let added = try await runTessera(["clients", "add", "web", "--grant", "password", "--grant", "refresh_token", "--scope", "read",
                                         "--retry-window", "60", "--json", "--data", server.data])
         #expect(added.status == 0)
         let secret = (try JSONSerialization.jsonObject(with: Data(added.out.utf8)) as! [String: String])["client_secret"]!
-        #expect(try runTessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
+        #expect(try await runTessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
         return secret
     }
 
     @Test("Interop: Authlib (PyPI) gets, refreshes and revokes tokens from tessera serve; joserfc verifies them with the published JWKS")
     func authlib() async throws {
         let server = try ServeProcess()
-        let secret = try prepare(server)
+        let secret = try await prepare(server)
         try await server.start()
         defer { server.stop() }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Interop/authlib_client.py").path
-        let python = Process()
-        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        python.arguments = ["python3", script, server.base, "web", secret, "alice", "correct horse battery"]
-        let output = Pipe(), errors = Pipe()
-        python.standardOutput = output
-        python.standardError = errors
-        try python.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile(), err = errors.fileHandleForReading.readDataToEndOfFile()
-        python.waitUntilExit()
-        #expect(python.terminationStatus == 0, "\(String(decoding: err, as: UTF8.self).suffix(800))")
-        let result = try JSONSerialization.jsonObject(with: out) as? [String: Any] ?? [:]
+        let python = try await runChild("/usr/bin/env", ["python3", script, server.base, "web", secret, "alice", "correct horse battery"])
+        #expect(python.status == 0, "\(python.err.suffix(800))")
+        let result = try JSONSerialization.jsonObject(with: Data(python.out.utf8)) as? [String: Any] ?? [:]
         #expect(result["password_sub"] as? String == "alice" && result["refreshed_sub"] as? String == "alice")
         #expect(result["rotated"] as? Bool == true && result["post_refresh_scope"] as? String == "read")
         #expect(result["replay_status"] as? Int == 400 && result["replay_error"] as? String == "invalid_grant")
@@ -118,7 +110,7 @@ struct LiveServerTests {
     @Test("Durability end to end: SIGKILL while 8 clients refresh; after restart every refresh token a client received works, rotated-away ones do not")
     func killWhileRefreshing() async throws {
         let server = try ServeProcess()
-        let secret = try prepare(server)
+        let secret = try await prepare(server)
         try await server.start()
         var chains: [[String]] = []
         for _ in 0..<8 {
@@ -168,7 +160,7 @@ extension LiveServerTests {
     @Test("THREATS B17: after a full flow with canary secrets, no secret, password or token appears in the server's log or any file it wrote")
     func noSecretsInLogsOrFiles() async throws {
         let server = try ServeProcess()
-        let secret = try prepare(server)
+        let secret = try await prepare(server)
         try await server.start()
         var canaries = [secret, "correct horse battery"]
         let signIn = try await server.request("/token", form: ["grant_type": "password", "username": "alice", "password": "correct horse battery"], basic: ("web", secret))

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TesseraJOSE
+import TesseraTestSupport
 @testable import TesseraVerifier
 
 /// Tokens made by independent JOSE implementations (joserfc, PyJWT) with Tessera's keys verify with
@@ -11,22 +12,10 @@ import TesseraJOSE
 struct InteropTests {
     static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Interop/jose_peer.py").path
 
-    static func peer(_ request: [String: Any]) throws -> [String: Any] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script]
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        input.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: request))
-        try input.fileHandleForWriting.close()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, let answer = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw VerifierConfigurationError("python peer failed (is joserfc / PyJWT installed?): \(stderr.suffix(500))")
+    static func peer(_ request: [String: Any]) async throws -> [String: Any] {
+        let python = try await runChild("/usr/bin/env", ["python3", script], stdin: try JSONSerialization.data(withJSONObject: request))
+        guard python.status == 0, let answer = try JSONSerialization.jsonObject(with: Data(python.out.utf8)) as? [String: Any] else {
+            throw VerifierConfigurationError("python peer failed (is joserfc / PyJWT installed?): \(python.err.suffix(500))")
         }
         return answer
     }
@@ -41,7 +30,7 @@ struct InteropTests {
         let verifier = try factory.verifier()
         let claims = try JSONSerialization.jsonObject(with: Data(factory.standardClaims.jsonString.utf8))
         for library in ["joserfc", "pyjwt"] {
-            let answer = try Self.peer(["op": "sign", "library": library, "jwk": try Self.jsonObject(try key.privateJWK()),
+            let answer = try await Self.peer(["op": "sign", "library": library, "jwk": try Self.jsonObject(try key.privateJWK()),
                                         "header": ["alg": algorithm.name, "typ": "at+jwt", "kid": key.keyID!], "claims": claims])
             let token = try #require(answer["token"] as? String, "\(library): \(answer)")
             let verified = try await verifier.verify(token)
@@ -56,16 +45,16 @@ struct InteropTests {
     }
 
     @Test("a token Tessera signs verifies with joserfc and PyJWT using the published JWK", arguments: JWSAlgorithm.asymmetric)
-    func weSignPeersVerify(_ algorithm: JWSAlgorithm) throws {
+    func weSignPeersVerify(_ algorithm: JWSAlgorithm) async throws {
         let key = try SigningKey.generate(algorithm)
         let token = try JWSSigner(key: key, type: "at+jwt").sign(claims: TokenFactory(key: key).standardClaims)
         let published = try #require(try JWKSet(publicKeysOf: [key]).keys.first)
         for library in ["joserfc", "pyjwt"] {
-            let answer = try Self.peer(["op": "verify", "library": library, "jwk": try Self.jsonObject(published),
+            let answer = try await Self.peer(["op": "verify", "library": library, "jwk": try Self.jsonObject(published),
                                         "token": token, "alg": algorithm.name])
             #expect(answer["ok"] as? Bool == true, "\(library) \(algorithm): \(answer["error"] ?? "")")
             let altered = tamper(token, at: token.count - 3)
-            let refused = try Self.peer(["op": "verify", "library": library, "jwk": try Self.jsonObject(published),
+            let refused = try await Self.peer(["op": "verify", "library": library, "jwk": try Self.jsonObject(published),
                                          "token": altered, "alg": algorithm.name])
             #expect(refused["ok"] as? Bool == false, "\(library) \(algorithm) accepted a changed token")
         }

@@ -36,8 +36,8 @@ struct KeySourceAndCLITests {
         expectThrows { try JWKSFileKeySource(path: file.path) }
     }
 
-    static func run(_ arguments: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
-        try runTessera(arguments, stdin: stdin)
+    static func run(_ arguments: [String], stdin: String? = nil) async throws -> (status: Int32, out: String, err: String) {
+        try await runTessera(arguments, stdin: stdin)
     }
 
     @Test("tessera verify: exit 0 with the claims; exit 1 naming the failed check; token on stdin; JWKS over HTTP")
@@ -51,22 +51,22 @@ struct KeySourceAndCLITests {
         factory.now = Int64(Date().timeIntervalSince1970)
         let token = try factory.token()
         let common = ["verify", "--jwks", file.path, "--issuer", factory.issuer, "--audience", factory.audience]
-        let ok = try Self.run(common + [token])
+        let ok = try await Self.run(common + [token])
         #expect(ok.status == 0, "\(ok.err)")
         let claims = try JSONObject(parsing: ok.out.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(claims["sub"] == .string("alice"))
-        let piped = try Self.run(common, stdin: token + "\n")
-        #expect(piped.status == 0)
-        let expired = try Self.run(common + [try factory.token { $0["exp"] = .number(JSONNumber(factory.now - 3600)) }])
-        #expect(expired.status == 1 && expired.err.hasPrefix("expired:") && expired.out.isEmpty)
-        let wrongAudience = try Self.run(["verify", "--jwks", file.path, "--issuer", factory.issuer, "--audience", "other", token])
-        #expect(wrongAudience.status == 1 && wrongAudience.err.hasPrefix("invalid_audience:"))
-        let onlyRS = try Self.run(common + ["--alg", "RS256", token])
-        #expect(onlyRS.status == 1, "ES256 is not allowed when only RS256 is")
+        let piped = try await Self.run(common, stdin: token + "\n")
+        #expect(piped.status == 0, "\(piped.err)")
+        let expired = try await Self.run(common + [try factory.token { $0["exp"] = .number(JSONNumber(factory.now - 3600)) }])
+        #expect(expired.status == 1 && expired.err.hasPrefix("expired:") && expired.out.isEmpty, "\(expired)")
+        let wrongAudience = try await Self.run(["verify", "--jwks", file.path, "--issuer", factory.issuer, "--audience", "other", token])
+        #expect(wrongAudience.status == 1 && wrongAudience.err.hasPrefix("invalid_audience:"), "\(wrongAudience)")
+        let onlyRS = try await Self.run(common + ["--alg", "RS256", token])
+        #expect(onlyRS.status == 1, "ES256 is not allowed when only RS256 is: \(onlyRS)")
         let endpoint = JWKSEndpoint(keys: [key])
         let (issuer, audience) = (factory.issuer, factory.audience)
         try await endpoint.run { base in
-            let remote = try Self.run(["verify", "--jwks", base.appendingPathComponent("jwks.json").absoluteString,
+            let remote = try await Self.run(["verify", "--jwks", base.appendingPathComponent("jwks.json").absoluteString,
                                        "--issuer", issuer, "--audience", audience, token])
             #expect(remote.status == 0, "\(remote.err)")
         }

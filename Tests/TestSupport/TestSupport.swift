@@ -91,20 +91,54 @@ public func builtExecutable(_ name: String) -> String {
     return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent(name).path
 }
 
+/// Runs blocking work (waiting for a child process, pausing before a kill) on a thread of its own.
+///
+/// Swift concurrency shares as many threads as the machine has cores among every test in the process
+/// and every loopback server those tests run. A test that blocks one of them for seconds starves the
+/// rest: on a 2-core CI machine, two such tests stall every server's handlers, and a JWKS fetch or a
+/// child process waiting on them times out. Keep assertions out of `body` (they belong to the test's task).
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
+
+/// Runs `executable` to its end on a thread of its own (see `onOwnThread`): its exit status and what it
+/// wrote to standard output and standard error (both read at once, so neither pipe can fill and stall it).
+public func runChild(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                     stdin: Data? = nil) async throws -> (status: Int32, out: String, err: String) {
+    try await onOwnThread {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let output = Pipe(), errors = Pipe(), input = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        process.standardInput = input
+        try process.run()
+        let errorText = ReadBuffer()
+        let errorDone = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            errorText.data = errors.fileHandleForReading.readDataToEndOfFile()
+            errorDone.signal()
+        }
+        if let stdin { input.fileHandleForWriting.write(stdin) }
+        try input.fileHandleForWriting.close()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        errorDone.wait()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: errorText.data, as: UTF8.self))
+    }
+}
+
 /// Runs the built `tessera` with `arguments`, extra environment and optional standard input.
-public func runTessera(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let output = Pipe(), errors = Pipe(), input = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    process.standardInput = input
-    try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
-    let out = output.fileHandleForReading.readDataToEndOfFile(), err = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+public func runTessera(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) async throws -> (status: Int32, out: String, err: String) {
+    try await runChild(builtExecutable("tessera"), arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+                       stdin: stdin.map { Data($0.utf8) })
+}
+
+/// Bytes one thread reads and another takes after a semaphore says the reading is done.
+private final class ReadBuffer: @unchecked Sendable {
+    var data = Data()
 }
