@@ -47,7 +47,7 @@ struct ServerFixture {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let app = buildApplication(service, logger: logger)
-        try await app.test(mode) { client in try await body(client) }
+        try await onServerThreads { try await app.test(mode) { client in try await body(client) } }
     }
 
     func close() {

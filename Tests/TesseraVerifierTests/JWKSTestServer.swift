@@ -63,10 +63,12 @@ final class JWKSEndpoint: @unchecked Sendable {
     /// Runs the endpoint on a loopback port for the duration of `body`.
     func run(_ body: @escaping @Sendable (URL) async throws -> Void) async throws {
         let app = Application(router: router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
-        try await app.test(.live) { client in
-            let base = "http://127.0.0.1:\(client.port!)"
-            self.issuer = base
-            try await body(URL(string: base)!)
+        try await onServerThreads {
+            try await app.test(.live) { client in
+                let base = "http://127.0.0.1:\(client.port!)"
+                self.issuer = base
+                try await body(URL(string: base)!)
+            }
         }
     }
 }

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 import TesseraJOSE
+import TesseraTestSupport
 @testable import ExampleResourceServer
 @testable import TesseraHummingbird
 @testable import TesseraVerifier
@@ -22,7 +23,7 @@ struct ResourceServerEndToEndTests {
             let verifier = try AccessTokenVerifier(configuration: .init(issuer: base.absoluteString, audience: "notes-api"), keySource: source)
             let app = buildResourceServer(verifier: verifier, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
             let configured = factory
-            try await app.test(.live) { client in try await body(client, configured) }
+            try await onServerThreads { try await app.test(.live) { client in try await body(client, configured) } }
             #expect(endpoint.requests == jwksRequests, "JWKS requests the resource server made")
         }
     }

@@ -142,3 +142,47 @@ public func runTessera(_ arguments: [String], environment: [String: String] = [:
 private final class ReadBuffer: @unchecked Sendable {
     var data = Data()
 }
+
+/// Threads of their own for the loopback servers a test runs inside the test process.
+///
+/// Swift concurrency's shared threads (as many as cores) also run every other test, and a test doing
+/// seconds of CPU work (Wycheproof sweeps, RSA key generation, scrypt) holds one without yielding. A server
+/// whose handlers queue behind such tests can miss a deadline the code under test rightly enforces (the
+/// verifier's 5 s JWKS fetch). Servers started inside `onServerThreads` run their request handling here.
+public final class ServerThreads: TaskExecutor, @unchecked Sendable {
+    public static let shared = ServerThreads(count: 4)
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var next = 0
+
+    private init(count: Int) {
+        for _ in 0..<count { Thread.detachNewThread { [self] in work() } }
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.withLock {
+            jobs.append(job)
+            condition.signal()
+        }
+    }
+
+    private func work() {
+        while true {
+            let job = condition.withLock { () -> UnownedJob in
+                while next == jobs.count { condition.wait() }
+                defer {
+                    next += 1
+                    if next == jobs.count { jobs.removeAll(keepingCapacity: true); next = 0 }
+                }
+                return jobs[next]
+            }
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+}
+
+/// Runs `body` (which starts a loopback server) preferring `ServerThreads` for it and every child task.
+public func onServerThreads<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
+    try await withTaskExecutorPreference(ServerThreads.shared, operation: body)
+}
