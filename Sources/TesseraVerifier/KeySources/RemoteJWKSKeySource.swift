@@ -10,7 +10,9 @@ import TesseraJOSE
 /// - An unknown `kid` triggers one refresh, at most once per `unknownKeyCooldown`; during the cooldown
 ///   such tokens fail at once instead of queueing, so forged kids cannot turn the verifier into a load
 ///   generator against the issuer.
-/// - Concurrent callers share one fetch (single flight) with a short timeout.
+/// - Concurrent callers share one fetch (single flight) with a short timeout. A caller that has to wait
+///   (the first load, an unknown `kid`) runs the fetch in its own task, so it keeps that task's priority and
+///   executor; the others wait for its answer. Only a refresh nobody waits for runs in a task of its own.
 /// - If the issuer is unreachable or answers garbage, cached keys keep working for up to
 ///   `maximumStaleness` past their lifetime (stale-if-error); the outage is logged once. A response that
 ///   is too large or not a usable JWK Set never evicts good keys.
@@ -45,7 +47,10 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
         var lifetime: Double = 0
         var lastAttempt: Double?
         var lastUnknownKeyRefresh: Double?
-        var inFlight: Task<VerificationKeySet, Error>?
+        /// Callers waiting for the fetch under way; nil when none is under way.
+        var waiters: [CheckedContinuation<VerificationKeySet, Error>]?
+        /// The last fetch's outcome, for a caller that arrived as it ended.
+        var lastOutcome: Result<VerificationKeySet, Error>?
         var failing = false
     }
 
@@ -110,19 +115,20 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
     }
 
     /// True when no fetch is under way (for tests and health checks).
-    public var isIdle: Bool { state.withLock { $0.inFlight == nil } }
+    public var isIdle: Bool { state.withLock { $0.waiters == nil } }
 
     // MARK: KeySource
 
     public func currentKeys() async throws -> VerificationKeySet {
         let now = clock.now()
-        enum Next { case serve(VerificationKeySet), wait(Task<VerificationKeySet, Error>), unavailable }
+        enum Next { case serve(VerificationKeySet), wait, unavailable }
         let next: Next = state.withLock { state in
-            guard let keys = state.keys else { return .wait(startFetch(&state)) }
+            guard let keys = state.keys else { return .wait }
             let age = now - state.fetchedAt
-            if age >= state.lifetime * policy.refreshAhead, state.inFlight == nil,
+            if age >= state.lifetime * policy.refreshAhead, state.waiters == nil,
                state.lastAttempt.map({ now - $0 >= policy.retryInterval }) ?? true {
-                _ = startFetch(&state)  // background: this request does not wait
+                claimFetch(&state)
+                Task { [self] in _ = try? await leadFetch() }  // background: this request does not wait
             }
             return age <= state.lifetime + policy.maximumStaleness ? .serve(keys) : .unavailable
         }
@@ -130,9 +136,9 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
         case .serve(let keys): return keys
         case .unavailable:
             throw TokenVerificationError(.keysUnavailable, "the issuer's keys are older than the staleness bound and cannot be refreshed")
-        case .wait(let task):
+        case .wait:
             do {
-                return try await task.value
+                return try await sharedFetch()
             } catch {
                 throw TokenVerificationError(.keysUnavailable, "the issuer's keys could not be loaded")
             }
@@ -141,29 +147,53 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
 
     public func keysAfterUnknownKeyID() async -> VerificationKeySet? {
         let now = clock.now()
-        let task: Task<VerificationKeySet, Error>? = state.withLock { state in
-            if let last = state.lastUnknownKeyRefresh, now - last < policy.unknownKeyCooldown { return nil }
+        let allowed: Bool = state.withLock { state in
+            if let last = state.lastUnknownKeyRefresh, now - last < policy.unknownKeyCooldown { return false }
             state.lastUnknownKeyRefresh = now
-            return startFetch(&state)
+            return true
         }
-        guard let task else { return nil }
-        return try? await task.value
+        guard allowed else { return nil }
+        return try? await sharedFetch()
     }
 
-    /// Starts the one fetch (or returns the one under way). Called with the lock held.
-    private func startFetch(_ state: inout State) -> Task<VerificationKeySet, Error> {
-        if let inFlight = state.inFlight { return inFlight }
-        state.lastAttempt = clock.now()
-        let task = Task { [self] in
-            do {
-                return try await fetch()
-            } catch {
-                recordFailure(error)
-                throw error
-            }
+    /// The one fetch (single flight): joins the fetch under way, or runs one in the calling task and hands
+    /// its outcome to everyone who joined meanwhile.
+    private func sharedFetch() async throws -> VerificationKeySet {
+        let leads: Bool = state.withLock { state in
+            guard state.waiters == nil else { return false }
+            claimFetch(&state)
+            return true
         }
-        state.inFlight = task
-        return task
+        if leads { return try await leadFetch() }
+        return try await withCheckedThrowingContinuation { continuation in
+            let ended: Result<VerificationKeySet, Error>? = state.withLock { state in
+                guard state.waiters != nil else { return state.lastOutcome }
+                state.waiters!.append(continuation)
+                return nil
+            }
+            // The fetch ended between the two looks at the state: its outcome is this caller's too.
+            if let ended { continuation.resume(with: ended) }
+        }
+    }
+
+    /// Marks a fetch as under way (the caller then runs `leadFetch`). Called with the lock held.
+    private func claimFetch(_ state: inout State) {
+        state.waiters = []
+        state.lastAttempt = clock.now()
+    }
+
+    /// Runs the claimed fetch and hands its outcome to every caller that joined it.
+    private func leadFetch() async throws -> VerificationKeySet {
+        let outcome: Result<VerificationKeySet, Error>
+        do { outcome = .success(try await fetch()) } catch { outcome = .failure(error) }
+        let waiters: [CheckedContinuation<VerificationKeySet, Error>] = state.withLock { state in
+            if case .failure(let error) = outcome { recordFailure(error, &state) }
+            state.lastOutcome = outcome
+            defer { state.waiters = nil }
+            return state.waiters ?? []
+        }
+        for waiter in waiters { waiter.resume(with: outcome) }
+        return try outcome.get()
     }
 
     // MARK: Fetching
@@ -179,7 +209,6 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
             return state.withLock { state in
                 state.fetchedAt = now
                 state.lifetime = lifetime
-                state.inFlight = nil
                 recovered(&state)
                 return state.keys!
             }
@@ -193,7 +222,6 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
             state.etag = response.headers["etag"]
             state.fetchedAt = now
             state.lifetime = lifetime
-            state.inFlight = nil
             recovered(&state)
             logger?(KeySourceEvent(level: firstLoad ? .info : .debug,
                                    message: "loaded \(keys.keys.count) key(s) from \(jwksURL.host ?? "?"), cached for \(Int(lifetime)) s"))
@@ -238,14 +266,11 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
         return min(max(lifetime, policy.minimumLifetime), policy.maximumLifetime)
     }
 
-    private func recordFailure(_ error: Error) {
-        state.withLock { state in
-            state.inFlight = nil
-            if !state.failing {
-                state.failing = true
-                let serving = state.keys == nil ? "no keys to serve yet" : "serving cached keys meanwhile"
-                logger?(KeySourceEvent(level: .error, message: "JWKS refresh failed (\(error)); \(serving)"))
-            }
+    private func recordFailure(_ error: Error, _ state: inout State) {
+        if !state.failing {
+            state.failing = true
+            let serving = state.keys == nil ? "no keys to serve yet" : "serving cached keys meanwhile"
+            logger?(KeySourceEvent(level: .error, message: "JWKS refresh failed (\(error)); \(serving)"))
         }
     }
 
