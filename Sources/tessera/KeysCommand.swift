@@ -150,18 +150,31 @@ struct KeysCommand: ParsableCommand {
     }
 
     struct Revoke: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Withdraw a key at once (compromise): out of the JWKS, never signs again, file deleted.")
+        static let configuration = CommandConfiguration(
+            abstract: "Withdraw keys at once (compromise): out of the JWKS, never sign again, files deleted.",
+            discussion: "A kid is a base64url thumbprint and may begin with '-'; it is still taken as a kid, not an option.")
 
         @OptionGroup var keys: KeysOptions
-        @Argument(help: "The kid to revoke.") var kid: String
+        // Every word that is not one of this command's options is a kid: a kid like "-zKh…" must not be
+        // read as short flags (with an "h" among them it printed the help and exited 0, revoking nothing).
+        @Argument(parsing: .allUnrecognized, help: "The kid(s) to revoke.") var kids: [String] = []
+
+        func validate() throws {
+            guard !kids.isEmpty else { throw ValidationError("name the kid to revoke (`tessera keys list` shows them)") }
+        }
 
         func run() throws {
-            let entry = try keyStoreCall { try keys.store.update { ring, _ in try ring.revoke(kid, now: commandNow()) } }
-            // The manifest no longer names a usable key: delete the file once that is durable.
-            try keyStoreCall { try keys.store.update { _, writer in writer.removeFile(of: entry) } }
-            print("revoked \(kid): removed from the JWKS; tokens it signed stop verifying when verifiers refresh their keys")
-            if let algorithm = entry.algorithm, (try? keys.store.read().active(algorithm)) == nil {
-                printError("warning: no \(entry.alg) key is active now; run `tessera keys rotate --alg \(entry.alg) --force`")
+            let now = commandNow()
+            // All or none: one manifest write revokes every named kid, or an unknown kid changes nothing.
+            let entries = try keyStoreCall { try keys.store.update { ring, _ in try kids.map { try ring.revoke($0, now: now) } } }
+            // The manifest no longer names a usable key: delete the files once that is durable.
+            try keyStoreCall { try keys.store.update { _, writer in for entry in entries { writer.removeFile(of: entry) } } }
+            for kid in kids {
+                print("revoked \(kid): removed from the JWKS; tokens it signed stop verifying when verifiers refresh their keys")
+            }
+            let ring = try? keys.store.read()
+            for algorithm in Set(entries.compactMap(\.algorithm)).sorted(by: { $0.name < $1.name }) where ring?.active(algorithm) == nil {
+                printError("warning: no \(algorithm.name) key is active now; run `tessera keys rotate --alg \(algorithm.name) --force`")
             }
         }
     }

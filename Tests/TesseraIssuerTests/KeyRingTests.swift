@@ -132,6 +132,35 @@ struct KeyStoreTests {
         #expect(list.out.contains("\"revoked\"") && list.out.contains(k2))
     }
 
+    @Test("keys revoke takes a kid that begins with '-' (1 in 64 thumbprints) before or after --keys; several kids are revoked all or none")
+    func revokeDashKids() async throws {
+        let folder = try TemporaryDirectory("tessera-dashkid")
+        defer { folder.remove() }
+        let dir = folder.appending("keys")
+        let store = KeyStore(path: dir)
+        let active = try store.generate(.es256, activate: true, now: Date(timeIntervalSince1970: TimeInterval(t0))).kid
+        var dashed: [String] = []
+        for _ in 0..<5_000 where dashed.count < 2 {
+            let kid = try store.generate(.es256, activate: false, now: Date(timeIntervalSince1970: TimeInterval(t0))).kid
+            if kid.hasPrefix("-") { dashed.append(kid) }
+        }
+        try #require(dashed.count == 2)
+        // Before the fix, "-…h…" was read as short flags: the help was printed, exit 0, nothing revoked.
+        let first = try await keys(["keys", "revoke", dashed[0]], folder: dir, now: t0)
+        #expect(first.status == 0 && first.out == "revoked \(dashed[0]): removed from the JWKS; tokens it signed stop verifying when verifiers refresh their keys", "\(first)")
+        let second = try await runTessera(["keys", "revoke", "--keys", dir, dashed[1]], environment: ["TESSERA_NOW": String(t0)])
+        #expect(second.status == 0 && second.out.hasPrefix("revoked \(dashed[1])"), "\(second)")
+        var ring = try store.read()
+        #expect(dashed.allSatisfy { kid in ring.entry(kid)?.state == .revoked })
+        #expect(dashed.allSatisfy { !FileManager.default.fileExists(atPath: dir + "/\($0).pem") })
+        // An unknown kid among several: nothing is revoked.
+        let mixed = try await keys(["keys", "revoke", active, "no-such-kid"], folder: dir, now: t0)
+        #expect(mixed.status == 1 && mixed.err.contains("no key with kid no-such-kid"), "\(mixed)")
+        ring = try store.read()
+        #expect(ring.entry(active)?.state == .active)
+        #expect(try await keys(["keys", "revoke"], folder: dir, now: t0).status == 64)
+    }
+
     @Test("--force skips the delay and says what it risks; --if-older-than is a no-op for a young key; --ttl is capped")
     func forceAndCron() async throws {
         let folder = try TemporaryDirectory("tessera-force")
