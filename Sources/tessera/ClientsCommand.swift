@@ -31,7 +31,7 @@ struct ClientsCommand: ParsableCommand {
         )
 
         @OptionGroup var options: DataOptions
-        @Argument(help: "The client_id (A–Z a–z 0–9 . _ ~ -).") var id: String
+        @OptionGroup var operand: ClientIDOperand
         @Flag(name: .customLong("public"), help: "A public client (no secret: native or browser apps).") var isPublic = false
         @Option(name: .customLong("grant"), help: "An allowed grant type (repeatable).") var grants: [String] = []
         @Option(name: .customLong("scope"), help: "An allowed scope (repeatable).") var scopes: [String] = []
@@ -47,6 +47,7 @@ struct ClientsCommand: ParsableCommand {
         @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
 
         func run() throws {
+            let id = try operand.value()
             let secret = isPublic ? nil : try Client.generateSecret()
             let grantTypes = grants.isEmpty ? (isPublic ? [GrantType.authorizationCode, .refreshToken] : [.clientCredentials]) : grants.map(GrantType.init)
             let client = Client(id: id, type: isPublic ? .public : .confidential, secretDigest: secret.map(Client.digest(ofSecret:)),
@@ -104,9 +105,10 @@ struct ClientsCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a client (its refresh tokens: `tessera store revoke --client ID`).")
 
         @OptionGroup var options: DataOptions
-        @Argument var id: String
+        @OptionGroup var operand: ClientIDOperand
 
         func run() throws {
+            let id = try operand.value()
             try clientCall {
                 try options.store.update { registry in
                     guard registry.client(id) != nil else { throw CLIError("no client \(id); `tessera clients list` shows them") }
@@ -126,12 +128,13 @@ struct ClientsCommand: ParsableCommand {
         )
 
         @OptionGroup var options: DataOptions
-        @Argument var id: String
+        @OptionGroup var operand: ClientIDOperand
         @Flag(name: .customLong("allow-plain-pkce"), help: "Accept code_challenge_method=plain from this client (refused otherwise; S256 is always accepted).")
         var allowPlainPKCE = false
         @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
 
         func run() throws {
+            let id = try operand.value()
             let secret = try Client.generateSecret()
             try clientCall {
                 try options.store.update { registry in

@@ -155,15 +155,11 @@ struct KeysCommand: ParsableCommand {
             discussion: "A kid is a base64url thumbprint and may begin with '-'; it is still taken as a kid, not an option.")
 
         @OptionGroup var keys: KeysOptions
-        // Every word that is not one of this command's options is a kid: a kid like "-zKh…" must not be
-        // read as short flags (with an "h" among them it printed the help and exited 0, revoking nothing).
-        @Argument(parsing: .allUnrecognized, help: "The kid(s) to revoke.") var kids: [String] = []
-
-        func validate() throws {
-            guard !kids.isEmpty else { throw ValidationError("name the kid to revoke (`tessera keys list` shows them)") }
-        }
+        // Every word that is not one of this command's options is a kid (see Operands.swift).
+        @Argument(parsing: .allUnrecognized, help: ArgumentHelp("The kid(s) to revoke.", valueName: "kid")) var kids: [String] = []
 
         func run() throws {
+            guard !kids.isEmpty else { throw usageError("name the kid to revoke (`tessera keys list` shows them)") }
             let now = commandNow()
             // All or none: one manifest write revokes every named kid, or an unknown kid changes nothing.
             let entries = try keyStoreCall { try keys.store.update { ring, _ in try kids.map { try ring.revoke($0, now: now) } } }

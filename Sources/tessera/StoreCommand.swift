@@ -91,10 +91,11 @@ struct StoreCommand: AsyncParsableCommand {
         @Flag(help: "Revoke every family.")
         var all = false
 
-        @Option(help: "Revoke every family of this client.")
+        // .unconditional: the value is taken even when it begins with "-" (ids and usernames may).
+        @Option(parsing: .unconditional, help: "Revoke every family of this client.")
         var client: String?
 
-        @Option(help: "Revoke every family of this subject.")
+        @Option(parsing: .unconditional, help: "Revoke every family of this subject.")
         var subject: String?
 
         func validate() throws {

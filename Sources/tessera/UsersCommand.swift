@@ -12,7 +12,7 @@ struct UsersCommand: ParsableCommand {
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a user; the password is read from standard input (never an argument: it would show in ps and shell history).")
         @OptionGroup var options: ClientsCommand.DataOptions
-        @Argument var username: String
+        @OptionGroup var operand: UsernameOperand
         @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input.") var passwordStdin = false
         @Flag(name: .customLong("hash-stdin"), help: "Read an existing hash from standard input (a migration): scrypt$… as Tessera writes it, or Django's pbkdf2_sha256$iterations$salt$hash.")
         var hashStdin = false
@@ -22,6 +22,7 @@ struct UsersCommand: ParsableCommand {
         }
 
         func run() throws {
+            let username = try operand.value()
             var secret = readLine(strippingNewline: true) ?? ""
             defer { secret = "" }
             let users = UserStore(dataPath: options.data)
@@ -37,9 +38,10 @@ struct UsersCommand: ParsableCommand {
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a user (their refresh tokens: `tessera store revoke --subject USERNAME`).")
         @OptionGroup var options: ClientsCommand.DataOptions
-        @Argument var username: String
+        @OptionGroup var operand: UsernameOperand
 
         func run() throws {
+            let username = try operand.value()
             guard try clientCall({ try UserStore(dataPath: options.data).remove(username) }) else { throw CLIError("no user \(username)") }
             print("removed \(username)")
         }

@@ -122,4 +122,28 @@ struct ClientTests {
         #expect(try ClientStore(dataPath: data).read().clients.isEmpty)
         #expect(try await runTessera(["clients", "remove", "svc", "--data", data]).status == 1)
     }
+
+    @Test("A client_id or username that begins with '-' (both allowed) is an operand, never short flags: no silent help with exit 0")
+    func dashOperands() async throws {
+        let folder = try TemporaryDirectory("tessera-dash")
+        defer { folder.remove() }
+        let data = folder.appending("data")
+        // "-hank" parsed as flags holds -h: ArgumentParser printed the help and exited 0, doing nothing.
+        let added = try await runTessera(["clients", "add", "-hank", "--scope", "read", "--json", "--data", data])
+        #expect(added.status == 0 && added.out.contains("\"client_id\" : \"-hank\""), "\(added)")
+        #expect(try await runTessera(["clients", "rotate-secret", "--data", data, "-hank"]).status == 0)
+        #expect(try await runTessera(["users", "add", "-hilda", "--password-stdin", "--data", data], stdin: "correct horse battery\n").status == 0)
+        #expect(try UserStore(dataPath: data).users().map(\.username) == ["-hilda"])
+        #expect(try await runTessera(["store", "revoke", "--data", data, "--subject", "-hilda"]).status == 0)
+        #expect(try await runTessera(["store", "revoke", "--data", data, "--client", "-hank"]).status == 0)
+        // A wrong command line with such a word is a usage error, not the help.
+        for wrong in [["users", "remove", "-hilda", "extra"], ["users", "remove", "-hilda", "--dat", "x"], ["users", "remove"]] {
+            let result = try await runTessera(wrong + ["--data", data])
+            #expect(result.status == 64 && result.out.isEmpty && result.err.hasPrefix("Error: "), "\(wrong): \(result)")
+        }
+        #expect(try UserStore(dataPath: data).users().map(\.username) == ["-hilda"])
+        #expect(try await runTessera(["users", "remove", "-hilda", "--data", data]).out == "removed -hilda\n")
+        #expect(try await runTessera(["clients", "remove", "-hank", "--data", data]).out == "removed -hank\n")
+        #expect(try ClientStore(dataPath: data).read().clients.isEmpty && UserStore(dataPath: data).users().isEmpty)
+    }
 }
