@@ -147,3 +147,35 @@ struct ClientTests {
         #expect(try ClientStore(dataPath: data).read().clients.isEmpty && UserStore(dataPath: data).users().isEmpty)
     }
 }
+
+@Suite("Failure throttle: memory bound")
+struct FailureThrottleBoundTests {
+    @Test("Past maximumKeys the idle keys go, then the stalest, down to three quarters (not one scan per failure); a blocked key that keeps failing stays blocked")
+    func bound() {
+        let clock = SteppedClock()
+        var policy = FailureThrottle.Policy()
+        policy.maximumKeys = 100
+        policy.window = 1
+        policy.baseDelay = 300
+        let throttle = FailureThrottle(policy: policy, now: { clock.now.timeIntervalSince1970 })
+        for _ in 0...policy.freeFailures { throttle.recordFailure(["addr:attacker"]) }
+        var evictions = 0
+        var previous = throttle.trackedKeys
+        for round in 0..<1_000 {
+            // One new key every 10.2 ms through a 1 s window: about 98 are live at any time, just under the
+            // bound, so dropping only the idle ones would leave the set full and scan again at the next key.
+            clock.advance(0.0102)
+            throttle.recordFailure(["user:flood-\(round)"])
+            if round % 10 == 0 { throttle.recordFailure(["addr:attacker"]) }
+            let tracked = throttle.trackedKeys
+            #expect(tracked <= policy.maximumKeys)
+            if tracked <= previous {   // a new key came in and the count did not grow: an eviction ran
+                evictions += 1
+                #expect(tracked <= policy.maximumKeys * 3 / 4, "round \(round): an eviction frees a quarter of the bound")
+            }
+            previous = tracked
+        }
+        #expect((30...45).contains(evictions), "\(evictions) evictions for 1,000 keys: about one per 25 new keys")
+        #expect(throttle.retryAfter(["addr:attacker"]) != nil)
+    }
+}

@@ -72,12 +72,18 @@ public final class FailureThrottle: @unchecked Sendable {
         lock.withLock { for key in keys { entries[key] = nil } }
     }
 
-    /// Drops keys no longer blocked and idle past the window, then the stalest if still over the bound.
+    /// Drops keys no longer blocked and idle past the window; if more than three quarters of the bound are
+    /// left, keeps the freshest three quarters. Either way the next eviction is a quarter of the bound away:
+    /// a flood of distinct keys that are all still live must not cost a full scan on every failure.
     private func evict(now time: Double) {
         entries = entries.filter { $0.value.blockedUntil > time || time - $0.value.lastSeen < policy.window }
-        if entries.count > policy.maximumKeys {
-            let keep = entries.sorted { $0.value.lastSeen > $1.value.lastSeen }.prefix(policy.maximumKeys * 3 / 4)
+        let target = policy.maximumKeys * 3 / 4
+        if entries.count > target {
+            let keep = entries.sorted { $0.value.lastSeen > $1.value.lastSeen }.prefix(target)
             entries = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
         }
     }
+
+    /// How many keys are tracked (for tests of the memory bound).
+    var trackedKeys: Int { lock.withLock { entries.count } }
 }
