@@ -105,41 +105,37 @@ final class AcknowledgedState {
 func runRotationChild(_ path: String, tokens: [RefreshToken], tasks: Int, killAfter: Double?,
                       environment: [String: String] = [:], shellPrefix: String? = nil,
                       compactionThreshold: Int = 64 << 20) async throws -> (output: String, status: Int32) {
-    try await onOwnThread { try runRotationChildBlocking(path, tokens: tokens, tasks: tasks, killAfter: killAfter, environment: environment,
-                                                       shellPrefix: shellPrefix, compactionThreshold: compactionThreshold) }
-}
-
-private func runRotationChildBlocking(_ path: String, tokens: [RefreshToken], tasks: Int, killAfter: Double?, environment: [String: String],
-                                      shellPrefix: String?, compactionThreshold: Int) throws -> (output: String, status: Int32) {
-    let child = Process()
-    let harness = builtExecutable("tessera-store-harness")
-    if let shellPrefix {
-        child.executableURL = URL(fileURLWithPath: "/bin/sh")
-        child.arguments = ["-c", "\(shellPrefix); exec \"$0\" rotate \"$1\" \"$2\" \"$3\"", harness, path, String(tasks), String(compactionThreshold)]
-    } else {
-        child.executableURL = URL(fileURLWithPath: harness)
-        child.arguments = ["rotate", path, String(tasks), String(compactionThreshold)]
+    try await onOwnThread {
+        let child = Process()
+        let harness = builtExecutable("tessera-store-harness")
+        if let shellPrefix {
+            child.executableURL = URL(fileURLWithPath: "/bin/sh")
+            child.arguments = ["-c", "\(shellPrefix); exec \"$0\" rotate \"$1\" \"$2\" \"$3\"", harness, path, String(tasks), String(compactionThreshold)]
+        } else {
+            child.executableURL = URL(fileURLWithPath: harness)
+            child.arguments = ["rotate", path, String(tasks), String(compactionThreshold)]
+        }
+        child.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let input = Pipe(), output = Pipe()
+        child.standardInput = input
+        child.standardOutput = output
+        try child.run()
+        input.fileHandleForWriting.write(Data(tokens.map { $0.rawValue + "\n" }.joined().utf8))
+        try input.fileHandleForWriting.close()
+        var received = Data()
+        while !String(decoding: received, as: UTF8.self).contains("READY\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            received += chunk
+        }
+        if let killAfter {
+            usleep(UInt32(killAfter * 1_000_000))
+            kill(child.processIdentifier, SIGKILL)
+        }
+        received += output.fileHandleForReading.readDataToEndOfFile()
+        child.waitUntilExit()
+        return (String(decoding: received, as: UTF8.self), child.terminationStatus)
     }
-    child.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let input = Pipe(), output = Pipe()
-    child.standardInput = input
-    child.standardOutput = output
-    try child.run()
-    input.fileHandleForWriting.write(Data(tokens.map { $0.rawValue + "\n" }.joined().utf8))
-    try input.fileHandleForWriting.close()
-    var received = Data()
-    while !String(decoding: received, as: UTF8.self).contains("READY\n") {
-        let chunk = output.fileHandleForReading.availableData
-        if chunk.isEmpty { break }
-        received += chunk
-    }
-    if let killAfter {
-        usleep(UInt32(killAfter * 1_000_000))
-        kill(child.processIdentifier, SIGKILL)
-    }
-    received += output.fileHandleForReading.readDataToEndOfFile()
-    child.waitUntilExit()
-    return (String(decoding: received, as: UTF8.self), child.terminationStatus)
 }
 
 func seedStore(_ path: String, families: Int, into state: AcknowledgedState) async throws {

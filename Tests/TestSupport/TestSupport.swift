@@ -153,7 +153,6 @@ public final class ServerThreads: TaskExecutor, @unchecked Sendable {
     public static let shared = ServerThreads(count: 4)
     private let condition = NSCondition()
     private var jobs: [UnownedJob] = []
-    private var next = 0
 
     private init(count: Int) {
         for _ in 0..<count { Thread.detachNewThread { [self] in work() } }
@@ -170,12 +169,8 @@ public final class ServerThreads: TaskExecutor, @unchecked Sendable {
     private func work() {
         while true {
             let job = condition.withLock { () -> UnownedJob in
-                while next == jobs.count { condition.wait() }
-                defer {
-                    next += 1
-                    if next == jobs.count { jobs.removeAll(keepingCapacity: true); next = 0 }
-                }
-                return jobs[next]
+                while jobs.isEmpty { condition.wait() }
+                return jobs.removeFirst()
             }
             job.runSynchronously(on: asUnownedTaskExecutor())
         }
