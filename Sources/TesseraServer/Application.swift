@@ -3,25 +3,35 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
 import TesseraIssuer
 import TesseraJOSE
 
 /// The HTTP application `tessera serve` runs (and tests drive): the authorization endpoint with its
 /// sign-in and consent pages, the token, revocation and introspection endpoints, JWKS and RFC 8414
 /// metadata, and a health check.
-public func buildApplication(_ service: TokenService, logger: Logger = Logger(label: "tessera")) -> some ApplicationProtocol {
+/// `onListening` runs once the port is bound, with the port (the bound one when the configuration says 0).
+public func buildApplication(_ service: TokenService, logger: Logger = Logger(label: "tessera"),
+                             onListening: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) -> some ApplicationProtocol {
     let router = Router(context: TesseraRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     let limit = service.configuration.maximumBodySize
     let clients: @Sendable () throws -> ClientRegistry = { [clients = service.clients] in clients.current() }
 
-    router.post("/token") { request, context -> Response in
+    // Every route is recorded with its method, so a known path asked with another method gets 405 and `Allow`.
+    var allowed: [String: [HTTPRequest.Method]] = [:]
+    func route(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping @Sendable (Request, TesseraRequestContext) async throws -> Response) {
+        allowed[path, default: []].append(method)
+        router.on(RouterPath(path), method: method, use: handler)
+    }
+
+    route(.post, "/token") { request, context -> Response in
         await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in
             .json(try await service.endpoint.handle(form).json)
         }
     }
     let revocation = RevocationEndpoint(clients: clients, store: service.refreshTokens)
-    router.post("/revoke") { request, context -> Response in
+    route(.post, "/revoke") { request, context -> Response in
         await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in
             try await revocation.handle(form)
             return .empty
@@ -29,10 +39,10 @@ public func buildApplication(_ service: TokenService, logger: Logger = Logger(la
     }
     let introspection = IntrospectionEndpoint(clients: clients, store: service.refreshTokens, keys: service.keys,
                                               issuer: service.configuration.issuerURL)
-    router.post("/introspect") { request, context -> Response in
+    route(.post, "/introspect") { request, context -> Response in
         await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in .json(try await introspection.handle(form)) }
     }
-    router.get("/.well-known/jwks.json") { request, _ -> Response in
+    route(.get, "/.well-known/jwks.json") { request, _ -> Response in
         let snapshot = service.keys.current
         var headers: HTTPFields = [.contentType: "application/jwk-set+json", .cacheControl: snapshot.cacheControl, .eTag: snapshot.etag]
         if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == snapshot.etag }) {
@@ -41,22 +51,27 @@ public func buildApplication(_ service: TokenService, logger: Logger = Logger(la
         }
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: snapshot.jwksJSON)))
     }
-    router.get("/.well-known/oauth-authorization-server") { _, _ -> Response in
+    route(.get, "/.well-known/oauth-authorization-server") { _, _ -> Response in
         let body = metadata(service).jsonString
         return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "public, max-age=300"],
                         body: .init(byteBuffer: ByteBuffer(string: body)))
     }
-    router.get("/healthz") { _, _ in "ok" }
+    route(.get, "/healthz") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "ok"))) }
 
     let pages = AuthorizePages(service: service)
-    router.get("/authorize") { request, _ in pages.authorizeGET(request) }
-    router.post("/authorize") { request, _ in await pages.authorizePOST(request, limit: limit) }
-    router.post("/authorize/sign-in") { request, context in await pages.signIn(request, context: context, limit: limit) }
-    router.post("/authorize/consent") { request, _ in await pages.consent(request, limit: limit) }
+    route(.get, "/authorize") { request, _ in pages.authorizeGET(request) }
+    route(.post, "/authorize") { request, _ in await pages.authorizePOST(request, limit: limit) }
+    route(.post, "/authorize/sign-in") { request, context in await pages.signIn(request, context: context, limit: limit) }
+    route(.post, "/authorize/consent") { request, _ in await pages.consent(request, limit: limit) }
+    // Added last, so it wraps only what matched no route (Hummingbird applies middleware to later routes and
+    // to its not-found responder).
+    router.add(middleware: MethodNotAllowedMiddleware(allowed: allowed))
 
     let configuration = ApplicationConfiguration(address: .hostname(service.configuration.host, port: service.configuration.port),
                                                  serverName: "tessera")
-    return Application(router: router, configuration: configuration, logger: logger)
+    return Application(router: router, configuration: configuration,
+                       onServerRunning: { channel in await onListening(channel.localAddress?.port ?? service.configuration.port) },
+                       logger: logger)
 }
 
 /// RFC 8414 §2 metadata: what a client library needs to find and use the endpoints.
@@ -209,5 +224,52 @@ struct RequestLogMiddleware: RouterMiddleware {
             "ms": .string(String(format: "%.1f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)),
         ])
         return response
+    }
+}
+
+/// Binds the configured address and lets it go again: `tessera serve` calls it before it opens its folders,
+/// so a port in use is reported before anything is created or announced. (The real bind can still lose a
+/// race; `describeStartFailure` words that error the same way.)
+public func probeListeningAddress(_ configuration: ServerConfiguration) async throws {
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .bind(host: configuration.host, port: configuration.port).get()
+    try await channel.close()
+}
+
+/// Plain words for a failure to listen (a port in use, a privileged port, an address not on this
+/// machine); nil for anything else.
+public func describeStartFailure(_ error: any Error, configuration: ServerConfiguration) -> String? {
+    let address = "\(configuration.host):\(configuration.port)"
+    if let error = error as? IOError {
+        switch error.errnoCode {
+        case EADDRINUSE:
+            let next = configuration.port == 65_535 ? 8081 : configuration.port + 1
+            return "port \(configuration.port) is in use on \(configuration.host) (another tessera serve?); try --port \(next), or stop what listens there"
+        case EACCES:
+            return "not allowed to listen on \(address): ports below 1024 need privileges; try --port 8080"
+        case EADDRNOTAVAIL:
+            return "cannot listen on \(address): \(configuration.host) is not an address of this machine; try --host 127.0.0.1"
+        default:
+            return nil
+        }
+    }
+    if error is SocketAddressError {
+        return "cannot listen on \(address): \(configuration.host) does not resolve to an address of this machine; try --host 127.0.0.1"
+    }
+    return nil
+}
+
+/// A known path asked with a method it does not serve: 405 with `Allow` (RFC 9110 §15.5.6) and an RFC 6749
+/// style JSON error, instead of an empty 404 (`GET /token` is a common first mistake: RFC 6749 §3.2 wants POST).
+struct MethodNotAllowedMiddleware: RouterMiddleware {
+    typealias Context = TesseraRequestContext
+    let allowed: [String: [HTTPRequest.Method]]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let methods = allowed[request.uri.path], !methods.contains(request.method) else { return try await next(request, context) }
+        let names = methods.map(\.rawValue).joined(separator: ", ")
+        let object = JSONObject(["error": .string("invalid_request"), "error_description": .string("\(request.uri.path) answers \(names) only")])
+        return jsonResponse(.methodNotAllowed, object, headers: [.allow: names])
     }
 }

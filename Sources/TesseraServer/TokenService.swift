@@ -106,8 +106,37 @@ public final class TokenService: Sendable {
     public let authorization: AuthorizationFlow
     /// Failed client authentications and passwords, per client, user and address (HTTP 429 past a threshold).
     public let throttle: FailureThrottle
-    /// Set when this start registered the demo client: its secret, to print once.
-    public let demoClient: (id: String, secret: String)?
+    private let clientStore: ClientStore
+    private let clock: WallClock
+
+    /// What `registerDemoClient()` found or did.
+    public enum DemoClient: Sendable, Equatable {
+        /// Registered now; the secret is shown this once (only its SHA-256 is stored).
+        case registered(id: String, secret: String)
+        /// Registered by an earlier start: its secret cannot be shown again (`tessera clients rotate-secret demo` makes a new one).
+        case exists(id: String)
+        /// Other clients are registered, or the configuration turns the demo client off.
+        case notRegistered
+    }
+
+    public static let demoClientID = "demo"
+
+    /// Registers the demo client when no client is registered at all (and the configuration allows it).
+    /// `tessera serve` calls it once it listens, so a start that fails (a port in use) registers nothing
+    /// and no secret is shown for a server that never ran.
+    public func registerDemoClient() throws -> DemoClient {
+        guard configuration.createDemoClient else { return .notRegistered }
+        let secret = try Client.generateSecret()
+        let now = clock.now()
+        return try clientStore.update { registry in
+            if registry.clients.contains(where: { $0.id == Self.demoClientID }) { return .exists(id: Self.demoClientID) }
+            guard registry.clients.isEmpty else { return .notRegistered }
+            registry.clients.append(Client(id: Self.demoClientID, type: .confidential, secretDigest: Client.digest(ofSecret: secret),
+                                           grants: [.clientCredentials], scopes: ["read", "write"], defaultScopes: ["read"],
+                                           audience: "api", created: now))
+            return .registered(id: Self.demoClientID, secret: secret)
+        }
+    }
 
     public init(configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system, throttle: FailureThrottle = FailureThrottle()) throws {
         self.configuration = configuration
@@ -118,25 +147,17 @@ public final class TokenService: Sendable {
         }
         keys = try SigningKeyRing(store: KeyStore(path: configuration.keysPath), bootstrap: true, clock: clock) { event in
             switch event {
+            case .tightenedFolder(let path, let formerMode):
+                logger.notice("the key folder held no key yet and was open to group or others: made it private (chmod 700)",
+                              metadata: ["folder": .string(path), "former_mode": .string(String(formerMode, radix: 8))])
             case .bootstrapped(let kid): logger.notice("empty key folder: generated and activated an ES256 signing key", metadata: ["kid": .string(kid)])
             case .reloaded(let active, let published): logger.info("key ring reloaded", metadata: ["active": .string(active.joined(separator: ",")), "published": .stringConvertible(published)])
             case .reloadFailed(let reason): logger.error("key ring not reloaded; the previous keys stay in use", metadata: ["reason": .string(reason)])
             }
         }
         let clientStore = ClientStore(dataPath: configuration.dataPath)
-        var demo: (String, String)?
-        if configuration.createDemoClient {
-            let secret = try Client.generateSecret()
-            let created: Bool = try clientStore.update { registry in
-                guard registry.clients.isEmpty else { return false }
-                registry.clients.append(Client(id: "demo", type: .confidential, secretDigest: Client.digest(ofSecret: secret),
-                                               grants: [.clientCredentials], scopes: ["read", "write"], defaultScopes: ["read"],
-                                               audience: "api", created: clock.now()))
-                return true
-            }
-            if created { demo = ("demo", secret) }
-        }
-        demoClient = demo
+        self.clientStore = clientStore
+        self.clock = clock
         refreshTokens = try FileRefreshTokenStore(
             directory: URL(fileURLWithPath: configuration.dataPath).appendingPathComponent(FileRefreshTokenStore.folderName).path,
             options: .init(clock: clock, onEvent: { event in logger.notice("refresh-token store", metadata: ["event": .string("\(event)")]) }))

@@ -7,6 +7,16 @@ func clientCall<T>(_ body: () throws -> T) throws -> T {
     catch let error as KeyStoreError { throw CLIError(error.message) }
 }
 
+/// Prints rows under a header, each column as wide as its widest cell (two spaces between columns).
+func printTable(_ header: [String], _ rows: [[String]]) {
+    let all = [header] + rows
+    let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+    for row in all {
+        let cells = row.indices.map { $0 == row.count - 1 ? row[$0] : row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+        print(cells.joined(separator: "  "))
+    }
+}
+
 func printJSON(_ object: Any) throws {
     let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     print(String(decoding: data, as: UTF8.self))
@@ -95,9 +105,10 @@ struct ClientsCommand: ParsableCommand {
                 })
                 return
             }
-            for client in registry.clients {
-                print("\(client.id)  \(client.type.rawValue)  grants: \(client.grants.map(\.rawValue).joined(separator: ","))  scopes: \(client.scopes.joined(separator: " "))  aud: \(client.audience)")
-            }
+            guard !registry.clients.isEmpty else { return printError("no clients; `tessera clients add ID` registers one") }
+            printTable(["CLIENT_ID", "TYPE", "GRANTS", "SCOPES", "AUDIENCE"], registry.clients.map {
+                [$0.id, $0.type.rawValue, $0.grants.map(\.rawValue).joined(separator: ","), $0.scopes.joined(separator: " "), $0.audience]
+            })
         }
     }
 

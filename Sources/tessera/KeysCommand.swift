@@ -60,6 +60,9 @@ struct KeysCommand: ParsableCommand {
             if alg.isSymmetric {
                 printError("warning: an \(alg.name) key is a shared secret: it is never published in the JWKS, and every verifier given it can also mint tokens")
             }
+            if let formerMode = try keyStoreCall({ try keys.store.tightenIfHoldingNoKeys() }) {
+                printError("\(keys.store.path) held no key yet and was mode \(String(formerMode, radix: 8)): made it private (chmod 700)")
+            }
             let entry = try keyStoreCall { try keys.store.generate(alg, activate: activate, now: commandNow()) }
             print(entry.kid)
             if !activate {
@@ -84,12 +87,9 @@ struct KeysCommand: ParsableCommand {
                 print(String(decoding: try encoder.encode(ring.keys), as: UTF8.self))
                 return
             }
-            print("KID                                          ALG     STATE     CREATED               ACTIVATED             REMOVE AFTER")
-            for key in ring.keys {
-                print([key.kid.padding(toLength: 44, withPad: " ", startingAt: 0), key.alg.padding(toLength: 7, withPad: " ", startingAt: 0),
-                       key.state.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0), iso(key.created).padding(toLength: 21, withPad: " ", startingAt: 0),
-                       iso(key.activated).padding(toLength: 21, withPad: " ", startingAt: 0), iso(key.removeAfter)].joined(separator: " "))
-            }
+            printTable(["KID", "ALG", "STATE", "CREATED", "ACTIVATED", "REMOVE AFTER"], ring.keys.map {
+                [$0.kid, $0.alg, $0.state.rawValue, iso($0.created), iso($0.activated), iso($0.removeAfter)]
+            })
         }
     }
 
@@ -191,7 +191,14 @@ struct KeysCommand: ParsableCommand {
                 }
                 return gone
             }
-            print(removed.isEmpty ? "nothing to prune" : removed.map { "removed \($0.kid)" }.joined(separator: "\n"))
+            for entry in removed { print("removed \(entry.kid)") }
+            // What is left to prune later, so an operator knows when to come back.
+            let waiting = try keyStoreCall { try keys.store.read() }.keys.filter { $0.state == .retiring }
+                .sorted { ($0.removeAfter ?? .distantFuture) < ($1.removeAfter ?? .distantFuture) }
+            if removed.isEmpty { print(waiting.isEmpty ? "nothing to prune: no key is retiring" : "nothing to prune yet") }
+            for entry in waiting {
+                print("\(entry.kid) (retiring) may be pruned from \(iso(entry.removeAfter)), when every token it signed has expired")
+            }
         }
     }
 

@@ -41,34 +41,65 @@ struct ServeCommand: AsyncParsableCommand {
         var logger = Logger(label: "tessera")
         logger.logLevel = .info
 
+        do { try await probeListeningAddress(configuration) } catch {
+            throw CLIError(describeStartFailure(error, configuration: configuration) ?? "cannot listen on \(configuration.host):\(configuration.port): \(error)")
+        }
         let service: TokenService
         do {
             service = try TokenService(configuration: configuration, logger: logger)
         } catch {
             throw CLIError("cannot start: \(error)")
         }
-        if let demo = service.demoClient {
-            print("""
-            registered a demo client (shown once; only its SHA-256 is stored):
-              client_id:     \(demo.id)
-              client_secret: \(demo.secret)
-            try: curl -s -u '\(demo.id):\(demo.secret)' -d grant_type=client_credentials \(configuration.issuerURL)/token
-            """)
-            fflush(nil)  // all output streams: the secret must be visible while the server runs
-        }
         signal(SIGHUP, SIG_IGN)
         let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
         hangup.setEventHandler { service.keys.reload() }
         hangup.resume()
-        logger.notice("tessera listening", metadata: ["address": .string("\(configuration.host):\(configuration.port)"), "issuer": .string(configuration.issuerURL)])
-        let app = buildApplication(service, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await service.keys.watch() }
-            try await app.runService()
-            group.cancelAll()
+        // Nothing is announced and no demo client registered before the port is bound: a start that fails
+        // (a port in use) must not print a secret for a server that never ran.
+        let app = buildApplication(service, logger: logger) { [logger, configuration] port in
+            logger.notice("tessera listening", metadata: ["address": .string("\(configuration.host):\(port)"), "issuer": .string(configuration.issuerURL)])
+            announceDemoClient(service, logger: logger)
+        }
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await service.keys.watch() }
+                try await app.runService()
+                group.cancelAll()
+            }
+        } catch {
+            hangup.cancel()
+            service.close()
+            throw CLIError(describeStartFailure(error, configuration: configuration) ?? "\(error)")
         }
         hangup.cancel()
         service.close()
         logger.notice("tessera stopped; the refresh-token store is flushed and closed")
     }
+}
+
+/// Prints the demo client's credentials when this start registered it, or how to get a secret when an
+/// earlier start did (its secret is stored only as a digest and cannot be shown again).
+private func announceDemoClient(_ service: TokenService, logger: Logger) {
+    let issuer = service.configuration.issuerURL
+    do {
+        switch try service.registerDemoClient() {
+        case .registered(let id, let secret):
+            print("""
+            registered a demo client (shown once; only its SHA-256 is stored):
+              client_id:     \(id)
+              client_secret: \(secret)
+            try: curl -s -u '\(id):\(secret)' -d grant_type=client_credentials \(issuer)/token
+            """)
+        case .exists(let id):
+            print("""
+            the demo client "\(id)" was registered by an earlier start, which showed its secret once (only its SHA-256 is kept).
+            a new secret: tessera clients rotate-secret \(id)\(service.configuration.dataPath == "data" ? "" : " --data \(service.configuration.dataPath)")
+            """)
+        case .notRegistered:
+            break
+        }
+    } catch {
+        logger.error("the demo client could not be registered", metadata: ["reason": .string("\(error)")])
+    }
+    fflush(nil)  // all output streams: the secret must be visible while the server runs
 }

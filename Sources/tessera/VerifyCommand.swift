@@ -33,7 +33,19 @@ struct VerifyCommand: AsyncParsableCommand {
     @Argument(help: "The access token, or - for standard input.")
     var token: String?
 
+    static let noToken = "no token given: pass it as the last argument, or on standard input with -"
+
     func run() async throws {
+        let raw: String
+        if let token, token != "-" {
+            raw = token
+        } else {
+            // A terminal on standard input means no token was piped in: say so instead of waiting.
+            if token == nil, isatty(STDIN_FILENO) == 1 { throw CLIError(Self.noToken) }
+            let input = FileHandle.standardInput.readData(ofLength: 1 << 20)
+            raw = String(decoding: input, as: UTF8.self)
+        }
+        guard !raw.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw CLIError(Self.noToken) }
         var configuration = AccessTokenVerifier.Configuration(issuer: issuer, audiences: Set(audience))
         configuration.leeway = leeway
         if !algorithms.isEmpty { configuration.allowedAlgorithms = Set(algorithms) }
@@ -55,13 +67,6 @@ struct VerifyCommand: AsyncParsableCommand {
             verifier = try AccessTokenVerifier(configuration: configuration, keySource: source)
         } catch {
             throw CLIError("\(error)")
-        }
-        let raw: String
-        if let token, token != "-" {
-            raw = token
-        } else {
-            let input = FileHandle.standardInput.readData(ofLength: 1 << 20)
-            raw = String(decoding: input, as: UTF8.self)
         }
         do {
             let verified = try await verifier.verify(raw.trimmingCharacters(in: .whitespacesAndNewlines))

@@ -118,6 +118,18 @@ struct ClientTests {
         #expect(try ClientAuthenticator(registry: registry).authenticate(authorization: nil, clientID: "svc", clientSecret: newSecret).id == "svc")
         let list = try await runTessera(["clients", "list", "--json", "--data", data])
         #expect(list.out.contains("\"client_id\" : \"svc\"") && !list.out.contains("sha256"))
+        // The table: each column starts at the same place on every line, whatever the ids' lengths.
+        #expect(try await runTessera(["clients", "add", "a-much-longer-client-id", "--scope", "read", "--audience", "notes-api", "--data", data]).status == 0)
+        let table = try await runTessera(["clients", "list", "--data", data]).out.split(separator: "\n").map(String.init)
+        #expect(table.count == 3 && table[0].hasPrefix("CLIENT_ID"), "\(table)")
+        for column in ["TYPE", "GRANTS", "SCOPES", "AUDIENCE"] {
+            let start = try #require(table[0].range(of: column)).lowerBound.utf16Offset(in: table[0])
+            for row in table.dropFirst() {
+                let index = row.index(row.startIndex, offsetBy: start)
+                #expect(row[row.index(before: index)] == " " && row[index] != " ", "\(column) in \(row)")
+            }
+        }
+        #expect(try await runTessera(["clients", "remove", "a-much-longer-client-id", "--data", data]).status == 0)
         #expect(try await runTessera(["clients", "remove", "svc", "--data", data]).out.contains("removed svc"))
         #expect(try ClientStore(dataPath: data).read().clients.isEmpty)
         #expect(try await runTessera(["clients", "remove", "svc", "--data", data]).status == 1)
@@ -133,6 +145,9 @@ struct ClientTests {
         #expect(added.status == 0 && added.out.contains("\"client_id\" : \"-hank\""), "\(added)")
         #expect(try await runTessera(["clients", "rotate-secret", "--data", data, "-hank"]).status == 0)
         #expect(try await runTessera(["users", "add", "-hilda", "--password-stdin", "--data", data], stdin: "correct horse battery\n").status == 0)
+        // Adding her again: that she exists is the answer, whatever is wrong with the new password.
+        let again = try await runTessera(["users", "add", "-hilda", "--password-stdin", "--data", data], stdin: "short\n")
+        #expect(again.status == 1 && again.err.contains("user -hilda already exists") && !again.err.contains("8 to 1,024"), "\(again.err)")
         #expect(try UserStore(dataPath: data).users().map(\.username) == ["-hilda"])
         #expect(try await runTessera(["store", "revoke", "--data", data, "--subject", "-hilda"]).status == 0)
         #expect(try await runTessera(["store", "revoke", "--data", data, "--client", "-hank"]).status == 0)

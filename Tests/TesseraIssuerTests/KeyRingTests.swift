@@ -108,12 +108,15 @@ struct KeyStoreTests {
         #expect(try verify(tokenB, jwks: jwks, at: t0 + 900).scopes == ["read", "write"])
 
         // k1 stays published for 600 + 60 s after it stopped signing.
-        #expect(try await keys(["keys", "prune"], folder: dir, now: t0 + 370 + 659).out == "nothing to prune")
+        // Nothing to prune yet: it says when there will be.
+        #expect(try await keys(["keys", "prune"], folder: dir, now: t0 + 370 + 659).out
+                == "nothing to prune yet\n\(k1) (retiring) may be pruned from 2027-01-15T08:17:10Z, when every token it signed has expired")
         #expect(try await keys(["keys", "prune"], folder: dir, now: t0 + 370 + 660).out == "removed \(k1)")
         let afterPrune = try await keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out
         #expect(!afterPrune.contains(k1) && afterPrune.contains(k2))
         #expect(!FileManager.default.fileExists(atPath: dir + "/\(k1).pem"))
 
+        #expect(try await keys(["keys", "prune"], folder: dir, now: t0 + 1_100).out == "nothing to prune: no key is retiring")
         let k3 = try await keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0 + 1_100).out
         let revoke = try await keys(["keys", "revoke", k2], folder: dir, now: t0 + 1_100)
         #expect(revoke.status == 0 && revoke.err.contains("no ES256 key is active"))
@@ -316,13 +319,58 @@ struct KeyRingRobustnessTests {
         #expect(throws: KeyStoreError(.insecurePermissions, "")) { _ = try KeyStore(path: dir).read() }
     }
 
+    @Test("A key folder open to others that holds no key yet (a fresh clone's keys/) is made 0700 at the first key, and said; one holding keys is never changed")
+    func tightenEmptyFolder() async throws {
+        let folder = try TemporaryDirectory("tessera-keytighten")
+        defer { folder.remove() }
+        // The server's first start: the README stays, the folder becomes private, the event names the old mode.
+        let dir = folder.appending("keys")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        #expect(FileManager.default.createFile(atPath: dir + "/README.md", contents: Data("# keys\n".utf8), attributes: [.posixPermissions: 0o644]))
+        chmod(dir, 0o755)
+        let events = EventBox()
+        let ring = try SigningKeyRing(store: KeyStore(path: dir), bootstrap: true) { events.record($0) }
+        #expect(ring.current.signer() != nil)
+        #expect(events.all.first == .tightenedFolder(path: dir, formerMode: 0o755))
+        #expect(try mode(dir) == 0o700 && mode(dir + "/README.md") == 0o644)
+        // The CLI's first key does the same, and says so.
+        let cli = folder.appending("cli")
+        try FileManager.default.createDirectory(atPath: cli, withIntermediateDirectories: false)
+        chmod(cli, 0o775)
+        let generated = try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: cli, now: t0)
+        #expect(generated.status == 0 && generated.err.contains("made it private (chmod 700)"), "\(generated.err)")
+        #expect(try mode(cli) == 0o700)
+        // Holding key material (a manifest, a key file, or a temporary one a crash left): left alone, and refused.
+        for leftover in ["keyring.json", "0XuIRtdRj0H-dU1xLDhMKB-XvNDnJpNGRdoz8vm4Viw.pem", "hs-x.jwk", "keyring.json.tmp"] {
+            let held = folder.appending("held-" + leftover)
+            try FileManager.default.createDirectory(atPath: held, withIntermediateDirectories: false)
+            #expect(FileManager.default.createFile(atPath: held + "/" + leftover, contents: Data(), attributes: [.posixPermissions: 0o600]))
+            chmod(held, 0o755)
+            #expect(try KeyStore(path: held).tightenIfHoldingNoKeys() == nil)
+            #expect(throws: KeyStoreError(.insecurePermissions, "")) { _ = try SigningKeyRing(store: KeyStore(path: held), bootstrap: true) }
+            #expect(try mode(held) == 0o755, "\(leftover)")
+        }
+        // A symlink to an empty open folder is not followed; a missing folder and a private one are not touched.
+        let target = folder.appending("target")
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
+        chmod(target, 0o755)
+        try FileManager.default.createSymbolicLink(atPath: folder.appending("link"), withDestinationPath: target)
+        #expect(try KeyStore(path: folder.appending("link")).tightenIfHoldingNoKeys() == nil && mode(target) == 0o755)
+        #expect(try KeyStore(path: folder.appending("missing")).tightenIfHoldingNoKeys() == nil)
+        #expect(try KeyStore(path: dir).tightenIfHoldingNoKeys() == nil)
+    }
+
+    func mode(_ path: String) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int ?? -1) & 0o777
+    }
+
     @Test("THREATS C9: symlinks planted at the temporary or target names, or as the manifest, are refused and nothing is written through them")
     func symlinks() async throws {
         let folder = try TemporaryDirectory("tessera-keylink")
         defer { folder.remove() }
         let dir = folder.appending("keys"), victim = folder.appending("victim")
         _ = try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
-        FileManager.default.createFile(atPath: victim, contents: Data("precious".utf8))
+        #expect(FileManager.default.createFile(atPath: victim, contents: Data("precious".utf8)))
         try FileManager.default.createSymbolicLink(atPath: dir + "/keyring.json.tmp", withDestinationPath: victim)
         let viaTemporary = try await keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0)
         #expect(viaTemporary.status == 1 && viaTemporary.err.contains("not a regular file"))

@@ -354,7 +354,8 @@ struct TokenEndpointThreatTests {
         defer { fixture.close() }
         try await fixture.run { client in
             let viaGet = try await get(client, "/token?grant_type=client_credentials")
-            #expect(viaGet.status == .notFound || viaGet.status == .methodNotAllowed)
+            #expect(viaGet.status == .methodNotAllowed && viaGet.headers[.allow] == "POST" && viaGet.error == "invalid_request")
+            #expect(viaGet.headers[.cacheControl] == "no-store")
             let forwarded: HTTPFields = [HTTPField.Name("X-Forwarded-Host")!: "evil.example", HTTPField.Name("X-Forwarded-Proto")!: "https", HTTPField.Name("Forwarded")!: "host=evil.example;proto=https"]
             let metadata = try await get(client, "/.well-known/oauth-authorization-server", headers: forwarded)
             #expect(!metadata.body.contains("evil") && metadata.string("issuer") == "http://127.0.0.1:8080")
@@ -364,6 +365,30 @@ struct TokenEndpointThreatTests {
             let access = try #require((try JSONObject(parsing: token))["access_token"]).stringValue
             let claims = try JSONObject(parsing: try Base64URL.decode(String(access.split(separator: ".")[1])))
             #expect(claims["iss"] == .string("http://127.0.0.1:8080"))
+        }
+    }
+}
+
+extension ServerTests {
+    @Test("RFC 9110 §15.5.6: a known path asked with another method is 405 with Allow naming its methods; an unknown path stays 404")
+    func methodNotAllowed() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        try await fixture.run { client in
+            let cases: [(String, HTTPRequest.Method, String)] = [
+                ("/token", .get, "POST"), ("/token", .put, "POST"), ("/revoke", .get, "POST"), ("/introspect", .delete, "POST"),
+                ("/.well-known/jwks.json", .post, "GET"), ("/healthz", .post, "GET"), ("/authorize", .put, "GET, POST"),
+                ("/authorize/sign-in", .get, "POST"), ("/authorize/consent", .get, "POST"),
+            ]
+            for (path, method, allow) in cases {
+                let (status, allowed, body) = try await client.execute(uri: path, method: method) { ($0.status, $0.headers[.allow], String(buffer: $0.body)) }
+                #expect(status == .methodNotAllowed && allowed == allow, "\(method) \(path)")
+                #expect(body.contains("answers \(allow) only"), "\(body)")
+            }
+            #expect(try await get(client, "/nothing-here").status == .notFound)
+            #expect(try await get(client, "/tokens").status == .notFound)
+            // The routes themselves still answer.
+            #expect(try await get(client, "/healthz").status == .ok)
         }
     }
 }

@@ -57,6 +57,11 @@ struct KeySourceAndCLITests {
         #expect(claims["sub"] == .string("alice"))
         let piped = try await Self.run(common, stdin: token + "\n")
         #expect(piped.status == 0, "\(piped.err)")
+        // No token at all (nothing on standard input, or only white space): said so, not "malformed_token".
+        for (arguments, input) in [(common, ""), (common + ["-"], " \n"), (common + [""], "")] {
+            let none = try await Self.run(arguments, stdin: input)
+            #expect(none.status == 1 && none.err.contains("no token given") && !none.err.contains("malformed"), "\(none)")
+        }
         let expired = try await Self.run(common + [try factory.token { $0["exp"] = .number(JSONNumber(factory.now - 3600)) }])
         #expect(expired.status == 1 && expired.err.hasPrefix("expired:") && expired.out.isEmpty, "\(expired)")
         let wrongAudience = try await Self.run(["verify", "--jwks", file.path, "--issuer", factory.issuer, "--audience", "other", token])

@@ -113,6 +113,47 @@ public struct KeyStore: Sendable {
         }
     }
 
+    /// Makes a key folder that holds no key yet private to its owner, and returns its former mode (nil
+    /// when nothing changed).
+    ///
+    /// A fresh clone has a `keys/` folder (git tracks its README) made 0755 under the usual umask 022, and a
+    /// key folder others may enter is refused. A folder that is ours, is no symlink and holds neither a
+    /// manifest nor a key file has nothing to protect yet, so tightening it to 0700 before the first key is
+    /// written is safe; a folder that already holds keys is never changed behind the operator's back.
+    public func tightenIfHoldingNoKeys() throws -> UInt16? {
+        let fd = openFolder(path)
+        guard fd >= 0 else { return nil }  // missing, or no folder: `open` reports that in its own words
+        defer { closeFile(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o077 != 0 else { return nil }
+        guard try !Self.entries(of: fd).contains(where: Self.isKeyMaterial) else { return nil }
+        guard fchmod(fd, 0o700) == 0 else {
+            throw KeyStoreError(.io, "cannot make \(path) private (chmod 700): \(String(cString: strerror(errno)))")
+        }
+        return UInt16(info.st_mode & 0o777)
+    }
+
+    /// The manifest, key files and the temporary files of either (a crash may leave one).
+    static func isKeyMaterial(_ name: String) -> Bool {
+        name == manifestName || [".pem", ".jwk", ".tmp"].contains { name.hasSuffix($0) }
+    }
+
+    /// The names in the folder open as `fd` (read through a duplicate, so `fd` stays open).
+    private static func entries(of fd: Int32) throws -> [String] {
+        let copy = dup(fd)
+        guard copy >= 0, let directory = fdopendir(copy) else {
+            if copy >= 0 { closeFile(copy) }
+            throw KeyStoreError(.io, "cannot list the key folder: \(String(cString: strerror(errno)))")
+        }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != ".", name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     // MARK: Helpers
 
     func open(create: Bool, locking: SecureDirectory.Locking) throws -> SecureDirectory {
@@ -237,4 +278,9 @@ public struct KeyStoreWriter {
             ($0.hasSuffix(".pem") || $0.hasSuffix(".jwk")) && !named.contains($0)
         }
     }
+}
+
+/// open(2) of a folder, never through a symlink (outside `KeyStore`, whose `open(create:locking:)` hides the C call).
+private func openFolder(_ path: String) -> Int32 {
+    open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 }

@@ -34,6 +34,9 @@ public final class SigningKeyRing: @unchecked Sendable {
     public enum Event: Sendable, Equatable {
         /// First start with an empty key folder: an ES256 key was generated and activated.
         case bootstrapped(kid: String)
+        /// First start on a folder that held no key yet but was open to group or others (a fresh clone's
+        /// `keys/`, 0755): it was made 0700 before the first key was written. `formerMode` is octal, e.g. 0o755.
+        case tightenedFolder(path: String, formerMode: UInt16)
         case reloaded(activeKids: [String], published: Int)
         /// The new state was refused; the previous one stays in use.
         case reloadFailed(String)
@@ -52,6 +55,9 @@ public final class SigningKeyRing: @unchecked Sendable {
         self.clock = clock
         self.onEvent = onEvent
         if bootstrap {
+            if let formerMode = try store.tightenIfHoldingNoKeys() {
+                onEvent?(.tightenedFolder(path: store.path, formerMode: formerMode))
+            }
             let generated: KeyRingEntry? = try store.update(create: true) { ring, writer in
                 guard ring.activeKeys.isEmpty, ring.published.isEmpty else { return nil }
                 return try writer.addGeneratedKey(.es256, activate: true, now: clock.now(), to: &ring)

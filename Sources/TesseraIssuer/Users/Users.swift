@@ -57,6 +57,8 @@ public struct UserStore: Sendable {
     public func users() throws -> [User] { try document.read().users }
 
     public func add(_ username: String, password: String, now: Date) throws {
+        // The name's problems first: "already exists" is the answer to give, not a complaint about the password.
+        try checkNewUsername(username)
         guard (8...1_024).contains(password.utf8.count) else { throw OAuthError(.invalidRequest, "a password is 8 to 1,024 bytes") }
         try add(username, passwordHash: try Self.hash(password), now: now)
     }
@@ -64,20 +66,30 @@ public struct UserStore: Sendable {
     /// Adds a user with a hash made elsewhere (a migration): scrypt as written here, or Django's
     /// `pbkdf2_sha256` with at least `minimumPBKDF2Iterations` iterations.
     public func add(_ username: String, passwordHash hash: String, now: Date) throws {
-        guard Self.isValidUsername(username) else {
-            throw OAuthError(.invalidRequest, "a username is 1 to 255 characters without spaces, control characters or ':'")
-        }
+        try checkNewUsername(username)
         guard PasswordHash(hash) != nil else {
             throw OAuthError(.invalidRequest, "the hash must be scrypt$logN$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash with at least \(PasswordHash.minimumPBKDF2Iterations) iterations")
         }
+        try document.update { registry in
+            guard !registry.users.contains(where: { $0.username == username }) else { throw Self.exists(username) }
+            registry.users.append(User(username: username, password: hash, created: now))
+        }
+    }
+
+    /// A valid name, not taken by a user or a client (checked again under the lock when the user is written).
+    private func checkNewUsername(_ username: String) throws {
+        guard Self.isValidUsername(username) else {
+            throw OAuthError(.invalidRequest, "a username is 1 to 255 characters without spaces, control characters or ':'")
+        }
+        guard try !users().contains(where: { $0.username == username }) else { throw Self.exists(username) }
         // THREATS B13: a client's own tokens carry sub = client_id; a user of the same name would be confusable.
         guard try ClientStore(dataPath: dataPath).read().client(username) == nil else {
             throw OAuthError(.invalidRequest, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
         }
-        try document.update { registry in
-            guard !registry.users.contains(where: { $0.username == username }) else { throw OAuthError(.invalidRequest, "user \(username) already exists") }
-            registry.users.append(User(username: username, password: hash, created: now))
-        }
+    }
+
+    private static func exists(_ username: String) -> OAuthError {
+        OAuthError(.invalidRequest, "user \(username) already exists")
     }
 
     /// Removes a user and the consents they gave (a new user of the same name starts from none).
