@@ -74,15 +74,43 @@ struct AuthorizationCodeTests {
         #expect(try await fixture.store.record(for: grant.refreshToken!) == nil)
     }
 
-    @Test("THREATS B4: two concurrent exchanges of one code: exactly one succeeds")
+    /// The rule (docs/authorization-code.md, "A code used twice"): a second use of a code revokes everything
+    /// the code produced, whenever it arrives. So of concurrent exchanges at most one succeeds, and none
+    /// when a replay lands while the first is still in flight; no token is handed out already revoked.
+    @Test("THREATS B4: concurrent exchanges of one code: at most one succeeds, and the replays revoke what it got")
     func concurrentExchange() async throws {
         let fixture = Fixture()
         let code = try fixture.code()
-        let results = await withTaskGroup(of: Bool.self) { group in
-            for _ in 0..<16 { group.addTask { (try? await fixture.exchange(code)) != nil } }
-            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        let grants = await withTaskGroup(of: Grant?.self) { group in
+            for _ in 0..<16 { group.addTask { try? await fixture.exchange(code) } }
+            return await group.reduce(into: [Grant]()) { if let grant = $1 { $0.append(grant) } }
         }
-        #expect(results.filter { $0 }.count == 1)
+        #expect(grants.count <= 1)
+        for grant in grants {
+            // The other fifteen were replays: whichever came after it revoked its family.
+            #expect(try await fixture.store.isFamilyLive(try #require(grant.familyID)) == false)
+            #expect(try await fixture.store.record(for: try #require(grant.refreshToken)) == nil)
+        }
+        // One exchange took the code and started a family; a replay revoked it, in flight or after.
+        let statistics = await fixture.store.statistics()
+        #expect(statistics.families == 0 && statistics.revokedFamilies == 1, "\(statistics)")
+    }
+
+    @Test("THREATS B4: a replay while the first exchange is in flight fails, and that exchange fails too, revoking the family it started")
+    func replayDuringExchange() async throws {
+        let fixture = Fixture()
+        let code = try fixture.code()
+        // The first exchange has taken the code and is storing its family (the await in the grant)...
+        guard case .fresh = fixture.codes.redeem(code, clientID: "app") else { Issue.record("first redemption not fresh"); return }
+        // ...when the replay arrives: refused, and the code is marked so the first exchange learns it.
+        await expectInvalidGrant("replayed") { _ = try await fixture.exchange(code) }
+        let issued = try await fixture.store.issue(NewRefreshTokenFamily(clientID: "app", subject: "alice", scope: ["read"], authTime: fixture.clock.now,
+                                                                        policy: .standard))
+        #expect(fixture.codes.attach(familyID: issued.record.familyID, to: code), "the in-flight exchange must learn of the replay and fail")
+        // Without a replay, attaching says nothing is wrong.
+        let quiet = try fixture.code()
+        guard case .fresh = fixture.codes.redeem(quiet, clientID: "app") else { Issue.record("redemption not fresh"); return }
+        #expect(fixture.codes.attach(familyID: issued.record.familyID, to: quiet) == false)
     }
 
     @Test("THREATS B2, B5–B7: redirect_uri, expiry (60 s), another client, missing or wrong verifier, and a verifier without a challenge")
