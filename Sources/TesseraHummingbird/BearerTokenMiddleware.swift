@@ -102,8 +102,10 @@ public struct RequireScopesMiddleware<Context: AccessTokenRequestContext>: Route
 enum BearerResponses {
     static func refused(_ error: TokenVerificationError, realm: String?, requiredScopes: [String]) -> Response {
         let challenge = BearerChallenge.refused(error, realm: realm, requiredScopes: requiredScopes)
-        return json(status: .init(code: error.httpStatus), ["error": error.oauthError, "error_description": error.code.rawValue],
-                    challenge: challenge)
+        // The body says what the challenge says (RFC 6750 §3), with the scopes the route needs.
+        var body = ["error": error.oauthError, "error_description": error.wireDescription]
+        if error.code == .insufficientScope, !requiredScopes.isEmpty { body["scope"] = requiredScopes.joined(separator: " ") }
+        return json(status: .init(code: error.httpStatus), body, challenge: challenge)
     }
 
     static func unauthorized(challenge: String, body: [String: String]?) -> Response {
@@ -120,8 +122,8 @@ enum BearerResponses {
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
         if let challenge { headers[.wwwAuthenticate] = challenge }
-        let object = body.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\"\($0.value)\"" }.joined(separator: ",")
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: "{\(object)}")))
+        let bytes = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }
 

@@ -71,6 +71,10 @@ public struct TokenVerificationError: Error, Sendable, Equatable, CustomStringCo
 
     /// The HTTP status RFC 6750 §3.1 gives the error.
     public var httpStatus: Int { code == .insufficientScope ? 403 : 401 }
+
+    /// The `error_description` for the wire, in the challenge and in a response body alike: the failed
+    /// check's name (never the token, a key or the detailed message).
+    public var wireDescription: String { code == .insufficientScope ? "the token lacks a required scope" : code.rawValue }
 }
 
 /// Builds `WWW-Authenticate: Bearer …` challenges (RFC 6750 §3).
@@ -86,7 +90,7 @@ public enum BearerChallenge {
         var parts: [String] = []
         if let realm { parts.append(#"realm="\#(quoted(realm))""#) }
         parts.append(#"error="\#(error.oauthError)""#)
-        parts.append(#"error_description="\#(quoted(error.code == .insufficientScope ? "the token lacks a required scope" : "\(error.code)"))""#)
+        parts.append(#"error_description="\#(quoted(error.wireDescription))""#)
         if error.code == .insufficientScope, !requiredScopes.isEmpty {
             parts.append(#"scope="\#(quoted(requiredScopes.joined(separator: " ")))""#)
         }

@@ -45,6 +45,14 @@ struct ResourceServerEndToEndTests {
             #expect(status == .ok && body == #"["buy milk"]"#)
             let (meStatus, _, me) = try await Self.get(client, "/me", authorization: ["Bearer \(token)"])
             #expect(meStatus == .ok && me.contains(#""sub":"alice""#) && me.contains(#""scope":"notes:read""#))
+            // /me is JSON, labelled so, and escaped: a subject may hold a quote or a backslash.
+            let odd = try factory.token { $0["aud"] = .string("notes-api"); $0["sub"] = .string(#"al"i\ce"#) }
+            let (type, oddMe) = try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(odd)"]) { response in
+                (response.headers[.contentType], String(buffer: response.body))
+            }
+            #expect(type == "application/json")
+            let claims = try JSONSerialization.jsonObject(with: Data(oddMe.utf8)) as? [String: String]
+            #expect(claims?["sub"] == #"al"i\ce"#, "\(oddMe)")
         }
     }
 
@@ -69,9 +77,12 @@ struct ResourceServerEndToEndTests {
     func insufficientScope() async throws {
         try await Self.withResourceServer(try SigningKey.generate(.rs256)) { client, factory in
             let token = try factory.token { $0["aud"] = .string("notes-api"); $0["scope"] = .string("notes:read") }
-            let (status, challenge, _) = try await Self.get(client, "/notes", authorization: ["Bearer \(token)"], method: .post)
+            let (status, challenge, body) = try await Self.get(client, "/notes", authorization: ["Bearer \(token)"], method: .post)
             #expect(status == .forbidden)
             #expect(challenge == #"Bearer realm="notes", error="insufficient_scope", error_description="the token lacks a required scope", scope="notes:write""#)
+            // The body says what the header says.
+            let json = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String]
+            #expect(json == ["error": "insufficient_scope", "error_description": "the token lacks a required scope", "scope": "notes:write"], "\(body)")
         }
     }
 
