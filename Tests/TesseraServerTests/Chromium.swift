@@ -22,8 +22,9 @@ final class Chromium: @unchecked Sendable {
         return nil
     }
 
-    /// `.ci/run` sets TESSERA_REQUIRE_BROWSER=1: there a missing browser fails the test instead of skipping it.
-    static var required: Bool { ProcessInfo.processInfo.environment["TESSERA_REQUIRE_BROWSER"] == "1" }
+    /// A missing browser fails the browser test, locally as in CI: a suite that says "passed" has run it.
+    /// Whoever cannot install Chromium opts out in so many words with TESSERA_SKIP_BROWSER=1.
+    static var skipped: Bool { ProcessInfo.processInfo.environment["TESSERA_SKIP_BROWSER"] == "1" }
 
     private let pid: pid_t
     private let commands: Int32
@@ -38,7 +39,7 @@ final class Chromium: @unchecked Sendable {
     private var reaped = false
 
     init(log: String) throws {
-        guard let executable = Self.executable else { throw TestSupportError("no chromium on the PATH (Debian: apt-get install chromium)") }
+        guard let executable = Self.executable else { throw TestSupportError("no chromium on the PATH: install it (Debian: apt-get install chromium fonts-dejavu-core), or set TESSERA_SKIP_BROWSER=1 to skip this test") }
         profile = try TemporaryDirectory("tessera-chromium")
         var toBrowser: [Int32] = [0, 0], fromBrowser: [Int32] = [0, 0]
         // pipe2(O_CLOEXEC) is not visible from Swift: set close-on-exec right after (the children get
