@@ -1,0 +1,56 @@
+import Foundation
+import TesseraJOSE
+
+public struct TokenResponse: Sendable, Equatable {
+    public let accessToken: String
+    public let tokenType = "Bearer"
+    public let expiresIn: Int
+    public let refreshToken: String?
+    public let scope: String
+
+    /// The JSON members, in the order RFC 6749 §5.1 lists them.
+    public var json: JSONObject {
+        var object = JSONObject(["access_token": .string(accessToken), "token_type": .string(tokenType), "expires_in": .number(JSONNumber(expiresIn))])
+        if let refreshToken { object["refresh_token"] = .string(refreshToken) }
+        if !scope.isEmpty { object["scope"] = .string(scope) }
+        return object
+    }
+}
+
+/// `grant_type` to the handler registered for it, mint the access token.
+public struct TokenEndpoint: Sendable {
+    public let clients: @Sendable () throws -> ClientRegistry
+    public let handlers: [GrantType: any GrantHandler]
+    public let minter: AccessTokenMinter
+
+    public init(clients: @escaping @Sendable () throws -> ClientRegistry, handlers: [GrantType: any GrantHandler], minter: AccessTokenMinter) {
+        self.clients = clients
+        self.handlers = handlers
+        self.minter = minter
+    }
+
+    public func handle(_ request: TokenRequest) async throws -> TokenResponse {
+        let grantName = try request.required("grant_type")
+        let client = try authenticate(request, clients)
+        let grantType = GrantType(grantName)
+        guard let handler = handlers[grantType] else {
+            throw OAuthError(.unsupportedGrantType, "grant_type \(grantName.prefix(64)) is not supported")
+        }
+        guard client.allows(grantType) else {
+            throw OAuthError(.unauthorizedClient, "this client may not use grant_type \(grantType)")
+        }
+        let grant = try await handler.grant(request, client: client)
+        let (token, expiresIn) = try minter.mint(grant, client: client)
+        return TokenResponse(accessToken: token, expiresIn: expiresIn, refreshToken: grant.refreshToken?.rawValue,
+                             scope: grant.scope.joined(separator: " "))
+    }
+
+    /// RFC 6749 §3.3: the requested scope must be allowed; none requested means the client's defaults.
+    public static func resolveScope(_ requested: [String]?, for client: Client) throws -> [String] {
+        guard let requested else { return client.defaultScopes }
+        guard Set(requested).isSubset(of: Set(client.scopes)) else {
+            throw OAuthError(.invalidScope, "the requested scope is not allowed for this client")
+        }
+        return requested
+    }
+}

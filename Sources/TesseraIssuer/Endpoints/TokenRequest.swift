@@ -1,0 +1,37 @@
+import Foundation
+
+/// A token request's parameters (RFC 6749 §3.2): the form body, already checked by the server for
+/// repeated parameters and size, and the `Authorization` header if any.
+public struct TokenRequest: Sendable {
+    public var parameters: [String: String]
+    public var authorization: String?
+
+    public init(parameters: [String: String], authorization: String? = nil) {
+        self.parameters = parameters
+        self.authorization = authorization
+    }
+
+    public subscript(name: String) -> String? { parameters[name] }
+
+    /// A parameter that must be present and non-empty (RFC 6749 §5.2 `invalid_request` otherwise).
+    public func required(_ name: String) throws -> String {
+        guard let value = parameters[name], !value.isEmpty else {
+            throw OAuthError(.invalidRequest, "the \(name) parameter is missing")
+        }
+        return value
+    }
+
+    /// The `scope` parameter as scope tokens (RFC 6749 §3.3); nil when absent.
+    public func scope() throws -> [String]? {
+        try parameters["scope"].map(Self.parseScope)
+    }
+
+    /// RFC 6749 §3.3: scope tokens separated by single spaces; duplicates dropped, order kept.
+    static func parseScope(_ text: String) throws -> [String] {
+        let tokens = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        guard !text.isEmpty, tokens.allSatisfy(RefreshTokenLedger.isScopeToken) else {
+            throw OAuthError(.invalidScope, "scope must be scope tokens separated by single spaces (RFC 6749 §3.3)")
+        }
+        return RefreshTokenLedger.normalized(tokens)
+    }
+}
