@@ -24,10 +24,7 @@ public struct ServerConfiguration: Sendable {
     /// Whether the issuer URL is plain http, and whether its host is a loopback one (a development set-up,
     /// where the sign-in cookie cannot be Secure).
     var issuerIsPlainHTTP: Bool { URLComponents(string: issuerURL)?.scheme == "http" }
-    var issuerIsLoopback: Bool {
-        let host = URLComponents(string: issuerURL)?.host ?? ""
-        return host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
-    }
+    var issuerIsLoopback: Bool { isLoopbackHost(URLComponents(string: issuerURL)?.host ?? "") }
 
     /// The members a configuration file may set (JSON; documented in `docs/configuration.md`).
     struct File: Decodable {

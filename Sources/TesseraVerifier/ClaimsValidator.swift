@@ -72,23 +72,10 @@ enum ClaimsValidator {
             throw TokenVerificationError(.invalidClaim, "scope is \(value.typeName), not a space-separated string")
         }
         if scope.isEmpty { return [] }
-        var text = scope
-        let valid = text.withUTF8 { bytes -> Bool in
-            var previousWasSpace = true  // no leading space
-            for byte in bytes {
-                if byte == 0x20 {
-                    if previousWasSpace { return false }  // leading or double space
-                    previousWasSpace = true
-                } else if byte == 0x21 || (0x23...0x5B).contains(byte) || (0x5D...0x7E).contains(byte) {
-                    previousWasSpace = false
-                } else {
-                    return false
-                }
-            }
-            return !previousWasSpace  // no trailing space
+        guard let tokens = Scope.parse(scope) else {
+            throw TokenVerificationError(.invalidClaim, "scope is not a space-separated list of scope tokens")
         }
-        guard valid else { throw TokenVerificationError(.invalidClaim, "scope is not a space-separated list of scope tokens") }
-        return Set(scope.split(separator: " ").map(String.init))
+        return Set(tokens)
     }
 
     /// Checks every claim and builds the verified token.

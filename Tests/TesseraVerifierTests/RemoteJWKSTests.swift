@@ -235,6 +235,14 @@ struct RemoteJWKSTests {
         #expect(RemoteJWKSKeySource.metadataURL(forIssuer: "https://as.example?x=1") == nil)
         #expect(RemoteJWKSKeySource.isAcceptableKeyURL(URL(string: "http://127.0.0.1:8080/jwks")!))
         #expect(!RemoteJWKSKeySource.isAcceptableKeyURL(URL(string: "http://as.example/jwks")!))
+        // Plain http only on loopback: a DNS name that begins with "127." is anywhere on the network.
+        for url in ["http://localhost/j", "http://LOCALHOST:1/j", "http://[::1]:8/j", "http://127.255.0.9/j", "https://127.attacker.example/j"] {
+            #expect(RemoteJWKSKeySource.isAcceptableKeyURL(URL(string: url)!), "\(url)")
+        }
+        for url in ["http://127.attacker.example/j", "http://127.0.0.1.nip.io/j", "http://127.0.0/j", "http://127.0.0.256/j", "http://128.0.0.1/j",
+                    "http://localhost.example/j", "ftp://127.0.0.1/j"] {
+            #expect(!RemoteJWKSKeySource.isAcceptableKeyURL(URL(string: url)!), "\(url)")
+        }
     }
 
     @Test("Cache-Control lifetimes are clamped to 1 min … 24 h")

@@ -122,7 +122,7 @@ public struct Client: Codable, Sendable, Equatable {
         guard !grants.isEmpty, grants.allSatisfy(GrantType.all.contains) else {
             throw OAuthError(.invalidRequest, "client \(id): grants must be among \(GrantType.all.map(\.rawValue).joined(separator: ", "))")
         }
-        guard scopes.allSatisfy(RefreshTokenLedger.isScopeToken), Set(defaultScopes).isSubset(of: Set(scopes)) else {
+        guard scopes.allSatisfy(Scope.isToken), Set(defaultScopes).isSubset(of: Set(scopes)) else {
             throw OAuthError(.invalidRequest, "client \(id): scopes must be RFC 6749 §3.3 scope tokens, default scopes among them")
         }
         guard !audience.isEmpty, audience.utf8.count <= 1_024 else { throw OAuthError(.invalidRequest, "client \(id): audience must be 1 to 1,024 bytes") }

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraJOSE
 
 /// A token request's parameters (RFC 6749 §3.2): the form body, already checked by the server for
 /// repeated parameters and size, and the `Authorization` header if any.
@@ -28,10 +29,9 @@ public struct TokenRequest: Sendable {
 
     /// RFC 6749 §3.3: scope tokens separated by single spaces; duplicates dropped, order kept.
     static func parseScope(_ text: String) throws -> [String] {
-        let tokens = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
-        guard !text.isEmpty, tokens.allSatisfy(RefreshTokenLedger.isScopeToken) else {
+        guard let tokens = Scope.parse(text) else {
             throw OAuthError(.invalidScope, "scope must be scope tokens separated by single spaces (RFC 6749 §3.3)")
         }
-        return RefreshTokenLedger.normalized(tokens)
+        return tokens
     }
 }

@@ -209,7 +209,7 @@ struct RefreshTokenLedger {
     func planIssue(_ new: NewRefreshTokenFamily, now: Int64, familyID: [UInt8], secret: [UInt8]) throws -> (LedgerChange, IssuedRefreshToken) {
         let policy = try new.policy.validated()
         try Self.validate(new)
-        let scope = Self.normalized(new.scope).joined(separator: " ")
+        let scope = Scope.normalized(new.scope).joined(separator: " ")
         let token = RefreshToken(familyID: familyID, generation: 1, secret: secret)
         let entry = IssueEntry(
             key: FamilyKey(familyID: familyID), digest: TokenDigest(of: token), clientID: new.clientID,
@@ -363,16 +363,6 @@ struct RefreshTokenLedger {
         scope.split(separator: " ").map(String.init)
     }
 
-    static func normalized(_ scope: [String]) -> [String] {
-        var seen = Set<String>()
-        return scope.filter { seen.insert($0).inserted }
-    }
-
-    /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
-    static func isScopeToken(_ token: String) -> Bool {
-        !token.isEmpty && token.utf8.allSatisfy { $0 == 0x21 || (0x23...0x5B).contains($0) || (0x5D...0x7E).contains($0) }
-    }
-
     static func validate(_ new: NewRefreshTokenFamily) throws {
         guard !new.clientID.isEmpty, new.clientID.utf8.count <= NewRefreshTokenFamily.maximumClientIDLength else {
             throw RefreshTokenStoreError(.invalidRequest, "clientID must be 1 to \(NewRefreshTokenFamily.maximumClientIDLength) bytes")
@@ -380,10 +370,10 @@ struct RefreshTokenLedger {
         guard !new.subject.isEmpty, new.subject.utf8.count <= NewRefreshTokenFamily.maximumSubjectLength else {
             throw RefreshTokenStoreError(.invalidRequest, "subject must be 1 to \(NewRefreshTokenFamily.maximumSubjectLength) bytes")
         }
-        guard new.scope.allSatisfy(isScopeToken) else {
+        guard new.scope.allSatisfy(Scope.isToken) else {
             throw RefreshTokenStoreError(.invalidScope, "a scope token has characters RFC 6749 §3.3 does not allow")
         }
-        guard normalized(new.scope).joined(separator: " ").utf8.count <= NewRefreshTokenFamily.maximumScopeLength else {
+        guard Scope.normalized(new.scope).joined(separator: " ").utf8.count <= NewRefreshTokenFamily.maximumScopeLength else {
             throw RefreshTokenStoreError(.invalidRequest, "scope is longer than \(NewRefreshTokenFamily.maximumScopeLength) bytes")
         }
     }

@@ -107,9 +107,7 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
     static func isAcceptableKeyURL(_ url: URL) -> Bool {
         switch url.scheme?.lowercased() {
         case "https": return true
-        case "http":
-            let host = url.host?.lowercased() ?? ""
-            return host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+        case "http": return isLoopbackHost(url.host ?? "")
         default: return false
         }
     }
