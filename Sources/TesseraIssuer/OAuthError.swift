@@ -1,35 +1,9 @@
+import TesseraJOSE
 /// An OAuth error: what the client is told (`code`, `description`) kept apart from what the operator's
 /// log gets (`logMessage`). Codes mirror RFC 6749 §5.2 and RFC 6750 §3.1 exactly; only the server module
 /// turns them into HTTP statuses and headers.
-public struct OAuthError: Error, Sendable, CustomStringConvertible, Equatable {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        public let rawValue: String
-        public init(_ rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
-
-        // RFC 6749 §5.2
-        public static let invalidRequest = Code("invalid_request")
-        public static let invalidClient = Code("invalid_client")
-        public static let invalidGrant = Code("invalid_grant")
-        public static let unauthorizedClient = Code("unauthorized_client")
-        public static let unsupportedGrantType = Code("unsupported_grant_type")
-        public static let invalidScope = Code("invalid_scope")
-        // RFC 6750 §3.1
-        public static let invalidToken = Code("invalid_token")
-        public static let insufficientScope = Code("insufficient_scope")
-        // RFC 7009 §2.2.1
-        public static let unsupportedTokenType = Code("unsupported_token_type")
-        /// RFC 6749 §4.1.2.1 (an authorization-response code; the token endpoint uses it too, as 503):
-        /// the server could not do its part, such as a store that refuses writes.
-        public static let temporarilyUnavailable = Code("temporarily_unavailable")
-        // RFC 6749 §4.1.2.1
-        public static let accessDenied = Code("access_denied")
-        public static let unsupportedResponseType = Code("unsupported_response_type")
-        public static let serverError = Code("server_error")
-        // OpenID Connect Core §3.1.2.6 (answers to prompt=none)
-        public static let loginRequired = Code("login_required")
-        public static let consentRequired = Code("consent_required")
-    }
+public struct OAuthError: CodedError, CustomStringConvertible {
+    public typealias Code = ErrorCode<OAuthError>
 
     public let code: Code
     /// `error_description`: safe to show the client (no secret, no token, no internal detail).
@@ -42,6 +16,30 @@ public struct OAuthError: Error, Sendable, CustomStringConvertible, Equatable {
         self.description = description
         logMessage = log ?? description
     }
+}
 
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+/// The codes of `OAuthError`.
+extension ErrorCode where Domain == OAuthError {
+    // RFC 6749 §5.2
+    public static var invalidRequest: Self { Self("invalid_request") }
+    public static var invalidClient: Self { Self("invalid_client") }
+    public static var invalidGrant: Self { Self("invalid_grant") }
+    public static var unauthorizedClient: Self { Self("unauthorized_client") }
+    public static var unsupportedGrantType: Self { Self("unsupported_grant_type") }
+    public static var invalidScope: Self { Self("invalid_scope") }
+    // RFC 6750 §3.1
+    public static var invalidToken: Self { Self("invalid_token") }
+    public static var insufficientScope: Self { Self("insufficient_scope") }
+    // RFC 7009 §2.2.1
+    public static var unsupportedTokenType: Self { Self("unsupported_token_type") }
+    /// RFC 6749 §4.1.2.1 (an authorization-response code; the token endpoint uses it too, as 503):
+    /// the server could not do its part, such as a store that refuses writes.
+    public static var temporarilyUnavailable: Self { Self("temporarily_unavailable") }
+    // RFC 6749 §4.1.2.1
+    public static var accessDenied: Self { Self("access_denied") }
+    public static var unsupportedResponseType: Self { Self("unsupported_response_type") }
+    public static var serverError: Self { Self("server_error") }
+    // OpenID Connect Core §3.1.2.6 (answers to prompt=none)
+    public static var loginRequired: Self { Self("login_required") }
+    public static var consentRequired: Self { Self("consent_required") }
 }

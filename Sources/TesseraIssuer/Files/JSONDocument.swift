@@ -24,7 +24,7 @@ struct JSONDocument<Value: Codable & Equatable>: Sendable {
         let result = try body(&value)
         if value != before {
             let bytes = try KeyStore.encoder.encode(value) + Data("\n".utf8)
-            do { try directory.writeAtomically(name) { try writeAll($0, [UInt8](bytes)) } } catch let error as RefreshTokenStoreError {
+            do { try directory.writeAtomically(name) { try writeAll($0, [UInt8](bytes)) } } catch let error as FileError {
                 throw OAuthError(.temporarilyUnavailable, "cannot write \(folder)/\(name)", log: error.message)
             }
         }
@@ -45,7 +45,7 @@ struct JSONDocument<Value: Codable & Equatable>: Sendable {
     private func open(create: Bool, locking: SecureDirectory.Locking) throws -> SecureDirectory {
         do {
             return try SecureDirectory(path: folder, create: create, lockName: lockName, locking: locking, what: what, privateToOwner: true)
-        } catch let error as RefreshTokenStoreError {
+        } catch let error as FileError {
             throw OAuthError(.invalidRequest, error.message)
         }
     }

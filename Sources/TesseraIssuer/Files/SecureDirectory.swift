@@ -34,23 +34,23 @@ final class SecureDirectory: @unchecked Sendable {
         self.lockName = lockName
         var info = stat()
         if lstat(path, &info) != 0 {
-            guard errno == ENOENT, create else { throw Self.error(.badDirectory, "cannot inspect \(path)", errno) }
+            guard errno == ENOENT, create else { throw FileError.system("inspect", path, errno, code: .unsafe) }
             try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
                                                     withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw Self.error(.badDirectory, "cannot create \(path)", errno) }
-            guard lstat(path, &info) == 0 else { throw Self.error(.badDirectory, "cannot inspect \(path)", errno) }
+            guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw FileError.system("create", path, errno) }
+            guard lstat(path, &info) == 0 else { throw FileError.system("inspect", path, errno, code: .unsafe) }
         }
         guard info.st_mode & S_IFMT == S_IFDIR else {
-            throw RefreshTokenStoreError(.badDirectory, "\(path) is not a directory (a symlink is refused too); point the option at a folder")
+            throw FileError(.unsafe, path: path, operation: "open", "\(path) is not a directory (a symlink is refused too); point the option at a folder")
         }
         guard info.st_uid == geteuid() else {
-            throw RefreshTokenStoreError(.badDirectory, "\(path) belongs to another user (uid \(info.st_uid)); chown it to the service user")
+            throw FileError(.unsafe, path: path, operation: "open", "\(path) belongs to another user (uid \(info.st_uid)); chown it to the service user")
         }
         guard info.st_mode & (privateToOwner ? 0o077 : 0o022) == 0 else {
-            throw RefreshTokenStoreError(.badDirectory, "\(path) is \(privateToOwner ? "open to" : "writable by") group or others; run: chmod 700 \(path)")
+            throw FileError(.unsafe, path: path, operation: "open", "\(path) is \(privateToOwner ? "open to" : "writable by") group or others; run: chmod 700 \(path)")
         }
         fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw Self.error(.badDirectory, "cannot open \(path)", errno) }
+        guard fd >= 0 else { throw FileError.system("open", path, errno, code: .unsafe) }
         // If this throws, deinit still runs (every property is set) and closes `fd`: do not close it here.
         if locking != .none { try takeLock(wait: locking == .exclusiveWaiting, what: what) }
     }
@@ -74,7 +74,7 @@ final class SecureDirectory: @unchecked Sendable {
     /// process, and a second open in the same process would not conflict.
     private func takeLock(wait: Bool, what: String) throws {
         lockFD = openat(fd, lockName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else { throw Self.error(.badDirectory, "cannot open \(path)/\(lockName)", errno) }
+        guard lockFD >= 0 else { throw FileError.system("open", "\(path)/\(lockName)", errno, code: .unsafe) }
         var result: Int32
         repeat { result = flock(lockFD, wait ? LOCK_EX : LOCK_EX | LOCK_NB) } while result != 0 && errno == EINTR
         if result != 0 {
@@ -82,7 +82,7 @@ final class SecureDirectory: @unchecked Sendable {
             closeFile(lockFD)
             lockFD = -1
             let who = holder.isEmpty ? "another process" : "process \(holder)"
-            throw RefreshTokenStoreError(.locked, "\(what) \(path) is in use by \(who); stop it first (one process per store)")
+            throw FileError(.locked, path: path, operation: "lock", "\(what) \(path) is in use by \(who); stop it first")
         }
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(lockFD, 0)
@@ -96,7 +96,7 @@ final class SecureDirectory: @unchecked Sendable {
     /// Opens an existing regular file for reading or appending, refusing symlinks.
     func openFile(_ name: String, writable: Bool) throws -> Int32 {
         let file = openat(fd, name, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC)
-        guard file >= 0 else { throw Self.error(.badDirectory, "cannot open \(path)/\(name)", errno) }
+        guard file >= 0 else { throw FileError.system("open", "\(path)/\(name)", errno, code: .unsafe) }
         return file
     }
 
@@ -108,22 +108,22 @@ final class SecureDirectory: @unchecked Sendable {
         for existing in [temporary, name] {
             var info = stat()
             if fstatat(fd, existing, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT != S_IFREG {
-                throw RefreshTokenStoreError(.badDirectory, "\(path)/\(existing) is not a regular file (a symlink?); refusing to write through it")
+                throw FileError(.unsafe, path: "\(path)/\(existing)", operation: "write", "\(path)/\(existing) is not a regular file (a symlink?); refusing to write through it")
             }
         }
         _ = unlinkat(fd, temporary, 0)
         let file = openat(fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard file >= 0 else { throw Self.error(.unavailable, "cannot create \(path)/\(temporary)", errno) }
+        guard file >= 0 else { throw FileError.system("create", "\(path)/\(temporary)", errno) }
         do {
             try produce(file)
-            guard fsync(file) == 0 else { throw Self.error(.unavailable, "fsync of \(path)/\(temporary) failed", errno) }
+            guard fsync(file) == 0 else { throw FileError.system("fsync", "\(path)/\(temporary)", errno) }
             closeFile(file)
         } catch {
             closeFile(file)
             _ = unlinkat(fd, temporary, 0)
             throw error
         }
-        guard renameat(fd, temporary, fd, name) == 0 else { throw Self.error(.unavailable, "cannot rename \(temporary) to \(name) in \(path)", errno) }
+        guard renameat(fd, temporary, fd, name) == 0 else { throw FileError.system("rename", "\(path)/\(temporary)", errno) }
         try sync()
     }
 
@@ -133,12 +133,9 @@ final class SecureDirectory: @unchecked Sendable {
 
     /// fsync of the folder: makes creations, renames and removals in it durable (POSIX rename(2)).
     func sync() throws {
-        guard fsync(fd) == 0 else { throw Self.error(.unavailable, "fsync of the folder \(path) failed", errno) }
+        guard fsync(fd) == 0 else { throw FileError.system("fsync", path, errno) }
     }
 
-    static func error(_ code: RefreshTokenStoreError.Code, _ message: String, _ number: Int32) -> RefreshTokenStoreError {
-        RefreshTokenStoreError(code, "\(message): \(String(cString: strerror(number)))")
-    }
 }
 
 func closeFile(_ fd: Int32) {
@@ -153,7 +150,7 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
             let result = write(fd, buffer.baseAddress! + written, buffer.count - written)
             if result < 0 {
                 if errno == EINTR { continue }
-                throw SecureDirectory.error(.unavailable, "writing the refresh-token log failed", errno)
+                throw FileError.system("write", "descriptor \(fd)", errno)
             }
             written += result
         }
@@ -168,7 +165,7 @@ func readAll(_ fd: Int32, from offset: Int, maximum: Int) throws -> [UInt8] {
         let result = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + total, maximum - total, off_t(offset + total)) }
         if result < 0 {
             if errno == EINTR { continue }
-            throw SecureDirectory.error(.unavailable, "reading a store file failed", errno)
+            throw FileError.system("read", "descriptor \(fd)", errno)
         }
         if result == 0 { break }
         total += result
@@ -179,6 +176,6 @@ func readAll(_ fd: Int32, from offset: Int, maximum: Int) throws -> [UInt8] {
 
 func fileSize(_ fd: Int32) throws -> Int {
     var info = stat()
-    guard fstat(fd, &info) == 0 else { throw SecureDirectory.error(.unavailable, "cannot stat a store file", errno) }
+    guard fstat(fd, &info) == 0 else { throw FileError.system("stat", "descriptor \(fd)", errno) }
     return Int(info.st_size)
 }

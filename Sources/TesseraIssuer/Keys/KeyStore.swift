@@ -199,9 +199,10 @@ public struct KeyStore: Sendable {
         return try wrap { try readAll(fd, from: 0, maximum: Self.maximumFileSize) }
     }
 
+    /// Runs file-layer work for the key store: an unsafe folder or file is `insecure_permissions`, the rest `io_error`.
     func wrap<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch let error as RefreshTokenStoreError {
-            throw KeyStoreError(error.code == .badDirectory ? .insecurePermissions : .io, error.message.replacingOccurrences(of: "one process per store", with: "it holds the key ring's lock"))
+        do { return try body() } catch let error as FileError {
+            throw KeyStoreError(error.code == .unsafe ? .insecurePermissions : .io, error.message)
         }
     }
 

@@ -97,6 +97,8 @@ extension FileRefreshTokenStore {
                         directory: directory, base: base, through: newLog - 1, generation: newLog, now: now))
                 } catch let damage as StoreDamage {
                     continuation.resume(throwing: damage.error(in: directory.path))
+                } catch let error as FileError {
+                    continuation.resume(throwing: RefreshTokenStoreError(error))
                 } catch {
                     continuation.resume(throwing: error)
                 }

@@ -77,10 +77,11 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
     public init(directory path: String, options: Options = Options()) throws {
         self.options = options
         clock = options.clock
-        directory = try SecureDirectory(path: path)
+        let directory = try storeFiles { try SecureDirectory(path: path) }
+        self.directory = directory
         let state: StoreLoader.State
         do {
-            state = try StoreLoader(directory: directory, mode: .open, onEvent: options.onEvent).load()
+            state = try storeFiles { try StoreLoader(directory: directory, mode: .open, onEvent: options.onEvent).load() }
         } catch let damage as StoreDamage {
             throw damage.error(in: path)
         }
@@ -89,7 +90,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         logGeneration = state.logGeneration
         logBytesSinceSnapshot = state.logBytes
         currentLogBytes = state.lastLogBytes
-        logFD = try directory.openFile(StoreFileName.log(state.logGeneration), writable: true)
+        logFD = try storeFiles { try directory.openFile(StoreFileName.log(state.logGeneration), writable: true) }
         _ = lseek(logFD, 0, SEEK_END)
         // The writer holds the store until `close()`: a store that is opened must be closed.
         let thread = Thread { self.runFlusher() }
@@ -207,11 +208,12 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
             if !batch.isEmpty {
                 try writeAll(logFD, batch)
                 if options.durability == .fsync, fdatasync(logFD) != 0 {
-                    throw SecureDirectory.error(.unavailable, "fsync of the refresh-token log failed", errno)
+                    throw FileError.system("fsync", "the refresh-token log", errno)
                 }
             }
             return .success(switchingLog ? try switchLog() : nil)
         } catch {
+            if let error = error as? FileError { return .failure(RefreshTokenStoreError(error)) }
             return .failure(error as? RefreshTokenStoreError ?? RefreshTokenStoreError(.unavailable, "\(error)"))
         }
     }

@@ -1,3 +1,4 @@
+import TesseraJOSE
 import Foundation
 
 /// Where refresh-token families live: the one stateful part of the token service.
@@ -173,37 +174,8 @@ public struct RefreshTokenStoreStatistics: Sendable, Equatable {
 }
 
 /// The one error type of the refresh-token stores. Messages never carry a token.
-public struct RefreshTokenStoreError: Error, Sendable, CustomStringConvertible, Equatable {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        public let rawValue: String
-        public init(_ rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
-
-        /// Not a Tessera refresh token (wrong prefix, length or encoding).
-        public static let malformedToken = Code("malformed_token")
-        /// No family has this token (never issued, forged, or forgotten after it expired).
-        public static let unknownToken = Code("unknown_token")
-        /// The family was revoked (RFC 7009 request, reuse, or an operator).
-        public static let revoked = Code("revoked")
-        /// The family passed its idle or absolute lifetime.
-        public static let expired = Code("expired")
-        /// The token belongs to another client (RFC 6749 §6: bound to the client it was issued to).
-        public static let clientMismatch = Code("client_mismatch")
-        /// A token that was already rotated away was presented: its family is now revoked (RFC 9700 §4.14.2).
-        public static let reuseDetected = Code("reuse_detected")
-        /// The requested scope is not within the family's scope (RFC 6749 §6).
-        public static let invalidScope = Code("invalid_scope")
-        /// A bad argument (policy out of range, field too long or empty).
-        public static let invalidRequest = Code("invalid_request")
-        /// The store cannot accept writes: an I/O error (fsync, disk full) made it read-only until restart.
-        public static let unavailable = Code("store_unavailable")
-        /// Another process holds the store's lock.
-        public static let locked = Code("store_locked")
-        /// A file of the store is damaged somewhere other than its torn tail.
-        public static let corrupt = Code("store_corrupt")
-        /// The store's folder or files cannot be used (permissions, symlinks, not a directory, ...).
-        public static let badDirectory = Code("store_bad_directory")
-    }
+public struct RefreshTokenStoreError: CodedError, CustomStringConvertible {
+    public typealias Code = ErrorCode<RefreshTokenStoreError>
 
     public let code: Code
     /// For logs: which check failed, which file and offset. Never a token.
@@ -218,6 +190,48 @@ public struct RefreshTokenStoreError: Error, Sendable, CustomStringConvertible, 
     }
 
     public var description: String { "\(code): \(message)" }
+}
 
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+/// The codes of `RefreshTokenStoreError`.
+extension ErrorCode where Domain == RefreshTokenStoreError {
+    /// Not a Tessera refresh token (wrong prefix, length or encoding).
+    public static var malformedToken: Self { Self("malformed_token") }
+    /// No family has this token (never issued, forged, or forgotten after it expired).
+    public static var unknownToken: Self { Self("unknown_token") }
+    /// The family was revoked (RFC 7009 request, reuse, or an operator).
+    public static var revoked: Self { Self("revoked") }
+    /// The family passed its idle or absolute lifetime.
+    public static var expired: Self { Self("expired") }
+    /// The token belongs to another client (RFC 6749 §6: bound to the client it was issued to).
+    public static var clientMismatch: Self { Self("client_mismatch") }
+    /// A token that was already rotated away was presented: its family is now revoked (RFC 9700 §4.14.2).
+    public static var reuseDetected: Self { Self("reuse_detected") }
+    /// The requested scope is not within the family's scope (RFC 6749 §6).
+    public static var invalidScope: Self { Self("invalid_scope") }
+    /// A bad argument (policy out of range, field too long or empty).
+    public static var invalidRequest: Self { Self("invalid_request") }
+    /// The store cannot accept writes: an I/O error (fsync, disk full) made it read-only until restart.
+    public static var unavailable: Self { Self("store_unavailable") }
+    /// Another process holds the store's lock.
+    public static var locked: Self { Self("store_locked") }
+    /// A file of the store is damaged somewhere other than its torn tail.
+    public static var corrupt: Self { Self("store_corrupt") }
+    /// The store's folder or files cannot be used (permissions, symlinks, not a directory, ...).
+    public static var badDirectory: Self { Self("store_bad_directory") }
+}
+
+extension RefreshTokenStoreError {
+    /// The store's reading of a file-layer failure: an unusable folder, another process's lock, or I/O.
+    init(_ error: FileError) {
+        switch error.code {
+        case .locked: self.init(.locked, error.message + " (one process per store)")
+        case .unsafe: self.init(.badDirectory, error.message)
+        default: self.init(.unavailable, error.message)
+        }
+    }
+}
+
+/// Runs file-layer work for the store, its failures reported as the store's own errors.
+func storeFiles<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as FileError { throw RefreshTokenStoreError(error) }
 }

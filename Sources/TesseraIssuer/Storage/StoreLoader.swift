@@ -119,7 +119,7 @@ struct StoreLoader {
                 let cut = (file: name, offset: offset, bytes: size - offset)
                 if mode == .open {
                     guard ftruncate(fd, off_t(offset)) == 0, fsync(fd) == 0 else {
-                        throw SecureDirectory.error(.unavailable, "cannot truncate the torn tail of \(directory.path)/\(name)", errno)
+                        throw FileError.system("truncate the torn tail of", "\(directory.path)/\(name)", errno)
                     }
                     onEvent?(.tornTailDropped(file: name, offset: offset, bytes: size - offset))
                 }

@@ -37,9 +37,9 @@ extension FileRefreshTokenStore {
     /// Reads the whole store and reports on it, changing nothing. Throws `corrupt` naming the file and
     /// offset of any damage, and `locked` while a server holds the store.
     public static func check(directory path: String) throws -> RefreshTokenStoreReport {
-        let directory = try SecureDirectory(path: path, create: false)
+        let directory = try storeFiles { try SecureDirectory(path: path, create: false) }
         do {
-            let state = try StoreLoader(directory: directory, mode: .check).load()
+            let state = try storeFiles { try StoreLoader(directory: directory, mode: .check).load() }
             return RefreshTokenStoreReport(
                 directory: path, files: state.files.filter { $0 != SecureDirectory.lockName }, families: state.ledger.liveCount,
                 revokedFamilies: state.ledger.count - state.ledger.liveCount, records: state.records,
@@ -56,7 +56,7 @@ extension FileRefreshTokenStore {
     /// or rotation would bring a dead token back to life.
     public static func repair(directory path: String, revokeEveryFamily: Bool = true) async throws -> RefreshTokenStoreRepair {
         var actions: [String] = []
-        do {
+        try storeFiles {
             let directory = try SecureDirectory(path: path, create: false)
             for _ in 0..<1_000 {
                 do {
@@ -88,7 +88,7 @@ extension FileRefreshTokenStore {
             // A snapshot is all or nothing; the families in it are lost, which fails closed.
             let aside = damage.file + ".damaged"
             guard renameat(directory.fd, damage.file, directory.fd, aside) == 0 else {
-                throw SecureDirectory.error(.unavailable, "cannot move \(damage.file) aside", errno)
+                throw FileError.system("move aside", "\(directory.path)/\(damage.file)", errno)
             }
             if kind == .log {
                 try StoreLoader.createLog(directory, generation)
@@ -107,7 +107,7 @@ extension FileRefreshTokenStore {
             let aside = "\(damage.file).damaged-\(offset)"
             try directory.writeAtomically(aside) { try writeAll($0, rest) }
             guard ftruncate(fd, off_t(offset)) == 0, fsync(fd) == 0 else {
-                throw SecureDirectory.error(.unavailable, "cannot truncate \(damage.file)", errno)
+                throw FileError.system("truncate", "\(directory.path)/\(damage.file)", errno)
             }
             return "\(damage.file) \(damage.detail): kept the \(offset) bytes before it, moved \(rest.count) bytes to \(aside)"
         }
