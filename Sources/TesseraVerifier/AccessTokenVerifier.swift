@@ -30,14 +30,14 @@ public struct AccessTokenVerifier: Sendable {
         public init(issuer: String, audience: String) { self.init(issuer: issuer, audiences: [audience]) }
 
         func validate() throws {
-            guard !issuer.isEmpty else { throw VerifierConfigurationError("the expected issuer is empty") }
+            guard !issuer.isEmpty else { throw VerifierConfigurationError(.invalidConfiguration, "the expected issuer is empty") }
             guard !audiences.isEmpty, !audiences.contains("") else {
-                throw VerifierConfigurationError("at least one non-empty accepted audience is required")
+                throw VerifierConfigurationError(.invalidConfiguration, "at least one non-empty accepted audience is required")
             }
-            guard !allowedAlgorithms.isEmpty else { throw VerifierConfigurationError("no algorithm is allowed") }
-            guard leeway >= 0, leeway <= 600 else { throw VerifierConfigurationError("leeway must be between 0 and 600 seconds") }
+            guard !allowedAlgorithms.isEmpty else { throw VerifierConfigurationError(.invalidConfiguration, "no algorithm is allowed") }
+            guard leeway >= 0, leeway <= 600 else { throw VerifierConfigurationError(.invalidConfiguration, "leeway must be between 0 and 600 seconds") }
             guard maximumTokenSize >= 512, maximumTokenSize <= 1 << 20 else {
-                throw VerifierConfigurationError("maximum token size must be between 512 bytes and 1 MiB")
+                throw VerifierConfigurationError(.invalidConfiguration, "maximum token size must be between 512 bytes and 1 MiB")
             }
         }
     }
@@ -56,7 +56,7 @@ public struct AccessTokenVerifier: Sendable {
     public init(configuration: Configuration, keys: VerificationKeySet) throws {
         try configuration.validate()
         guard keys.keys.contains(where: { configuration.allowedAlgorithms.contains($0.algorithm) }) else {
-            throw VerifierConfigurationError("none of the trusted keys is for an allowed algorithm")
+            throw VerifierConfigurationError(.noUsableKey, "none of the trusted keys is for an allowed algorithm")
         }
         self.configuration = configuration
         self.keySource = StaticKeySource(keys)
@@ -108,8 +108,27 @@ public struct AccessTokenVerifier: Sendable {
     }
 }
 
-/// A verifier configured wrongly: raised when it is created, never per request.
-public struct VerifierConfigurationError: Error, Sendable, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+/// A verifier configured wrongly: raised when it is created, never per request. The code says which part.
+public struct VerifierConfigurationError: CodedError, CustomStringConvertible {
+    public typealias Code = ErrorCode<VerifierConfigurationError>
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+/// The codes of `VerifierConfigurationError`.
+extension ErrorCode where Domain == VerifierConfigurationError {
+    /// An issuer, audience, algorithm list, leeway or size bound out of range.
+    public static var invalidConfiguration: Self { Self("invalid_configuration") }
+    /// A JWK Set file that cannot be read, or is larger than 1 MiB.
+    public static var unreadableKeys: Self { Self("unreadable_keys") }
+    /// Keys that are not a usable JWK Set, or none usable for an allowed algorithm.
+    public static var noUsableKey: Self { Self("no_usable_key") }
 }

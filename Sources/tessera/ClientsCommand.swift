@@ -4,7 +4,8 @@ import TesseraIssuer
 
 func clientCall<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let error as OAuthError { throw CLIError(error.logMessage) }
-    catch let error as KeyStoreError { throw CLIError(error.message) }
+    catch let error as RegistrationError { throw CLIError(error.message) }
+    catch let error as KeyStoreError { throw CLIError(Hint.message(error)) }
 }
 
 /// Prints rows under a header, each column as wide as its widest cell (two spaces between columns).

@@ -11,7 +11,7 @@ func commandNow() -> Date {
 }
 
 func keyStoreCall<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let error as KeyStoreError { throw CLIError(error.message) }
+    do { return try body() } catch let error as KeyStoreError { throw CLIError(Hint.message(error)) }
     catch let error as JOSEError { throw CLIError(error.message) }
 }
 

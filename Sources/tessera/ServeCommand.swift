@@ -48,7 +48,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             service = try TokenService(configuration: configuration, logger: logger)
         } catch {
-            throw CLIError("cannot start: \(error)")
+            throw CLIError("cannot start: " + Hint.message(error, data: configuration.dataPath))
         }
         signal(SIGHUP, SIG_IGN)
         let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())

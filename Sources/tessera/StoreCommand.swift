@@ -29,7 +29,7 @@ struct StoreCommand: AsyncParsableCommand {
         var json = false
 
         func run() throws {
-            let report = try storeCall { try FileRefreshTokenStore.check(directory: StoreCommand.storePath(data)) }
+            let report = try storeCall(data: data) { try FileRefreshTokenStore.check(directory: StoreCommand.storePath(data)) }
             if json {
                 var object: [String: Any] = [
                     "directory": report.directory, "files": report.files, "families": report.families,
@@ -68,7 +68,7 @@ struct StoreCommand: AsyncParsableCommand {
         var keepFamilies = false
 
         func run() async throws {
-            let repair = try await storeCallAsync { try await FileRefreshTokenStore.repair(directory: StoreCommand.storePath(data), revokeEveryFamily: !keepFamilies) }
+            let repair = try await storeCallAsync(data: data) { try await FileRefreshTokenStore.repair(directory: StoreCommand.storePath(data), revokeEveryFamily: !keepFamilies) }
             for action in repair.actions { print(action) }
             if keepFamilies, repair.actions != ["nothing to repair"] {
                 printError("warning: families were kept; a token revoked or rotated after the damage point may be accepted again")
@@ -105,7 +105,7 @@ struct StoreCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let count = try await storeCallAsync {
+            let count = try await storeCallAsync(data: data) {
                 let store = try FileRefreshTokenStore(directory: StoreCommand.storePath(data))
                 defer { store.close() }
                 if all { return try await store.revokeAllFamilies() }
@@ -117,10 +117,10 @@ struct StoreCommand: AsyncParsableCommand {
     }
 }
 
-private func storeCall<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let error as RefreshTokenStoreError { throw CLIError(error.message) }
+private func storeCall<T>(data: String, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as RefreshTokenStoreError { throw CLIError(Hint.message(error, data: data)) }
 }
 
-private func storeCallAsync<T>(_ body: () async throws -> T) async throws -> T {
-    do { return try await body() } catch let error as RefreshTokenStoreError { throw CLIError(error.message) }
+private func storeCallAsync<T>(data: String, _ body: () async throws -> T) async throws -> T {
+    do { return try await body() } catch let error as RefreshTokenStoreError { throw CLIError(Hint.message(error, data: data)) }
 }

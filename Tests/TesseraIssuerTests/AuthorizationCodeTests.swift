@@ -51,14 +51,8 @@ struct AuthorizationCodeTests {
     }
 
     func expectInvalidGrant(_ log: String, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async {
-        do {
-            try await body()
-            Issue.record("expected invalid_grant", sourceLocation: sourceLocation)
-        } catch let error as OAuthError {
-            #expect(error.code == .invalidGrant && error.logMessage.contains(log), "\(error.logMessage)", sourceLocation: sourceLocation)
-        } catch {
-            Issue.record("\(error)", sourceLocation: sourceLocation)
-        }
+        guard let error = await expectError(OAuthError.Code.invalidGrant, sourceLocation: sourceLocation, body) else { return }
+        #expect(error.logMessage.contains(log), "\(error.logMessage)", sourceLocation: sourceLocation)
     }
 
     @Test("RFC 6749 §4.1.3: a code exchanges once for a refresh family bound to the user; a replay fails and revokes that family")

@@ -25,17 +25,10 @@ struct ClientTests {
     }
 
     func expectOAuthError(_ code: OAuthError.Code, log: String? = nil, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
-        do {
-            try body()
-            Issue.record("expected \(code)", sourceLocation: sourceLocation)
-        } catch let error as OAuthError {
-            #expect(error.code == code, "\(error.logMessage)", sourceLocation: sourceLocation)
-            if let log { #expect(error.logMessage.contains(log), "\(error.logMessage)", sourceLocation: sourceLocation) }
-            if code == .invalidClient { #expect(error.description == "client authentication failed", sourceLocation: sourceLocation) }
-            #expect(!error.description.contains(secret) && !error.logMessage.contains(secret), sourceLocation: sourceLocation)
-        } catch {
-            Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
-        }
+        guard let error = expectError(code, sourceLocation: sourceLocation, body) else { return }
+        if let log { #expect(error.logMessage.contains(log), "\(error.logMessage)", sourceLocation: sourceLocation) }
+        if code == .invalidClient { #expect(error.description == "client authentication failed", sourceLocation: sourceLocation) }
+        #expect(!error.description.contains(secret) && !error.logMessage.contains(secret), sourceLocation: sourceLocation)
     }
 
     @Test("RFC 6749 §2.3.1: client_secret_basic (form-urlencoded inside), client_secret_post, and none for public clients")
@@ -69,26 +62,30 @@ struct ClientTests {
     @Test("Registration rules: ids, public clients without secrets or client_credentials, scopes, redirect URIs (RFC 6749 §3.1.2), lifetimes")
     func validation() throws {
         let base = registry.clients[0]
-        let cases: [(String, (inout Client) -> Void)] = [
-            ("id with a colon", { $0.id = "a:b" }), ("empty id", { $0.id = "" }),
-            ("no secret", { $0.secretDigest = nil }), ("short digest", { $0.secretDigest = "abc" }),
-            ("public with secret", { $0.type = .public }),
-            ("public client_credentials", { $0.type = .public; $0.secretDigest = nil }),
-            ("unknown grant", { $0.grants = [GrantType("implicit")] }), ("no grant", { $0.grants = [] }),
-            ("bad scope", { $0.scopes = ["a b"] }), ("default outside allowed", { $0.defaultScopes = ["admin"] }),
-            ("empty audience", { $0.audience = "" }), ("lifetime", { $0.accessTokenLifetime = 0 }),
-            ("retry window", { $0.refreshTokens.retryWindow = 61 }),
-            ("fragment", { $0.redirectURIs = ["https://a.example/cb#x"] }), ("relative", { $0.redirectURIs = ["/cb"] }),
-            ("code without redirect", { $0.grants = [.authorizationCode] }),
+        let cases: [(String, RegistrationError.Code, (inout Client) -> Void)] = [
+            ("id with a colon", .invalidClientID, { $0.id = "a:b" }), ("empty id", .invalidClientID, { $0.id = "" }),
+            ("no secret", .invalidSecret, { $0.secretDigest = nil }), ("short digest", .invalidSecret, { $0.secretDigest = "abc" }),
+            ("public with secret", .invalidSecret, { $0.type = .public }),
+            ("public client_credentials", .publicClientCredentials, { $0.type = .public; $0.secretDigest = nil }),
+            ("unknown grant", .invalidGrants, { $0.grants = [GrantType("implicit")] }), ("no grant", .invalidGrants, { $0.grants = [] }),
+            ("bad scope", .invalidScopes, { $0.scopes = ["a b"] }), ("default outside allowed", .invalidScopes, { $0.defaultScopes = ["admin"] }),
+            ("empty audience", .invalidAudience, { $0.audience = "" }), ("lifetime", .invalidLifetime, { $0.accessTokenLifetime = 0 }),
+            ("retry window", .invalidLifetime, { $0.refreshTokens.retryWindow = 61 }),
+            ("fragment", .invalidRedirectURI, { $0.redirectURIs = ["https://a.example/cb#x"] }),
+            ("relative", .invalidRedirectURI, { $0.redirectURIs = ["/cb"] }),
+            ("code without redirect", .missingRedirectURI, { $0.grants = [.authorizationCode] }),
         ]
-        for (label, change) in cases {
+        for (label, code, change) in cases {
             var client = base
             change(&client)
-            #expect(throws: OAuthError.self, "\(label)") { try client.validate() }
+            expectError(code, "\(label)") { try client.validate() }
         }
         var duplicate = registry
         duplicate.clients.append(base)
-        #expect(throws: OAuthError.self) { try duplicate.validate() }
+        expectError(RegistrationError.Code.duplicateClientID) { try duplicate.validate() }
+        var future = registry
+        future.version = 2
+        expectError(RegistrationError.Code.unsupportedVersion) { try future.validate() }
         try registry.validate()
     }
 

@@ -55,21 +55,8 @@ final class StoreFixture: @unchecked Sendable {
     }
 }
 
-/// Expects `body` to throw a `RefreshTokenStoreError` with `code`; returns it.
-@discardableResult
-func expectStoreError(_ code: RefreshTokenStoreError.Code, sourceLocation: SourceLocation = #_sourceLocation,
-                      _ body: () async throws -> Void) async -> RefreshTokenStoreError? {
-    do {
-        try await body()
-        Issue.record("expected \(code), nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as RefreshTokenStoreError {
-        #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation)
-        return error
-    } catch {
-        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
+/// The store's codes, named so `expectError` knows which error type is meant (FileError has some of the same names).
+typealias StoreCode = RefreshTokenStoreError.Code
 
 @Suite("RefreshTokenStore conformance (in-memory and file)")
 struct StoreConformanceTests {
@@ -112,15 +99,15 @@ struct StoreConformanceTests {
         let second = try await fixture.rotate(first)
         let third = try await fixture.rotate(second)
         let familyID = try #require(try await fixture.store.record(for: third)).familyID
-        let error = await expectStoreError(.reuseDetected) { _ = try await fixture.rotate(first) }
+        let error = await expectError(StoreCode.reuseDetected) { _ = try await fixture.rotate(first) }
         #expect(error?.familyID == familyID)
         #expect(error.map { !$0.message.contains(first.rawValue) } == true)
         // The live token of the family died with it; earlier tokens are still recognised as reuse.
-        await expectStoreError(.revoked) { _ = try await fixture.rotate(third) }
-        await expectStoreError(.reuseDetected) { _ = try await fixture.rotate(second) }
+        await expectError(StoreCode.revoked) { _ = try await fixture.rotate(third) }
+        await expectError(StoreCode.reuseDetected) { _ = try await fixture.rotate(second) }
         #expect(try await fixture.store.record(for: third) == nil)
         try fixture.reopen()
-        await expectStoreError(.revoked) { _ = try await fixture.rotate(third) }
+        await expectError(StoreCode.revoked) { _ = try await fixture.rotate(third) }
         #expect(await fixture.store.statistics().families == 0)
         #expect(await fixture.store.statistics().revokedFamilies == 1)
     }
@@ -173,8 +160,8 @@ struct StoreConformanceTests {
     func scopeNarrowing(_ kind: StoreKind) async throws {
         let fixture = try StoreFixture(kind)
         let token = try await fixture.issue(scope: ["read", "write", "admin"])
-        await expectStoreError(.invalidScope) { _ = try await fixture.store.rotate(token, clientID: "app", scope: ["read", "delete"]) }
-        await expectStoreError(.invalidScope) { _ = try await fixture.store.rotate(token, clientID: "app", scope: []) }
+        await expectError(StoreCode.invalidScope) { _ = try await fixture.store.rotate(token, clientID: "app", scope: ["read", "delete"]) }
+        await expectError(StoreCode.invalidScope) { _ = try await fixture.store.rotate(token, clientID: "app", scope: []) }
         // A refused scope did not spend the token.
         #expect(try await fixture.store.record(for: token)?.state == .live)
         let narrowed = try await fixture.store.rotate(token, clientID: "app", scope: ["admin", "read"])
@@ -200,14 +187,14 @@ struct StoreConformanceTests {
         let record = try #require(try await fixture.store.record(for: token))
         #expect(record.expiresAt == record.familyExpiresAt)
         fixture.clock.advance(103)
-        await expectStoreError(.expired) { _ = try await fixture.rotate(token) }
+        await expectError(StoreCode.expired) { _ = try await fixture.rotate(token) }
         #expect(try await fixture.store.record(for: token) == nil)
 
         let idle = try await fixture.issue(policy: policy)
         fixture.clock.advance(299)
         #expect(try await fixture.store.record(for: idle)?.state == .live)
         fixture.clock.advance(1)
-        await expectStoreError(.expired) { _ = try await fixture.rotate(idle) }
+        await expectError(StoreCode.expired) { _ = try await fixture.rotate(idle) }
         #expect(try await fixture.store.forgetExpired() == 2)
         #expect(await fixture.store.statistics().families == 0)
     }
@@ -223,19 +210,19 @@ struct StoreConformanceTests {
         #expect(retry.isRetry && retry.successor.token == first.successor.token && retry.grantedScope == ["read"])
         #expect(retry.successor.record == first.successor.record)
         fixture.clock.advance(1)
-        await expectStoreError(.reuseDetected) { _ = try await fixture.store.rotate(token, clientID: "app", scope: nil) }
-        await expectStoreError(.revoked) { _ = try await fixture.rotate(first.successor.token) }
+        await expectError(StoreCode.reuseDetected) { _ = try await fixture.store.rotate(token, clientID: "app", scope: nil) }
+        await expectError(StoreCode.revoked) { _ = try await fixture.rotate(first.successor.token) }
 
         // Once the successor was used, a retry of its predecessor is reuse even inside the window.
         let other = try await fixture.issue(policy: RefreshTokenPolicy(retryWindow: 60))
         let next = try await fixture.rotate(other)
         _ = try await fixture.rotate(next)
-        await expectStoreError(.reuseDetected) { _ = try await fixture.rotate(other) }
+        await expectError(StoreCode.reuseDetected) { _ = try await fixture.rotate(other) }
 
         // Without a window (the default) a replay is reuse at once.
         let plain = try await fixture.issue()
         _ = try await fixture.rotate(plain)
-        await expectStoreError(.reuseDetected) { _ = try await fixture.rotate(plain) }
+        await expectError(StoreCode.reuseDetected) { _ = try await fixture.rotate(plain) }
     }
 
     @Test("RFC 7009 §2.1: revoking a token ends its family; only the owning client may", arguments: StoreKind.allCases)
@@ -244,14 +231,14 @@ struct StoreConformanceTests {
         let first = try await fixture.issue()
         let second = try await fixture.rotate(first)
         let bystander = try await fixture.issue(subject: "bob")
-        await expectStoreError(.clientMismatch) { _ = try await fixture.store.revokeFamily(of: second, clientID: "other") }
+        await expectError(StoreCode.clientMismatch) { _ = try await fixture.store.revokeFamily(of: second, clientID: "other") }
         #expect(try await fixture.store.revokeFamily(of: first, clientID: "app"))  // a stale token of the family still ends it
         #expect(try await fixture.store.revokeFamily(of: second, clientID: "app") == false)
-        await expectStoreError(.revoked) { _ = try await fixture.rotate(second) }
-        await expectStoreError(.reuseDetected) { _ = try await fixture.rotate(first) }
+        await expectError(StoreCode.revoked) { _ = try await fixture.rotate(second) }
+        await expectError(StoreCode.reuseDetected) { _ = try await fixture.rotate(first) }
         #expect(try await fixture.store.revokeFamily(of: RefreshToken("not-a-token"), clientID: "app") == false)
         try fixture.reopen()
-        await expectStoreError(.revoked) { _ = try await fixture.rotate(second) }
+        await expectError(StoreCode.revoked) { _ = try await fixture.rotate(second) }
         #expect(try await fixture.store.record(for: bystander)?.state == .live)
     }
 
@@ -278,21 +265,21 @@ struct StoreConformanceTests {
     func plainFailures(_ kind: StoreKind) async throws {
         let fixture = try StoreFixture(kind)
         let token = try await fixture.issue()
-        await expectStoreError(.clientMismatch) { _ = try await fixture.rotate(token, client: "other") }
-        await expectStoreError(.malformedToken) { _ = try await fixture.rotate(RefreshToken("")) }
-        await expectStoreError(.malformedToken) { _ = try await fixture.rotate(RefreshToken(token.rawValue + "A")) }
-        await expectStoreError(.malformedToken) { _ = try await fixture.rotate(RefreshToken("xyz_" + token.rawValue.dropFirst(4))) }
-        await expectStoreError(.malformedToken) { _ = try await fixture.rotate(RefreshToken(String(repeating: "A", count: 1 << 20))) }
+        await expectError(StoreCode.clientMismatch) { _ = try await fixture.rotate(token, client: "other") }
+        await expectError(StoreCode.malformedToken) { _ = try await fixture.rotate(RefreshToken("")) }
+        await expectError(StoreCode.malformedToken) { _ = try await fixture.rotate(RefreshToken(token.rawValue + "A")) }
+        await expectError(StoreCode.malformedToken) { _ = try await fixture.rotate(RefreshToken("xyz_" + token.rawValue.dropFirst(4))) }
+        await expectError(StoreCode.malformedToken) { _ = try await fixture.rotate(RefreshToken(String(repeating: "A", count: 1 << 20))) }
         // Same family and generation, wrong secret: a forgery, not reuse — the family survives.
         var bytes = try Base64URL.decode(String(token.rawValue.dropFirst(4)))
         bytes[40] ^= 1
-        await expectStoreError(.unknownToken) { _ = try await fixture.rotate(RefreshToken("tsr_" + Base64URL.encode(bytes))) }
+        await expectError(StoreCode.unknownToken) { _ = try await fixture.rotate(RefreshToken("tsr_" + Base64URL.encode(bytes))) }
         // A generation from the future is unknown too.
         bytes[40] ^= 1
         bytes[19] = 9
-        await expectStoreError(.unknownToken) { _ = try await fixture.rotate(RefreshToken("tsr_" + Base64URL.encode(bytes))) }
+        await expectError(StoreCode.unknownToken) { _ = try await fixture.rotate(RefreshToken("tsr_" + Base64URL.encode(bytes))) }
         let fresh = RefreshToken(familyID: try SecureRandom.bytes(count: 16), generation: 1, secret: try SecureRandom.bytes(count: 32))
-        await expectStoreError(.unknownToken) { _ = try await fixture.rotate(fresh) }
+        await expectError(StoreCode.unknownToken) { _ = try await fixture.rotate(fresh) }
         #expect(try await fixture.store.record(for: token)?.state == .live)
         _ = try await fixture.rotate(token)
     }
@@ -300,16 +287,16 @@ struct StoreConformanceTests {
     @Test("Bad input is refused with a specific code: policies, field lengths, RFC 6749 §3.3 scope characters", arguments: StoreKind.allCases)
     func badInput(_ kind: StoreKind) async throws {
         let fixture = try StoreFixture(kind)
-        await expectStoreError(.invalidRequest) { _ = try await fixture.issue(policy: RefreshTokenPolicy(retryWindow: 61)) }
-        await expectStoreError(.invalidRequest) { _ = try await fixture.issue(policy: RefreshTokenPolicy(absoluteLifetime: 10, idleLifetime: 20)) }
-        await expectStoreError(.invalidRequest) { _ = try await fixture.issue(policy: RefreshTokenPolicy(absoluteLifetime: 0)) }
-        await expectStoreError(.invalidRequest) { _ = try await fixture.issue(client: "") }
-        await expectStoreError(.invalidRequest) { _ = try await fixture.issue(client: String(repeating: "c", count: 256)) }
-        await expectStoreError(.invalidRequest) { _ = try await fixture.issue(subject: String(repeating: "s", count: 1_025)) }
-        await expectStoreError(.invalidRequest) { _ = try await fixture.issue(scope: (0..<1_000).map { "scope\($0)" }) }
-        await expectStoreError(.invalidScope) { _ = try await fixture.issue(scope: ["read write"]) }
-        await expectStoreError(.invalidScope) { _ = try await fixture.issue(scope: ["quote\""]) }
-        await expectStoreError(.invalidScope) { _ = try await fixture.issue(scope: [""]) }
+        await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(policy: RefreshTokenPolicy(retryWindow: 61)) }
+        await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(policy: RefreshTokenPolicy(absoluteLifetime: 10, idleLifetime: 20)) }
+        await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(policy: RefreshTokenPolicy(absoluteLifetime: 0)) }
+        await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(client: "") }
+        await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(client: String(repeating: "c", count: 256)) }
+        await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(subject: String(repeating: "s", count: 1_025)) }
+        await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(scope: (0..<1_000).map { "scope\($0)" }) }
+        await expectError(StoreCode.invalidScope) { _ = try await fixture.issue(scope: ["read write"]) }
+        await expectError(StoreCode.invalidScope) { _ = try await fixture.issue(scope: ["quote\""]) }
+        await expectError(StoreCode.invalidScope) { _ = try await fixture.issue(scope: [""]) }
         #expect(await fixture.store.statistics().families == 0)
         let token = try await fixture.issue(subject: "ünïcødé ✓", scope: ["read", "read", "write"])
         #expect(try await fixture.store.record(for: token)?.scope == ["read", "write"])
@@ -327,7 +314,7 @@ struct StoreConformanceTests {
         #expect(forward.successor.record.issuedAt == issuedAt + 3_600)
         fixture.clock.advance(-3_600)
         // The clock went back an hour: a retry now is not "within 60 s" of a rotation an hour ahead.
-        await expectStoreError(.reuseDetected) { _ = try await fixture.rotate(token) }
+        await expectError(StoreCode.reuseDetected) { _ = try await fixture.rotate(token) }
 
         let second = try await fixture.issue()
         fixture.clock.advance(-3_600)

@@ -42,13 +42,8 @@ struct EndpointFixture {
 
     func expectError(_ code: OAuthError.Code, _ parameters: [String: String], authorization: String? = nil,
                      sourceLocation: SourceLocation = #_sourceLocation) async {
-        do {
-            _ = try await endpoint.handle(TokenRequest(parameters: parameters, authorization: authorization))
-            Issue.record("expected \(code)", sourceLocation: sourceLocation)
-        } catch let error as OAuthError {
-            #expect(error.code == code, "\(error.logMessage)", sourceLocation: sourceLocation)
-        } catch {
-            Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
+        await TesseraTestSupport.expectError(code, sourceLocation: sourceLocation) {
+            try await endpoint.handle(TokenRequest(parameters: parameters, authorization: authorization))
         }
     }
 }

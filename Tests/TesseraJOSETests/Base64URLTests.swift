@@ -31,28 +31,28 @@ struct Base64URLTests {
 
     @Test("padding is rejected")
     func padding() {
-        expectJOSEError(.invalidBase64URL) { try Base64URL.decode("Zg==") }
-        expectJOSEError(.invalidBase64URL) { try Base64URL.decode("Zm8=") }
+        expectError(.invalidBase64URL) { try Base64URL.decode("Zg==") }
+        expectError(.invalidBase64URL) { try Base64URL.decode("Zm8=") }
     }
 
     @Test("characters outside the alphabet are rejected: + / space newline ? !")
     func foreignCharacters() {
         for text in ["+_8A", "/_8A", "Zm 9v", "Zm9v\n", "Zm9?", "Zm9!", "Zm9v\u{00e9}"] {
-            expectJOSEError(.invalidBase64URL, "\(text)") { try Base64URL.decode(text) }
+            expectError(.invalidBase64URL, "\(text)") { try Base64URL.decode(text) }
         }
     }
 
     @Test("RFC 4648 §3.5: non-zero trailing bits are rejected (one spelling per byte string)")
     func trailingBits() {
         #expect(throws: Never.self) { try Base64URL.decode("Zg") }
-        expectJOSEError(.invalidBase64URL) { try Base64URL.decode("Zh") }
+        expectError(.invalidBase64URL) { try Base64URL.decode("Zh") }
         #expect(throws: Never.self) { try Base64URL.decode("Zm8") }
-        expectJOSEError(.invalidBase64URL) { try Base64URL.decode("Zm9") }
+        expectError(.invalidBase64URL) { try Base64URL.decode("Zm9") }
     }
 
     @Test("a length of 1 mod 4 is rejected")
     func impossibleLength() {
-        expectJOSEError(.invalidBase64URL) { try Base64URL.decode("Z") }
-        expectJOSEError(.invalidBase64URL) { try Base64URL.decode("Zm9vY") }
+        expectError(.invalidBase64URL) { try Base64URL.decode("Z") }
+        expectError(.invalidBase64URL) { try Base64URL.decode("Zm9vY") }
     }
 }

@@ -10,20 +10,6 @@ extension Vectors {
     static func jwks(_ object: Any) throws -> JWKSet { try JWKSet(jsonBytes: try data(object)) }
 }
 
-/// Asserts that `body` throws a `JOSEError` with exactly `code`.
-func expectJOSEError<T>(_ code: JOSEError.Code, _ comment: Comment? = nil,
-                        sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> T) {
-    do {
-        _ = try body()
-        Issue.record("expected \(code), nothing was thrown. \(comment.map { "\($0)" } ?? "")", sourceLocation: sourceLocation)
-    } catch let error as JOSEError {
-        #expect(error.code == code, "expected \(code), got \(error). \(comment.map { "\($0)" } ?? "")",
-                sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
-    }
-}
-
 /// The result of verifying a token with a set: the error code, or nil when it verified.
 func verificationOutcome(_ token: String, _ keys: VerificationKeySet) -> JOSEError.Code? {
     do {

@@ -340,7 +340,7 @@ struct TokenEndpointThreatTests {
         defer { fixture.close() }
         let data = fixture.service.configuration.dataPath
         let family = try await fixture.service.refreshTokens.issue(NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read"], authTime: Date()))
-        #expect(throws: OAuthError.self) { try UserStore(dataPath: data).add("svc", password: "a long password", now: Date()) }
+        expectError(RegistrationError.Code.nameTaken) { try UserStore(dataPath: data).add("svc", password: "a long password", now: Date()) }
         try ClientStore(dataPath: data).update { $0.clients.removeAll { $0.id == "svc" } }
         try await fixture.run { client in
             let reply = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)

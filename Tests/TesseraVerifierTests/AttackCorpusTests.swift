@@ -139,7 +139,7 @@ struct AttackCorpusTests {
         let set = JWKSet(keys: [try JWK(jsonBytes: try Vectors.data(weak["jwks_entry"]!))])
         let keys = try VerificationKeySet(jwks: set)
         #expect(keys.keys.isEmpty && keys.skipped.map(\.error.code) == [.weakKey])
-        #expect(throws: VerifierConfigurationError.self) {
+        expectError(VerifierConfigurationError.Code.noUsableKey) {
             try AccessTokenVerifier(configuration: .init(issuer: "https://issuer.example", audience: "https://rs.example"), keys: keys)
         }
     }

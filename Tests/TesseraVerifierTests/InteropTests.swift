@@ -15,7 +15,7 @@ struct InteropTests {
     static func peer(_ request: [String: Any]) async throws -> [String: Any] {
         let python = try await runChild("/usr/bin/env", ["python3", script], stdin: try JSONSerialization.data(withJSONObject: request))
         guard python.status == 0, let answer = try JSONSerialization.jsonObject(with: Data(python.out.utf8)) as? [String: Any] else {
-            throw VerifierConfigurationError("python peer failed (is joserfc / PyJWT installed?): \(python.err.suffix(500))")
+            throw TestSupportError("python peer failed (is joserfc / PyJWT installed?): \(python.err.suffix(500))")
         }
         return answer
     }

@@ -181,3 +181,41 @@ public final class ServerThreads: TaskExecutor, @unchecked Sendable {
 public func onServerThreads<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
     try await withTaskExecutorPreference(ServerThreads.shared, operation: body)
 }
+
+import Testing
+
+/// Expects `body` to throw an `E` with exactly `code` (a different code, another error type, or nothing
+/// thrown is a failure at the caller's line); returns the error for further checks.
+@discardableResult
+public func expectError<E: CodedError, T>(_ code: ErrorCode<E>, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+                                          _ body: () throws -> T) -> E? where E.Domain == E {
+    do {
+        _ = try body()
+    } catch {
+        return check(error, code, comment, sourceLocation)
+    }
+    Issue.record("expected \(code), nothing was thrown. \(comment.map { "\($0)" } ?? "")", sourceLocation: sourceLocation)
+    return nil
+}
+
+/// `expectError` for asynchronous work.
+@discardableResult
+public func expectError<E: CodedError, T>(_ code: ErrorCode<E>, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+                                          _ body: () async throws -> T) async -> E? where E.Domain == E {
+    do {
+        _ = try await body()
+    } catch {
+        return check(error, code, comment, sourceLocation)
+    }
+    Issue.record("expected \(code), nothing was thrown. \(comment.map { "\($0)" } ?? "")", sourceLocation: sourceLocation)
+    return nil
+}
+
+private func check<E: CodedError>(_ error: any Error, _ code: ErrorCode<E>, _ comment: Comment?, _ sourceLocation: SourceLocation) -> E? where E.Domain == E {
+    guard let typed = error as? E else {
+        Issue.record("expected \(code), got \(type(of: error)): \(error). \(comment.map { "\($0)" } ?? "")", sourceLocation: sourceLocation)
+        return nil
+    }
+    #expect(typed.code == code, "expected \(code), got \(typed). \(comment.map { "\($0)" } ?? "")", sourceLocation: sourceLocation)
+    return typed
+}

@@ -106,41 +106,41 @@ public struct Client: Codable, Sendable, Equatable {
     /// The rules a registration must follow; the CLI and a hand-edited file are held to the same ones.
     public func validate() throws {
         guard Self.isValidID(id) else {
-            throw OAuthError(.invalidRequest, "client_id must be 1 to 255 characters of A–Z a–z 0–9 . _ ~ -")
+            throw RegistrationError(.invalidClientID, "client_id must be 1 to 255 characters of A–Z a–z 0–9 . _ ~ -")
         }
         switch type {
         case .confidential:
             guard let secretDigest, (try? Base64URL.decode(secretDigest))?.count == 32 else {
-                throw OAuthError(.invalidRequest, "confidential client \(id) has no valid secret_sha256")
+                throw RegistrationError(.invalidSecret, "confidential client \(id) has no valid secret_sha256")
             }
         case .public:
-            guard secretDigest == nil else { throw OAuthError(.invalidRequest, "public client \(id) must not have a secret") }
+            guard secretDigest == nil else { throw RegistrationError(.invalidSecret, "public client \(id) must not have a secret") }
             guard !allows(.clientCredentials) else {
-                throw OAuthError(.invalidRequest, "public client \(id) cannot use client_credentials: that grant needs a secret (RFC 6749 §4.4)")
+                throw RegistrationError(.publicClientCredentials, "public client \(id) cannot use client_credentials: that grant needs a secret (RFC 6749 §4.4)")
             }
         }
         guard !grants.isEmpty, grants.allSatisfy(GrantType.all.contains) else {
-            throw OAuthError(.invalidRequest, "client \(id): grants must be among \(GrantType.all.map(\.rawValue).joined(separator: ", "))")
+            throw RegistrationError(.invalidGrants, "client \(id): grants must be among \(GrantType.all.map(\.rawValue).joined(separator: ", "))")
         }
         guard scopes.allSatisfy(Scope.isToken), Set(defaultScopes).isSubset(of: Set(scopes)) else {
-            throw OAuthError(.invalidRequest, "client \(id): scopes must be RFC 6749 §3.3 scope tokens, default scopes among them")
+            throw RegistrationError(.invalidScopes, "client \(id): scopes must be RFC 6749 §3.3 scope tokens, default scopes among them")
         }
-        guard !audience.isEmpty, audience.utf8.count <= 1_024 else { throw OAuthError(.invalidRequest, "client \(id): audience must be 1 to 1,024 bytes") }
+        guard !audience.isEmpty, audience.utf8.count <= 1_024 else { throw RegistrationError(.invalidAudience, "client \(id): audience must be 1 to 1,024 bytes") }
         guard (1...86_400).contains(accessTokenLifetime) else {
-            throw OAuthError(.invalidRequest, "client \(id): access_token_lifetime must be 1 to 86,400 seconds")
+            throw RegistrationError(.invalidLifetime, "client \(id): access_token_lifetime must be 1 to 86,400 seconds")
         }
         do { _ = try refreshTokens.validated() } catch let error as RefreshTokenStoreError {
-            throw OAuthError(.invalidRequest, "client \(id): \(error.message)")
+            throw RegistrationError(.invalidLifetime, "client \(id): \(error.message)")
         }
         for uri in redirectURIs {
             // RFC 6749 §3.1.2: an absolute URI without a fragment.
             guard let components = URLComponents(string: uri), let scheme = components.scheme, !scheme.isEmpty,
                   components.fragment == nil, uri.utf8.count <= 2_048 else {
-                throw OAuthError(.invalidRequest, "client \(id): redirect URI \(uri) must be absolute and have no fragment (RFC 6749 §3.1.2)")
+                throw RegistrationError(.invalidRedirectURI, "client \(id): redirect URI \(uri) must be absolute and have no fragment (RFC 6749 §3.1.2)")
             }
         }
         if allows(.authorizationCode), redirectURIs.isEmpty {
-            throw OAuthError(.invalidRequest, "client \(id): authorization_code needs at least one redirect URI")
+            throw RegistrationError(.missingRedirectURI, "client \(id): authorization_code needs at least one redirect URI")
         }
     }
 

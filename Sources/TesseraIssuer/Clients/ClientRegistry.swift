@@ -11,10 +11,10 @@ public struct ClientRegistry: Codable, Sendable, Equatable {
     public func client(_ id: String) -> Client? { clients.first { $0.id == id } }
 
     public func validate() throws {
-        guard version == 1 else { throw OAuthError(.invalidRequest, "clients.json version \(version) is not supported (this build reads 1)") }
+        guard version == 1 else { throw RegistrationError(.unsupportedVersion, "clients.json version \(version) is not supported (this build reads 1)") }
         var seen = Set<String>()
         for client in clients {
-            guard seen.insert(client.id).inserted else { throw OAuthError(.invalidRequest, "client_id \(client.id) appears twice") }
+            guard seen.insert(client.id).inserted else { throw RegistrationError(.duplicateClientID, "client_id \(client.id) appears twice") }
             try client.validate()
         }
     }

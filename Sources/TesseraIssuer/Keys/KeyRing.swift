@@ -134,7 +134,7 @@ public struct KeyRing: Codable, Sendable, Equatable {
     /// Throws unless a new key of `algorithm` may sign at once: only when none of its algorithm is active.
     public func checkActivation(_ algorithm: JWSAlgorithm) throws {
         if let current = active(algorithm) {
-            throw KeyStoreError(.rotationNotAllowed, "an \(algorithm.name) key (\(current.kid)) is already active: a new key may only sign once published for \(policy.publishDelay) s; use `tessera keys generate` then `tessera keys rotate` (or `rotate --force`)")
+            throw KeyStoreError(.rotationNotAllowed, "an \(algorithm.name) key (\(current.kid)) is already active: a new key may only sign once published for \(policy.publishDelay) s")
         }
     }
 
@@ -165,7 +165,7 @@ public struct KeyRing: Codable, Sendable, Equatable {
     /// Withdraws a key at once (compromise): it leaves the JWKS and never signs again.
     public mutating func revoke(_ kid: String, now: Date) throws -> KeyRingEntry {
         guard let index = keys.firstIndex(where: { $0.kid == kid }) else {
-            throw KeyStoreError(.unknownKid, "no key with kid \(kid); `tessera keys list` shows the key ring")
+            throw KeyStoreError(.unknownKid, "no key with kid \(kid)", kid: kid)
         }
         guard keys[index].state != .revoked else { return keys[index] }
         keys[index].state = .revoked

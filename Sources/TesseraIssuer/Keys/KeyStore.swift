@@ -35,7 +35,7 @@ public struct KeyStore: Sendable {
 
     private func read(in directory: SecureDirectory) throws -> KeyRing {
         guard let bytes = try readFile(Self.manifestName, in: directory, requirePrivate: false) else {
-            throw KeyStoreError(.noKeyRing, "\(path) has no \(Self.manifestName); create a key with `tessera keys generate --alg ES256 --activate`")
+            throw KeyStoreError(.noKeyRing, "\(path) has no \(Self.manifestName)")
         }
         let ring: KeyRing
         do {
@@ -60,7 +60,7 @@ public struct KeyStore: Sendable {
     func signingKey(_ entry: KeyRingEntry, in directory: SecureDirectory) throws -> SigningKey {
         guard let algorithm = entry.algorithm else { throw KeyStoreError(.badManifest, "key \(entry.kid): unknown algorithm \(entry.alg)") }
         guard let bytes = try readFile(entry.file, in: directory, requirePrivate: true) else {
-            throw KeyStoreError(.badKeyFile, "\(path)/\(entry.file) (key \(entry.kid)) is missing; restore it, or `tessera keys revoke \(entry.kid)`")
+            throw KeyStoreError(.badKeyFile, "\(path)/\(entry.file) (key \(entry.kid)) is missing", kid: entry.kid)
         }
         let text = String(decoding: bytes, as: UTF8.self)
         do {
@@ -159,7 +159,7 @@ public struct KeyStore: Sendable {
     func open(create: Bool, locking: SecureDirectory.Locking) throws -> SecureDirectory {
         try wrap {
             if !create, !FileManager.default.fileExists(atPath: path) {
-                throw KeyStoreError(.noKeyRing, "there is no key folder at \(path); create a key with `tessera keys generate --alg ES256 --activate` (or pass --keys DIR)")
+                throw KeyStoreError(.noKeyRing, "there is no key folder at \(path)")
             }
             return try SecureDirectory(path: path, create: create, lockName: Self.lockName, locking: locking,
                                        what: "the key ring", privateToOwner: true)
@@ -169,7 +169,7 @@ public struct KeyStore: Sendable {
     private func checkKeyFile(_ key: KeyRingEntry, in directory: SecureDirectory) throws {
         var info = stat()
         guard fstatat(directory.fd, key.file, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
-            throw KeyStoreError(.badKeyFile, "\(path)/\(key.file) (key \(key.kid), \(key.state.rawValue)) is missing; restore it from a backup, or `tessera keys revoke \(key.kid)`")
+            throw KeyStoreError(.badKeyFile, "\(path)/\(key.file) (key \(key.kid), \(key.state.rawValue)) is missing", kid: key.kid)
         }
         try checkPrivate(info, key.file)
     }

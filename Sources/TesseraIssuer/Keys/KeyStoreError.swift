@@ -7,10 +7,13 @@ public struct KeyStoreError: CodedError, CustomStringConvertible {
 
     public let code: Code
     public let message: String
+    /// The key concerned, when there is one (a missing key file, an unknown kid).
+    public let kid: String?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, kid: String? = nil) {
         self.code = code
         self.message = message
+        self.kid = kid
     }
 
     public var description: String { "\(code): \(message)" }

@@ -110,7 +110,7 @@ public final class SigningKeyRing: @unchecked Sendable {
         var signers: [String: SigningKey] = [:]
         for entry in ring.activeKeys { signers[entry.alg] = try store.signingKey(entry) }
         guard !signers.isEmpty else {
-            throw KeyStoreError(.noActiveKey, "the key ring has no active key; `tessera keys rotate --force` or `tessera keys generate --activate`")
+            throw KeyStoreError(.noActiveKey, "the key ring has no active key")
         }
         let jwks = try store.publishedJWKS(ring)
         let json = jwks.jsonString

@@ -192,8 +192,6 @@ struct StoreDamage: Error {
     let detail: String
 
     func error(in directory: String) -> RefreshTokenStoreError {
-        // The CLI's --data is the data folder; the store is its `refresh-tokens` subfolder.
-        let data = URL(fileURLWithPath: directory).deletingLastPathComponent().path
-        return RefreshTokenStoreError(.corrupt, "\(directory)/\(file) \(detail); the store was not opened. Inspect with `tessera store check --data \(data)`; `tessera store repair --data \(data)` keeps everything before the damage and revokes every family")
+        RefreshTokenStoreError(.corrupt, "\(directory)/\(file) \(detail); the store was not opened")
     }
 }

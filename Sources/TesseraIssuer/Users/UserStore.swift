@@ -59,7 +59,7 @@ public struct UserStore: Sendable {
     public func add(_ username: String, password: String, now: Date) throws {
         // The name's problems first: "already exists" is the answer to give, not a complaint about the password.
         try checkNewUsername(username)
-        guard (8...1_024).contains(password.utf8.count) else { throw OAuthError(.invalidRequest, "a password is 8 to 1,024 bytes") }
+        guard (8...1_024).contains(password.utf8.count) else { throw RegistrationError(.invalidPassword, "a password is 8 to 1,024 bytes") }
         try add(username, passwordHash: try Self.hash(password), now: now)
     }
 
@@ -68,7 +68,7 @@ public struct UserStore: Sendable {
     public func add(_ username: String, passwordHash hash: String, now: Date) throws {
         try checkNewUsername(username)
         guard PasswordHash(hash) != nil else {
-            throw OAuthError(.invalidRequest, "the hash must be scrypt$logN$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash with at least \(PasswordHash.minimumPBKDF2Iterations) iterations")
+            throw RegistrationError(.invalidPasswordHash, "the hash must be scrypt$logN$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash with at least \(PasswordHash.minimumPBKDF2Iterations) iterations")
         }
         try document.update { registry in
             guard !registry.users.contains(where: { $0.username == username }) else { throw Self.exists(username) }
@@ -79,17 +79,17 @@ public struct UserStore: Sendable {
     /// A valid name, not taken by a user or a client (checked again under the lock when the user is written).
     private func checkNewUsername(_ username: String) throws {
         guard Self.isValidUsername(username) else {
-            throw OAuthError(.invalidRequest, "a username is 1 to 255 characters without spaces, control characters or ':'")
+            throw RegistrationError(.invalidUsername, "a username is 1 to 255 characters without spaces, control characters or ':'")
         }
         guard try !users().contains(where: { $0.username == username }) else { throw Self.exists(username) }
         // THREATS B13: a client's own tokens carry sub = client_id; a user of the same name would be confusable.
         guard try ClientStore(dataPath: dataPath).read().client(username) == nil else {
-            throw OAuthError(.invalidRequest, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
+            throw RegistrationError(.nameTaken, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
         }
     }
 
-    private static func exists(_ username: String) -> OAuthError {
-        OAuthError(.invalidRequest, "user \(username) already exists")
+    private static func exists(_ username: String) -> RegistrationError {
+        RegistrationError(.userExists, "user \(username) already exists")
     }
 
     /// Removes a user and the consents they gave (a new user of the same name starts from none).

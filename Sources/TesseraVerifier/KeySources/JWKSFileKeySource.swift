@@ -27,7 +27,10 @@ public final class JWKSFileKeySource: KeySource, @unchecked Sendable {
         self.checkInterval = checkInterval
         self.logger = logger
         self.clock = .system
-        let stamp = try Self.stamp(path)
+        let stamp: Stamp
+        do { stamp = try Self.stamp(path) } catch {
+            throw VerifierConfigurationError(.unreadableKeys, "cannot read the JWK Set file \(path)")
+        }
         let keys = try Self.load(path, allowedAlgorithms: allowedAlgorithms, logger: logger)
         state = Locked(State(keys: keys, stamp: stamp, lastCheck: clock.now()))
     }
@@ -71,9 +74,9 @@ public final class JWKSFileKeySource: KeySource, @unchecked Sendable {
         do {
             data = try Data(contentsOf: url)
         } catch {
-            throw VerifierConfigurationError("cannot read the JWK Set file \(path)")
+            throw VerifierConfigurationError(.unreadableKeys, "cannot read the JWK Set file \(path)")
         }
-        guard data.count <= maximumFileSize else { throw VerifierConfigurationError("\(path) is larger than 1 MiB") }
+        guard data.count <= maximumFileSize else { throw VerifierConfigurationError(.unreadableKeys, "\(path) is larger than 1 MiB") }
         let keys = try keySet(fromJWKS: [UInt8](data), origin: path, allowedAlgorithms: allowedAlgorithms, logger: logger)
         return keys
     }
@@ -86,11 +89,11 @@ func keySet(fromJWKS bytes: [UInt8], origin: String, allowedAlgorithms: Set<JWSA
     do {
         keys = try VerificationKeySet(jwks: try JWKSet(jsonBytes: bytes), algorithms: allowedAlgorithms)
     } catch let error as JOSEError {
-        throw VerifierConfigurationError("\(origin) is not a usable JWK Set: \(error.message)")
+        throw VerifierConfigurationError(.noUsableKey, "\(origin) is not a usable JWK Set: \(error.message)")
     }
     for skipped in keys.skipped {
         logger?(KeySourceEvent(level: .warning, message: "\(origin): key \(skipped.keyID.map { String($0.prefix(64)) } ?? "without kid") left out: \(skipped.error.message)"))
     }
-    guard !keys.keys.isEmpty else { throw VerifierConfigurationError("\(origin) holds no usable verification key") }
+    guard !keys.keys.isEmpty else { throw VerifierConfigurationError(.noUsableKey, "\(origin) holds no usable verification key") }
     return keys
 }

@@ -74,7 +74,7 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
     public convenience init(issuer: String, allowedAlgorithms: Set<JWSAlgorithm>? = nil, policy: Policy = Policy(),
                             http: any HTTPGetter = URLSessionHTTPGetter.shared, logger: KeySourceLogger? = nil) throws {
         guard let metadata = Self.metadataURL(forIssuer: issuer) else {
-            throw VerifierConfigurationError("the issuer is not an http(s) URL without query or fragment")
+            throw VerifierConfigurationError(.invalidConfiguration, "the issuer is not an http(s) URL without query or fragment")
         }
         self.init(.discovery(issuer: issuer, metadata: metadata), allowedAlgorithms, policy, http, logger, .system)
     }
