@@ -69,7 +69,8 @@ public func buildApplication(_ service: TokenService, logger: Logger = Logger(la
 
     let configuration = ApplicationConfiguration(address: .hostname(service.configuration.host, port: service.configuration.port),
                                                  serverName: "tessera")
-    return Application(router: router, configuration: configuration,
+    // Background work runs as services of the application: started with it, stopped on graceful shutdown.
+    return Application(router: router, configuration: configuration, services: [KeyRingWatcher(keys: service.keys)],
                        onServerRunning: { channel in await onListening(channel.localAddress?.port ?? service.configuration.port) },
                        logger: logger)
 }

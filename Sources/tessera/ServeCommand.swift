@@ -50,28 +50,19 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw CLIError("cannot start: " + Hint.message(error, data: configuration.dataPath))
         }
-        signal(SIGHUP, SIG_IGN)
-        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        hangup.setEventHandler { service.keys.reload() }
-        hangup.resume()
         // Nothing is announced and no demo client registered before the port is bound: a start that fails
         // (a port in use) must not print a secret for a server that never ran.
         let app = buildApplication(service, logger: logger) { [logger, configuration] port in
             logger.notice("tessera listening", metadata: ["address": .string("\(configuration.host):\(port)"), "issuer": .string(configuration.issuerURL)])
             announceDemoClient(service, logger: logger)
         }
+        // The key ring's watcher (SIGHUP and polling) runs as a service of the application.
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await service.keys.watch() }
-                try await app.runService()
-                group.cancelAll()
-            }
+            try await app.runService()
         } catch {
-            hangup.cancel()
             service.close()
             throw CLIError(describeStartFailure(error, configuration: configuration) ?? "\(error)")
         }
-        hangup.cancel()
         service.close()
         logger.notice("tessera stopped; the refresh-token store is flushed and closed")
     }
