@@ -103,7 +103,7 @@ let package = Package(
         // Helpers shared by the test targets (vector loading, hex, token tampering); not a product.
         .target(
             name: "TesseraTestSupport",
-            dependencies: ["TesseraJOSE"],
+            dependencies: ["TesseraJOSE", "TesseraVerifier"],
             path: "Tests/TestSupport"
         ),
         // Child process for the refresh-token store's crash tests: rotates until killed.
@@ -135,6 +135,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Interop/authlib_client.py"]
+        ),
+        .testTarget(
+            name: "TesseraHummingbirdTests",
+            dependencies: [
+                "TesseraHummingbird",
+                "TesseraVerifier",
+                "TesseraTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
         ),
         .testTarget(
             name: "TesseraVerifierTests",

@@ -31,28 +31,28 @@ struct Base64URLTests {
 
     @Test("padding is rejected")
     func padding() {
-        expectError(.invalidBase64URL) { try Base64URL.decode("Zg==") }
-        expectError(.invalidBase64URL) { try Base64URL.decode("Zm8=") }
+        expectError(JOSEError.Code.invalidBase64URL) { try Base64URL.decode("Zg==") }
+        expectError(JOSEError.Code.invalidBase64URL) { try Base64URL.decode("Zm8=") }
     }
 
     @Test("characters outside the alphabet are rejected: + / space newline ? !")
     func foreignCharacters() {
         for text in ["+_8A", "/_8A", "Zm 9v", "Zm9v\n", "Zm9?", "Zm9!", "Zm9v\u{00e9}"] {
-            expectError(.invalidBase64URL, "\(text)") { try Base64URL.decode(text) }
+            expectError(JOSEError.Code.invalidBase64URL, "\(text)") { try Base64URL.decode(text) }
         }
     }
 
     @Test("RFC 4648 §3.5: non-zero trailing bits are rejected (one spelling per byte string)")
     func trailingBits() {
         #expect(throws: Never.self) { try Base64URL.decode("Zg") }
-        expectError(.invalidBase64URL) { try Base64URL.decode("Zh") }
+        expectError(JOSEError.Code.invalidBase64URL) { try Base64URL.decode("Zh") }
         #expect(throws: Never.self) { try Base64URL.decode("Zm8") }
-        expectError(.invalidBase64URL) { try Base64URL.decode("Zm9") }
+        expectError(JOSEError.Code.invalidBase64URL) { try Base64URL.decode("Zm9") }
     }
 
     @Test("a length of 1 mod 4 is rejected")
     func impossibleLength() {
-        expectError(.invalidBase64URL) { try Base64URL.decode("Z") }
-        expectError(.invalidBase64URL) { try Base64URL.decode("Zm9vY") }
+        expectError(JOSEError.Code.invalidBase64URL) { try Base64URL.decode("Z") }
+        expectError(JOSEError.Code.invalidBase64URL) { try Base64URL.decode("Zm9vY") }
     }
 }

@@ -34,7 +34,7 @@ struct ConcurrencyTests {
         let members = (0..<5000).map { #""k\#($0)":\#($0)"# }.joined(separator: ",")
         let object = try JSONObject(parsing: "{" + members + "}")
         #expect(object.count == 5000 && object["k4999"]?.numberValue?.int64Value == 4999 && object["k5000"] == nil)
-        expectError(.invalidJSON) { try JSONObject(parsing: "{" + members + #","k17":1}"#) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONObject(parsing: "{" + members + #","k17":1}"#) }
         var copy = object
         copy["k3"] = nil
         #expect(copy.count == 4999 && copy["k4"] != nil && copy["k3"] == nil && copy["k4999"] != nil)

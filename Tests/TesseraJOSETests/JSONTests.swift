@@ -5,30 +5,30 @@ import Testing
 struct JSONTests {
     @Test("RFC 7515 §5.2: duplicate member names are rejected at every depth")
     func duplicates() {
-        expectError(.invalidJSON) { try JSONValue(parsing: #"{"alg":"none","alg":"RS256"}"#) }
-        expectError(.invalidJSON) { try JSONValue(parsing: #"{"a":{"b":1,"b":2}}"#) }
-        expectError(.invalidJSON) { try JSONValue(parsing: #"[{"x":1,"x":1}]"#) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: #"{"alg":"none","alg":"RS256"}"#) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: #"{"a":{"b":1,"b":2}}"#) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: #"[{"x":1,"x":1}]"#) }
         // Escapes name the same member: "\u0061lg" is "alg".
-        expectError(.invalidJSON) { try JSONValue(parsing: #"{"alg":1,"\u0061lg":2}"#) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: #"{"alg":1,"\u0061lg":2}"#) }
     }
 
     @Test("nesting deeper than the bound is rejected without exhausting the stack")
     func depth() throws {
         let deep = String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)
-        expectError(.invalidJSON) { try JSONValue(parsing: deep) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: deep) }
         let ok = String(repeating: "[", count: 32) + String(repeating: "]", count: 32)
         #expect(throws: Never.self) { try JSONValue(parsing: ok) }
         let tooDeep = String(repeating: "[", count: 33) + String(repeating: "]", count: 33)
-        expectError(.invalidJSON) { try JSONValue(parsing: tooDeep) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: tooDeep) }
     }
 
     @Test("RFC 8259 §8.1: a byte-order mark, invalid UTF-8 and lone surrogates are rejected")
     func encoding() {
-        expectError(.invalidJSON) { try JSONValue(parsing: [0xEF, 0xBB, 0xBF] + Array(#"{"a":1}"#.utf8)) }
-        expectError(.invalidJSON) { try JSONValue(parsing: Array(#"{"a":""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8)) }
-        expectError(.invalidJSON) { try JSONValue(parsing: Array(#"{"a":""#.utf8) + [0xED, 0xA0, 0x80] + Array(#""}"#.utf8)) }
-        expectError(.invalidJSON) { try JSONValue(parsing: #"{"a":"\ud800"}"#) }
-        expectError(.invalidJSON) { try JSONValue(parsing: #"{"a":"\udc00x"}"#) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: [0xEF, 0xBB, 0xBF] + Array(#"{"a":1}"#.utf8)) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: Array(#"{"a":""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8)) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: Array(#"{"a":""#.utf8) + [0xED, 0xA0, 0x80] + Array(#""}"#.utf8)) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: #"{"a":"\ud800"}"#) }
+        expectError(JOSEError.Code.invalidJSON) { try JSONValue(parsing: #"{"a":"\udc00x"}"#) }
     }
 
     @Test("escapes decode, including surrogate pairs")
@@ -41,7 +41,7 @@ struct JSONTests {
     func grammar() {
         for text in [#"{"a":1} x"#, #"{"a":1,}"#, "[1,]", #"{"a":01}"#, "{\"a\":\"\u{01}\"}", "{'a':1}", "{a:1}",
                      "[1.]", "[-]", "[1e]", "[.5]", "[+1]", "", " ", "[NaN]", "[tru]", #"{"a" 1}"#, "[\"\\x\"]"] {
-            expectError(.invalidJSON, "\(text)") { try JSONValue(parsing: text) }
+            expectError(JOSEError.Code.invalidJSON, "\(text)") { try JSONValue(parsing: text) }
         }
     }
 

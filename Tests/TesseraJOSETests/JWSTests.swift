@@ -33,7 +33,7 @@ struct JWSTests {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         for bad in [parts[0], parts[0] + "." + parts[1], token + ".", token + "." + parts[2], "a.b.c.d.e", "",
                     #"{"payload":"eA","signatures":[]}"#, String(repeating: ".", count: 100_00)] {
-            expectError(.malformedToken) { try UnverifiedJWS(parsing: bad) }
+            expectError(JOSEError.Code.malformedToken) { try UnverifiedJWS(parsing: bad) }
         }
     }
 
@@ -41,11 +41,11 @@ struct JWSTests {
     func sizeBound() throws {
         let payload = String(repeating: "a", count: 20_000)
         let big = try JWSSigner(key: Self.key).sign(payload: Array(payload.utf8))
-        expectError(.tokenTooLarge) { try UnverifiedJWS(parsing: big) }
+        expectError(JOSEError.Code.tokenTooLarge) { try UnverifiedJWS(parsing: big) }
         #expect(throws: Never.self) { try UnverifiedJWS(parsing: big, maximumSize: 64 * 1024).verified(using: Self.keys) }
         // Garbage of the same size is refused by size too, not by content.
-        expectError(.tokenTooLarge) { try UnverifiedJWS(parsing: String(repeating: "!", count: 16 * 1024 + 1)) }
-        expectError(.tokenTooLarge) { try UnverifiedJWS(parsing: Array(repeating: UInt8(ascii: "."), count: 100_000)) }
+        expectError(JOSEError.Code.tokenTooLarge) { try UnverifiedJWS(parsing: String(repeating: "!", count: 16 * 1024 + 1)) }
+        expectError(JOSEError.Code.tokenTooLarge) { try UnverifiedJWS(parsing: Array(repeating: UInt8(ascii: "."), count: 100_000)) }
     }
 
     @Test("RFC 7515 §4.1.1: alg none in any case, missing, null, an array, unknown or lower-case is refused")
@@ -53,7 +53,7 @@ struct JWSTests {
         for header in [#"{"alg":"none"}"#, #"{"alg":"None"}"#, #"{"alg":"NONE"}"#, #"{"alg":"nOnE"}"#, #"{"typ":"JWT"}"#,
                        #"{"alg":null}"#, #"{"alg":["ES256"]}"#, #"{"alg":"ES999"}"#, #"{"alg":"es256"}"#, #"{"alg":""}"#] {
             let token = Base64URL.encode(Array(header.utf8)) + ".e30."
-            expectError(.unsupportedAlgorithm, "\(header)") { try UnverifiedJWS(parsing: token) }
+            expectError(JOSEError.Code.unsupportedAlgorithm, "\(header)") { try UnverifiedJWS(parsing: token) }
         }
     }
 
@@ -62,14 +62,14 @@ struct JWSTests {
         for header in [#"{"alg":"ES256","crit":["x-foo"],"x-foo":1}"#, #"{"alg":"ES256","crit":[]}"#,
                        #"{"alg":"ES256","crit":"x-foo"}"#, #"{"alg":"ES256","crit":["alg"]}"#,
                        #"{"alg":"ES256","crit":["exp"]}"#] {
-            expectError(.unsupportedCriticalHeader, "\(header)") { try UnverifiedJWS(parsing: try Self.token(header: header)) }
+            expectError(JOSEError.Code.unsupportedCriticalHeader, "\(header)") { try UnverifiedJWS(parsing: try Self.token(header: header)) }
         }
     }
 
     @Test("RFC 7797: b64 false is refused with or without crit; b64 true is harmless")
     func b64() throws {
-        expectError(.unsupportedCriticalHeader) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","b64":false}"#)) }
-        expectError(.unsupportedCriticalHeader) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","b64":"no"}"#)) }
+        expectError(JOSEError.Code.unsupportedCriticalHeader) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","b64":false}"#)) }
+        expectError(JOSEError.Code.unsupportedCriticalHeader) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","b64":"no"}"#)) }
         let token = try Self.token(header: #"{"alg":"ES256","kid":"\#(Self.key.keyID!)","b64":true}"#)
         #expect(throws: Never.self) { try UnverifiedJWS(parsing: token).verified(using: Self.keys) }
     }
@@ -77,11 +77,11 @@ struct JWSTests {
     @Test("RFC 7515 §5.2: a header with duplicate members is refused even when the signature is valid")
     func duplicateHeaderMembers() throws {
         let token = try Self.token(header: #"{"alg":"none","alg":"ES256","kid":"\#(Self.key.keyID!)"}"#)
-        expectError(.malformedHeader) { try UnverifiedJWS(parsing: token) }
+        expectError(JOSEError.Code.malformedHeader) { try UnverifiedJWS(parsing: token) }
         // And a payload with duplicate claims verifies as bytes but is refused when read as an object.
         let dup = try Self.token(header: #"{"alg":"ES256","kid":"\#(Self.key.keyID!)"}"#, payload: #"{"sub":"a","sub":"b"}"#)
         let verified = try UnverifiedJWS(parsing: dup).verified(using: Self.keys)
-        expectError(.invalidJSON) { try verified.payloadObject() }
+        expectError(JOSEError.Code.invalidJSON) { try verified.payloadObject() }
     }
 
     @Test("header: not an object, a BOM, invalid UTF-8, a non-string kid or typ are malformed")
@@ -90,7 +90,7 @@ struct JWSTests {
                        Array(#"{"alg":"ES256","kid":""#.utf8) + [0xFF] + Array(#""}"#.utf8),
                        Array(#"{"alg":"ES256","kid":7}"#.utf8), Array(#"{"alg":"ES256","typ":{}}"#.utf8), Array("".utf8)] {
             let token = Base64URL.encode(header) + ".e30.AAAA"
-            expectError(.malformedHeader) { try UnverifiedJWS(parsing: token) }
+            expectError(JOSEError.Code.malformedHeader) { try UnverifiedJWS(parsing: token) }
         }
     }
 
@@ -102,10 +102,10 @@ struct JWSTests {
                       #""x5c":["MIIB"]"#] {
             // With the trusted kid: the attacker's signature does not verify with the trusted key.
             let withKid = try Self.token(header: #"{"alg":"ES256","kid":"\#(Self.key.keyID!)",\#(extra)}"#, key: attacker)
-            expectError(.invalidSignature) { try UnverifiedJWS(parsing: withKid).verified(using: Self.keys) }
+            expectError(JOSEError.Code.invalidSignature) { try UnverifiedJWS(parsing: withKid).verified(using: Self.keys) }
             // With the attacker's kid: no such trusted key.
             let ownKid = try Self.token(header: #"{"alg":"ES256","kid":"\#(attacker.keyID!)",\#(extra)}"#, key: attacker)
-            expectError(.unknownKey) { try UnverifiedJWS(parsing: ownKid).verified(using: Self.keys) }
+            expectError(JOSEError.Code.unknownKey) { try UnverifiedJWS(parsing: ownKid).verified(using: Self.keys) }
         }
     }
 
@@ -114,16 +114,16 @@ struct JWSTests {
         let second = try SigningKey.generate(.es256)
         let rsa = try SigningKey.generate(.rs256)
         let set = try VerificationKeySet([try Self.key.verificationKey(), try second.verificationKey(), try rsa.verificationKey()])
-        expectError(.unknownKey) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","kid":"other"}"#)).verified(using: set) }
-        expectError(.unknownKey) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","kid":"../../dev/null"}"#)).verified(using: set) }
-        expectError(.ambiguousKey) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256"}"#)).verified(using: set) }
+        expectError(JOSEError.Code.unknownKey) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","kid":"other"}"#)).verified(using: set) }
+        expectError(JOSEError.Code.unknownKey) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","kid":"../../dev/null"}"#)).verified(using: set) }
+        expectError(JOSEError.Code.ambiguousKey) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256"}"#)).verified(using: set) }
         let rsaNoKid = try Self.token(header: #"{"alg":"RS256"}"#, key: rsa)
         #expect(throws: Never.self) { try UnverifiedJWS(parsing: rsaNoKid).verified(using: set) }
         // The RSA key's kid with an ES256 header: the key decides, not the header.
         let confused = try Self.token(header: #"{"alg":"ES256","kid":"\#(rsa.keyID!)"}"#)
-        expectError(.algorithmMismatch) { try UnverifiedJWS(parsing: confused).verified(using: set) }
-        expectError(.invalidKeySet) { try VerificationKeySet([try Self.key.verificationKey(), try Self.key.verificationKey()]) }
-        expectError(.invalidKeySet) {
+        expectError(JOSEError.Code.algorithmMismatch) { try UnverifiedJWS(parsing: confused).verified(using: set) }
+        expectError(JOSEError.Code.invalidKeySet) { try VerificationKeySet([try Self.key.verificationKey(), try Self.key.verificationKey()]) }
+        expectError(JOSEError.Code.invalidKeySet) {
             try VerificationKeySet([try Self.key.verificationKey(), try SigningKey.generate(.hs256).verificationKey()])
         }
     }
@@ -137,7 +137,7 @@ struct JWSTests {
         let der = try #require(signature.withUnsafeBytes { ECDSASignature.der(jws: $0, size: 32) })
         for bad in [der, Array(signature.dropLast()), signature + [0], [UInt8](repeating: 0, count: 64), []] {
             let forged = parts[0] + "." + parts[1] + "." + Base64URL.encode(bad)
-            expectError(.invalidSignature) { try UnverifiedJWS(parsing: forged).verified(using: Self.keys) }
+            expectError(JOSEError.Code.invalidSignature) { try UnverifiedJWS(parsing: forged).verified(using: Self.keys) }
         }
     }
 
@@ -146,7 +146,7 @@ struct JWSTests {
         let signer = JWSSigner(key: Self.key)
         let a = try signer.sign(payload: Array(#"{"sub":"a"}"#.utf8)).split(separator: ".").map(String.init)
         let b = try signer.sign(payload: Array(#"{"sub":"b"}"#.utf8)).split(separator: ".").map(String.init)
-        expectError(.invalidSignature) { try UnverifiedJWS(parsing: a[0] + "." + b[1] + "." + a[2]).verified(using: Self.keys) }
+        expectError(JOSEError.Code.invalidSignature) { try UnverifiedJWS(parsing: a[0] + "." + b[1] + "." + a[2]).verified(using: Self.keys) }
     }
 }
 

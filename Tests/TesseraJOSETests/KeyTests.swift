@@ -63,8 +63,8 @@ struct KeyTests {
         #expect(verifier.isValidSignature(try reread.signature(for: message), for: message))
         #expect(try verifier.thumbprint() == key.keyID)
         // A private PEM is not a public key, and vice versa.
-        expectError(.invalidKey) { try VerificationKey(pemRepresentation: privatePEM, algorithm: algorithm) }
-        expectError(.invalidKey) { try SigningKey(pemRepresentation: publicPEM, algorithm: algorithm) }
+        expectError(JOSEError.Code.invalidKey) { try VerificationKey(pemRepresentation: privatePEM, algorithm: algorithm) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(pemRepresentation: publicPEM, algorithm: algorithm) }
     }
 
     @Test("PEM: legacy, encrypted, garbled and trailing-garbage forms are refused with a hint")
@@ -79,13 +79,13 @@ struct KeyTests {
             #expect(error.code == .invalidKey && error.message.contains("openssl pkcs8"))
         }
         let encrypted = pem.replacingOccurrences(of: "PRIVATE KEY", with: "ENCRYPTED PRIVATE KEY")
-        expectError(.invalidKey) { try SigningKey(pemRepresentation: encrypted, algorithm: .es256) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(pemRepresentation: encrypted, algorithm: .es256) }
         let der = try PEM.decode(pem, label: PEM.privateKeyLabel)
         let padded = PEM.encode(der: der + [0], label: PEM.privateKeyLabel)
-        expectError(.invalidKey) { try SigningKey(pemRepresentation: padded, algorithm: .es256) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(pemRepresentation: padded, algorithm: .es256) }
         let garbled = pem.replacingOccurrences(of: "\n-----END", with: "!!\n-----END")
-        expectError(.invalidKey) { try SigningKey(pemRepresentation: garbled, algorithm: .es256) }
-        expectError(.invalidKey) { try SigningKey(pemRepresentation: "", algorithm: .es256) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(pemRepresentation: garbled, algorithm: .es256) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(pemRepresentation: "", algorithm: .es256) }
     }
 
     @Test("RFC 8725 §3.1: a key is bound to one algorithm; its type cannot serve another")
@@ -94,20 +94,20 @@ struct KeyTests {
         let pem = try ec.pemRepresentation()
         // The same EC key cannot be read for another curve's algorithm, RSA or EdDSA, or HMAC.
         for other: JWSAlgorithm in [.es384, .es512, .rs256, .ps256, .eddsa] {
-            expectError(.invalidKey, "\(other)") { try SigningKey(pemRepresentation: pem, algorithm: other) }
+            expectError(JOSEError.Code.invalidKey, "\(other)") { try SigningKey(pemRepresentation: pem, algorithm: other) }
         }
-        expectError(.invalidKey) { try SigningKey(pemRepresentation: pem, algorithm: .hs256) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(pemRepresentation: pem, algorithm: .hs256) }
         // JWK alg and the requested algorithm must agree.
         let jwk = try ec.privateJWK()
-        expectError(.algorithmMismatch) { try SigningKey(jwk: jwk, algorithm: .es384) }
+        expectError(JOSEError.Code.algorithmMismatch) { try SigningKey(jwk: jwk, algorithm: .es384) }
         // An RSA public JWK can never be used as an HMAC secret (CVE-2015-9235 class).
         let rsa = try #require(try SigningKey.generate(.rs256).publicJWK())
         var members = rsa.members
         members["alg"] = .string("HS256")
-        expectError(.invalidKey) { try VerificationKey(jwk: try JWK(members: members)) }
+        expectError(JOSEError.Code.invalidKey) { try VerificationKey(jwk: try JWK(members: members)) }
         // Without alg anywhere, no algorithm is guessed.
         members["alg"] = nil
-        expectError(.missingAlgorithm) { try VerificationKey(jwk: try JWK(members: members)) }
+        expectError(JOSEError.Code.missingAlgorithm) { try VerificationKey(jwk: try JWK(members: members)) }
     }
 
     @Test("a token whose alg differs from the key's is refused before any signature check")
@@ -119,12 +119,12 @@ struct KeyTests {
         let input = header + "." + Base64URL.encode(Array("{}".utf8))
         let psKey = try SigningKey(pemRepresentation: try rsa.pemRepresentation(), algorithm: .ps256)
         let token = input + "." + Base64URL.encode(try psKey.signature(for: Array(input.utf8)))
-        expectError(.algorithmMismatch) { try UnverifiedJWS(parsing: token).verified(with: ps) }
+        expectError(JOSEError.Code.algorithmMismatch) { try UnverifiedJWS(parsing: token).verified(with: ps) }
     }
 
     @Test("RFC 7518 §3.3: RSA keys under 2048 bits are refused for generation and import")
     func weakRSA() throws {
-        expectError(.weakKey) { try SigningKey.generate(.rs256, rsaBits: 1024) }
+        expectError(JOSEError.Code.weakKey) { try SigningKey.generate(.rs256, rsaBits: 1024) }
         let object = try Vectors.json("derived/jwt_attack_cases.json")
         let weak = object["weak_key_case"] as! [String: Any]
         let keys = try VerificationKeySet(jwks: JWKSet(keys: [try Vectors.jwk(weak["jwks_entry"]!)]))
@@ -135,10 +135,10 @@ struct KeyTests {
     @Test("RFC 7518 §3.2: HMAC secrets shorter than the hash output are refused", arguments: [JWSAlgorithm.hs256, .hs384, .hs512])
     func shortHMAC(_ algorithm: JWSAlgorithm) throws {
         let short = [UInt8](repeating: 7, count: algorithm.digestSize - 1)
-        expectError(.weakKey) { try SigningKey(secret: short, algorithm: algorithm) }
-        expectError(.weakKey) { try VerificationKey(secret: short, algorithm: algorithm) }
+        expectError(JOSEError.Code.weakKey) { try SigningKey(secret: short, algorithm: algorithm) }
+        expectError(JOSEError.Code.weakKey) { try VerificationKey(secret: short, algorithm: algorithm) }
         #expect(throws: Never.self) { try SigningKey(secret: short + [1], algorithm: algorithm) }
-        expectError(.invalidKey) { try SigningKey(secret: short + [1], algorithm: .es256) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(secret: short + [1], algorithm: .es256) }
     }
 
     @Test("HMAC keys have no public form: no public JWK, no PEM, no thumbprint; generated kid is random")
@@ -146,7 +146,7 @@ struct KeyTests {
         let key = try SigningKey.generate(.hs256)
         #expect(try key.publicJWK() == nil)
         #expect(try key.thumbprint() == nil)
-        expectError(.operationNotPermitted) { try key.pemRepresentation() }
+        expectError(JOSEError.Code.operationNotPermitted) { try key.pemRepresentation() }
         #expect(try JWKSet(publicKeysOf: [key]).keys.isEmpty)
         #expect(try SigningKey.generate(.hs256).keyID != key.keyID)
         // THREATS A27: generated secrets are 512 random bits, far beyond offline guessing.
@@ -157,21 +157,21 @@ struct KeyTests {
     func malformedJWKs() throws {
         let good = try #require(try SigningKey.generate(.es256).publicJWK()).members
         func variant(_ change: (inout JSONObject) -> Void) -> JSONObject { var copy = good; change(&copy); return copy }
-        expectError(.invalidKey) { try JWK(members: variant { $0["kty"] = nil }) }
-        expectError(.invalidKey) { try JWK(members: variant { $0["kid"] = .number(JSONNumber(1)) }) }
-        expectError(.invalidKey) { try JWK(members: variant { $0["key_ops"] = .string("verify") }) }
-        expectError(.invalidKey) { try JWK(members: variant { $0["key_ops"] = .array([.string("verify"), .string("verify")]) }) }
-        expectError(.invalidKey) { try JWK(members: variant { $0["use"] = .string("sig"); $0["key_ops"] = .array([.string("encrypt")]) }) }
-        expectError(.invalidKey) { try VerificationKey(jwk: try JWK(members: variant { $0["x"] = .string("AA==") })) }
-        expectError(.invalidKey) { try VerificationKey(jwk: try JWK(members: variant { $0["x"] = .string("AAAA") })) }
-        expectError(.invalidKey) { try VerificationKey(jwk: try JWK(members: variant { $0["y"] = nil })) }
-        expectError(.keyUsageMismatch) { try VerificationKey(jwk: try JWK(members: variant { $0["key_ops"] = .array([.string("sign")]) })) }
-        expectError(.invalidJSON) { try JWK(json: #"{"kty":"EC","kty":"RSA"}"#) }
+        expectError(JOSEError.Code.invalidKey) { try JWK(members: variant { $0["kty"] = nil }) }
+        expectError(JOSEError.Code.invalidKey) { try JWK(members: variant { $0["kid"] = .number(JSONNumber(1)) }) }
+        expectError(JOSEError.Code.invalidKey) { try JWK(members: variant { $0["key_ops"] = .string("verify") }) }
+        expectError(JOSEError.Code.invalidKey) { try JWK(members: variant { $0["key_ops"] = .array([.string("verify"), .string("verify")]) }) }
+        expectError(JOSEError.Code.invalidKey) { try JWK(members: variant { $0["use"] = .string("sig"); $0["key_ops"] = .array([.string("encrypt")]) }) }
+        expectError(JOSEError.Code.invalidKey) { try VerificationKey(jwk: try JWK(members: variant { $0["x"] = .string("AA==") })) }
+        expectError(JOSEError.Code.invalidKey) { try VerificationKey(jwk: try JWK(members: variant { $0["x"] = .string("AAAA") })) }
+        expectError(JOSEError.Code.invalidKey) { try VerificationKey(jwk: try JWK(members: variant { $0["y"] = nil })) }
+        expectError(JOSEError.Code.keyUsageMismatch) { try VerificationKey(jwk: try JWK(members: variant { $0["key_ops"] = .array([.string("sign")]) })) }
+        expectError(JOSEError.Code.invalidJSON) { try JWK(json: #"{"kty":"EC","kty":"RSA"}"#) }
         // RSA: leading zero octets in n are not the minimum encoding (RFC 7518 §6.3.1.1).
         let rsa = try #require(try SigningKey.generate(.rs256).publicJWK()).members
         var padded = rsa
         padded["n"] = .string(Base64URL.encode([0] + (try Base64URL.decode(rsa["n"]!.stringValue!))))
-        expectError(.invalidKey) { try VerificationKey(jwk: try JWK(members: padded)) }
+        expectError(JOSEError.Code.invalidKey) { try VerificationKey(jwk: try JWK(members: padded)) }
     }
 
     @Test("RSA private JWK with only some CRT members, or inconsistent ones, is refused")
@@ -179,7 +179,7 @@ struct KeyTests {
         let jwk = try SigningKey.generate(.rs256).privateJWK()
         var partial = jwk.members
         partial["dq"] = nil
-        expectError(.invalidKey) { try SigningKey(jwk: try JWK(members: partial)) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(jwk: try JWK(members: partial)) }
         var onlyD = jwk.members
         for name in ["p", "q", "dp", "dq", "qi"] { onlyD[name] = nil }
         #expect(throws: Never.self) { try SigningKey(jwk: try JWK(members: onlyD)) }
@@ -201,18 +201,18 @@ struct KeyTests {
                                     try Base64URL.decode(jwk["p"]!.stringValue!), try Base64URL.decode(jwk["q"]!.stringValue!), dp,
                                     try Base64URL.decode(jwk["dq"]!.stringValue!), try Base64URL.decode(jwk["qi"]!.stringValue!))))
         let pem = PEM.encode(der: try pkey.pkcs8DER(), label: PEM.privateKeyLabel)
-        expectError(.invalidKey) { try SigningKey(pemRepresentation: pem, algorithm: .rs256) }
-        expectError(.invalidKey) { try SigningKey(jwk: try JWK(members: jwk)) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(pemRepresentation: pem, algorithm: .rs256) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(jwk: try JWK(members: jwk)) }
     }
 
     @Test("EC private JWK whose d does not match x, y is refused; Ed25519 likewise")
     func mismatchedPrivateParts() throws {
         var ec = try SigningKey.generate(.es256).privateJWK().members
         ec["d"] = try SigningKey.generate(.es256).privateJWK().members["d"]
-        expectError(.invalidKey) { try SigningKey(jwk: try JWK(members: ec)) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(jwk: try JWK(members: ec)) }
         var ed = try SigningKey.generate(.eddsa).privateJWK().members
         ed["d"] = try SigningKey.generate(.eddsa).privateJWK().members["d"]
-        expectError(.invalidKey) { try SigningKey(jwk: try JWK(members: ed)) }
+        expectError(JOSEError.Code.invalidKey) { try SigningKey(jwk: try JWK(members: ed)) }
     }
 
     @Test("a public JWK Set built from signing keys never carries a private member or an HMAC key")

@@ -88,11 +88,11 @@ struct RFCVectorTests {
     func unsecuredRejected() throws {
         let object = try Vectors.json("rfc/rfc7515_a5_unsecured_none.json")
         let compact = object["compact"] as! String
-        expectError(.unsupportedAlgorithm) { try UnverifiedJWS(parsing: compact) }
+        expectError(JOSEError.Code.unsupportedAlgorithm) { try UnverifiedJWS(parsing: compact) }
         #expect(JWSAlgorithm(name: "none") == nil)
         // Also with a real signature in the third segment.
         let hs = try RFCVectorTests.vectors[0].verificationKey()
-        expectError(.unsupportedAlgorithm) {
+        expectError(JOSEError.Code.unsupportedAlgorithm) {
             try UnverifiedJWS(parsing: compact + RFCVectorTests.vectors[0].signatureB64U).verified(with: hs)
         }
     }
@@ -139,7 +139,7 @@ struct RFCVectorTests {
         let token = input + "." + Base64URL.encode(try signing.signature(for: Array(input.utf8)))
         #expect(throws: Never.self) { try UnverifiedJWS(parsing: token).verified(with: key) }
         // The alias never crosses key types.
-        expectError(.invalidKey) {
+        expectError(JOSEError.Code.invalidKey) {
             try VerificationKey(jwk: try Vectors.jwk(["kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
                                                       "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"]), algorithm: .eddsa)
         }
@@ -152,7 +152,7 @@ struct RFCVectorTests {
         let thumbprints = object["computed_thumbprints_sha256"] as! [String: String]
         for jwk in set.keys { #expect(try jwk.thumbprint() == thumbprints[jwk.keyID!]) }
         let ec = try #require(set.keys.first { $0.keyID == "1" })
-        expectError(.keyUsageMismatch) { try VerificationKey(jwk: ec, algorithm: .es256) }
+        expectError(JOSEError.Code.keyUsageMismatch) { try VerificationKey(jwk: ec, algorithm: .es256) }
         let rsa = try #require(set.keys.first { $0.keyID == "2011-04-29" })
         #expect(try VerificationKey(jwk: rsa).algorithm == .rs256)
         let keySet = try VerificationKeySet(jwks: set)
@@ -165,22 +165,22 @@ struct RFCVectorTests {
         let object = try Vectors.json("rfc/rfc7517_a2_private_jwks.json")
         let set = try Vectors.jwks(object["jwks"]!)
         #expect(set.containsPrivateMembers)
-        expectError(.invalidKeySet) { try VerificationKeySet(jwks: set) }
+        expectError(JOSEError.Code.invalidKeySet) { try VerificationKeySet(jwks: set) }
         let rsa = try #require(set.keys.first { $0.keyType == "RSA" })
         let signing = try SigningKey(jwk: rsa)
         #expect(signing.algorithm == .rs256)
         let publicJWK = try #require(try signing.publicJWK())
         for name in JWK.privateMemberNames { #expect(publicJWK.members[name] == nil) }
-        expectError(.invalidKey) { try VerificationKey(jwk: rsa) }
+        expectError(JOSEError.Code.invalidKey) { try VerificationKey(jwk: rsa) }
         let ec = try #require(set.keys.first { $0.keyType == "EC" })
-        expectError(.keyUsageMismatch) { try SigningKey(jwk: ec, algorithm: .es256) }
+        expectError(JOSEError.Code.keyUsageMismatch) { try SigningKey(jwk: ec, algorithm: .es256) }
     }
 
     @Test("RFC 7517 A.3: an AES key-wrap key is not a JWS key; the HMAC key is the RFC 7515 A.1 key")
     func rfc7517SymmetricKeys() throws {
         let object = try Vectors.json("rfc/rfc7517_a3_symmetric_jwks.json")
         let set = try Vectors.jwks(object["jwks"]!)
-        expectError(.unsupportedAlgorithm) { try VerificationKey(jwk: set.keys[0]) }
+        expectError(JOSEError.Code.unsupportedAlgorithm) { try VerificationKey(jwk: set.keys[0]) }
         let hmac = try VerificationKey(jwk: set.keys[1], algorithm: .hs256)
         #expect(throws: Never.self) { try UnverifiedJWS(parsing: RFCVectorTests.vectors[0].compact).verified(with: hmac) }
         // Symmetric keys are not taken from a JWK Set unless asked for, and are never published.
@@ -225,10 +225,10 @@ struct RFCVectorTests {
         let cases = object["cases"] as! [[String: Any]]
         #expect(throws: Never.self) { try UnverifiedJWS(parsing: cases[0]["compact"] as! String).verified(with: key) }
         let detached = cases[1]["compact_detached"] as! String
-        expectError(.unsupportedCriticalHeader) { try UnverifiedJWS(parsing: detached) }
+        expectError(JOSEError.Code.unsupportedCriticalHeader) { try UnverifiedJWS(parsing: detached) }
         // With the payload put back in (unencoded, as RFC 7797 would sign it) the header still decides.
         let parts = detached.split(separator: ".", omittingEmptySubsequences: false)
         let attached = parts[0] + "." + Base64URL.encode(Array((object["payload"] as! String).utf8)) + "." + parts[2]
-        expectError(.unsupportedCriticalHeader) { try UnverifiedJWS(parsing: String(attached)).verified(with: key) }
+        expectError(JOSEError.Code.unsupportedCriticalHeader) { try UnverifiedJWS(parsing: String(attached)).verified(with: key) }
     }
 }

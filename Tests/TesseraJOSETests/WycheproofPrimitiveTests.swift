@@ -153,7 +153,7 @@ struct WycheproofPrimitiveTests {
                 let tag = try [UInt8](hex: test["tag"] as! String)
                 if keyBits < algorithm.digestSize * 8 {
                     refusedKeys += 1
-                    expectError(.weakKey) { try VerificationKey(secret: secret, algorithm: algorithm) }
+                    expectError(JOSEError.Code.weakKey) { try VerificationKey(secret: secret, algorithm: algorithm) }
                     continue
                 }
                 let key = try VerificationKey(secret: secret, algorithm: algorithm)
