@@ -1,8 +1,8 @@
 /// Writes compact JSON. Used on the token-minting hot path instead of Foundation's `JSONEncoder`.
-public enum JSONWriter {
+package enum JSONWriter {
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
-    public static func write(_ value: JSONValue, to out: inout [UInt8]) {
+    package static func write(_ value: JSONValue, to out: inout [UInt8]) {
         switch value {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let flag): out.append(contentsOf: (flag ? "true" : "false").utf8)
@@ -30,7 +30,7 @@ public enum JSONWriter {
     }
 
     /// Writes a JSON string literal, escaping `"`, `\` and control characters; other text stays UTF-8.
-    public static func writeString(_ string: String, to out: inout [UInt8]) {
+    package static func writeString(_ string: String, to out: inout [UInt8]) {
         var string = string
         string.withUTF8 { bytes in
             out.append(UInt8(ascii: "\""))

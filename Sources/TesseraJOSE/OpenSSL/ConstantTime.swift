@@ -7,9 +7,9 @@ func cleanse(_ bytes: inout [UInt8]) {
 }
 
 /// Comparison whose time does not depend on where two equal-length byte strings differ.
-public enum ConstantTime {
+package enum ConstantTime {
     /// True when `lhs` and `rhs` are equal. Lengths are not secret and are compared first.
-    public static func equals<A: Collection, B: Collection>(_ lhs: A, _ rhs: B) -> Bool
+    package static func equals<A: Collection, B: Collection>(_ lhs: A, _ rhs: B) -> Bool
     where A.Element == UInt8, B.Element == UInt8 {
         guard lhs.count == rhs.count else { return false }
         if lhs.isEmpty { return true }

@@ -39,22 +39,22 @@ struct FetchedDigests: @unchecked Sendable {
 }
 
 /// SHA-2 digests (for JWK thumbprints, PKCE and token hashing).
-public enum Digest {
-    public static func sha256<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+package enum Digest {
+    package static func sha256<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
         hash(Array(bytes), FetchedDigests.shared.sha256, 32)
     }
 
-    public static func sha384<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+    package static func sha384<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
         hash(Array(bytes), FetchedDigests.shared.sha384, 48)
     }
 
-    public static func sha512<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+    package static func sha512<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
         hash(Array(bytes), FetchedDigests.shared.sha512, 64)
     }
 
     /// HMAC-SHA-256 of `message` under `key` (RFC 2104), for derivations inside Tessera (not JWS: a JWS
     /// MAC goes through `SigningKey`, which is bound to one algorithm and checks the key length).
-    public static func hmacSHA256<Key: Collection, Message: Collection>(key: Key, _ message: Message) -> [UInt8]
+    package static func hmacSHA256<Key: Collection, Message: Collection>(key: Key, _ message: Message) -> [UInt8]
     where Key.Element == UInt8, Message.Element == UInt8 {
         let key = Array(key), message = Array(message)
         var out = [UInt8](repeating: 0, count: 32)

@@ -1,9 +1,9 @@
 internal import CTesseraCrypto
 
 /// Password hashing for stored user passwords (never for tokens or client secrets, which are random).
-public enum PasswordHashing {
+package enum PasswordHashing {
     /// scrypt (RFC 7914) through libcrypto. `logN` is log2 of the cost N; memory use is 128·N·r bytes.
-    public static func scrypt(password: [UInt8], salt: [UInt8], logN: Int, r: Int, p: Int, length: Int = 32) throws -> [UInt8] {
+    package static func scrypt(password: [UInt8], salt: [UInt8], logN: Int, r: Int, p: Int, length: Int = 32) throws -> [UInt8] {
         guard (10...20).contains(logN), (1...32).contains(r), (1...16).contains(p), (16...64).contains(length), !salt.isEmpty else {
             throw cryptoError(.invalidKey, "scrypt parameters out of range")
         }
@@ -23,7 +23,7 @@ public enum PasswordHashing {
 
     /// PBKDF2-HMAC-SHA-256 (RFC 8018 §5.2), for hashes imported from other systems (Django's
     /// `pbkdf2_sha256`, for one). New hashes are scrypt.
-    public static func pbkdf2SHA256(password: [UInt8], salt: [UInt8], iterations: Int, length: Int = 32) throws -> [UInt8] {
+    package static func pbkdf2SHA256(password: [UInt8], salt: [UInt8], iterations: Int, length: Int = 32) throws -> [UInt8] {
         guard (1...10_000_000).contains(iterations), (16...64).contains(length) else {
             throw cryptoError(.invalidKey, "PBKDF2 parameters out of range")
         }

@@ -112,8 +112,8 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
         }
     }
 
-    /// True when no fetch is under way (for tests and health checks).
-    public var isIdle: Bool { state.withLock { $0.waiters == nil } }
+    /// True when no fetch is under way (for tests).
+    package var isIdle: Bool { state.withLock { $0.waiters == nil } }
 
     // MARK: KeySource
 
