@@ -86,6 +86,7 @@ let package = Package(
                 "TesseraVerifier",
                 "TesseraIssuer",
                 "TesseraServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -164,3 +165,13 @@ let package = Package(
         ),
     ]
 )
+
+// The compiler features Hummingbird enables: existentials spelled `any`, members visible only from
+// modules a file imports, and imports internal unless a file says `public import`.
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .enableUpcomingFeature("ExistentialAny"),
+        .enableUpcomingFeature("MemberImportVisibility"),
+        .enableUpcomingFeature("InternalImportsByDefault"),
+    ]
+}

@@ -1,9 +1,9 @@
 import Foundation
 import HTTPTypes
-import Hummingbird
-import Logging
+public import Hummingbird
+public import Logging
 import NIOCore
-import TesseraVerifier
+public import TesseraVerifier
 
 /// A request context that can carry the verified access token.
 public protocol AccessTokenRequestContext: RequestContext {

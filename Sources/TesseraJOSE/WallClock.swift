@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Where Tessera reads the time of day: injected, so tests advance a fixed clock instead of sleeping.
 public struct WallClock: Sendable {

@@ -1,8 +1,8 @@
 import Foundation
 import HTTPTypes
-import Hummingbird
-import Logging
-import NIOCore
+public import Hummingbird
+public import Logging
+public import NIOCore
 import NIOPosix
 import TesseraIssuer
 import TesseraJOSE

@@ -1,6 +1,6 @@
 import Foundation
-import ServiceLifecycle
-import TesseraIssuer
+public import ServiceLifecycle
+public import TesseraIssuer
 
 /// Keeps the key ring current while the server runs, as a service of the application: it reloads on
 /// SIGHUP at once and polls the manifest every 2 s (so `tessera keys rotate` beside a running server

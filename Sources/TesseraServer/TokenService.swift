@@ -1,7 +1,7 @@
 import Foundation
-import Logging
-import TesseraIssuer
-import TesseraJOSE
+public import Logging
+public import TesseraIssuer
+public import TesseraJOSE
 
 /// Where the server listens and keeps its state. Every member has a default, so `tessera serve` works
 /// on a fresh clone.

@@ -1,5 +1,5 @@
-import Foundation
-import TesseraJOSE
+public import Foundation
+public import TesseraJOSE
 
 /// A JWT access token (RFC 9068) whose signature, header and claims passed every check.
 ///

@@ -1,5 +1,5 @@
-import Foundation
-import TesseraJOSE
+public import Foundation
+public import TesseraJOSE
 
 /// Verifies JWT access tokens (RFC 9068) with no call to the issuer.
 ///

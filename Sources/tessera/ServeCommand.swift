@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import TesseraServer
+import Hummingbird
 
 /// `tessera serve`: the token service on loopback, on defaults that work on a fresh clone.
 struct ServeCommand: AsyncParsableCommand {

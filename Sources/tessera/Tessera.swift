@@ -1,6 +1,6 @@
-import ArgumentParser
+public import ArgumentParser
 import Foundation
-import TesseraJOSE
+public import TesseraJOSE
 import TesseraVerifier
 
 @main

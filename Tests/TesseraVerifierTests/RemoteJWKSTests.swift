@@ -269,12 +269,12 @@ final class EventLog: @unchecked Sendable {
 
 /// The result of `body`, or nil (and a recorded issue) when it has not returned within `seconds`: a
 /// lost deadline then fails the test instead of hanging the run. The abandoned call is left running.
-func returns<T: Sendable>(within seconds: Double, _ body: @escaping @Sendable () async throws -> T) async -> Result<T, Error>? {
-    let first = Locked<CheckedContinuation<Result<T, Error>?, Never>?>(nil)
+func returns<T: Sendable>(within seconds: Double, _ body: @escaping @Sendable () async throws -> T) async -> Result<T, any Error>? {
+    let first = Locked<CheckedContinuation<Result<T, any Error>?, Never>?>(nil)
     let answer = await withCheckedContinuation { continuation in
         first.withLock { $0 = continuation }
         Task {
-            let result: Result<T, Error>
+            let result: Result<T, any Error>
             do { result = .success(try await body()) } catch { result = .failure(error) }
             first.withLock { $0.take() }?.resume(returning: result)
         }

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Test helpers shared by the test targets (not a product).
 
@@ -57,7 +57,7 @@ public func tamper(_ token: String, at index: Int) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
-import TesseraJOSE
+public import TesseraJOSE
 
 /// A wall clock tests move by hand (forward, or back to emulate a clock step), never by sleeping.
 public final class SteppedClock: @unchecked Sendable {
@@ -182,7 +182,7 @@ public func onServerThreads<T: Sendable>(_ body: () async throws -> T) async ret
     try await withTaskExecutorPreference(ServerThreads.shared, operation: body)
 }
 
-import Testing
+public import Testing
 
 /// Expects `body` to throw an `E` with exactly `code` (a different code, another error type, or nothing
 /// thrown is a failure at the caller's line); returns the error for further checks.

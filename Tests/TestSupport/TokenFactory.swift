@@ -1,6 +1,6 @@
-import Foundation
-import TesseraJOSE
-import TesseraVerifier
+public import Foundation
+public import TesseraJOSE
+public import TesseraVerifier
 
 /// Builds RFC 9068 access tokens (or deliberately broken ones) with a real key.
 public struct TokenFactory: Sendable {

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import TesseraJOSE
 
 /// An OAuth 2.0 grant type (RFC 6749 §4, `grant_type`). An open set: new grants are new static members.
@@ -15,8 +15,8 @@ public struct GrantType: Hashable, Sendable, Codable, CustomStringConvertible {
 
     public static let all: [GrantType] = [.authorizationCode, .refreshToken, .clientCredentials, .password]
 
-    public init(from decoder: Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
-    public func encode(to encoder: Encoder) throws {
+    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+    public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(rawValue)
     }
@@ -164,14 +164,14 @@ extension RefreshTokenPolicy: Codable {
         case absoluteLifetime = "absolute_lifetime", idleLifetime = "idle_lifetime", retryWindow = "retry_window"
     }
 
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init(absoluteLifetime: try container.decode(Int.self, forKey: .absoluteLifetime),
                   idleLifetime: try container.decode(Int.self, forKey: .idleLifetime),
                   retryWindow: try container.decode(Int.self, forKey: .retryWindow))
     }
 
-    public func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(absoluteLifetime, forKey: .absoluteLifetime)
         try container.encode(idleLifetime, forKey: .idleLifetime)

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Slows down guessing: failed client authentications and failed passwords are counted per key
 /// (`client:ID`, `user:NAME`, `addr:IP`); past a few free failures a key is blocked for a delay that

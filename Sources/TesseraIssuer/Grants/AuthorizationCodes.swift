@@ -1,5 +1,5 @@
-import Foundation
-import TesseraJOSE
+public import Foundation
+public import TesseraJOSE
 
 /// PKCE challenge, the scope, the user and when they signed in.
 public struct AuthorizationCodeGrantRecord: Sendable {

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// What a grant handler decided: who the token is for and what it may do.
 public struct Grant: Sendable {

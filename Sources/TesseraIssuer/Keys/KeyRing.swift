@@ -1,5 +1,5 @@
-import Foundation
-import TesseraJOSE
+public import Foundation
+public import TesseraJOSE
 
 /// The timings of key rotation, kept in the key ring's manifest so the CLI and the server agree.
 public struct KeyRingPolicy: Codable, Sendable, Equatable {

@@ -1,9 +1,9 @@
-import Foundation
-import TesseraJOSE
+public import Foundation
+public import TesseraJOSE
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
-import Darwin
+public import Darwin
 #endif
 
 /// The key folder (`keys/` by default): one file per private key (PKCS#8 PEM, or a JWK for HMAC
@@ -219,7 +219,7 @@ public struct KeyStore: Sendable {
         return decoder
     }()
 
-    static func describe(_ error: Error) -> String {
+    static func describe(_ error: any Error) -> String {
         switch error {
         case DecodingError.keyNotFound(let key, _): return "member \"\(key.stringValue)\" is missing"
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):

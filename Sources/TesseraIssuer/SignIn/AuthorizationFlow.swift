@@ -194,7 +194,7 @@ public struct AuthorizationFlow: Sendable {
         return Answer(step: .redirect(redirect(pending.request, OAuthError(.accessDenied, reason))), session: session)
     }
 
-    private func failed(_ request: AuthorizationRequest, _ error: Error) -> Answer {
+    private func failed(_ request: AuthorizationRequest, _ error: any Error) -> Answer {
         log("authorization failed: \(error)")
         let code: OAuthError.Code = (error as? OAuthError)?.code == .temporarilyUnavailable ? .temporarilyUnavailable : .serverError
         return Answer(step: .redirect(redirect(request, OAuthError(code, "the authorization server could not complete the request"))), session: nil)

@@ -1,5 +1,5 @@
-import Foundation
-import TesseraJOSE
+public import Foundation
+public import TesseraJOSE
 
 /// How long browser sessions and the authorization requests waiting in them live.
 public struct SessionPolicy: Sendable {

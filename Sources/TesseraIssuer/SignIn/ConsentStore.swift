@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A user's remembered "allow" for a client: the scopes they agreed to. A later request for these scopes
 /// (or fewer) skips the consent page; a request for more shows it again, and `prompt=consent` always does.

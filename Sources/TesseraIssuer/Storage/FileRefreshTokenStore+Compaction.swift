@@ -90,7 +90,7 @@ extension FileRefreshTokenStore {
         let base = withCondition { snapshotGeneration }
         let now = RefreshTokenLedger.seconds(clock.now())
         // Building the snapshot reads files for a while: keep it off the cooperative thread pool.
-        let (families, bytes) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int, Int), Error>) in
+        let (families, bytes) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int, Int), any Error>) in
             let thread = Thread { [directory] in
                 do {
                     continuation.resume(returning: try StoreLoader.writeSnapshot(

@@ -57,9 +57,9 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
 
     // Guarded by `condition`.
     var ledger: RefreshTokenLedger
-    var log = GroupCommitLog<CheckedContinuation<Void, Error>>()
+    var log = GroupCommitLog<CheckedContinuation<Void, any Error>>()
     /// A compaction waiting for the writer to start a new log.
-    var switchRequest: CheckedContinuation<UInt64, Error>?
+    var switchRequest: CheckedContinuation<UInt64, any Error>?
     var compacting = false
     var logBytesSinceSnapshot = 0
     /// Bytes in the newest log (the one being appended to).
@@ -221,9 +221,9 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
     /// Called with the lock held, which it drops while resuming callers and takes again: settles a
     /// written batch's waiters (and the compaction that asked for a new log). True when a compaction is due.
     private func finish(_ batch: [UInt8], through lsn: UInt64, _ outcome: Result<UInt64?, RefreshTokenStoreError>,
-                        request: CheckedContinuation<UInt64, Error>?) -> Bool {
-        var ready: [CheckedContinuation<Void, Error>] = []
-        var failed: (RefreshTokenStoreError, [CheckedContinuation<Void, Error>])?
+                        request: CheckedContinuation<UInt64, any Error>?) -> Bool {
+        var ready: [CheckedContinuation<Void, any Error>] = []
+        var failed: (RefreshTokenStoreError, [CheckedContinuation<Void, any Error>])?
         switch outcome {
         case .success:
             logBytesSinceSnapshot += batch.count

@@ -1,5 +1,5 @@
-import TesseraJOSE
-import Foundation
+public import TesseraJOSE
+public import Foundation
 
 /// Where refresh-token families live: the one stateful part of the token service.
 ///

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import TesseraJOSE
 
 /// A resource owner who can sign in (the `/authorize` sign-in page, and the legacy password grant).
@@ -20,7 +20,7 @@ public struct User: Codable, Sendable, Equatable {
     /// Files written before PBKDF2 imports existed name the member `password_scrypt`.
     enum LegacyKeys: String, CodingKey { case password = "password_scrypt" }
 
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         username = try container.decode(String.self, forKey: .username)
         created = try container.decode(Date.self, forKey: .created)

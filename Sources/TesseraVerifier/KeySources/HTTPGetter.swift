@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -72,7 +72,7 @@ public final class URLSessionHTTPGetter: HTTPGetter, @unchecked Sendable {
 private final class BoundedBodyDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
     private struct Transfer {
         let limit: Int
-        let continuation: CheckedContinuation<HTTPGetResponse, Error>
+        let continuation: CheckedContinuation<HTTPGetResponse, any Error>
         var body: [UInt8] = []
         var response: HTTPURLResponse?
         var exceeded = false
@@ -81,7 +81,7 @@ private final class BoundedBodyDelegate: NSObject, URLSessionDataDelegate, @unch
     private let lock = NSLock()
     private var transfers: [Int: Transfer] = [:]
 
-    func register(_ identifier: Int, limit: Int, continuation: CheckedContinuation<HTTPGetResponse, Error>) {
+    func register(_ identifier: Int, limit: Int, continuation: CheckedContinuation<HTTPGetResponse, any Error>) {
         lock.withLock { transfers[identifier] = Transfer(limit: limit, continuation: continuation) }
     }
 
@@ -119,7 +119,7 @@ private final class BoundedBodyDelegate: NSObject, URLSessionDataDelegate, @unch
         if cancel { dataTask.cancel() }
     }
 
-    func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
+    func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: (any Error)?) {
         guard let transfer = lock.withLock({ transfers.removeValue(forKey: task.taskIdentifier) }) else { return }
         if transfer.exceeded {
             transfer.continuation.resume(throwing: HTTPGetError(description: "response larger than \(transfer.limit) bytes"))

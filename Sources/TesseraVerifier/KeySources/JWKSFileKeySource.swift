@@ -1,5 +1,5 @@
-import Foundation
-import TesseraJOSE
+public import Foundation
+public import TesseraJOSE
 
 /// Trusted keys from a JWK Set file, reloaded when the file changes.
 ///

@@ -1,5 +1,5 @@
-import Foundation
-import TesseraJOSE
+public import Foundation
+public import TesseraJOSE
 
 /// Trusted keys from an issuer's JWKS endpoint, cached so that requests almost never wait.
 ///
@@ -48,9 +48,9 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
         var lastAttempt: Double?
         var lastUnknownKeyRefresh: Double?
         /// Callers waiting for the fetch under way; nil when none is under way.
-        var waiters: [CheckedContinuation<VerificationKeySet, Error>]?
+        var waiters: [CheckedContinuation<VerificationKeySet, any Error>]?
         /// The last fetch's outcome, for a caller that arrived as it ended.
-        var lastOutcome: Result<VerificationKeySet, Error>?
+        var lastOutcome: Result<VerificationKeySet, any Error>?
         var failing = false
     }
 
@@ -164,7 +164,7 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
         }
         if leads { return try await leadFetch() }
         return try await withCheckedThrowingContinuation { continuation in
-            let ended: Result<VerificationKeySet, Error>? = state.withLock { state in
+            let ended: Result<VerificationKeySet, any Error>? = state.withLock { state in
                 guard state.waiters != nil else { return state.lastOutcome }
                 state.waiters!.append(continuation)
                 return nil
@@ -182,9 +182,9 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
 
     /// Runs the claimed fetch and hands its outcome to every caller that joined it.
     private func leadFetch() async throws -> VerificationKeySet {
-        let outcome: Result<VerificationKeySet, Error>
+        let outcome: Result<VerificationKeySet, any Error>
         do { outcome = .success(try await fetch()) } catch { outcome = .failure(error) }
-        let waiters: [CheckedContinuation<VerificationKeySet, Error>] = state.withLock { state in
+        let waiters: [CheckedContinuation<VerificationKeySet, any Error>] = state.withLock { state in
             if case .failure(let error) = outcome { recordFailure(error, &state) }
             state.lastOutcome = outcome
             defer { state.waiters = nil }
@@ -264,7 +264,7 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
         return min(max(lifetime, policy.minimumLifetime), policy.maximumLifetime)
     }
 
-    private func recordFailure(_ error: Error, _ state: inout State) {
+    private func recordFailure(_ error: any Error, _ state: inout State) {
         if !state.failing {
             state.failing = true
             let serving = state.keys == nil ? "no keys to serve yet" : "serving cached keys meanwhile"
