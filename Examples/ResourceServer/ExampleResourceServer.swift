@@ -15,8 +15,10 @@ import TesseraHummingbird
 import TesseraVerifier
 
 /// The routes of the example, built around a configured verifier (also used by the end-to-end test).
-func buildResourceServer(verifier: AccessTokenVerifier, configuration: ApplicationConfiguration,
-                         logger: Logger = Logger(label: "example-resource-server")) -> some ApplicationProtocol {
+func buildResourceServer(
+    verifier: AccessTokenVerifier, configuration: ApplicationConfiguration,
+    logger: Logger = Logger(label: "example-resource-server")
+) -> some ApplicationProtocol {
     let router = Router(context: BearerRequestContext.self)
     router.get("/health") { _, _ in "ok" }
     let protected = router.group().add(middleware: BearerTokenMiddleware(verifier: verifier, realm: "notes"))

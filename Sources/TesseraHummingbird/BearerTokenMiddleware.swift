@@ -67,10 +67,12 @@ public struct BearerTokenMiddleware<Context: AccessTokenRequestContext>: RouterM
         guard field.count > 7, field.prefix(7).lowercased() == "bearer " else { return nil }
         let token = field.dropFirst(7).drop { $0 == " " }
         // RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-        guard !token.isEmpty, token.utf8.allSatisfy({ byte in
-            (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte)
-                || [0x2D, 0x2E, 0x5F, 0x7E, 0x2B, 0x2F, 0x3D].contains(byte)
-        }) else { return "" }  // present but malformed: verification refuses it as invalid_token
+        guard !token.isEmpty,
+            token.utf8.allSatisfy({ byte in
+                (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte)
+                    || [0x2D, 0x2E, 0x5F, 0x7E, 0x2B, 0x2F, 0x3D].contains(byte)
+            })
+        else { return "" }  // present but malformed: verification refuses it as invalid_token
         return String(token)
     }
 }
@@ -113,8 +115,9 @@ enum BearerResponses {
     }
 
     static func invalidRequest(_ description: String, realm: String?) -> Response {
-        json(status: .badRequest, ["error": "invalid_request", "error_description": description],
-             challenge: BearerChallenge.invalidRequest(description, realm: realm))
+        json(
+            status: .badRequest, ["error": "invalid_request", "error_description": description],
+            challenge: BearerChallenge.invalidRequest(description, realm: realm))
     }
 
     static func json(status: HTTPResponse.Status, _ body: [String: String], challenge: String?) -> Response {

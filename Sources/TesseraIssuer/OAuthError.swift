@@ -1,4 +1,5 @@
 import TesseraJOSE
+
 /// An OAuth error: what the client is told (`code`, `description`) kept apart from what the operator's
 /// log gets (`logMessage`). Codes mirror RFC 6749 §5.2 and RFC 6750 §3.1 exactly; only the server module
 /// turns them into HTTP statuses and headers.

@@ -43,7 +43,8 @@ public enum Base64URL {
         out.append(contentsOf: repeatElement(0, count: encodedCount(count)))
         alphabet.withUnsafeBufferPointer { table in
             out.withUnsafeMutableBufferPointer { output in
-                var index = 0, cursor = start
+                var index = 0
+                var cursor = start
                 while index + 3 <= count {
                     let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
                     output[cursor] = table[Int(value >> 18 & 0x3F)]
@@ -100,9 +101,11 @@ public enum Base64URL {
                     invalid |= value
                     return UInt32(value & 0x3F)
                 }
-                var index = 0, cursor = 0
+                var index = 0
+                var cursor = 0
                 while index + 4 <= count {
-                    let value = sextet(input[index]) << 18 | sextet(input[index + 1]) << 12
+                    let value =
+                        sextet(input[index]) << 18 | sextet(input[index + 1]) << 12
                         | sextet(input[index + 2]) << 6 | sextet(input[index + 3])
                     output[cursor] = UInt8(truncatingIfNeeded: value >> 16)
                     output[cursor + 1] = UInt8(truncatingIfNeeded: value >> 8)
@@ -126,8 +129,10 @@ public enum Base64URL {
                 }
                 if invalid & 0x80 != 0 {
                     let hasPadding = UnsafeRawBufferPointer(rebasing: input[0..<count]).contains(UInt8(ascii: "="))
-                    failure = JOSEError(.invalidBase64URL, hasPadding
-                        ? "base64url text must not be padded" : "character outside the base64url alphabet")
+                    failure = JOSEError(
+                        .invalidBase64URL,
+                        hasPadding
+                            ? "base64url text must not be padded" : "character outside the base64url alphabet")
                 }
                 initialized = cursor
             }

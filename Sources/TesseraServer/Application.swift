@@ -11,8 +11,10 @@ import TesseraJOSE
 /// sign-in and consent pages, the token, revocation and introspection endpoints, JWKS and RFC 8414
 /// metadata, and a health check.
 /// `onListening` runs once the port is bound, with the port (the bound one when the configuration says 0).
-public func buildApplication(_ service: TokenService, logger: Logger = Logger(label: "tessera"),
-                             onListening: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+public func buildApplication(
+    _ service: TokenService, logger: Logger = Logger(label: "tessera"),
+    onListening: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+) -> some ApplicationProtocol {
     let router = Router(context: TesseraRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     let limit = service.configuration.maximumBodySize
@@ -20,7 +22,8 @@ public func buildApplication(_ service: TokenService, logger: Logger = Logger(la
 
     // Every route is recorded with its method, so a known path asked with another method gets 405 and `Allow`.
     var allowed: [String: [HTTPRequest.Method]] = [:]
-    func route(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping @Sendable (Request, TesseraRequestContext) async throws -> Response) {
+    func route(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping @Sendable (Request, TesseraRequestContext) async throws -> Response)
+    {
         allowed[path, default: []].append(method)
         router.on(RouterPath(path), method: method, use: handler)
     }
@@ -37,15 +40,19 @@ public func buildApplication(_ service: TokenService, logger: Logger = Logger(la
             return .empty
         }
     }
-    let introspection = IntrospectionEndpoint(clients: clients, store: service.refreshTokens, keys: service.keys,
-                                              issuer: service.configuration.issuerURL)
+    let introspection = IntrospectionEndpoint(
+        clients: clients, store: service.refreshTokens, keys: service.keys,
+        issuer: service.configuration.issuerURL)
     route(.post, "/introspect") { request, context -> Response in
-        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in .json(try await introspection.handle(form)) }
+        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in .json(try await introspection.handle(form))
+        }
     }
     route(.get, "/.well-known/jwks.json") { request, _ -> Response in
         let snapshot = service.keys.current
         var headers: HTTPFields = [.contentType: "application/jwk-set+json", .cacheControl: snapshot.cacheControl, .eTag: snapshot.etag]
-        if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == snapshot.etag }) {
+        if let match = request.headers[.ifNoneMatch],
+            match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == snapshot.etag })
+        {
             headers[.contentType] = nil
             return Response(status: .notModified, headers: headers)
         }
@@ -53,10 +60,13 @@ public func buildApplication(_ service: TokenService, logger: Logger = Logger(la
     }
     route(.get, "/.well-known/oauth-authorization-server") { _, _ -> Response in
         let body = metadata(service).jsonString
-        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "public, max-age=300"],
-                        body: .init(byteBuffer: ByteBuffer(string: body)))
+        return Response(
+            status: .ok, headers: [.contentType: "application/json", .cacheControl: "public, max-age=300"],
+            body: .init(byteBuffer: ByteBuffer(string: body)))
     }
-    route(.get, "/healthz") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "ok"))) }
+    route(.get, "/healthz") { _, _ in
+        Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "ok")))
+    }
 
     let pages = AuthorizePages(service: service)
     route(.get, "/authorize") { request, _ in pages.authorizeGET(request) }
@@ -67,12 +77,14 @@ public func buildApplication(_ service: TokenService, logger: Logger = Logger(la
     // to its not-found responder).
     router.add(middleware: MethodNotAllowedMiddleware(allowed: allowed))
 
-    let configuration = ApplicationConfiguration(address: .hostname(service.configuration.host, port: service.configuration.port),
-                                                 serverName: "tessera")
+    let configuration = ApplicationConfiguration(
+        address: .hostname(service.configuration.host, port: service.configuration.port),
+        serverName: "tessera")
     // Background work runs as services of the application: started with it, stopped on graceful shutdown.
-    return Application(router: router, configuration: configuration, services: [KeyRingWatcher(keys: service.keys)],
-                       onServerRunning: { channel in await onListening(channel.localAddress?.port ?? service.configuration.port) },
-                       logger: logger)
+    return Application(
+        router: router, configuration: configuration, services: [KeyRingWatcher(keys: service.keys)],
+        onServerRunning: { channel in await onListening(channel.localAddress?.port ?? service.configuration.port) },
+        logger: logger)
 }
 
 /// RFC 8414 §2 metadata: what a client library needs to find and use the endpoints.
@@ -108,20 +120,25 @@ enum OAuthBody {
 
 /// Parses an `application/x-www-form-urlencoded` body (RFC 6749 §3.2), runs `body`, and answers with JSON
 /// and `Cache-Control: no-store` (RFC 6749 §5.1), or the RFC 6749 §5.2 error.
-func oauthResponse(_ request: Request, limit: Int, context: TesseraRequestContext, throttle: FailureThrottle,
-                   _ body: (TokenRequest) async throws -> OAuthBody) async -> Response {
+func oauthResponse(
+    _ request: Request, limit: Int, context: TesseraRequestContext, throttle: FailureThrottle,
+    _ body: (TokenRequest) async throws -> OAuthBody
+) async -> Response {
     var keys: [String] = []
     var user: String?
     do {
         let form = try await formRequest(request, limit: limit)
         // Throttle keys: who the request claims to be, the user it signs in, and where it comes from.
-        let client = ClientAuthenticator.claimedClientID(authorization: form.authorization, clientID: form["client_id"]).map(FailureThrottle.clientKey)
+        let client = ClientAuthenticator.claimedClientID(authorization: form.authorization, clientID: form["client_id"]).map(
+            FailureThrottle.clientKey)
         user = form["grant_type"] == "password" ? form["username"].map(FailureThrottle.userKey) : nil
         let address = context.remoteAddress?.ipAddress.map(FailureThrottle.addressKey)
         keys = [client, user, address].compactMap { $0 }
         if let wait = throttle.retryAfter(keys) {
             context.logger.notice("throttled after repeated failures", metadata: ["keys": .string(keys.joined(separator: ","))])
-            let object = JSONObject(["error": .string("invalid_request"), "error_description": .string("too many failed attempts; retry after \(wait) s")])
+            let object = JSONObject([
+                "error": .string("invalid_request"), "error_description": .string("too many failed attempts; retry after \(wait) s"),
+            ])
             return jsonResponse(.tooManyRequests, object, headers: [.retryAfter: String(wait)])
         }
         let result = try await body(form)
@@ -137,7 +154,8 @@ func oauthResponse(_ request: Request, limit: Int, context: TesseraRequestContex
         }
         return errorResponse(error, request: request)
     } catch let error as BodyTooLarge {
-        return errorResponse(OAuthError(.invalidRequest, "the request body is larger than \(error.limit) bytes"), request: request, status: .contentTooLarge)
+        return errorResponse(
+            OAuthError(.invalidRequest, "the request body is larger than \(error.limit) bytes"), request: request, status: .contentTooLarge)
     } catch {
         context.logger.error("unexpected error", metadata: ["error": .string("\(type(of: error))")])
         return errorResponse(OAuthError(.temporarilyUnavailable, "the request could not be processed"), request: request)
@@ -161,7 +179,10 @@ struct BodyTooLarge: Error { let limit: Int }
 let pragma = HTTPField.Name("Pragma")!
 
 func formRequest(_ request: Request, limit: Int) async throws -> TokenRequest {
-    guard request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "application/x-www-form-urlencoded" else {
+    guard
+        request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+            == "application/x-www-form-urlencoded"
+    else {
         throw OAuthError(.invalidRequest, "the body must be application/x-www-form-urlencoded (RFC 6749 §3.2)")
     }
     guard request.headers[values: .authorization].count <= 1 else {
@@ -181,7 +202,8 @@ func parseForm(_ body: String) throws -> [String: String] {
     for pair in body.split(separator: "&", omittingEmptySubsequences: true) {
         let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
         guard let name = ClientAuthenticator.formDecoded(String(parts[0])),
-              let value = ClientAuthenticator.formDecoded(parts.count > 1 ? String(parts[1]) : "") else {
+            let value = ClientAuthenticator.formDecoded(parts.count > 1 ? String(parts[1]) : "")
+        else {
             throw OAuthError(.invalidRequest, "the form body is not valid application/x-www-form-urlencoded")
         }
         guard parameters.updateValue(value, forKey: name) == nil else {
@@ -219,11 +241,13 @@ struct RequestLogMiddleware: RouterMiddleware {
         let start = ContinuousClock.now
         let response = try await next(request, context)
         let elapsed = ContinuousClock.now - start
-        context.logger.info("request", metadata: [
-            "method": .string(request.method.rawValue), "path": .string(request.uri.path),
-            "status": .stringConvertible(response.status.code),
-            "ms": .string(String(format: "%.1f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)),
-        ])
+        context.logger.info(
+            "request",
+            metadata: [
+                "method": .string(request.method.rawValue), "path": .string(request.uri.path),
+                "status": .stringConvertible(response.status.code),
+                "ms": .string(String(format: "%.1f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)),
+            ])
         return response
     }
 }
@@ -246,7 +270,8 @@ public func describeStartFailure(_ error: any Error, configuration: ServerConfig
         switch error.errnoCode {
         case EADDRINUSE:
             let next = configuration.port == 65_535 ? 8081 : configuration.port + 1
-            return "port \(configuration.port) is in use on \(configuration.host) (another tessera serve?); try --port \(next), or stop what listens there"
+            return
+                "port \(configuration.port) is in use on \(configuration.host) (another tessera serve?); try --port \(next), or stop what listens there"
         case EACCES:
             return "not allowed to listen on \(address): ports below 1024 need privileges; try --port 8080"
         case EADDRNOTAVAIL:

@@ -92,11 +92,13 @@ struct AuthorizePages: Sendable {
         case .errorPage(let error, let status):
             response = errorPage(error, status: HTTPResponse.Status(code: status))
         case .signIn(let pending, let message, let username, let status):
-            response = page(signInPage(pending, csrf: answer.session?.csrfToken ?? "", message: message, username: username),
-                            status: HTTPResponse.Status(code: status), redirectURI: pending.request.redirectURI)
+            response = page(
+                signInPage(pending, csrf: answer.session?.csrfToken ?? "", message: message, username: username),
+                status: HTTPResponse.Status(code: status), redirectURI: pending.request.redirectURI)
         case .consent(let pending, let username):
-            response = page(consentPage(pending, csrf: answer.session?.csrfToken ?? "", username: username), status: .ok,
-                            redirectURI: pending.request.redirectURI)
+            response = page(
+                consentPage(pending, csrf: answer.session?.csrfToken ?? "", username: username), status: .ok,
+                redirectURI: pending.request.redirectURI)
         }
         if let session = answer.session, session.cookie != cookie(request) {
             var attributes = "\(cookieName)=\(session.cookie); Path=/; Max-Age=\(cookieLifetime); HttpOnly; SameSite=Lax"
@@ -108,11 +110,11 @@ struct AuthorizePages: Sendable {
 
     func errorPage(_ error: OAuthError, status: HTTPResponse.Status) -> Response {
         let body = """
-        <h1>This sign-in cannot continue</h1>
-        <p role="alert">\(escape(error.description))</p>
-        <p class="detail">You have not been sent back to the application. If this keeps happening, tell its developers.
-        Error code: <code>\(escape(error.code.rawValue))</code></p>
-        """
+            <h1>This sign-in cannot continue</h1>
+            <p role="alert">\(escape(error.description))</p>
+            <p class="detail">You have not been sent back to the application. If this keeps happening, tell its developers.
+            Error code: <code>\(escape(error.code.rawValue))</code></p>
+            """
         return page(layout(title: "Sign-in error", body), status: status, redirectURI: nil)
     }
 
@@ -139,7 +141,8 @@ struct AuthorizePages: Sendable {
         guard let components = URLComponents(string: uri), let scheme = components.scheme?.lowercased() else { return nil }
         guard scheme == "http" || scheme == "https" else { return scheme + ":" }
         guard let host = components.percentEncodedHost, !host.isEmpty,
-              host.allSatisfy({ $0.isLetter || $0.isNumber || "-.:[]".contains($0) }) else { return nil }
+            host.allSatisfy({ $0.isLetter || $0.isNumber || "-.:[]".contains($0) })
+        else { return nil }
         return "\(scheme)://\(host)" + (components.port.map { ":\($0)" } ?? "")
     }
 
@@ -148,49 +151,51 @@ struct AuthorizePages: Sendable {
     private func signInPage(_ pending: PendingAuthorization, csrf: String, message: String?, username: String?) -> String {
         let client = escape(pending.request.client.id)
         var body = """
-        <h1>Sign in</h1>
-        <p>to continue to <strong>\(client)</strong></p>
+            <h1>Sign in</h1>
+            <p>to continue to <strong>\(client)</strong></p>
 
-        """
+            """
         if let message { body += "<p class=\"error\" role=\"alert\" id=\"sign-in-error\">\(escape(message))</p>\n" }
         let describedBy = message == nil ? "" : " aria-describedby=\"sign-in-error\""
         body += """
-        <form method="post" action="\(escape(basePath))/authorize/sign-in">
-        \(hiddenFields(pending, csrf: csrf))
-        <label for="username">Username</label>
-        <input id="username" name="username" type="text" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="255" value="\(escape(username ?? ""))"\(describedBy)>
-        <label for="password">Password</label>
-        <input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024"\(describedBy)>
-        <div class="actions">
-        <button type="submit" name="sign_in" value="1">Sign in</button>
-        <button type="submit" name="cancel" value="1" class="secondary" formnovalidate>Cancel</button>
-        </div>
-        </form>
-        """
+            <form method="post" action="\(escape(basePath))/authorize/sign-in">
+            \(hiddenFields(pending, csrf: csrf))
+            <label for="username">Username</label>
+            <input id="username" name="username" type="text" autocomplete="username" autocapitalize="none" spellcheck="false"
+             required maxlength="255" value="\(escape(username ?? ""))"\(describedBy)>
+            <label for="password">Password</label>
+            <input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024"\(describedBy)>
+            <div class="actions">
+            <button type="submit" name="sign_in" value="1">Sign in</button>
+            <button type="submit" name="cancel" value="1" class="secondary" formnovalidate>Cancel</button>
+            </div>
+            </form>
+            """
         return layout(title: "Sign in to continue to \(pending.request.client.id)", body)
     }
 
     private func consentPage(_ pending: PendingAuthorization, csrf: String, username: String) -> String {
         let client = escape(pending.request.client.id)
-        let scopes = pending.request.scope.isEmpty
+        let scopes =
+            pending.request.scope.isEmpty
             ? "<li>sign you in (no further access)</li>"
             : pending.request.scope.map { "<li><code>\(escape($0))</code></li>" }.joined(separator: "\n")
         let body = """
-        <h1>Allow access?</h1>
-        <p><strong>\(client)</strong> asks for access to your account (<strong>\(escape(username))</strong>):</p>
-        <ul class="scopes" aria-label="Requested access">
-        \(scopes)
-        </ul>
-        <p class="detail">You will be sent back to <span class="uri">\(escape(pending.request.redirectURI))</span>.</p>
-        <form method="post" action="\(escape(basePath))/authorize/consent">
-        \(hiddenFields(pending, csrf: csrf))
-        <div class="check"><input id="remember" name="remember" type="checkbox"><label for="remember">Remember this for \(client)</label></div>
-        <div class="actions">
-        <button type="submit" name="decision" value="allow">Allow</button>
-        <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
-        </div>
-        </form>
-        """
+            <h1>Allow access?</h1>
+            <p><strong>\(client)</strong> asks for access to your account (<strong>\(escape(username))</strong>):</p>
+            <ul class="scopes" aria-label="Requested access">
+            \(scopes)
+            </ul>
+            <p class="detail">You will be sent back to <span class="uri">\(escape(pending.request.redirectURI))</span>.</p>
+            <form method="post" action="\(escape(basePath))/authorize/consent">
+            \(hiddenFields(pending, csrf: csrf))
+            <div class="check"><input id="remember" name="remember" type="checkbox"><label for="remember">Remember this for \(client)</label></div>
+            <div class="actions">
+            <button type="submit" name="decision" value="allow">Allow</button>
+            <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
+            </div>
+            </form>
+            """
         return layout(title: "Allow \(pending.request.client.id) access?", body)
     }
 
@@ -222,22 +227,22 @@ struct AuthorizePages: Sendable {
     }
 
     static let style = """
-    :root{color-scheme:light dark;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;line-height:1.5}
-    body{margin:0;padding:1rem;background:Canvas;color:CanvasText}
-    main{max-width:26rem;margin:2rem auto;padding:1.5rem;border:1px solid GrayText;border-radius:.5rem}
-    h1{font-size:1.5rem;margin:0 0 .5rem}
-    label{display:block;margin:1rem 0 .25rem;font-weight:600}
-    input[type=text],input[type=password]{box-sizing:border-box;width:100%;padding:.6rem;font-size:1rem;border:1px solid GrayText;border-radius:.25rem}
-    .check{display:flex;align-items:center;gap:.5rem;margin:1rem 0}.check label{margin:0;font-weight:400}
-    .check input{width:1.25rem;height:1.25rem}
-    .actions{display:flex;flex-wrap:wrap;gap:.75rem;margin-top:1.25rem}
-    button{flex:1 1 8rem;min-height:2.75rem;padding:.6rem 1rem;font-size:1rem;border-radius:.25rem;border:1px solid #1a56db;background:#1a56db;color:#fff;cursor:pointer}
-    button.secondary{background:transparent;color:inherit;border-color:GrayText}
-    button:focus-visible,input:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}
-    .error{color:#b91c1c;font-weight:600}
-    @media (prefers-color-scheme:dark){.error{color:#fca5a5}}
-    .scopes{padding-left:1.25rem}.detail{font-size:.9rem;color:GrayText}.uri{word-break:break-all}
-    """
+        :root{color-scheme:light dark;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;line-height:1.5}
+        body{margin:0;padding:1rem;background:Canvas;color:CanvasText}
+        main{max-width:26rem;margin:2rem auto;padding:1.5rem;border:1px solid GrayText;border-radius:.5rem}
+        h1{font-size:1.5rem;margin:0 0 .5rem}
+        label{display:block;margin:1rem 0 .25rem;font-weight:600}
+        input[type=text],input[type=password]{box-sizing:border-box;width:100%;padding:.6rem;font-size:1rem;border:1px solid GrayText;border-radius:.25rem}
+        .check{display:flex;align-items:center;gap:.5rem;margin:1rem 0}.check label{margin:0;font-weight:400}
+        .check input{width:1.25rem;height:1.25rem}
+        .actions{display:flex;flex-wrap:wrap;gap:.75rem;margin-top:1.25rem}
+        button{flex:1 1 8rem;min-height:2.75rem;padding:.6rem 1rem;font-size:1rem;border-radius:.25rem;border:1px solid #1a56db;background:#1a56db;color:#fff;cursor:pointer}
+        button.secondary{background:transparent;color:inherit;border-color:GrayText}
+        button:focus-visible,input:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}
+        .error{color:#b91c1c;font-weight:600}
+        @media (prefers-color-scheme:dark){.error{color:#fca5a5}}
+        .scopes{padding-left:1.25rem}.detail{font-size:.9rem;color:GrayText}.uri{word-break:break-all}
+        """
 
     /// `sha256-…` of the inline style, for the Content-Security-Policy.
     static let styleHash = "sha256-" + Data(Digest.sha256(Array(style.utf8))).base64EncodedString()

@@ -38,7 +38,8 @@ public struct ServerConfiguration: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case host, port, issuer, keys, data
-            case maximumBodySize = "max_body_size", createDemoClient = "demo_client"
+            case maximumBodySize = "max_body_size"
+            case createDemoClient = "demo_client"
         }
     }
 
@@ -75,7 +76,8 @@ public struct ServerConfiguration: Sendable {
         if let issuer {
             // RFC 8414 §2: an https URL without query or fragment (http allowed for loopback development).
             guard let url = URLComponents(string: issuer), let scheme = url.scheme, ["https", "http"].contains(scheme), url.host?.isEmpty == false,
-                  url.query == nil, url.fragment == nil, !issuer.hasSuffix("/") else {
+                url.query == nil, url.fragment == nil, !issuer.hasSuffix("/")
+            else {
                 throw ConfigurationError("issuer must be an absolute http(s) URL without query, fragment or trailing slash")
             }
         }
@@ -128,28 +130,38 @@ public final class TokenService: Sendable {
         return try clientStore.update { registry in
             if registry.clients.contains(where: { $0.id == Self.demoClientID }) { return .exists(id: Self.demoClientID) }
             guard registry.clients.isEmpty else { return .notRegistered }
-            registry.clients.append(Client(id: Self.demoClientID, type: .confidential, secretDigest: Client.digest(ofSecret: secret),
-                                           grants: [.clientCredentials], scopes: ["read", "write"], defaultScopes: ["read"],
-                                           audience: "api", created: now))
+            registry.clients.append(
+                Client(
+                    id: Self.demoClientID, type: .confidential, secretDigest: Client.digest(ofSecret: secret),
+                    grants: [.clientCredentials], scopes: ["read", "write"], defaultScopes: ["read"],
+                    audience: "api", created: now))
             return .registered(id: Self.demoClientID, secret: secret)
         }
     }
 
-    public init(configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system, throttle: FailureThrottle = FailureThrottle()) throws {
+    public init(configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system, throttle: FailureThrottle = FailureThrottle()) throws
+    {
         self.configuration = configuration
         self.throttle = throttle
         if configuration.issuerIsPlainHTTP, !configuration.issuerIsLoopback {
-            logger.warning("the issuer is plain http on a non-loopback host: tokens and passwords cross the network in clear, and the Secure session cookie of the sign-in pages only works behind TLS",
-                           metadata: ["issuer": .string(configuration.issuerURL)])
+            let warning =
+                "the issuer is plain http on a non-loopback host: tokens and passwords cross the network in clear, "
+                + "and the Secure session cookie of the sign-in pages only works behind TLS"
+            logger.warning("\(warning)", metadata: ["issuer": .string(configuration.issuerURL)])
         }
         keys = try SigningKeyRing(store: KeyStore(path: configuration.keysPath), bootstrap: true, clock: clock) { event in
             switch event {
             case .tightenedFolder(let path, let formerMode):
-                logger.notice("the key folder held no key yet and was open to group or others: made it private (chmod 700)",
-                              metadata: ["folder": .string(path), "former_mode": .string(String(formerMode, radix: 8))])
-            case .bootstrapped(let kid): logger.notice("empty key folder: generated and activated an ES256 signing key", metadata: ["kid": .string(kid)])
-            case .reloaded(let active, let published): logger.info("key ring reloaded", metadata: ["active": .string(active.joined(separator: ",")), "published": .stringConvertible(published)])
-            case .reloadFailed(let reason): logger.error("key ring not reloaded; the previous keys stay in use", metadata: ["reason": .string(reason)])
+                logger.notice(
+                    "the key folder held no key yet and was open to group or others: made it private (chmod 700)",
+                    metadata: ["folder": .string(path), "former_mode": .string(String(formerMode, radix: 8))])
+            case .bootstrapped(let kid):
+                logger.notice("empty key folder: generated and activated an ES256 signing key", metadata: ["kid": .string(kid)])
+            case .reloaded(let active, let published):
+                logger.info(
+                    "key ring reloaded", metadata: ["active": .string(active.joined(separator: ",")), "published": .stringConvertible(published)])
+            case .reloadFailed(let reason):
+                logger.error("key ring not reloaded; the previous keys stay in use", metadata: ["reason": .string(reason)])
             }
         }
         let clientStore = ClientStore(dataPath: configuration.dataPath)
@@ -175,7 +187,9 @@ public final class TokenService: Sendable {
                 .authorizationCode: AuthorizationCodeGrant(codes: codes, store: store),
                 .password: PasswordGrant(users: users, store: store, clock: clock),
                 .refreshToken: RefreshTokenGrant(store: store) { clientID, familyID in
-                    logger.warning("refresh token reuse: family revoked (RFC 9700 §4.14.2)", metadata: ["client_id": .string(clientID), "family": .string(familyID)])
+                    logger.warning(
+                        "refresh token reuse: family revoked (RFC 9700 §4.14.2)",
+                        metadata: ["client_id": .string(clientID), "family": .string(familyID)])
                 },
             ],
             minter: AccessTokenMinter(issuer: configuration.issuerURL, keys: keys, clock: clock))

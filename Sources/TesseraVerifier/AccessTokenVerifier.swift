@@ -35,7 +35,9 @@ public struct AccessTokenVerifier: Sendable {
                 throw VerifierConfigurationError(.invalidConfiguration, "at least one non-empty accepted audience is required")
             }
             guard !allowedAlgorithms.isEmpty else { throw VerifierConfigurationError(.invalidConfiguration, "no algorithm is allowed") }
-            guard leeway >= 0, leeway <= 600 else { throw VerifierConfigurationError(.invalidConfiguration, "leeway must be between 0 and 600 seconds") }
+            guard leeway >= 0, leeway <= 600 else {
+                throw VerifierConfigurationError(.invalidConfiguration, "leeway must be between 0 and 600 seconds")
+            }
             guard maximumTokenSize >= 512, maximumTokenSize <= 1 << 20 else {
                 throw VerifierConfigurationError(.invalidConfiguration, "maximum token size must be between 512 bytes and 1 MiB")
             }

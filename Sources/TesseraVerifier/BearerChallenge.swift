@@ -29,9 +29,10 @@ public enum BearerChallenge {
 
     /// RFC 6750 §3: attribute values use %x20-21 / %x23-5B / %x5D-7E; anything else is replaced.
     static func quoted(_ value: String) -> String {
-        String(value.unicodeScalars.prefix(200).map { scalar -> Character in
-            let v = scalar.value
-            return (v == 0x20 || v == 0x21 || (0x23...0x5B).contains(v) || (0x5D...0x7E).contains(v)) ? Character(scalar) : "?"
-        })
+        String(
+            value.unicodeScalars.prefix(200).map { scalar -> Character in
+                let v = scalar.value
+                return (v == 0x20 || v == 0x21 || (0x23...0x5B).contains(v) || (0x5D...0x7E).contains(v)) ? Character(scalar) : "?"
+            })
     }
 }

@@ -79,8 +79,10 @@ enum ClaimsValidator {
     }
 
     /// Checks every claim and builds the verified token.
-    static func accessToken(from verified: VerifiedJWS, configuration: AccessTokenVerifier.Configuration,
-                            now: Date) throws -> AccessToken {
+    static func accessToken(
+        from verified: VerifiedJWS, configuration: AccessTokenVerifier.Configuration,
+        now: Date
+    ) throws -> AccessToken {
         let claims: JSONObject
         do {
             claims = try verified.payloadObject()

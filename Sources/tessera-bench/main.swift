@@ -79,12 +79,13 @@ final class RawPrimitive {
 
     init(key: SigningKey) throws {
         algorithm = key.algorithm
-        let digestName: String? = switch algorithm {
-        case .hs256, .rs256, .ps256, .es256: "SHA2-256"
-        case .hs384, .rs384, .ps384, .es384: "SHA2-384"
-        case .hs512, .rs512, .ps512, .es512: "SHA2-512"
-        default: nil
-        }
+        let digestName: String? =
+            switch algorithm {
+            case .hs256, .rs256, .ps256, .es256: "SHA2-256"
+            case .hs384, .rs384, .ps384, .es384: "SHA2-384"
+            case .hs512, .rs512, .ps512, .es512: "SHA2-512"
+            default: nil
+            }
         if let digestName { md = EVP_MD_fetch(nil, digestName, nil) }
         if algorithm.isSymmetric {
             let k = try key.privateJWK().members["k"]!.stringValue!
@@ -168,8 +169,9 @@ print("Tessera JOSE benchmark: RFC 9068 access token, one core, best of 6 altern
 print("libcrypto: \(String(cString: OpenSSL_version(0)))")
 print("")
 func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : String(repeating: " ", count: width - text.count) + text }
-print(pad("alg", 6), pad("sign µs", 9), pad("raw µs", 9), pad("ratio", 6), pad("verify µs", 10), pad("raw µs", 9),
-      pad("ratio", 6), pad("sign/s", 9), pad("verify/s", 9))
+print(
+    pad("alg", 6), pad("sign µs", 9), pad("raw µs", 9), pad("ratio", 6), pad("verify µs", 10), pad("raw µs", 9),
+    pad("ratio", 6), pad("sign/s", 9), pad("verify/s", 9))
 var rows: [Row] = []
 var missedBurst = false
 for algorithm in options.algorithms {
@@ -187,12 +189,15 @@ for algorithm in options.algorithms {
         fatalError("Tessera verify failed for \(algorithm)")
     }
     let seconds = options.seconds
-    let (sign, rawSign) = try compare(seconds: seconds, { blackHole(try signer.sign(claims: claims)) },
-                                      raw: { blackHole(raw.sign(signingInput)) })
-    let (verify, rawVerify) = try compare(seconds: seconds, {
-        let verified = try UnverifiedJWS(parsing: token).verified(using: keys)
-        blackHole(try verified.payloadObject())
-    }, raw: { blackHole(raw.verify(rawSignature, signingInput)) })
+    let (sign, rawSign) = try compare(
+        seconds: seconds, { blackHole(try signer.sign(claims: claims)) },
+        raw: { blackHole(raw.sign(signingInput)) })
+    let (verify, rawVerify) = try compare(
+        seconds: seconds,
+        {
+            let verified = try UnverifiedJWS(parsing: token).verified(using: keys)
+            blackHole(try verified.payloadObject())
+        }, raw: { blackHole(raw.verify(rawSignature, signingInput)) })
     if options.breakdown {
         // Where verification time goes: parsing, key selection + signature, claims.
         let verificationKey = try key.verificationKey()
@@ -204,19 +209,27 @@ for algorithm in options.algorithms {
         let primitive = measure(seconds: seconds) { blackHole(verificationKey.isValidSignature(signature, for: signingInput)) }
         let claimsParse = try measure(seconds: seconds) { blackHole(try verified.payloadObject()) }
         let serialize = measure(seconds: seconds) { blackHole(claims.jsonBytes) }
-        print("  \(algorithm): parse \(parse / 1000) µs, select+verify \(check / 1000) µs (primitive alone \(primitive / 1000) µs), claims parse \(claimsParse / 1000) µs, claims write \(serialize / 1000) µs")
+        print(
+            "  \(algorithm): parse \(parse / 1000) µs, select+verify \(check / 1000) µs (primitive alone \(primitive / 1000) µs), "
+                + "claims parse \(claimsParse / 1000) µs, claims write \(serialize / 1000) µs")
     }
     let row = Row(algorithm: algorithm, sign: sign, rawSign: rawSign, verify: verify, rawVerify: rawVerify)
     rows.append(row)
     func us(_ ns: Double) -> String { String(format: "%.2f", ns / 1000) }
-    print(pad(algorithm.name, 6), pad(us(sign), 9), pad(us(rawSign), 9), pad(String(format: "%.2f", row.signRatio), 6),
-          pad(us(verify), 10), pad(us(rawVerify), 9), pad(String(format: "%.2f", row.verifyRatio), 6),
-          pad(String(format: "%.0f", 1e9 / sign), 9), pad(String(format: "%.0f", 1e9 / verify), 9))
+    print(
+        pad(algorithm.name, 6), pad(us(sign), 9), pad(us(rawSign), 9), pad(String(format: "%.2f", row.signRatio), 6),
+        pad(us(verify), 10), pad(us(rawVerify), 9), pad(String(format: "%.2f", row.verifyRatio), 6),
+        pad(String(format: "%.0f", 1e9 / sign), 9), pad(String(format: "%.0f", 1e9 / verify), 9))
 }
 
 // TesseraVerifier: the whole RFC 9068 check (parse, allow-list, key by kid, signature, typ, claims)
 // with the key cached, against the raw signature verification of the same bytes.
-struct VerifierRow { let algorithm: JWSAlgorithm; let verify: Double; let rawVerify: Double; var ratio: Double { rawVerify / verify } }
+struct VerifierRow {
+    let algorithm: JWSAlgorithm
+    let verify: Double
+    let rawVerify: Double
+    var ratio: Double { rawVerify / verify }
+}
 var verifierRows: [VerifierRow] = []
 print("")
 print("TesseraVerifier.verify (all RFC 9068 checks, cached key) vs raw signature verify, µs per token")
@@ -233,12 +246,14 @@ for algorithm in options.algorithms where !algorithm.isSymmetric {
     let signingInput = Array((parts[0] + "." + parts[1]).utf8)
     let rawSignature = raw.sign(signingInput)
     _ = try verifier.verify(token, using: keys)
-    let (verify, rawVerify) = try compare(seconds: options.seconds, { blackHole(try verifier.verify(token, using: keys)) },
-                                          raw: { blackHole(raw.verify(rawSignature, signingInput)) })
+    let (verify, rawVerify) = try compare(
+        seconds: options.seconds, { blackHole(try verifier.verify(token, using: keys)) },
+        raw: { blackHole(raw.verify(rawSignature, signingInput)) })
     let row = VerifierRow(algorithm: algorithm, verify: verify, rawVerify: rawVerify)
     verifierRows.append(row)
-    print(pad(algorithm.name, 6), pad(String(format: "%.2f", verify / 1000), 10), pad(String(format: "%.2f", rawVerify / 1000), 9),
-          pad(String(format: "%.2f", row.ratio), 6), pad(String(format: "%.0f", 1e9 / verify), 10))
+    print(
+        pad(algorithm.name, 6), pad(String(format: "%.2f", verify / 1000), 10), pad(String(format: "%.2f", rawVerify / 1000), 9),
+        pad(String(format: "%.2f", row.ratio), 6), pad(String(format: "%.0f", 1e9 / verify), 10))
 }
 
 /// A JWKS "issuer" in memory that counts fetches, for the unknown-kid burst.
@@ -254,7 +269,8 @@ final class CountingJWKS: HTTPGetter, @unchecked Sendable {
     }
 }
 if options.algorithms.contains(.es256) {
-    let key = try SigningKey.generate(.es256), attacker = try SigningKey.generate(.es256)
+    let key = try SigningKey.generate(.es256)
+    let attacker = try SigningKey.generate(.es256)
     let issuer = CountingJWKS(Array(try JWKSet(publicKeysOf: [key]).jsonString.utf8))
     let source = RemoteJWKSKeySource(jwksURL: URL(string: "https://auth.example.com/jwks.json")!, http: issuer)
     var configuration = AccessTokenVerifier.Configuration(issuer: "https://auth.example.com", audience: "https://rs.example.com")
@@ -272,7 +288,9 @@ if options.algorithms.contains(.es256) {
     }
     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     print("")
-    print("unknown-kid burst: 10000 tokens with random kids, \(failed) refused, \(issuer.fetches) JWKS fetches (1 initial load + refreshes), \(String(format: "%.2f", elapsed)) s incl. signing")
+    print(
+        "unknown-kid burst: 10000 tokens with random kids, \(failed) refused, \(issuer.fetches) JWKS fetches (1 initial load + refreshes), "
+            + "\(String(format: "%.2f", elapsed)) s incl. signing")
     if issuer.fetches > 2 { missedBurst = true }
 }
 

@@ -11,6 +11,7 @@
 // start < 2 s and < 250 MB at 1 M families).
 import Foundation
 import TesseraIssuer
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,15 +53,19 @@ func residentMemory() -> (current: Double, peak: Double) {
 }
 
 func newFamily(_ index: Int) -> NewRefreshTokenFamily {
-    NewRefreshTokenFamily(clientID: "client-\(index % 8)", subject: "user-\(index)", scope: ["openid", "profile", "read"],
-                          authTime: Date())
+    NewRefreshTokenFamily(
+        clientID: "client-\(index % 8)", subject: "user-\(index)", scope: ["openid", "profile", "read"],
+        authTime: Date())
 }
 
 /// write(2) + fdatasync(2) of a 150-byte record, appended: the raw cost of one durable append.
 func rawFsync(in directory: String, seconds: Double) -> Double {
     let path = directory + "/raw-fsync"
     let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_TRUNC, 0o600)
-    defer { close(fd); unlink(path) }
+    defer {
+        close(fd)
+        unlink(path)
+    }
     let record = [UInt8](repeating: 0x5A, count: 150)
     var count = 0
     let start = monotonic()
@@ -87,7 +92,8 @@ func rotations(in store: FileRefreshTokenStore, callers: Int, seconds: Double) a
     let total = try await withThrowingTaskGroup(of: Int.self) { group in
         for token in tokens {
             group.addTask {
-                var current = token, count = 0
+                var current = token
+                var count = 0
                 while monotonic() < deadline {
                     current = try await store.rotate(current, clientID: "client-0", scope: nil).successor.token
                     count += 1
@@ -120,14 +126,19 @@ defer { try? FileManager.default.removeItem(atPath: root) }
 var missed: [String] = []
 
 let fsyncSeconds = rawFsync(in: root, seconds: min(options.seconds, 2))
-print(String(format: "raw write+fdatasync of one record: %.0f µs (at most %.0f durable writes/s without group commit)", fsyncSeconds * 1e6, 1 / fsyncSeconds))
+print(
+    String(
+        format: "raw write+fdatasync of one record: %.0f µs (at most %.0f durable writes/s without group commit)", fsyncSeconds * 1e6,
+        1 / fsyncSeconds))
 print("\nrotations/s (each caller rotates its own family in a loop; best of alternating rounds)")
 print("callers   fsync on   fsync off   rotations per fsync")
 for callers in [1, 16, 64] {
-    var durable = 0.0, unsynced = 0.0
+    var durable = 0.0
+    var unsynced = 0.0
     for _ in 0..<2 {
         durable = max(durable, try await rotations(directory: root + "/rot", callers: callers, durability: .fsync, seconds: options.seconds / 2))
-        unsynced = max(unsynced, try await rotations(directory: root + "/rot", callers: callers, durability: .unsafeNoSync, seconds: options.seconds / 2))
+        unsynced = max(
+            unsynced, try await rotations(directory: root + "/rot", callers: callers, durability: .unsafeNoSync, seconds: options.seconds / 2))
     }
     print(String(format: "%7d %10.0f %11.0f %12.1f", callers, durable, unsynced, durable * fsyncSeconds))
     if callers == 64, durable < 10_000 { missed.append("64-caller durable rotations \(Int(durable))/s < 10,000") }
@@ -155,8 +166,10 @@ store.close()
 
 func openInChild() throws -> (seconds: Double, rss: Double, peak: Double, families: Int) {
     let child = Process()
-    child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0]
-                              : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0])
+    child.executableURL = URL(
+        fileURLWithPath: CommandLine.arguments[0].hasPrefix("/")
+            ? CommandLine.arguments[0]
+            : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0])
     if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { child.executableURL = URL(fileURLWithPath: exe) }
     child.arguments = ["--open-only", big]
     let output = Pipe()
@@ -169,8 +182,10 @@ func openInChild() throws -> (seconds: Double, rss: Double, peak: Double, famili
 }
 
 let fromLog = try openInChild()
-print(String(format: "start from the log (%.0f MB): %.2f s, resident %.0f MB (peak %.0f MB), %d families",
-             Double(logBytes) / 1e6, fromLog.seconds, fromLog.rss, fromLog.peak, fromLog.families))
+print(
+    String(
+        format: "start from the log (%.0f MB): %.2f s, resident %.0f MB (peak %.0f MB), %d families",
+        Double(logBytes) / 1e6, fromLog.seconds, fromLog.rss, fromLog.peak, fromLog.families))
 
 store = try FileRefreshTokenStore(directory: big)
 // Rotations keep going while the compaction runs; the figure shows what they cost it and it them.
@@ -179,13 +194,17 @@ let during = try await rotations(in: store, callers: 64, seconds: 1)
 let report = try await compaction
 let large = try await rotations(in: store, callers: 64, seconds: options.seconds / 2)
 store.close()
-print(String(format: "compaction of %d families: %.2f s, snapshot %.0f MB; %.0f durable rotations/s at 64 callers during it",
-             report.families, report.seconds, Double(report.snapshotBytes) / 1e6, during))
+print(
+    String(
+        format: "compaction of %d families: %.2f s, snapshot %.0f MB; %.0f durable rotations/s at 64 callers during it",
+        report.families, report.seconds, Double(report.snapshotBytes) / 1e6, during))
 print(String(format: "durable rotations/s at 64 callers in the store of %d families: %.0f", report.families, large))
 
 let fromSnapshot = try openInChild()
-print(String(format: "start from the snapshot: %.2f s, resident %.0f MB (peak %.0f MB), %d families",
-             fromSnapshot.seconds, fromSnapshot.rss, fromSnapshot.peak, fromSnapshot.families))
+print(
+    String(
+        format: "start from the snapshot: %.2f s, resident %.0f MB (peak %.0f MB), %d families",
+        fromSnapshot.seconds, fromSnapshot.rss, fromSnapshot.peak, fromSnapshot.families))
 if options.families >= 1_000_000 {
     for (label, result) in [("log", fromLog), ("snapshot", fromSnapshot)] {
         if result.seconds >= 2 { missed.append("start from the \(label) \(result.seconds) s ≥ 2 s") }

@@ -3,9 +3,9 @@ import Foundation
 import TesseraIssuer
 
 func clientCall<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let error as OAuthError { throw CLIError(error.logMessage) }
-    catch let error as RegistrationError { throw CLIError(error.message) }
-    catch let error as KeyStoreError { throw CLIError(Hint.message(error)) }
+    do { return try body() } catch let error as OAuthError { throw CLIError(error.logMessage) } catch let error as RegistrationError {
+        throw CLIError(error.message)
+    } catch let error as KeyStoreError { throw CLIError(Hint.message(error)) }
 }
 
 /// Prints rows under a header, each column as wide as its widest cell (two spaces between columns).
@@ -46,33 +46,41 @@ struct ClientsCommand: ParsableCommand {
         @Flag(name: .customLong("public"), help: "A public client (no secret: native or browser apps).") var isPublic = false
         @Option(name: .customLong("grant"), help: "An allowed grant type (repeatable).") var grants: [String] = []
         @Option(name: .customLong("scope"), help: "An allowed scope (repeatable).") var scopes: [String] = []
-        @Option(name: .customLong("default-scope"), help: "A scope granted when the request names none (repeatable; default: all allowed).") var defaultScopes: [String] = []
+        @Option(name: .customLong("default-scope"), help: "A scope granted when the request names none (repeatable; default: all allowed).")
+        var defaultScopes: [String] = []
         @Option(help: "The aud of the client's access tokens: the resource server's identifier.") var audience = "api"
-        @Option(name: .customLong("redirect-uri"), help: "A redirect URI (repeatable; needed for authorization_code).") var redirectURIs: [String] = []
+        @Option(name: .customLong("redirect-uri"), help: "A redirect URI (repeatable; needed for authorization_code).") var redirectURIs: [String] =
+            []
         @Option(name: .customLong("access-token-lifetime"), help: "Seconds.") var accessTokenLifetime = 600
         @Option(name: .customLong("refresh-lifetime"), help: "Absolute refresh-token family lifetime, seconds.") var refreshLifetime = 30 * 86_400
         @Option(name: .customLong("refresh-idle"), help: "Idle refresh-token lifetime, seconds.") var refreshIdle = 7 * 86_400
         @Option(name: .customLong("retry-window"), help: "Seconds a retried refresh returns the same successor (0–60).") var retryWindow = 0
-        @Flag(name: .customLong("allow-plain-pkce"), help: "Accept code_challenge_method=plain from this client (refused otherwise; S256 is always accepted).")
+        @Flag(
+            name: .customLong("allow-plain-pkce"),
+            help: "Accept code_challenge_method=plain from this client (refused otherwise; S256 is always accepted).")
         var allowPlainPKCE = false
         @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
 
         func run() throws {
             let id = try operand.value()
             let secret = isPublic ? nil : try Client.generateSecret()
-            let grantTypes = grants.isEmpty ? (isPublic ? [GrantType.authorizationCode, .refreshToken] : [.clientCredentials]) : grants.map(GrantType.init)
-            let client = Client(id: id, type: isPublic ? .public : .confidential, secretDigest: secret.map(Client.digest(ofSecret:)),
-                                grants: grantTypes, scopes: scopes, defaultScopes: defaultScopes.isEmpty ? scopes : defaultScopes,
-                                audience: audience, accessTokenLifetime: accessTokenLifetime,
-                                refreshTokens: RefreshTokenPolicy(absoluteLifetime: refreshLifetime, idleLifetime: refreshIdle, retryWindow: retryWindow),
-                                redirectURIs: redirectURIs, pkcePlainAllowed: allowPlainPKCE ? true : nil, created: commandNow())
+            let grantTypes =
+                grants.isEmpty ? (isPublic ? [GrantType.authorizationCode, .refreshToken] : [.clientCredentials]) : grants.map(GrantType.init)
+            let client = Client(
+                id: id, type: isPublic ? .public : .confidential, secretDigest: secret.map(Client.digest(ofSecret:)),
+                grants: grantTypes, scopes: scopes, defaultScopes: defaultScopes.isEmpty ? scopes : defaultScopes,
+                audience: audience, accessTokenLifetime: accessTokenLifetime,
+                refreshTokens: RefreshTokenPolicy(absoluteLifetime: refreshLifetime, idleLifetime: refreshIdle, retryWindow: retryWindow),
+                redirectURIs: redirectURIs, pkcePlainAllowed: allowPlainPKCE ? true : nil, created: commandNow())
             try clientCall {
                 // THREATS B13: client_credentials tokens have sub = client_id; it must not name a user.
                 if try UserStore(dataPath: options.data).users().contains(where: { $0.username == id }) {
                     throw CLIError("\(id) is a username: its client_credentials tokens (sub = client_id) would be confusable with the user's")
                 }
                 try options.store.update { registry in
-                    guard registry.client(id) == nil else { throw CLIError("client \(id) already exists; `tessera clients rotate-secret \(id)` issues a new secret") }
+                    guard registry.client(id) == nil else {
+                        throw CLIError("client \(id) already exists; `tessera clients rotate-secret \(id)` issues a new secret")
+                    }
                     registry.clients.append(client)
                 }
             }
@@ -99,17 +107,22 @@ struct ClientsCommand: ParsableCommand {
         func run() throws {
             let registry = try clientCall { try options.store.read() }
             if json {
-                try printJSON(registry.clients.map { client -> [String: Any] in
-                    ["client_id": client.id, "type": client.type.rawValue, "grants": client.grants.map(\.rawValue), "scopes": client.scopes,
-                     "default_scopes": client.defaultScopes, "audience": client.audience, "access_token_lifetime": client.accessTokenLifetime,
-                     "redirect_uris": client.redirectURIs]
-                })
+                try printJSON(
+                    registry.clients.map { client -> [String: Any] in
+                        [
+                            "client_id": client.id, "type": client.type.rawValue, "grants": client.grants.map(\.rawValue), "scopes": client.scopes,
+                            "default_scopes": client.defaultScopes, "audience": client.audience, "access_token_lifetime": client.accessTokenLifetime,
+                            "redirect_uris": client.redirectURIs,
+                        ]
+                    })
                 return
             }
             guard !registry.clients.isEmpty else { return printError("no clients; `tessera clients add ID` registers one") }
-            printTable(["CLIENT_ID", "TYPE", "GRANTS", "SCOPES", "AUDIENCE"], registry.clients.map {
-                [$0.id, $0.type.rawValue, $0.grants.map(\.rawValue).joined(separator: ","), $0.scopes.joined(separator: " "), $0.audience]
-            })
+            printTable(
+                ["CLIENT_ID", "TYPE", "GRANTS", "SCOPES", "AUDIENCE"],
+                registry.clients.map {
+                    [$0.id, $0.type.rawValue, $0.grants.map(\.rawValue).joined(separator: ","), $0.scopes.joined(separator: " "), $0.audience]
+                })
         }
     }
 
@@ -141,7 +154,9 @@ struct ClientsCommand: ParsableCommand {
 
         @OptionGroup var options: DataOptions
         @OptionGroup var operand: ClientIDOperand
-        @Flag(name: .customLong("allow-plain-pkce"), help: "Accept code_challenge_method=plain from this client (refused otherwise; S256 is always accepted).")
+        @Flag(
+            name: .customLong("allow-plain-pkce"),
+            help: "Accept code_challenge_method=plain from this client (refused otherwise; S256 is always accepted).")
         var allowPlainPKCE = false
         @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
 

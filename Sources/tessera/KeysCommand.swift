@@ -11,8 +11,9 @@ func commandNow() -> Date {
 }
 
 func keyStoreCall<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let error as KeyStoreError { throw CLIError(Hint.message(error)) }
-    catch let error as JOSEError { throw CLIError(error.message) }
+    do { return try body() } catch let error as KeyStoreError { throw CLIError(Hint.message(error)) } catch let error as JOSEError {
+        throw CLIError(error.message)
+    }
 }
 
 func iso(_ date: Date?) -> String { date.map { ISO8601DateFormatter().string(from: $0) } ?? "-" }
@@ -58,7 +59,9 @@ struct KeysCommand: ParsableCommand {
 
         func run() throws {
             if alg.isSymmetric {
-                printError("warning: an \(alg.name) key is a shared secret: it is never published in the JWKS, and every verifier given it can also mint tokens")
+                printError(
+                    "warning: an \(alg.name) key is a shared secret: it is never published in the JWKS, and every verifier given it can also mint tokens"
+                )
             }
             if let formerMode = try keyStoreCall({ try keys.store.tightenIfHoldingNoKeys() }) {
                 printError("\(keys.store.path) held no key yet and was mode \(String(formerMode, radix: 8)): made it private (chmod 700)")
@@ -67,7 +70,9 @@ struct KeysCommand: ParsableCommand {
             print(entry.kid)
             if !activate {
                 let ring = try keyStoreCall { try keys.store.read() }
-                printError("pending: published now; `tessera keys rotate --alg \(alg.name)` may activate it from \(iso(entry.created + TimeInterval(ring.policy.publishDelay)))")
+                printError(
+                    "pending: published now; `tessera keys rotate --alg \(alg.name)` may activate it from \(iso(entry.created + TimeInterval(ring.policy.publishDelay)))"
+                )
             }
         }
     }
@@ -87,9 +92,11 @@ struct KeysCommand: ParsableCommand {
                 print(String(decoding: try encoder.encode(ring.keys), as: UTF8.self))
                 return
             }
-            printTable(["KID", "ALG", "STATE", "CREATED", "ACTIVATED", "REMOVE AFTER"], ring.keys.map {
-                [$0.kid, $0.alg, $0.state.rawValue, iso($0.created), iso($0.activated), iso($0.removeAfter)]
-            })
+            printTable(
+                ["KID", "ALG", "STATE", "CREATED", "ACTIVATED", "REMOVE AFTER"],
+                ring.keys.map {
+                    [$0.kid, $0.alg, $0.state.rawValue, iso($0.created), iso($0.activated), iso($0.removeAfter)]
+                })
         }
     }
 
@@ -97,18 +104,19 @@ struct KeysCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Activate the newest pending key published long enough; retire the active one.",
             discussion: """
-            The publish delay is the JWKS max-age plus clock skew (the manifest's policy): every verifier has \
-            fetched the new key before it signs. The retired key stays published for the longest access-token \
-            lifetime plus skew, then `tessera keys prune` removes it. Without a pending key, one is generated \
-            and the time a rotate is allowed is printed. Exit status 0 when rotated or nothing was due, 3 when \
-            the rotation has to wait.
-            """
+                The publish delay is the JWKS max-age plus clock skew (the manifest's policy): every verifier has \
+                fetched the new key before it signs. The retired key stays published for the longest access-token \
+                lifetime plus skew, then `tessera keys prune` removes it. Without a pending key, one is generated \
+                and the time a rotate is allowed is printed. Exit status 0 when rotated or nothing was due, 3 when \
+                the rotation has to wait.
+                """
         )
 
         @OptionGroup var keys: KeysOptions
         @Option(help: "The algorithm whose key rotates (needed when several are in use).") var alg: JWSAlgorithm?
         @Flag(help: "Skip the publish delay: verifiers that cached the JWKS reject the new key's tokens until they refetch.") var force = false
-        @Option(name: .customLong("if-older-than"), help: "Do nothing unless the active key is older than this (e.g. 30d).") var ifOlderThan: Duration?
+        @Option(name: .customLong("if-older-than"), help: "Do nothing unless the active key is older than this (e.g. 30d).") var ifOlderThan:
+            Duration?
 
         func run() throws {
             let now = commandNow()
@@ -127,7 +135,11 @@ struct KeysCommand: ParsableCommand {
             if let generated = outcome.1 { printError("generated pending key \(generated.kid)") }
             switch outcome.0 {
             case .rotated(let active, let retired):
-                if force { printError("warning: --force activated \(active.kid) without the publish delay; verifiers holding a cached JWKS reject its tokens until they refetch (at most the JWKS max-age)") }
+                if force {
+                    printError(
+                        "warning: --force activated \(active.kid) without the publish delay; verifiers holding a cached JWKS reject its tokens until they refetch (at most the JWKS max-age)"
+                    )
+                }
                 print("active: \(active.kid)")
                 if let retired { print("retiring: \(retired.kid) (published until \(iso(retired.removeAfter)), then `tessera keys prune`)") }
             case .waiting(let pending, let allowedAt):
@@ -143,7 +155,10 @@ struct KeysCommand: ParsableCommand {
         static func onlyAlgorithm(_ ring: KeyRing) throws -> JWSAlgorithm {
             let inUse = Set(ring.keys.filter { $0.state == .active || $0.state == .pending }.map(\.alg))
             guard inUse.count == 1, let name = inUse.first, let algorithm = JWSAlgorithm(name: name) else {
-                throw CLIError(inUse.isEmpty ? "the key ring has no active or pending key; give --alg" : "several algorithms are in use (\(inUse.sorted().joined(separator: ", "))); give --alg")
+                throw CLIError(
+                    inUse.isEmpty
+                        ? "the key ring has no active or pending key; give --alg"
+                        : "several algorithms are in use (\(inUse.sorted().joined(separator: ", "))); give --alg")
             }
             return algorithm
         }

@@ -10,8 +10,10 @@ import ArgumentParser
 /// Exactly one operand; otherwise says what was expected and what came, and exits 64 (a usage error).
 func singleOperand(_ words: [String], _ what: String) throws -> String {
     guard words.count == 1 else {
-        throw usageError(words.isEmpty ? "name the \(what)"
-                         : "one \(what) expected, got \(words.map { "'\($0)'" }.joined(separator: " ")) (a misspelt option?)")
+        throw usageError(
+            words.isEmpty
+                ? "name the \(what)"
+                : "one \(what) expected, got \(words.map { "'\($0)'" }.joined(separator: " ")) (a misspelt option?)")
     }
     return words[0]
 }

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
+import Hummingbird
 import Logging
 import TesseraServer
-import Hummingbird
 
 /// `tessera serve`: the token service on loopback, on defaults that work on a fresh clone.
 struct ServeCommand: AsyncParsableCommand {
@@ -10,12 +10,12 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run the token service (token, revoke, introspect, JWKS, RFC 8414 metadata).",
         discussion: """
-        First start: creates the key folder (one ES256 key, active) and the data folder, registers a demo \
-        confidential client and prints its id and secret once. Environment: TESSERA_HOST, TESSERA_PORT, \
-        TESSERA_ISSUER, TESSERA_KEYS, TESSERA_DATA, TESSERA_CONFIG (flags win over the environment, which wins \
-        over the configuration file). SIGHUP reloads the key ring (it is also \
-        polled every 2 s); SIGINT/SIGTERM shut down gracefully and flush the refresh-token store.
-        """
+            First start: creates the key folder (one ES256 key, active) and the data folder, registers a demo \
+            confidential client and prints its id and secret once. Environment: TESSERA_HOST, TESSERA_PORT, \
+            TESSERA_ISSUER, TESSERA_KEYS, TESSERA_DATA, TESSERA_CONFIG (flags win over the environment, which wins \
+            over the configuration file). SIGHUP reloads the key ring (it is also \
+            polled every 2 s); SIGINT/SIGTERM shut down gracefully and flush the refresh-token store.
+            """
     )
 
     @Option(help: "Address to listen on.") var host: String?
@@ -43,7 +43,8 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = .info
 
         do { try await probeListeningAddress(configuration) } catch {
-            throw CLIError(describeStartFailure(error, configuration: configuration) ?? "cannot listen on \(configuration.host):\(configuration.port): \(error)")
+            throw CLIError(
+                describeStartFailure(error, configuration: configuration) ?? "cannot listen on \(configuration.host):\(configuration.port): \(error)")
         }
         let service: TokenService
         do {
@@ -54,7 +55,8 @@ struct ServeCommand: AsyncParsableCommand {
         // Nothing is announced and no demo client registered before the port is bound: a start that fails
         // (a port in use) must not print a secret for a server that never ran.
         let app = buildApplication(service, logger: logger) { [logger, configuration] port in
-            logger.notice("tessera listening", metadata: ["address": .string("\(configuration.host):\(port)"), "issuer": .string(configuration.issuerURL)])
+            logger.notice(
+                "tessera listening", metadata: ["address": .string("\(configuration.host):\(port)"), "issuer": .string(configuration.issuerURL)])
             announceDemoClient(service, logger: logger)
         }
         // The key ring's watcher (SIGHUP and polling) runs as a service of the application.
@@ -76,17 +78,19 @@ private func announceDemoClient(_ service: TokenService, logger: Logger) {
     do {
         switch try service.registerDemoClient() {
         case .registered(let id, let secret):
-            print("""
-            registered a demo client (shown once; only its SHA-256 is stored):
-              client_id:     \(id)
-              client_secret: \(secret)
-            try: curl -s -u '\(id):\(secret)' -d grant_type=client_credentials \(issuer)/token
-            """)
+            print(
+                """
+                registered a demo client (shown once; only its SHA-256 is stored):
+                  client_id:     \(id)
+                  client_secret: \(secret)
+                try: curl -s -u '\(id):\(secret)' -d grant_type=client_credentials \(issuer)/token
+                """)
         case .exists(let id):
-            print("""
-            the demo client "\(id)" was registered by an earlier start, which showed its secret once (only its SHA-256 is kept).
-            a new secret: tessera clients rotate-secret \(id)\(service.configuration.dataPath == "data" ? "" : " --data \(service.configuration.dataPath)")
-            """)
+            print(
+                """
+                the demo client "\(id)" was registered by an earlier start, which showed its secret once (only its SHA-256 is kept).
+                a new secret: tessera clients rotate-secret \(id)\(service.configuration.dataPath == "data" ? "" : " --data \(service.configuration.dataPath)")
+                """)
         case .notRegistered:
             break
         }

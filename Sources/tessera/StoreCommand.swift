@@ -46,7 +46,8 @@ struct StoreCommand: AsyncParsableCommand {
             print("  families: \(report.families) live, \(report.revokedFamilies) revoked (kept until they expire)")
             print("  records read: \(report.records)")
             if let torn = report.tornTail {
-                print("  torn last record in \(torn.file) at offset \(torn.offset) (\(torn.bytes) bytes): never acknowledged; the next start drops it")
+                print(
+                    "  torn last record in \(torn.file) at offset \(torn.offset) (\(torn.bytes) bytes): never acknowledged; the next start drops it")
             }
         }
     }
@@ -55,10 +56,10 @@ struct StoreCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make a damaged store usable: keep every intact record before the damage, move the rest aside, revoke every family.",
             discussion: """
-            Records after the damage are lost; revocations and rotations may be among them, so by default every \
-            family is revoked afterwards (users sign in again). --keep-families skips that and accepts that a \
-            revoked or rotated-away refresh token may work again.
-            """
+                Records after the damage are lost; revocations and rotations may be among them, so by default every \
+                family is revoked afterwards (users sign in again). --keep-families skips that and accepts that a \
+                revoked or rotated-away refresh token may work again.
+                """
         )
 
         @Option(help: "The data folder (the store is its refresh-tokens/ folder).")
@@ -68,7 +69,9 @@ struct StoreCommand: AsyncParsableCommand {
         var keepFamilies = false
 
         func run() async throws {
-            let repair = try await storeCallAsync(data: data) { try await FileRefreshTokenStore.repair(directory: StoreCommand.storePath(data), revokeEveryFamily: !keepFamilies) }
+            let repair = try await storeCallAsync(data: data) {
+                try await FileRefreshTokenStore.repair(directory: StoreCommand.storePath(data), revokeEveryFamily: !keepFamilies)
+            }
             for action in repair.actions { print(action) }
             if keepFamilies, repair.actions != ["nothing to repair"] {
                 printError("warning: families were kept; a token revoked or rotated after the damage point may be accepted again")
@@ -80,9 +83,9 @@ struct StoreCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke refresh-token families: all (key compromise, or after restoring a backup), a client's, or a subject's.",
             discussion: """
-            After restoring the store from a backup, run `tessera store revoke --all`: the backup does not know \
-            the revocations and rotations made since it was taken, and would otherwise bring those tokens back.
-            """
+                After restoring the store from a backup, run `tessera store revoke --all`: the backup does not know \
+                the revocations and rotations made since it was taken, and would otherwise bring those tokens back.
+                """
         )
 
         @Option(help: "The data folder (the store is its refresh-tokens/ folder).")

@@ -9,7 +9,10 @@ struct Tessera: AsyncParsableCommand {
         commandName: "tessera",
         abstract: "Tessera: an OAuth 2.0 token service and JWT access-token verifier.",
         version: "0.1.0",
-        subcommands: [ServeCommand.self, VerifyCommand.self, JWKCommand.self, KeysCommand.self, TokenCommand.self, ClientsCommand.self, UsersCommand.self, StoreCommand.self]
+        subcommands: [
+            ServeCommand.self, VerifyCommand.self, JWKCommand.self, KeysCommand.self, TokenCommand.self, ClientsCommand.self, UsersCommand.self,
+            StoreCommand.self,
+        ]
     )
 }
 
@@ -29,10 +32,10 @@ struct JWKCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the public JWK and RFC 7638 thumbprint of a key file (PEM or JWK). Never prints private members.",
             discussion: """
-            FILE is a PKCS#8 private key (-----BEGIN PRIVATE KEY-----), a SubjectPublicKeyInfo public key \
-            (-----BEGIN PUBLIC KEY-----) or a JWK. --alg binds the key to one algorithm; a JWK's own "alg" \
-            is used when --alg is not given. Use - to read standard input.
-            """
+                FILE is a PKCS#8 private key (-----BEGIN PRIVATE KEY-----), a SubjectPublicKeyInfo public key \
+                (-----BEGIN PUBLIC KEY-----) or a JWK. --alg binds the key to one algorithm; a JWK's own "alg" \
+                is used when --alg is not given. Use - to read standard input.
+                """
         )
 
         @Argument(help: "The key file, or - for standard input.")

@@ -34,8 +34,10 @@ struct TokenCommand: ParsableCommand {
                 }
                 let candidates = ring.activeKeys.filter { entry in alg.map { $0.name == entry.alg } ?? true }
                 guard candidates.count == 1, let entry = candidates.first else {
-                    throw CLIError(candidates.isEmpty ? "no active key\(alg.map { " for \($0.name)" } ?? ""); `tessera keys generate --alg ES256 --activate`"
-                                                      : "several keys are active (\(candidates.map(\.alg).joined(separator: ", "))); give --alg")
+                    throw CLIError(
+                        candidates.isEmpty
+                            ? "no active key\(alg.map { " for \($0.name)" } ?? ""); `tessera keys generate --alg ES256 --activate`"
+                            : "several keys are active (\(candidates.map(\.alg).joined(separator: ", "))); give --alg")
                 }
                 let now = Int64(commandNow().timeIntervalSince1970)
                 var claims = JSONObject([

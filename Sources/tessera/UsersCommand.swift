@@ -10,15 +10,22 @@ struct UsersCommand: ParsableCommand {
     )
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a user; the password is read from standard input (never an argument: it would show in ps and shell history).")
+        static let configuration = CommandConfiguration(
+            abstract: "Add a user; the password is read from standard input (never an argument: it would show in ps and shell history).")
         @OptionGroup var options: ClientsCommand.DataOptions
         @OptionGroup var operand: UsernameOperand
         @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input.") var passwordStdin = false
-        @Flag(name: .customLong("hash-stdin"), help: "Read an existing hash from standard input (a migration): scrypt$… as Tessera writes it, or Django's pbkdf2_sha256$iterations$salt$hash.")
+        @Flag(
+            name: .customLong("hash-stdin"),
+            help:
+                "Read an existing hash from standard input (a migration): scrypt$… as Tessera writes it, or Django's pbkdf2_sha256$iterations$salt$hash."
+        )
         var hashStdin = false
 
         func validate() throws {
-            guard passwordStdin != hashStdin else { throw ValidationError("give one of --password-stdin or --hash-stdin, with the value on standard input") }
+            guard passwordStdin != hashStdin else {
+                throw ValidationError("give one of --password-stdin or --hash-stdin, with the value on standard input")
+            }
         }
 
         func run() throws {

@@ -9,10 +9,10 @@ struct VerifyCommand: AsyncParsableCommand {
         commandName: "verify",
         abstract: "Verify a JWT access token (RFC 9068) against a JWK Set.",
         discussion: """
-        On success prints the claims as JSON and exits 0. Otherwise prints the name of the failed check \
-        (e.g. expired, invalid_signature, invalid_audience) and why on standard error, and exits 1.
-        The token is read from the argument, or from standard input when it is omitted or -.
-        """
+            On success prints the claims as JSON and exits 0. Otherwise prints the name of the failed check \
+            (e.g. expired, invalid_signature, invalid_audience) and why on standard error, and exits 1.
+            The token is read from the argument, or from standard input when it is omitted or -.
+            """
     )
 
     @Option(help: "The issuer's JWK Set: a file, or an http(s) URL.")

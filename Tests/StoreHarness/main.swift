@@ -11,6 +11,7 @@
 // write(2) of less than PIPE_BUF bytes, so a kill never leaves half a line but a whole or nothing.
 import Foundation
 import TesseraIssuer
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,13 +32,15 @@ let directory = arguments[2]
 signal(SIGXFSZ, SIG_IGN)  // a file-size limit (ulimit -f) must surface as EFBIG, not kill the process
 
 func open(compactionThreshold: Int = 64 << 20) -> FileRefreshTokenStore {
-    do { return try FileRefreshTokenStore(directory: directory, options: .init(compactionThreshold: compactionThreshold)) }
-    catch { fail("open failed: \(error)") }
+    do { return try FileRefreshTokenStore(directory: directory, options: .init(compactionThreshold: compactionThreshold)) } catch {
+        fail("open failed: \(error)")
+    }
 }
 
 let family = { (window: Int) in
-    NewRefreshTokenFamily(clientID: "crash-client", subject: "user-\(Int.random(in: 0..<1_000_000))", scope: ["read", "write"],
-                          authTime: Date(), policy: RefreshTokenPolicy(retryWindow: window))
+    NewRefreshTokenFamily(
+        clientID: "crash-client", subject: "user-\(Int.random(in: 0..<1_000_000))", scope: ["read", "write"],
+        authTime: Date(), policy: RefreshTokenPolicy(retryWindow: window))
 }
 
 switch arguments[1] {

@@ -2,11 +2,12 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import Testing
 import TesseraJOSE
-@testable import TesseraHummingbird
 import TesseraTestSupport
 import TesseraVerifier
+import Testing
+
+@testable import TesseraHummingbird
 
 /// The adapter on its own: a router with the bearer middleware and per-route scopes, driven through
 /// Hummingbird's router test client (no sockets), with tokens from a real key.
@@ -20,7 +21,9 @@ struct BearerTokenMiddlewareTests {
     }
 
     /// `/whoami` needs any valid token; `/notes` needs `notes:read`; `/admin` needs `notes:write` and `admin`.
-    static func withRouter(keySource: (any KeySource)? = nil, _ body: @Sendable (any TestClientProtocol, TokenFactory) async throws -> Void) async throws {
+    static func withRouter(
+        keySource: (any KeySource)? = nil, _ body: @Sendable (any TestClientProtocol, TokenFactory) async throws -> Void
+    ) async throws {
         var factory = TokenFactory(key: try SigningKey.generate(.es256))
         factory.now = Int64(Date().timeIntervalSince1970)
         let keys = try keySource ?? StaticKeySource(VerificationKeySet([try factory.key.verificationKey()]))
@@ -83,7 +86,9 @@ struct BearerTokenMiddlewareTests {
         try await Self.withRouter { client, factory in
             let token = try factory.token()
             let twice = try await Self.get(client, "/whoami", ["Bearer \(token)", "Bearer \(token)"])
-            #expect(twice.status == .badRequest && twice.json["error"] == "invalid_request" && twice.challenge?.contains(#"error="invalid_request""#) == true)
+            #expect(
+                twice.status == .badRequest && twice.json["error"] == "invalid_request"
+                    && twice.challenge?.contains(#"error="invalid_request""#) == true)
             let inURL = try await Self.get(client, "/whoami?access_token=\(token)", ["Bearer \(token)"])
             #expect(inURL.status == .badRequest && inURL.json["error"] == "invalid_request")
         }
@@ -96,8 +101,14 @@ struct BearerTokenMiddlewareTests {
             #expect(try await Self.get(client, "/notes", ["Bearer \(reader)"]).status == .ok)
             let forbidden = try await Self.get(client, "/admin", ["Bearer \(reader)"])
             #expect(forbidden.status == .forbidden)
-            #expect(forbidden.challenge == #"Bearer realm="api", error="insufficient_scope", error_description="the token lacks a required scope", scope="notes:write admin""#)
-            #expect(forbidden.json == ["error": "insufficient_scope", "error_description": "the token lacks a required scope", "scope": "notes:write admin"])
+            #expect(
+                forbidden.challenge
+                    == #"Bearer realm="api", error="insufficient_scope", error_description="the token lacks a required scope", scope="notes:write admin""#
+            )
+            #expect(
+                forbidden.json == [
+                    "error": "insufficient_scope", "error_description": "the token lacks a required scope", "scope": "notes:write admin",
+                ])
             let half = try factory.token { $0["scope"] = .string("notes:write") }
             #expect(try await Self.get(client, "/admin", ["Bearer \(half)"]).status == .forbidden, "every scope is required, not one of them")
             let both = try factory.token { $0["scope"] = .string("admin notes:write") }

@@ -1,15 +1,17 @@
 import Foundation
-import Testing
 import TesseraJOSE
-@testable import TesseraIssuer
 import TesseraTestSupport
+import Testing
+
+@testable import TesseraIssuer
 
 @Suite("Authorization code exchange and PKCE (no /authorize yet)")
 struct AuthorizationCodeTests {
     @Test("RFC 7636 App. B: the S256 vector verifies; every derived negative case is refused")
     func pkceVector() throws {
         let vector = try Vectors.json("rfc/rfc7636_b_pkce_s256.json")
-        let verifier = vector["code_verifier"] as! String, challenge = vector["code_challenge"] as! String
+        let verifier = vector["code_verifier"] as! String
+        let challenge = vector["code_challenge"] as! String
         #expect(Base64URL.encode((vector["random_octets"] as! [Int]).map(UInt8.init)) == verifier)
         #expect(Digest.sha256(Array(verifier.utf8)) == (vector["sha256_of_verifier_octets"] as! [Int]).map(UInt8.init))
         #expect(PKCE.verify(verifier: verifier, challenge: challenge, method: .s256))
@@ -17,7 +19,8 @@ struct AuthorizationCodeTests {
         for case let negative as [String: String] in vector["negative_cases"] as! [Any] {
             let method = negative["code_challenge_method"] == "plain" ? PKCE.Method.plain : .s256
             // The server requires S256: a plain challenge is refused where it is received.
-            let accepted = method == .s256 && PKCE.isValidChallenge(negative["code_challenge"]!, method: .s256)
+            let accepted =
+                method == .s256 && PKCE.isValidChallenge(negative["code_challenge"]!, method: .s256)
                 && PKCE.verify(verifier: negative["code_verifier"]!, challenge: negative["code_challenge"]!, method: .s256)
             #expect(!accepted, "\(negative["why"]!)")
         }
@@ -28,8 +31,9 @@ struct AuthorizationCodeTests {
         let codes: AuthorizationCodeStore
         let store: InMemoryRefreshTokenStore
         let grant: AuthorizationCodeGrant
-        let client = Client(id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read"],
-                            defaultScopes: ["read"], audience: "api", redirectURIs: ["https://app.example/cb"], created: Date())
+        let client = Client(
+            id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read"],
+            defaultScopes: ["read"], audience: "api", redirectURIs: ["https://app.example/cb"], created: Date())
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
         init() {
@@ -39,8 +43,10 @@ struct AuthorizationCodeTests {
         }
 
         func code(challenge: Bool = true, redirect: String? = "https://app.example/cb", client: String = "app") throws -> String {
-            try codes.issue(AuthorizationCodeGrantRecord(clientID: client, redirectURI: redirect, challenge: challenge ? (self.challenge, .s256) : nil,
-                                                         scope: ["read"], subject: "alice", authTime: clock.now))
+            try codes.issue(
+                AuthorizationCodeGrantRecord(
+                    clientID: client, redirectURI: redirect, challenge: challenge ? (self.challenge, .s256) : nil,
+                    scope: ["read"], subject: "alice", authTime: clock.now))
         }
 
         func exchange(_ code: String, _ extra: [String: String] = [:], client: Client? = nil) async throws -> Grant {
@@ -95,15 +101,23 @@ struct AuthorizationCodeTests {
         let fixture = Fixture()
         let code = try fixture.code()
         // The first exchange has taken the code and is storing its family (the await in the grant)...
-        guard case .fresh = fixture.codes.redeem(code, clientID: "app") else { Issue.record("first redemption not fresh"); return }
+        guard case .fresh = fixture.codes.redeem(code, clientID: "app") else {
+            Issue.record("first redemption not fresh")
+            return
+        }
         // ...when the replay arrives: refused, and the code is marked so the first exchange learns it.
         await expectInvalidGrant("replayed") { _ = try await fixture.exchange(code) }
-        let issued = try await fixture.store.issue(NewRefreshTokenFamily(clientID: "app", subject: "alice", scope: ["read"], authTime: fixture.clock.now,
-                                                                        policy: .standard))
+        let issued = try await fixture.store.issue(
+            NewRefreshTokenFamily(
+                clientID: "app", subject: "alice", scope: ["read"], authTime: fixture.clock.now,
+                policy: .standard))
         #expect(fixture.codes.attach(familyID: issued.record.familyID, to: code), "the in-flight exchange must learn of the replay and fail")
         // Without a replay, attaching says nothing is wrong.
         let quiet = try fixture.code()
-        guard case .fresh = fixture.codes.redeem(quiet, clientID: "app") else { Issue.record("redemption not fresh"); return }
+        guard case .fresh = fixture.codes.redeem(quiet, clientID: "app") else {
+            Issue.record("redemption not fresh")
+            return
+        }
         #expect(fixture.codes.attach(familyID: issued.record.familyID, to: quiet) == false)
     }
 
@@ -118,7 +132,9 @@ struct AuthorizationCodeTests {
         let other = try fixture.code(client: "other")
         await expectInvalidGrant("another client") { _ = try await fixture.exchange(other) }
         await expectInvalidGrant("missing") { _ = try await fixture.exchange(try fixture.code(), ["code_verifier": ""]) }
-        await expectInvalidGrant("does not match") { _ = try await fixture.exchange(try fixture.code(), ["code_verifier": String(repeating: "a", count: 43)]) }
+        await expectInvalidGrant("does not match") {
+            _ = try await fixture.exchange(try fixture.code(), ["code_verifier": String(repeating: "a", count: 43)])
+        }
         await expectInvalidGrant("no code_challenge") { _ = try await fixture.exchange(try fixture.code(challenge: false)) }
         // Without a challenge and without a verifier (a confidential client's choice) it works; no redirect_uri was bound.
         let plain = try await fixture.exchange(try fixture.code(challenge: false, redirect: nil), ["code_verifier": "", "redirect_uri": ""])
@@ -130,16 +146,20 @@ struct AuthorizationCodeTests {
 @Suite("Authorization requests: parameter validation")
 struct AuthorizationRequestTests {
     let registry = ClientRegistry(clients: [
-        Client(id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read", "write"],
-               defaultScopes: ["read"], audience: "api", redirectURIs: ["https://client.example/cb"], created: Date()),
-        Client(id: "web", type: .confidential, secretDigest: Client.digest(ofSecret: "s"), grants: [.authorizationCode], scopes: ["read"],
-               defaultScopes: ["read"], audience: "api", redirectURIs: ["https://web.example/a", "https://web.example/b"], created: Date()),
+        Client(
+            id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read", "write"],
+            defaultScopes: ["read"], audience: "api", redirectURIs: ["https://client.example/cb"], created: Date()),
+        Client(
+            id: "web", type: .confidential, secretDigest: Client.digest(ofSecret: "s"), grants: [.authorizationCode], scopes: ["read"],
+            defaultScopes: ["read"], audience: "api", redirectURIs: ["https://web.example/a", "https://web.example/b"], created: Date()),
     ])
     let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
     func parameters(_ changes: [String: String?] = [:]) -> [String: String] {
-        var base: [String: String] = ["response_type": "code", "client_id": "app", "redirect_uri": "https://client.example/cb",
-                                      "code_challenge": challenge, "code_challenge_method": "S256", "state": "xyz"]
+        var base: [String: String] = [
+            "response_type": "code", "client_id": "app", "redirect_uri": "https://client.example/cb",
+            "code_challenge": challenge, "code_challenge_method": "S256", "state": "xyz",
+        ]
         for (name, value) in changes { base[name] = value }
         return base
     }
@@ -154,15 +174,22 @@ struct AuthorizationRequestTests {
 
     @Test("THREATS B1, B3: redirect URIs match exactly; a wrong client or URI gets an error page, never a redirect")
     func redirectMatching() {
-        for uri in ["https://client.example/cb/", "https://client.example/CB", "https://client.example/cb?x=1", "https://client.example/cb#f",
-                    "https://client.example/cb/../evil", "https://client.example.evil/cb", "https://client.exam%70le/cb", "http://client.example/cb",
-                    "https://client.example:443/cb", "https://CLIENT.example/cb", ""] {
-            #expect(errorCode(AuthorizationRequest.validate(parameters(["redirect_uri": uri]), registry: registry)) == ("page", "invalid_request"), "\(uri)")
+        for uri in [
+            "https://client.example/cb/", "https://client.example/CB", "https://client.example/cb?x=1", "https://client.example/cb#f",
+            "https://client.example/cb/../evil", "https://client.example.evil/cb", "https://client.exam%70le/cb", "http://client.example/cb",
+            "https://client.example:443/cb", "https://CLIENT.example/cb", "",
+        ] {
+            #expect(
+                errorCode(AuthorizationRequest.validate(parameters(["redirect_uri": uri]), registry: registry)) == ("page", "invalid_request"),
+                "\(uri)")
         }
         #expect(errorCode(AuthorizationRequest.validate(parameters(["client_id": "nobody"]), registry: registry)).kind == "page")
         #expect(errorCode(AuthorizationRequest.validate(parameters(["client_id": nil]), registry: registry)).kind == "page")
         // One registered URI may be omitted; with two it may not.
-        guard case .valid(let request) = AuthorizationRequest.validate(parameters(["redirect_uri": nil]), registry: registry) else { Issue.record("not valid"); return }
+        guard case .valid(let request) = AuthorizationRequest.validate(parameters(["redirect_uri": nil]), registry: registry) else {
+            Issue.record("not valid")
+            return
+        }
         #expect(request.redirectURI == "https://client.example/cb" && !request.redirectURISent && request.scope == ["read"])
         #expect(errorCode(AuthorizationRequest.validate(["response_type": "code", "client_id": "web"], registry: registry)).kind == "page")
     }
@@ -194,8 +221,12 @@ struct AuthorizationRequestTests {
                 if changes["state"] == nil { #expect(state == "xyz") }
             }
         }
-        guard case .valid(let request) = AuthorizationRequest.validate(parameters(["scope": "write read", "prompt": "login consent"]), registry: registry) else {
-            Issue.record("not valid"); return
+        guard
+            case .valid(let request) = AuthorizationRequest.validate(
+                parameters(["scope": "write read", "prompt": "login consent"]), registry: registry)
+        else {
+            Issue.record("not valid")
+            return
         }
         #expect(request.scope == ["write", "read"] && request.challenge?.method == .s256 && request.prompt == ["login", "consent"])
     }
@@ -203,7 +234,8 @@ struct AuthorizationRequestTests {
     @Test("THREATS B9, B10: the redirect echoes state byte for byte (URL-special characters too) and carries iss (RFC 9207)")
     func redirectParameters() throws {
         let state = "a b&c=d/é?#%+"
-        let location = AuthorizationRequest.redirect(to: "https://client.example/cb?keep=1", [("code", "tac_x")], state: state, issuer: "https://auth.example")
+        let location = AuthorizationRequest.redirect(
+            to: "https://client.example/cb?keep=1", [("code", "tac_x")], state: state, issuer: "https://auth.example")
         let items = try #require(URLComponents(string: location)?.queryItems)
         #expect(items.map(\.name) == ["keep", "code", "state", "iss"])
         #expect(items.first { $0.name == "state" }?.value == state && items.first { $0.name == "iss" }?.value == "https://auth.example")

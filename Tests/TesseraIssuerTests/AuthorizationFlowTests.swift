@@ -1,8 +1,9 @@
 import Foundation
-import Testing
-@testable import TesseraIssuer
 import TesseraJOSE
 import TesseraTestSupport
+import Testing
+
+@testable import TesseraIssuer
 
 /// The sign-in and consent flow as pure logic: a stepped clock, real users, consent and client files.
 struct FlowFixture {
@@ -12,25 +13,30 @@ struct FlowFixture {
     let sessions: BrowserSessions
     static let password = "correct horse battery"
     let registry = ClientRegistry(clients: [
-        Client(id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["read", "write"], defaultScopes: ["read"],
-               audience: "api", redirectURIs: ["https://app.example/cb"], created: Date()),
+        Client(
+            id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["read", "write"], defaultScopes: ["read"],
+            audience: "api", redirectURIs: ["https://app.example/cb"], created: Date())
     ])
 
     init(policy: SessionPolicy = SessionPolicy()) throws {
         folder = try TemporaryDirectory("tessera-flow")
-        let data = folder.appending("data"), registry = registry
+        let data = folder.appending("data")
+        let registry = registry
         try UserStore(dataPath: data).add("alice", password: Self.password, now: Date())
         try UserStore(dataPath: data).add("bob", password: "bob's long password", now: Date())
         sessions = BrowserSessions(policy: policy, clock: clock.wallClock)
-        flow = AuthorizationFlow(issuer: "https://as.example", clients: { registry }, users: { try UserStore(dataPath: data).users() },
-                                 consents: ConsentStore(dataPath: data), codes: AuthorizationCodeStore(clock: clock.wallClock),
-                                 sessions: sessions, throttle: FailureThrottle(now: { [clock] in clock.now.timeIntervalSince1970 }),
-                                 clock: clock.wallClock)
+        flow = AuthorizationFlow(
+            issuer: "https://as.example", clients: { registry }, users: { try UserStore(dataPath: data).users() },
+            consents: ConsentStore(dataPath: data), codes: AuthorizationCodeStore(clock: clock.wallClock),
+            sessions: sessions, throttle: FailureThrottle(now: { [clock] in clock.now.timeIntervalSince1970 }),
+            clock: clock.wallClock)
     }
 
     var request: [String: String] {
-        ["response_type": "code", "client_id": "app", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-         "code_challenge_method": "S256", "state": "st"]
+        [
+            "response_type": "code", "client_id": "app", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256", "state": "st",
+        ]
     }
 
     /// Opens a request in a new browser: the sign-in step, its pending request and session.
@@ -40,9 +46,13 @@ struct FlowFixture {
         return (pending, session)
     }
 
-    func signIn(_ pending: PendingAuthorization, _ session: BrowserSession, user: String = "alice", password: String = Self.password,
-                address: String? = "192.0.2.1") -> AuthorizationFlow.Answer {
-        flow.signIn(["handle": pending.handle, "csrf_token": session.csrfToken, "username": user, "password": password], cookie: session.cookie, address: address)
+    func signIn(
+        _ pending: PendingAuthorization, _ session: BrowserSession, user: String = "alice", password: String = Self.password,
+        address: String? = "192.0.2.1"
+    ) -> AuthorizationFlow.Answer {
+        flow.signIn(
+            ["handle": pending.handle, "csrf_token": session.csrfToken, "username": user, "password": password], cookie: session.cookie,
+            address: address)
     }
 
     func close() { folder.remove() }
@@ -126,8 +136,11 @@ struct AuthorizationFlowTests {
         let fixture = try FlowFixture()
         defer { fixture.close() }
         let (pending, session) = try fixture.open()
-        for _ in 0..<6 { #expect(stepName(fixture.signIn(pending, session, user: "bob", password: "guess-guess", address: "198.51.100.7").step) == "signIn 200") }
-        #expect(stepName(fixture.signIn(pending, session, user: "bob", password: "bob's long password", address: "198.51.100.7").step) == "signIn 429")
+        for _ in 0..<6 {
+            #expect(stepName(fixture.signIn(pending, session, user: "bob", password: "guess-guess", address: "198.51.100.7").step) == "signIn 200")
+        }
+        #expect(
+            stepName(fixture.signIn(pending, session, user: "bob", password: "bob's long password", address: "198.51.100.7").step) == "signIn 429")
         // bob from elsewhere: still waits (his key). alice from the attacker's address: waits (the address key).
         #expect(stepName(fixture.signIn(pending, session, user: "bob", password: "bob's long password", address: "203.0.113.9").step) == "signIn 429")
         #expect(stepName(fixture.signIn(pending, session, address: "198.51.100.7").step) == "signIn 429")
@@ -174,14 +187,17 @@ struct AuthorizationFlowTests {
 
     @Test("RFC 8252 §7.3: a registered loopback IP URI matches with any port; nothing else is loosened")
     func loopbackRedirects() {
-        let client = Client(id: "native", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: [], defaultScopes: [], audience: "api",
-                            redirectURIs: ["http://127.0.0.1/cb", "http://[::1]:8000/cb", "https://app.example/cb"], created: Date())
+        let client = Client(
+            id: "native", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: [], defaultScopes: [], audience: "api",
+            redirectURIs: ["http://127.0.0.1/cb", "http://[::1]:8000/cb", "https://app.example/cb"], created: Date())
         for uri in ["http://127.0.0.1/cb", "http://127.0.0.1:1/cb", "http://127.0.0.1:65535/cb", "http://[::1]/cb", "http://[::1]:49152/cb"] {
             #expect(client.registeredRedirectURI(matching: uri) != nil, "\(uri)")
         }
-        for uri in ["http://127.0.0.1:65536/cb", "http://127.0.0.1:/cb", "http://127.0.0.1:0080x/cb", "http://127.0.0.1:80/cb/", "http://127.0.0.1:80/CB",
-                    "http://127.0.0.1:80/cb?x", "http://127.0.0.1.nip.io/cb", "http://127.0.0.1@evil/cb", "http://localhost:80/cb",
-                    "https://127.0.0.1:80/cb", "http://127.0.0.1:80", "https://app.example:8443/cb", "http://[::1]:80/cb/"] {
+        for uri in [
+            "http://127.0.0.1:65536/cb", "http://127.0.0.1:/cb", "http://127.0.0.1:0080x/cb", "http://127.0.0.1:80/cb/", "http://127.0.0.1:80/CB",
+            "http://127.0.0.1:80/cb?x", "http://127.0.0.1.nip.io/cb", "http://127.0.0.1@evil/cb", "http://localhost:80/cb",
+            "https://127.0.0.1:80/cb", "http://127.0.0.1:80", "https://app.example:8443/cb", "http://[::1]:80/cb/",
+        ] {
             #expect(client.registeredRedirectURI(matching: uri) == nil, "\(uri)")
         }
     }
@@ -196,8 +212,11 @@ struct AuthorizationFlowTests {
         try users.add("carol", passwordHash: django, now: Date())
         let carol = try #require(try users.users().first { $0.username == "carol" })
         #expect(UserStore.verify("tr0ub4dor&3 hörse", for: carol) && !UserStore.verify("tr0ub4dor&3 horse", for: carol))
-        for bad in ["pbkdf2_sha256$1000$salt$LsRttY2d183ITdoMHUSyRdxDAHRJa+r+zjdqiQS/7ss=", "pbkdf2_sha256$260000$$LsRttY2d183ITdoMHUSyRdxDAHRJa+r+zjdqiQS/7ss=",
-                    "pbkdf2_sha256$260000$salt$AAAA", "md5$x$y", "scrypt$9$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", ""] {
+        for bad in [
+            "pbkdf2_sha256$1000$salt$LsRttY2d183ITdoMHUSyRdxDAHRJa+r+zjdqiQS/7ss=",
+            "pbkdf2_sha256$260000$$LsRttY2d183ITdoMHUSyRdxDAHRJa+r+zjdqiQS/7ss=",
+            "pbkdf2_sha256$260000$salt$AAAA", "md5$x$y", "scrypt$9$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "",
+        ] {
             expectError(RegistrationError.Code.invalidPasswordHash, "\(bad)") { try users.add("dave", passwordHash: bad, now: Date()) }
         }
         // The CLI imports the same way, reading the hash from standard input.

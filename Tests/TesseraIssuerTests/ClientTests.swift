@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TesseraJOSE
-@testable import TesseraIssuer
 import TesseraTestSupport
+import Testing
+
+@testable import TesseraIssuer
 
 func basic(_ id: String, _ secret: String) -> String {
     let encode = { (value: String) in value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? value }
@@ -15,12 +16,15 @@ struct ClientTests {
 
     var registry: ClientRegistry {
         ClientRegistry(clients: [
-            Client(id: "svc", type: .confidential, secretDigest: Client.digest(ofSecret: secret), grants: [.clientCredentials],
-                   scopes: ["read", "write"], defaultScopes: ["read"], audience: "api", created: Date()),
-            Client(id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read"],
-                   defaultScopes: ["read"], audience: "api", redirectURIs: ["https://app.example/cb"], created: Date()),
-            Client(id: "odd.id~x", type: .confidential, secretDigest: Client.digest(ofSecret: "p@ss word:+%"), grants: [.clientCredentials],
-                   scopes: [], defaultScopes: [], audience: "api", created: Date()),
+            Client(
+                id: "svc", type: .confidential, secretDigest: Client.digest(ofSecret: secret), grants: [.clientCredentials],
+                scopes: ["read", "write"], defaultScopes: ["read"], audience: "api", created: Date()),
+            Client(
+                id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read"],
+                defaultScopes: ["read"], audience: "api", redirectURIs: ["https://app.example/cb"], created: Date()),
+            Client(
+                id: "odd.id~x", type: .confidential, secretDigest: Client.digest(ofSecret: "p@ss word:+%"), grants: [.clientCredentials],
+                scopes: [], defaultScopes: [], audience: "api", created: Date()),
         ])
     }
 
@@ -35,7 +39,9 @@ struct ClientTests {
     func methods() throws {
         let authenticator = ClientAuthenticator(registry: registry)
         #expect(try authenticator.authenticate(authorization: basic("svc", secret), clientID: nil, clientSecret: nil).id == "svc")
-        #expect(try authenticator.authenticate(authorization: "bAsIc " + basic("svc", secret).dropFirst(6), clientID: "svc", clientSecret: nil).id == "svc")
+        #expect(
+            try authenticator.authenticate(authorization: "bAsIc " + basic("svc", secret).dropFirst(6), clientID: "svc", clientSecret: nil).id
+                == "svc")
         #expect(try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: secret).id == "svc")
         #expect(try authenticator.authenticate(authorization: nil, clientID: "app", clientSecret: nil).id == "app")
         #expect(try authenticator.authenticate(authorization: basic("odd.id~x", "p@ss word:+%"), clientID: nil, clientSecret: nil).id == "odd.id~x")
@@ -44,19 +50,46 @@ struct ClientTests {
     @Test("RFC 6749 §2.3: failures are invalid_client with one description; two methods at once is invalid_request")
     func failures() throws {
         let authenticator = ClientAuthenticator(registry: registry)
-        expectOAuthError(.invalidClient, log: "wrong secret") { _ = try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: secret + "x") }
-        expectOAuthError(.invalidClient, log: "unknown client") { _ = try authenticator.authenticate(authorization: nil, clientID: "nobody", clientSecret: secret) }
-        expectOAuthError(.invalidClient, log: "unknown client") { _ = try authenticator.authenticate(authorization: nil, clientID: "nobody", clientSecret: nil) }
-        expectOAuthError(.invalidClient, log: "sent no secret") { _ = try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: nil) }
-        expectOAuthError(.invalidClient, log: "public client app sent a secret") { _ = try authenticator.authenticate(authorization: nil, clientID: "app", clientSecret: "x") }
-        expectOAuthError(.invalidClient, log: "no client_id") { _ = try authenticator.authenticate(authorization: nil, clientID: nil, clientSecret: secret) }
-        expectOAuthError(.invalidClient, log: "Basic") { _ = try authenticator.authenticate(authorization: "Bearer abc", clientID: nil, clientSecret: nil) }
-        expectOAuthError(.invalidClient, log: "malformed") { _ = try authenticator.authenticate(authorization: "Basic !!!", clientID: nil, clientSecret: nil) }
-        expectOAuthError(.invalidClient, log: "malformed") { _ = try authenticator.authenticate(authorization: "Basic " + Data("no-colon".utf8).base64EncodedString(), clientID: nil, clientSecret: nil) }
-        expectOAuthError(.invalidClient, log: "malformed") { _ = try authenticator.authenticate(authorization: "Basic " + Data("svc:%zz".utf8).base64EncodedString(), clientID: nil, clientSecret: nil) }
-        expectOAuthError(.invalidClient, log: "1 KiB") { _ = try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: String(repeating: "a", count: 1_025)) }
-        expectOAuthError(.invalidRequest) { _ = try authenticator.authenticate(authorization: basic("svc", secret), clientID: nil, clientSecret: secret) }
-        expectOAuthError(.invalidRequest) { _ = try authenticator.authenticate(authorization: basic("svc", secret), clientID: "app", clientSecret: nil) }
+        expectOAuthError(.invalidClient, log: "wrong secret") {
+            _ = try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: secret + "x")
+        }
+        expectOAuthError(.invalidClient, log: "unknown client") {
+            _ = try authenticator.authenticate(authorization: nil, clientID: "nobody", clientSecret: secret)
+        }
+        expectOAuthError(.invalidClient, log: "unknown client") {
+            _ = try authenticator.authenticate(authorization: nil, clientID: "nobody", clientSecret: nil)
+        }
+        expectOAuthError(.invalidClient, log: "sent no secret") {
+            _ = try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: nil)
+        }
+        expectOAuthError(.invalidClient, log: "public client app sent a secret") {
+            _ = try authenticator.authenticate(authorization: nil, clientID: "app", clientSecret: "x")
+        }
+        expectOAuthError(.invalidClient, log: "no client_id") {
+            _ = try authenticator.authenticate(authorization: nil, clientID: nil, clientSecret: secret)
+        }
+        expectOAuthError(.invalidClient, log: "Basic") {
+            _ = try authenticator.authenticate(authorization: "Bearer abc", clientID: nil, clientSecret: nil)
+        }
+        expectOAuthError(.invalidClient, log: "malformed") {
+            _ = try authenticator.authenticate(authorization: "Basic !!!", clientID: nil, clientSecret: nil)
+        }
+        expectOAuthError(.invalidClient, log: "malformed") {
+            _ = try authenticator.authenticate(
+                authorization: "Basic " + Data("no-colon".utf8).base64EncodedString(), clientID: nil, clientSecret: nil)
+        }
+        expectOAuthError(.invalidClient, log: "malformed") {
+            _ = try authenticator.authenticate(authorization: "Basic " + Data("svc:%zz".utf8).base64EncodedString(), clientID: nil, clientSecret: nil)
+        }
+        expectOAuthError(.invalidClient, log: "1 KiB") {
+            _ = try authenticator.authenticate(authorization: nil, clientID: "svc", clientSecret: String(repeating: "a", count: 1_025))
+        }
+        expectOAuthError(.invalidRequest) {
+            _ = try authenticator.authenticate(authorization: basic("svc", secret), clientID: nil, clientSecret: secret)
+        }
+        expectOAuthError(.invalidRequest) {
+            _ = try authenticator.authenticate(authorization: basic("svc", secret), clientID: "app", clientSecret: nil)
+        }
     }
 
     @Test("Registration rules: ids, public clients without secrets or client_credentials, scopes, redirect URIs (RFC 6749 §3.1.2), lifetimes")
@@ -66,7 +99,13 @@ struct ClientTests {
             ("id with a colon", .invalidClientID, { $0.id = "a:b" }), ("empty id", .invalidClientID, { $0.id = "" }),
             ("no secret", .invalidSecret, { $0.secretDigest = nil }), ("short digest", .invalidSecret, { $0.secretDigest = "abc" }),
             ("public with secret", .invalidSecret, { $0.type = .public }),
-            ("public client_credentials", .publicClientCredentials, { $0.type = .public; $0.secretDigest = nil }),
+            (
+                "public client_credentials", .publicClientCredentials,
+                {
+                    $0.type = .public
+                    $0.secretDigest = nil
+                }
+            ),
             ("unknown grant", .invalidGrants, { $0.grants = [GrantType("implicit")] }), ("no grant", .invalidGrants, { $0.grants = [] }),
             ("bad scope", .invalidScopes, { $0.scopes = ["a b"] }), ("default outside allowed", .invalidScopes, { $0.defaultScopes = ["admin"] }),
             ("empty audience", .invalidAudience, { $0.audience = "" }), ("lifetime", .invalidLifetime, { $0.accessTokenLifetime = 0 }),
@@ -94,7 +133,9 @@ struct ClientTests {
         let folder = try TemporaryDirectory("tessera-clients")
         defer { folder.remove() }
         let data = folder.appending("data")
-        let added = try await runTessera(["clients", "add", "svc", "--scope", "read", "--scope", "write", "--default-scope", "read", "--json", "--data", data])
+        let added = try await runTessera([
+            "clients", "add", "svc", "--scope", "read", "--scope", "write", "--default-scope", "read", "--json", "--data", data,
+        ])
         #expect(added.status == 0)
         let object = try JSONSerialization.jsonObject(with: Data(added.out.utf8)) as! [String: String]
         let secret = try #require(object["client_secret"])
@@ -107,16 +148,22 @@ struct ClientTests {
         #expect(try FileManager.default.attributesOfItem(atPath: data + "/clients.json")[.posixPermissions] as! Int == 0o600)
 
         var registry = try ClientStore(dataPath: data).read()
-        #expect(try ClientAuthenticator(registry: registry).authenticate(authorization: basic("svc", secret), clientID: nil, clientSecret: nil).defaultScopes == ["read"])
+        #expect(
+            try ClientAuthenticator(registry: registry).authenticate(authorization: basic("svc", secret), clientID: nil, clientSecret: nil)
+                .defaultScopes == ["read"])
         let rotated = try await runTessera(["clients", "rotate-secret", "svc", "--json", "--data", data])
         let newSecret = try #require((try JSONSerialization.jsonObject(with: Data(rotated.out.utf8)) as! [String: String])["client_secret"])
         registry = try ClientStore(dataPath: data).read()
-        expectOAuthError(.invalidClient) { _ = try ClientAuthenticator(registry: registry).authenticate(authorization: nil, clientID: "svc", clientSecret: secret) }
+        expectOAuthError(.invalidClient) {
+            _ = try ClientAuthenticator(registry: registry).authenticate(authorization: nil, clientID: "svc", clientSecret: secret)
+        }
         #expect(try ClientAuthenticator(registry: registry).authenticate(authorization: nil, clientID: "svc", clientSecret: newSecret).id == "svc")
         let list = try await runTessera(["clients", "list", "--json", "--data", data])
         #expect(list.out.contains("\"client_id\" : \"svc\"") && !list.out.contains("sha256"))
         // The table: each column starts at the same place on every line, whatever the ids' lengths.
-        #expect(try await runTessera(["clients", "add", "a-much-longer-client-id", "--scope", "read", "--audience", "notes-api", "--data", data]).status == 0)
+        #expect(
+            try await runTessera(["clients", "add", "a-much-longer-client-id", "--scope", "read", "--audience", "notes-api", "--data", data]).status
+                == 0)
         let table = try await runTessera(["clients", "list", "--data", data]).out.split(separator: "\n").map(String.init)
         #expect(table.count == 3 && table[0].hasPrefix("CLIENT_ID"), "\(table)")
         for column in ["TYPE", "GRANTS", "SCOPES", "AUDIENCE"] {
@@ -162,7 +209,9 @@ struct ClientTests {
 
 @Suite("Failure throttle: memory bound")
 struct FailureThrottleBoundTests {
-    @Test("Past maximumKeys the idle keys go, then the stalest, down to three quarters (not one scan per failure); a blocked key that keeps failing stays blocked")
+    @Test(
+        "Past maximumKeys the idle keys go, then the stalest, down to three quarters (not one scan per failure); a blocked key that keeps failing stays blocked"
+    )
     func bound() {
         let clock = SteppedClock()
         var policy = FailureThrottle.Policy()
@@ -181,7 +230,7 @@ struct FailureThrottleBoundTests {
             if round % 10 == 0 { throttle.recordFailure(["addr:attacker"]) }
             let tracked = throttle.trackedKeys
             #expect(tracked <= policy.maximumKeys)
-            if tracked <= previous {   // a new key came in and the count did not grow: an eviction ran
+            if tracked <= previous {  // a new key came in and the count did not grow: an eviction ran
                 evictions += 1
                 #expect(tracked <= policy.maximumKeys * 3 / 4, "round \(round): an eviction frees a quarter of the bound")
             }

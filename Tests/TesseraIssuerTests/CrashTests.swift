@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import TesseraIssuer
 import TesseraTestSupport
+import Testing
+
+@testable import TesseraIssuer
 
 /// What the parent learned from a child's acknowledgements: chains of tokens, one per family.
 final class AcknowledgedState {
@@ -21,7 +22,8 @@ final class AcknowledgedState {
 
     /// Applies the complete lines of a child's output; returns how many acknowledgements there were.
     func apply(_ output: String) throws -> (acks: Int, errors: [String]) {
-        var acks = 0, errors: [String] = []
+        var acks = 0
+        var errors: [String] = []
         // A killed child may leave an unterminated last line: it was never acknowledged.
         let lines = output.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
         for line in lines {
@@ -81,7 +83,9 @@ final class AcknowledgedState {
                 continue
             }
             for token in tokens.dropLast().dropFirst(from) {
-                #expect(try await store.record(for: token)?.state == .rotated, "an acknowledged rotated-away token is not dead", sourceLocation: sourceLocation)
+                #expect(
+                    try await store.record(for: token)?.state == .rotated, "an acknowledged rotated-away token is not dead",
+                    sourceLocation: sourceLocation)
             }
             checked[chain] = tokens.count - 1
         }
@@ -89,8 +93,9 @@ final class AcknowledgedState {
         let expected = chains.count - revoked.count - unacknowledgedRevocations.count
         let excess = await store.statistics().families - expected
         #expect(excess >= unacknowledgedIssues, "acknowledged families are missing", sourceLocation: sourceLocation)
-        #expect(surprises + (excess - unacknowledgedIssues) <= inFlight,
-                "\(surprises) families changed and \(excess - unacknowledgedIssues) appeared without an acknowledgement", sourceLocation: sourceLocation)
+        #expect(
+            surprises + (excess - unacknowledgedIssues) <= inFlight,
+            "\(surprises) families changed and \(excess - unacknowledgedIssues) appeared without an acknowledgement", sourceLocation: sourceLocation)
         unacknowledgedIssues = excess
         return surprises
     }
@@ -102,21 +107,26 @@ final class AcknowledgedState {
 
 /// Runs `tessera-store-harness rotate` on `tokens`; kills it with SIGKILL `killAfter` seconds after it is
 /// ready (nil: lets it run to its own end). `shell` wraps the command (for ulimit).
-func runRotationChild(_ path: String, tokens: [RefreshToken], tasks: Int, killAfter: Double?,
-                      environment: [String: String] = [:], shellPrefix: String? = nil,
-                      compactionThreshold: Int = 64 << 20) async throws -> (output: String, status: Int32) {
+func runRotationChild(
+    _ path: String, tokens: [RefreshToken], tasks: Int, killAfter: Double?,
+    environment: [String: String] = [:], shellPrefix: String? = nil,
+    compactionThreshold: Int = 64 << 20
+) async throws -> (output: String, status: Int32) {
     try await onOwnThread {
         let child = Process()
         let harness = builtExecutable("tessera-store-harness")
         if let shellPrefix {
             child.executableURL = URL(fileURLWithPath: "/bin/sh")
-            child.arguments = ["-c", "\(shellPrefix); exec \"$0\" rotate \"$1\" \"$2\" \"$3\"", harness, path, String(tasks), String(compactionThreshold)]
+            child.arguments = [
+                "-c", "\(shellPrefix); exec \"$0\" rotate \"$1\" \"$2\" \"$3\"", harness, path, String(tasks), String(compactionThreshold),
+            ]
         } else {
             child.executableURL = URL(fileURLWithPath: harness)
             child.arguments = ["rotate", path, String(tasks), String(compactionThreshold)]
         }
         child.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let input = Pipe(), output = Pipe()
+        let input = Pipe()
+        let output = Pipe()
         child.standardInput = input
         child.standardOutput = output
         try child.run()
@@ -142,7 +152,8 @@ func seedStore(_ path: String, families: Int, into state: AcknowledgedState) asy
     let store = try FileRefreshTokenStore(directory: path)
     defer { store.close() }
     for index in 0..<families {
-        state.add(try await store.issue(NewRefreshTokenFamily(clientID: "crash-client", subject: "seed\(index)", scope: ["read"], authTime: Date())).token)
+        state.add(
+            try await store.issue(NewRefreshTokenFamily(clientID: "crash-client", subject: "seed\(index)", scope: ["read"], authTime: Date())).token)
     }
 }
 
@@ -150,7 +161,9 @@ func seedStore(_ path: String, families: Int, into state: AcknowledgedState) asy
 struct CrashTests {
     static let rounds = Int(ProcessInfo.processInfo.environment["TESSERA_CRASH_ROUNDS"] ?? "") ?? 200
 
-    @Test("THREATS C1: SIGKILL at a random 0–50 ms point, many rounds: acknowledged rotations survive, rotated-away tokens stay dead, nothing else changes")
+    @Test(
+        "THREATS C1: SIGKILL at a random 0–50 ms point, many rounds: acknowledged rotations survive, rotated-away tokens stay dead, nothing else changes"
+    )
     func killNineRounds() async throws {
         let folder = try TemporaryDirectory("tessera-crash")
         defer { folder.remove() }
@@ -158,13 +171,16 @@ struct CrashTests {
         let state = AcknowledgedState()
         try await seedStore(path, families: 48, into: state)
         let tasks = 8
-        var totalAcks = 0, totalSurprises = 0, killedBeforeDone = 0
+        var totalAcks = 0
+        var totalSurprises = 0
+        var killedBeforeDone = 0
         for round in 0..<Self.rounds {
             if state.usable.count < 2 * tasks {
                 try await seedStore(path, families: 2 * tasks, into: state)
             }
-            let (output, status) = try await runRotationChild(path, tokens: state.usableTokens, tasks: tasks, killAfter: Double.random(in: 0...0.050),
-                                                        compactionThreshold: 256 << 10)  // compactions get killed too
+            let (output, status) = try await runRotationChild(
+                path, tokens: state.usableTokens, tasks: tasks, killAfter: Double.random(in: 0...0.050),
+                compactionThreshold: 256 << 10)  // compactions get killed too
             if status == SIGKILL { killedBeforeDone += 1 }
             let (acks, errors) = try state.apply(output)
             #expect(errors.isEmpty, "round \(round): \(errors.prefix(3))")
@@ -173,7 +189,8 @@ struct CrashTests {
         }
         #expect(totalAcks > Self.rounds)
         #expect(killedBeforeDone == Self.rounds)
-        print("kill -9: \(Self.rounds) rounds, \(totalAcks) acknowledged operations checked, \(totalSurprises) unacknowledged operations found durable")
+        print(
+            "kill -9: \(Self.rounds) rounds, \(totalAcks) acknowledged operations checked, \(totalSurprises) unacknowledged operations found durable")
     }
 
     @Test("THREATS C3: an fsync that fails (EIO, injected with LD_PRELOAD) acknowledges nothing and makes the store refuse work until restart")
@@ -184,8 +201,9 @@ struct CrashTests {
         let path = folder.appending("store")
         let state = AcknowledgedState()
         try await seedStore(path, families: 32, into: state)
-        let (output, status) = try await runRotationChild(path, tokens: state.usableTokens, tasks: 8, killAfter: nil,
-                                                    environment: ["LD_PRELOAD": shim, "TESSERA_FAIL_FDATASYNC_AT": "25"])
+        let (output, status) = try await runRotationChild(
+            path, tokens: state.usableTokens, tasks: 8, killAfter: nil,
+            environment: ["LD_PRELOAD": shim, "TESSERA_FAIL_FDATASYNC_AT": "25"])
         #expect(status == 0 && output.hasSuffix("DONE\n"))
         let (acks, errors) = try state.apply(output)
         #expect(errors.count == 8 && errors.allSatisfy { $0 == "store_unavailable" })
@@ -207,7 +225,8 @@ struct CrashTests {
         let logSize = try fileBytes(path + "/" + StoreFileName.log(1)).count
         // ulimit -f counts 512-byte blocks (POSIX sh): allow about 40 KB more log.
         let blocks = (logSize + 40_000) / 512
-        let (output, status) = try await runRotationChild(path, tokens: state.usableTokens, tasks: 8, killAfter: nil, shellPrefix: "ulimit -f \(blocks)")
+        let (output, status) = try await runRotationChild(
+            path, tokens: state.usableTokens, tasks: 8, killAfter: nil, shellPrefix: "ulimit -f \(blocks)")
         #expect(status == 0 && output.hasSuffix("DONE\n"))
         let (acks, errors) = try state.apply(output)
         #expect(errors.count == 8 && errors.allSatisfy { $0 == "store_unavailable" })
@@ -220,7 +239,8 @@ struct CrashTests {
 
     /// A shared object that makes the N-th fdatasync(2) fail with EIO, compiled with the toolchain's clang.
     func buildFsyncShim(in folder: TemporaryDirectory) async throws -> String {
-        let source = folder.appending("fsync_shim.c"), library = folder.appending("fsync_shim.so")
+        let source = folder.appending("fsync_shim.c")
+        let library = folder.appending("fsync_shim.so")
         try """
         #define _GNU_SOURCE
         #include <dlfcn.h>
@@ -247,9 +267,14 @@ struct SystemCallTests {
     func renameThenDirectoryFsync() async throws {
         let folder = try TemporaryDirectory("tessera-strace")
         defer { folder.remove() }
-        let path = folder.appending("store"), trace = folder.appending("trace.txt")
-        let strace = try await runChild("/usr/bin/env", ["strace", "-f", "-y", "-o", trace, "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
-                                                         builtExecutable("tessera-store-harness"), "compact", path])
+        let path = folder.appending("store")
+        let trace = folder.appending("trace.txt")
+        let strace = try await runChild(
+            "/usr/bin/env",
+            [
+                "strace", "-f", "-y", "-o", trace, "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
+                builtExecutable("tessera-store-harness"), "compact", path,
+            ])
         #expect(strace.status == 0, "strace (apt-get install strace) must be able to run the harness: \(strace.err)")
         let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").map(String.init)
         let renames = lines.indices.filter { lines[$0].contains("rename") && !lines[$0].contains("resumed") }
@@ -258,8 +283,9 @@ struct SystemCallTests {
         for index in renames {
             #expect(lines[index].hasSuffix("= 0"), "\(lines[index])")
             let next = lines[(index + 1)...].first { $0.contains("fsync(") || $0.contains("fdatasync(") }
-            #expect(next?.contains("fsync(") == true && next?.contains("<\(path)>)") == true,
-                    "after \(lines[index]) the next sync is \(next ?? "none"), not of the folder")
+            #expect(
+                next?.contains("fsync(") == true && next?.contains("<\(path)>)") == true,
+                "after \(lines[index]) the next sync is \(next ?? "none"), not of the folder")
         }
         // The files themselves were synced before being renamed into place.
         for index in renames {

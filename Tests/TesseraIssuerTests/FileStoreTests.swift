@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TesseraJOSE
-@testable import TesseraIssuer
 import TesseraTestSupport
+import Testing
+
+@testable import TesseraIssuer
 
 final class EventLog: @unchecked Sendable {
     private let lock = NSLock()
@@ -12,8 +13,9 @@ final class EventLog: @unchecked Sendable {
 }
 
 func family(_ subject: String = "alice", window: Int = 0) -> NewRefreshTokenFamily {
-    NewRefreshTokenFamily(clientID: "app", subject: subject, scope: ["read"], authTime: Date(),
-                          policy: RefreshTokenPolicy(retryWindow: window))
+    NewRefreshTokenFamily(
+        clientID: "app", subject: subject, scope: ["read"], authTime: Date(),
+        policy: RefreshTokenPolicy(retryWindow: window))
 }
 
 func fileBytes(_ path: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) }
@@ -49,7 +51,9 @@ struct FileStoreTests {
             #expect(try await reopened.record(for: rotated.successor.token)?.state == .live, "cut at \(cut)")
             #expect(try await reopened.record(for: keep.token)?.state == .rotated, "cut at \(cut)")
             #expect(try await reopened.record(for: last.token) == nil, "cut at \(cut)")
-            #expect(events.events == (cut == before ? [] : [.tornTailDropped(file: StoreFileName.log(1), offset: before, bytes: cut - before)]), "cut at \(cut)")
+            #expect(
+                events.events == (cut == before ? [] : [.tornTailDropped(file: StoreFileName.log(1), offset: before, bytes: cut - before)]),
+                "cut at \(cut)")
             // The store keeps working after the cut: new records land where the torn one was.
             let again = try await reopened.issue(family("again"))
             reopened.close()
@@ -89,7 +93,9 @@ struct FileStoreTests {
         try Data(bytes).write(to: URL(fileURLWithPath: logPath))
         let error = expectError(StoreCode.corrupt) { _ = try FileRefreshTokenStore(directory: path) }
         let message = error?.message ?? ""
-        #expect(message.contains(StoreFileName.log(1)) && message.contains("offset") && !message.contains("tessera store"), "the library names no CLI command")
+        #expect(
+            message.contains(StoreFileName.log(1)) && message.contains("offset") && !message.contains("tessera store"),
+            "the library names no CLI command")
         // Nothing was changed by the failed start.
         #expect(try fileBytes(logPath) == bytes)
     }
@@ -110,7 +116,10 @@ struct FileStoreTests {
         let output = Pipe()
         holder.standardOutput = output
         try holder.run()
-        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
+        defer {
+            kill(holder.processIdentifier, SIGKILL)
+            holder.waitUntilExit()
+        }
         let pipe = output.fileHandleForReading
         let ready = try await onOwnThread { String(decoding: pipe.availableData, as: UTF8.self) }
         #expect(ready.hasPrefix("READY"))
@@ -170,8 +179,10 @@ struct FileStoreTests {
         #expect(contents.count >= 2)
         for token in tokens {
             let decoded = try Base64URL.decode(String(token.rawValue.dropFirst(4)))
-            let needles: [[UInt8]] = [Array(token.rawValue.utf8), Array(token.rawValue.utf8.dropFirst(4).prefix(22)),
-                                      Array(decoded[0..<16]), Array(decoded[20..<52])]
+            let needles: [[UInt8]] = [
+                Array(token.rawValue.utf8), Array(token.rawValue.utf8.dropFirst(4).prefix(22)),
+                Array(decoded[0..<16]), Array(decoded[20..<52]),
+            ]
             for file in contents {
                 for needle in needles {
                     #expect(!contains(file, needle))
@@ -187,10 +198,13 @@ struct FileStoreTests {
         let path = folder.appending("store")
         let clock = SteppedClock()
         let store = try FileRefreshTokenStore(directory: path, options: .init(compactionThreshold: Int.max, clock: clock.wallClock))
-        var live: [RefreshToken] = [], dead: [RefreshToken] = []
+        var live: [RefreshToken] = []
+        var dead: [RefreshToken] = []
         for index in 0..<200 {
-            let issued = try await store.issue(NewRefreshTokenFamily(clientID: "app", subject: "u\(index)", scope: ["read"], authTime: clock.now,
-                                                                     policy: RefreshTokenPolicy(absoluteLifetime: index < 50 ? 100 : 10_000, idleLifetime: 100)))
+            let issued = try await store.issue(
+                NewRefreshTokenFamily(
+                    clientID: "app", subject: "u\(index)", scope: ["read"], authTime: clock.now,
+                    policy: RefreshTokenPolicy(absoluteLifetime: index < 50 ? 100 : 10_000, idleLifetime: 100)))
             let next = try await store.rotate(issued.token, clientID: "app", scope: nil).successor.token
             dead.append(issued.token)
             live.append(next)
@@ -235,7 +249,8 @@ struct FileStoreTests {
         // Died before the rename: a partial temporary file is left behind.
         try Data(snapshot.prefix(40)).write(to: URL(fileURLWithPath: path + "/" + StoreFileName.snapshot(3) + ".tmp"))
         // Died after renaming snapshot 2 but before deleting log 1: an old log is left behind.
-        try Data(StoreFormat.header(.init(kind: .log, generation: 1, createdAt: 0))).write(to: URL(fileURLWithPath: path + "/" + StoreFileName.log(1)))
+        try Data(StoreFormat.header(.init(kind: .log, generation: 1, createdAt: 0))).write(
+            to: URL(fileURLWithPath: path + "/" + StoreFileName.log(1)))
         let reopened = try FileRefreshTokenStore(directory: path)
         for token in tokens { #expect(try await reopened.record(for: token)?.state == .live) }
         reopened.close()
@@ -246,7 +261,8 @@ struct FileStoreTests {
     func restoreFromBackup() async throws {
         let folder = try TemporaryDirectory("tessera-restore")
         defer { folder.remove() }
-        let path = folder.appending("store"), backup = folder.appending("backup")
+        let path = folder.appending("store")
+        let backup = folder.appending("backup")
         var store = try FileRefreshTokenStore(directory: path)
         let token = try await store.issue(family()).token
         store.close()
@@ -354,7 +370,8 @@ struct StoreMaintenanceTests {
         bytes[StoreFormat.headerSize + 12] ^= 1
         try Data(bytes).write(to: URL(fileURLWithPath: snapshot))
         // As if a compaction had switched to log 4 and log 3 were then lost.
-        try Data(StoreFormat.header(.init(kind: .log, generation: 4, createdAt: 0))).write(to: URL(fileURLWithPath: path + "/" + StoreFileName.log(4)))
+        try Data(StoreFormat.header(.init(kind: .log, generation: 4, createdAt: 0))).write(
+            to: URL(fileURLWithPath: path + "/" + StoreFileName.log(4)))
         try FileManager.default.moveItem(atPath: path + "/" + StoreFileName.log(3), toPath: folder.appending("elsewhere"))
         let error = expectError(StoreCode.corrupt) { _ = try FileRefreshTokenStore(directory: path) }
         #expect(error?.message.contains(StoreFileName.log(3) + " is missing") == true)

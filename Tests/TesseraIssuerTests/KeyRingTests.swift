@@ -1,9 +1,10 @@
 import Foundation
-import Testing
 import TesseraJOSE
-@testable import TesseraIssuer
 import TesseraTestSupport
 import TesseraVerifier
+import Testing
+
+@testable import TesseraIssuer
 
 /// Runs `tessera` with the key folder and the CLI clock at `now` (Unix seconds).
 func keys(_ arguments: [String], folder: String, now: Int) async throws -> (status: Int32, out: String, err: String) {
@@ -39,7 +40,10 @@ struct KeyRingRuleTests {
         let second = try ring.add(kid: "k2", algorithm: .es256, file: "k2.pem", now: t0, activate: false)
         #expect(ring.published.map(\.kid) == ["k1", "k2"] && ring.active(.es256)?.kid == "k1")
         #expect(ring.rotate(.es256, now: t0 + 359) == .waiting(pending: second, allowedAt: t0 + 360))
-        guard case .rotated(let active, let retired) = ring.rotate(.es256, now: t0 + 360) else { Issue.record("no rotation"); return }
+        guard case .rotated(let active, let retired) = ring.rotate(.es256, now: t0 + 360) else {
+            Issue.record("no rotation")
+            return
+        }
         #expect(active.kid == "k2" && active.activated == t0 + 360)
         #expect(retired?.kid == first.kid && retired?.state == .retiring && retired?.removeAfter == t0 + 360 + 660)
         #expect(ring.prune(now: t0 + 1_019).isEmpty)
@@ -53,15 +57,24 @@ struct KeyRingRuleTests {
     func validation() throws {
         var ring = KeyRing()
         _ = try ring.add(kid: "k1", algorithm: .es256, file: "k1.pem", now: t0, activate: true)
-        #expect(throws: KeyStoreError(.rotationNotAllowed, "")) { try ring.add(kid: "k2", algorithm: .es256, file: "k2.pem", now: t0, activate: true) }
+        #expect(throws: KeyStoreError(.rotationNotAllowed, "")) {
+            try ring.add(kid: "k2", algorithm: .es256, file: "k2.pem", now: t0, activate: true)
+        }
         #expect(throws: KeyStoreError(.badManifest, "")) { try ring.add(kid: "k1", algorithm: .rs256, file: "x.pem", now: t0, activate: false) }
         _ = try ring.add(kid: "r1", algorithm: .rs256, file: "r1.pem", now: t0, activate: true)  // one active per algorithm
-        for (change, code) in [({ (r: inout KeyRing) in r.keys[1].state = .active; r.keys[1].alg = "ES256" }, KeyStoreError.Code.badManifest),
-                               ({ (r: inout KeyRing) in r.keys[1].kid = "k1" }, .badManifest),
-                               ({ (r: inout KeyRing) in r.keys[1].alg = "none" }, .badManifest),
-                               ({ (r: inout KeyRing) in r.keys[1].file = "../../etc/passwd" }, .badManifest),
-                               ({ (r: inout KeyRing) in r.keys[1].file = ".lock" }, .badManifest),
-                               ({ (r: inout KeyRing) in r.version = 2 }, .badManifest)] {
+        for (change, code) in [
+            (
+                { (r: inout KeyRing) in
+                    r.keys[1].state = .active
+                    r.keys[1].alg = "ES256"
+                }, KeyStoreError.Code.badManifest
+            ),
+            ({ (r: inout KeyRing) in r.keys[1].kid = "k1" }, .badManifest),
+            ({ (r: inout KeyRing) in r.keys[1].alg = "none" }, .badManifest),
+            ({ (r: inout KeyRing) in r.keys[1].file = "../../etc/passwd" }, .badManifest),
+            ({ (r: inout KeyRing) in r.keys[1].file = ".lock" }, .badManifest),
+            ({ (r: inout KeyRing) in r.version = 2 }, .badManifest),
+        ] {
             var copy = ring
             change(&copy)
             #expect(throws: KeyStoreError(code, "")) { try copy.validate() }
@@ -76,7 +89,9 @@ struct KeyRingRuleTests {
 struct KeyStoreTests {
     let t0 = 1_800_000_000
 
-    @Test("THREATS B24: a whole cycle driven by the CLI: no key signs before it is published; every token verifies until it expires; a revoked kid stops at once")
+    @Test(
+        "THREATS B24: a whole cycle driven by the CLI: no key signs before it is published; every token verifies until it expires; a revoked kid stops at once"
+    )
     func fullCycle() async throws {
         let folder = try TemporaryDirectory("tessera-keys")
         defer { folder.remove() }
@@ -84,7 +99,11 @@ struct KeyStoreTests {
         let first = try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
         #expect(first.status == 0)
         let k1 = first.out
-        let mint = { (now: Int) in try await keys(["token", "mint", "--sub", "alice", "--client-id", "app", "--scope", "read write", "--aud", "api", "--ttl", "600"], folder: dir, now: now) }
+        let mint = { (now: Int) in
+            try await keys(
+                ["token", "mint", "--sub", "alice", "--client-id", "app", "--scope", "read write", "--aud", "api", "--ttl", "600"], folder: dir,
+                now: now)
+        }
         let tokenA = try await mint(t0).out
         #expect(try kid(of: tokenA) == k1)
 
@@ -109,7 +128,8 @@ struct KeyStoreTests {
 
         // k1 stays published for 600 + 60 s after it stopped signing.
         // Nothing to prune yet: it says when there will be.
-        #expect(try await keys(["keys", "prune"], folder: dir, now: t0 + 370 + 659).out
+        #expect(
+            try await keys(["keys", "prune"], folder: dir, now: t0 + 370 + 659).out
                 == "nothing to prune yet\n\(k1) (retiring) may be pruned from 2027-01-15T08:17:10Z, when every token it signed has expired")
         #expect(try await keys(["keys", "prune"], folder: dir, now: t0 + 370 + 660).out == "removed \(k1)")
         let afterPrune = try await keys(["keys", "jwks"], folder: dir, now: t0 + 1_100).out
@@ -150,7 +170,10 @@ struct KeyStoreTests {
         try #require(dashed.count == 2)
         // Before the fix, "-…h…" was read as short flags: the help was printed, exit 0, nothing revoked.
         let first = try await keys(["keys", "revoke", dashed[0]], folder: dir, now: t0)
-        #expect(first.status == 0 && first.out == "revoked \(dashed[0]): removed from the JWKS; tokens it signed stop verifying when verifiers refresh their keys", "\(first)")
+        #expect(
+            first.status == 0
+                && first.out == "revoked \(dashed[0]): removed from the JWKS; tokens it signed stop verifying when verifiers refresh their keys",
+            "\(first)")
         let second = try await runTessera(["keys", "revoke", "--keys", dir, dashed[1]], environment: ["TESSERA_NOW": String(t0)])
         #expect(second.status == 0 && second.out.hasPrefix("revoked \(dashed[1])"), "\(second)")
         var ring = try store.read()
@@ -176,7 +199,8 @@ struct KeyStoreTests {
         #expect(forced.status == 0 && forced.err.contains("without the publish delay"))
         let cron = try await keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: t0 + 86_400 * 32)
         #expect(cron.status == 3)  // due: prepared a pending key, which waits for the publish delay
-        #expect(try await keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api", "--ttl", "601"], folder: dir, now: t0).status == 1)
+        #expect(
+            try await keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api", "--ttl", "601"], folder: dir, now: t0).status == 1)
         let second = try await keys(["keys", "generate", "--alg", "EdDSA", "--activate"], folder: dir, now: t0)
         #expect(second.status == 1 && second.err.contains("is already active"))
         let filesBefore = try FileManager.default.contentsOfDirectory(atPath: dir).count
@@ -230,8 +254,13 @@ struct KeyRingRobustnessTests {
         #expect(try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0).status == 0)
         // Both loops at once, each command a child of /bin/sh, waited for off Swift concurrency's threads.
         func loop(_ command: String) async throws -> String {
-            try await runChild("/bin/sh", ["-c", "for i in $(seq 1 20); do \"$0\" keys \(command) --keys \"$1\" 2>&1; done",
-                                           builtExecutable("tessera"), dir], environment: ["TESSERA_NOW": String(t0)]).out
+            try await runChild(
+                "/bin/sh",
+                [
+                    "-c", "for i in $(seq 1 20); do \"$0\" keys \(command) --keys \"$1\" 2>&1; done",
+                    builtExecutable("tessera"), dir,
+                ], environment: ["TESSERA_NOW": String(t0)]
+            ).out
         }
         async let generating = loop("generate --alg ES256")
         async let rotating = loop("rotate --alg ES256 --force")
@@ -270,7 +299,8 @@ struct KeyRingRobustnessTests {
                 process.waitUntilExit()
             }
             let after = try KeyStore(path: dir).read()  // parses, names no missing file
-            let oldActive = before.activeKeys.map(\.kid), newActive = after.activeKeys.map(\.kid)
+            let oldActive = before.activeKeys.map(\.kid)
+            let newActive = after.activeKeys.map(\.kid)
             if newActive == oldActive {
                 #expect(after.keys.map(\.kid) == before.keys.map(\.kid), "round \(round): changed without rotating")
                 outcomes["old", default: 0] += 1
@@ -296,11 +326,19 @@ struct KeyRingRobustnessTests {
     func permissions() async throws {
         let folder = try TemporaryDirectory("tessera-keyperm")
         defer { folder.remove() }
-        let dir = folder.appending("keys"), trace = folder.appending("trace.txt")
-        let strace = try await runChild("/bin/sh", ["-c", "umask 022; exec strace -f -o \"$0\" -e trace=openat,open,mkdir,mkdirat,chmod,fchmod,fchmodat \"$1\" keys generate --alg RS256 --activate --keys \"$2\"",
-                                                    trace, builtExecutable("tessera"), dir])
+        let dir = folder.appending("keys")
+        let trace = folder.appending("trace.txt")
+        let strace = try await runChild(
+            "/bin/sh",
+            [
+                "-c",
+                "umask 022; exec strace -f -o \"$0\" -e trace=openat,open,mkdir,mkdirat,chmod,fchmod,fchmodat \"$1\" keys generate --alg RS256 --activate --keys \"$2\"",
+                trace, builtExecutable("tessera"), dir,
+            ])
         #expect(strace.status == 0, "\(strace.err)")
-        let creations = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").filter { $0.contains("O_CREAT") && $0.contains(dir) == false && ($0.contains(".pem") || $0.contains(".json") || $0.contains(".lock")) }
+        let creations = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").filter {
+            $0.contains("O_CREAT") && $0.contains(dir) == false && ($0.contains(".pem") || $0.contains(".json") || $0.contains(".lock"))
+        }
         #expect(creations.count >= 3, "\(creations)")
         for line in creations { #expect(line.contains(", 0600)"), "\(line)") }
         #expect(!creations.contains { $0.contains("chmod") })
@@ -319,7 +357,9 @@ struct KeyRingRobustnessTests {
         #expect(throws: KeyStoreError(.insecurePermissions, "")) { _ = try KeyStore(path: dir).read() }
     }
 
-    @Test("A key folder open to others that holds no key yet (a fresh clone's keys/) is made 0700 at the first key, and said; one holding keys is never changed")
+    @Test(
+        "A key folder open to others that holds no key yet (a fresh clone's keys/) is made 0700 at the first key, and said; one holding keys is never changed"
+    )
     func tightenEmptyFolder() async throws {
         let folder = try TemporaryDirectory("tessera-keytighten")
         defer { folder.remove() }
@@ -368,7 +408,8 @@ struct KeyRingRobustnessTests {
     func symlinks() async throws {
         let folder = try TemporaryDirectory("tessera-keylink")
         defer { folder.remove() }
-        let dir = folder.appending("keys"), victim = folder.appending("victim")
+        let dir = folder.appending("keys")
+        let victim = folder.appending("victim")
         _ = try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
         #expect(FileManager.default.createFile(atPath: victim, contents: Data("precious".utf8)))
         try FileManager.default.createSymbolicLink(atPath: dir + "/keyring.json.tmp", withDestinationPath: victim)
@@ -396,7 +437,10 @@ struct KeyRingRobustnessTests {
         let dir = folder.appending("keys")
         let events = EventBox()
         let ring = try SigningKeyRing(store: KeyStore(path: dir), onEvent: events.record)
-        guard case .bootstrapped(let first)? = events.all.first else { Issue.record("no bootstrap event"); return }
+        guard case .bootstrapped(let first)? = events.all.first else {
+            Issue.record("no bootstrap event")
+            return
+        }
         #expect(ring.current.signer()?.keyID == first && ring.current.signer()?.algorithm == .es256)
         #expect(ring.current.cacheControl == "public, max-age=300")
         #expect(ring.current.ring.policy.publishDelay > ring.current.ring.policy.jwksMaxAge)
@@ -417,7 +461,10 @@ struct KeyRingRobustnessTests {
         try Data("{\"version\": 1, \"keys\": [".utf8).write(to: URL(fileURLWithPath: manifest))
         #expect(ring.reloadIfChanged() == false)
         #expect(ring.current.signer()?.keyID == pending)
-        guard case .reloadFailed(let reason)? = events.all.last else { Issue.record("no failure event"); return }
+        guard case .reloadFailed(let reason)? = events.all.last else {
+            Issue.record("no failure event")
+            return
+        }
         #expect(reason.contains("does not parse"))
         // A manifest naming a missing key file: refused the same way.
         try good.write(to: URL(fileURLWithPath: manifest))

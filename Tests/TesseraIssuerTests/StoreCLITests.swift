@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import TesseraIssuer
 import TesseraTestSupport
+import Testing
+
+@testable import TesseraIssuer
 
 @Suite("tessera store check | repair | revoke")
 struct StoreCLITests {
@@ -9,7 +10,8 @@ struct StoreCLITests {
     func cycle() async throws {
         let folder = try TemporaryDirectory("tessera-cli")
         defer { folder.remove() }
-        let data = folder.appending("data"), path = data + "/refresh-tokens"
+        let data = folder.appending("data")
+        let path = data + "/refresh-tokens"
         let store = try FileRefreshTokenStore(directory: path)
         for index in 0..<4 { _ = try await store.issue(family("user\(index)")) }
         store.close()
@@ -24,7 +26,9 @@ struct StoreCLITests {
         try Data(bytes).write(to: URL(fileURLWithPath: log))
         let damaged = try await runTessera(["store", "check", "--data", data])
         #expect(damaged.status == 1)
-        #expect(damaged.err.contains("\(StoreFileName.log(1)) at offset \(StoreFormat.headerSize)") && damaged.err.contains("tessera store repair --data \(data)`"))
+        #expect(
+            damaged.err.contains("\(StoreFileName.log(1)) at offset \(StoreFormat.headerSize)")
+                && damaged.err.contains("tessera store repair --data \(data)`"))
         let repaired = try await runTessera(["store", "repair", "--data", data])
         #expect(repaired.status == 0 && repaired.out.contains("moved") && repaired.out.contains("revoked all 0 families"))
         #expect(try await runTessera(["store", "check", "--data", data]).out.contains("intact"))

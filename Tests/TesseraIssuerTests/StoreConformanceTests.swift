@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TesseraJOSE
-@testable import TesseraIssuer
 import TesseraTestSupport
+import Testing
+
+@testable import TesseraIssuer
 
 /// Every `RefreshTokenStore` implementation, built fresh for one test with its own clock.
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
@@ -39,10 +40,15 @@ final class StoreFixture: @unchecked Sendable {
         store = try make()
     }
 
-    func issue(client: String = "app", subject: String = "alice", scope: [String] = ["read", "write"],
-               policy: RefreshTokenPolicy = .standard) async throws -> RefreshToken {
-        try await store.issue(NewRefreshTokenFamily(clientID: client, subject: subject, scope: scope,
-                                                    authTime: clock.now, policy: policy)).token
+    func issue(
+        client: String = "app", subject: String = "alice", scope: [String] = ["read", "write"],
+        policy: RefreshTokenPolicy = .standard
+    ) async throws -> RefreshToken {
+        try await store.issue(
+            NewRefreshTokenFamily(
+                clientID: client, subject: subject, scope: scope,
+                authTime: clock.now, policy: policy)
+        ).token
     }
 
     func rotate(_ token: RefreshToken, client: String = "app", scope: [String]? = nil) async throws -> RefreshToken {
@@ -65,7 +71,8 @@ struct StoreConformanceTests {
         let fixture = try StoreFixture(kind)
         var seen = Set<String>()
         for _ in 0..<200 {
-            let issued = try await fixture.store.issue(NewRefreshTokenFamily(clientID: "app", subject: "alice", scope: ["read"], authTime: fixture.clock.now))
+            let issued = try await fixture.store.issue(
+                NewRefreshTokenFamily(clientID: "app", subject: "alice", scope: ["read"], authTime: fixture.clock.now))
             let raw = issued.token.rawValue
             #expect(raw.hasPrefix("tsr_") && raw.count == 74)
             #expect(try Base64URL.decode(String(raw.dropFirst(4))).count == 52)
@@ -120,9 +127,10 @@ struct StoreConformanceTests {
         let outcomes = await withTaskGroup(of: String.self) { group in
             for _ in 0..<64 {
                 group.addTask {
-                    do { _ = try await store.rotate(token, clientID: "app", scope: nil); return "ok" }
-                    catch let error as RefreshTokenStoreError { return error.code.rawValue }
-                    catch { return "other" }
+                    do {
+                        _ = try await store.rotate(token, clientID: "app", scope: nil)
+                        return "ok"
+                    } catch let error as RefreshTokenStoreError { return error.code.rawValue } catch { return "other" }
                 }
             }
             return await group.reduce(into: [String: Int]()) { $0[$1, default: 0] += 1 }
@@ -288,7 +296,9 @@ struct StoreConformanceTests {
     func badInput(_ kind: StoreKind) async throws {
         let fixture = try StoreFixture(kind)
         await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(policy: RefreshTokenPolicy(retryWindow: 61)) }
-        await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(policy: RefreshTokenPolicy(absoluteLifetime: 10, idleLifetime: 20)) }
+        await expectError(StoreCode.invalidRequest) {
+            _ = try await fixture.issue(policy: RefreshTokenPolicy(absoluteLifetime: 10, idleLifetime: 20))
+        }
         await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(policy: RefreshTokenPolicy(absoluteLifetime: 0)) }
         await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(client: "") }
         await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(client: String(repeating: "c", count: 256)) }

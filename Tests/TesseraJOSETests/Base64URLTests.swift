@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TesseraJOSE
 
 @Suite("RFC 7515 §2 / RFC 4648 §5: base64url")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TesseraJOSE
 
 @Suite("Sharing keys between threads")

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TesseraJOSE
 
 @Suite("RFC 8259 strict JSON")
@@ -39,8 +40,10 @@ struct JSONTests {
 
     @Test("grammar errors: trailing content, trailing comma, leading zeros, control characters, bare values")
     func grammar() {
-        for text in [#"{"a":1} x"#, #"{"a":1,}"#, "[1,]", #"{"a":01}"#, "{\"a\":\"\u{01}\"}", "{'a':1}", "{a:1}",
-                     "[1.]", "[-]", "[1e]", "[.5]", "[+1]", "", " ", "[NaN]", "[tru]", #"{"a" 1}"#, "[\"\\x\"]"] {
+        for text in [
+            #"{"a":1} x"#, #"{"a":1,}"#, "[1,]", #"{"a":01}"#, "{\"a\":\"\u{01}\"}", "{'a':1}", "{a:1}",
+            "[1.]", "[-]", "[1e]", "[.5]", "[+1]", "", " ", "[NaN]", "[tru]", #"{"a" 1}"#, "[\"\\x\"]",
+        ] {
             expectError(JOSEError.Code.invalidJSON, "\(text)") { try JSONValue(parsing: text) }
         }
     }

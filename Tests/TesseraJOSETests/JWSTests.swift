@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TesseraJOSE
 
 @Suite("RFC 7515: compact JWS parsing, header rules, signing")
@@ -31,8 +32,10 @@ struct JWSTests {
     func segments() throws {
         let token = try JWSSigner(key: Self.key).sign(payload: Array("x".utf8))
         let parts = token.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        for bad in [parts[0], parts[0] + "." + parts[1], token + ".", token + "." + parts[2], "a.b.c.d.e", "",
-                    #"{"payload":"eA","signatures":[]}"#, String(repeating: ".", count: 100_00)] {
+        for bad in [
+            parts[0], parts[0] + "." + parts[1], token + ".", token + "." + parts[2], "a.b.c.d.e", "",
+            #"{"payload":"eA","signatures":[]}"#, String(repeating: ".", count: 100_00),
+        ] {
             expectError(JOSEError.Code.malformedToken) { try UnverifiedJWS(parsing: bad) }
         }
     }
@@ -50,8 +53,10 @@ struct JWSTests {
 
     @Test("RFC 7515 §4.1.1: alg none in any case, missing, null, an array, unknown or lower-case is refused")
     func algValues() throws {
-        for header in [#"{"alg":"none"}"#, #"{"alg":"None"}"#, #"{"alg":"NONE"}"#, #"{"alg":"nOnE"}"#, #"{"typ":"JWT"}"#,
-                       #"{"alg":null}"#, #"{"alg":["ES256"]}"#, #"{"alg":"ES999"}"#, #"{"alg":"es256"}"#, #"{"alg":""}"#] {
+        for header in [
+            #"{"alg":"none"}"#, #"{"alg":"None"}"#, #"{"alg":"NONE"}"#, #"{"alg":"nOnE"}"#, #"{"typ":"JWT"}"#,
+            #"{"alg":null}"#, #"{"alg":["ES256"]}"#, #"{"alg":"ES999"}"#, #"{"alg":"es256"}"#, #"{"alg":""}"#,
+        ] {
             let token = Base64URL.encode(Array(header.utf8)) + ".e30."
             expectError(JOSEError.Code.unsupportedAlgorithm, "\(header)") { try UnverifiedJWS(parsing: token) }
         }
@@ -59,9 +64,11 @@ struct JWSTests {
 
     @Test("RFC 7515 §4.1.11: any crit is refused (no extension is implemented), in every shape")
     func crit() throws {
-        for header in [#"{"alg":"ES256","crit":["x-foo"],"x-foo":1}"#, #"{"alg":"ES256","crit":[]}"#,
-                       #"{"alg":"ES256","crit":"x-foo"}"#, #"{"alg":"ES256","crit":["alg"]}"#,
-                       #"{"alg":"ES256","crit":["exp"]}"#] {
+        for header in [
+            #"{"alg":"ES256","crit":["x-foo"],"x-foo":1}"#, #"{"alg":"ES256","crit":[]}"#,
+            #"{"alg":"ES256","crit":"x-foo"}"#, #"{"alg":"ES256","crit":["alg"]}"#,
+            #"{"alg":"ES256","crit":["exp"]}"#,
+        ] {
             expectError(JOSEError.Code.unsupportedCriticalHeader, "\(header)") { try UnverifiedJWS(parsing: try Self.token(header: header)) }
         }
     }
@@ -86,9 +93,11 @@ struct JWSTests {
 
     @Test("header: not an object, a BOM, invalid UTF-8, a non-string kid or typ are malformed")
     func headerShape() throws {
-        for header in [Array(#"["ES256"]"#.utf8), [0xEF, 0xBB, 0xBF] + Array(#"{"alg":"ES256"}"#.utf8),
-                       Array(#"{"alg":"ES256","kid":""#.utf8) + [0xFF] + Array(#""}"#.utf8),
-                       Array(#"{"alg":"ES256","kid":7}"#.utf8), Array(#"{"alg":"ES256","typ":{}}"#.utf8), Array("".utf8)] {
+        for header in [
+            Array(#"["ES256"]"#.utf8), [0xEF, 0xBB, 0xBF] + Array(#"{"alg":"ES256"}"#.utf8),
+            Array(#"{"alg":"ES256","kid":""#.utf8) + [0xFF] + Array(#""}"#.utf8),
+            Array(#"{"alg":"ES256","kid":7}"#.utf8), Array(#"{"alg":"ES256","typ":{}}"#.utf8), Array("".utf8),
+        ] {
             let token = Base64URL.encode(header) + ".e30.AAAA"
             expectError(JOSEError.Code.malformedHeader) { try UnverifiedJWS(parsing: token) }
         }
@@ -98,8 +107,10 @@ struct JWSTests {
     func embeddedKeysIgnored() throws {
         let attacker = try SigningKey.generate(.es256)
         let attackerJWK = try #require(try attacker.publicJWK()).jsonString
-        for extra in [#""jwk":\#(attackerJWK)"#, #""jku":"http://127.0.0.1:9/jwks.json""#, #""x5u":"http://127.0.0.1:9/c.pem""#,
-                      #""x5c":["MIIB"]"#] {
+        for extra in [
+            #""jwk":\#(attackerJWK)"#, #""jku":"http://127.0.0.1:9/jwks.json""#, #""x5u":"http://127.0.0.1:9/c.pem""#,
+            #""x5c":["MIIB"]"#,
+        ] {
             // With the trusted kid: the attacker's signature does not verify with the trusted key.
             let withKid = try Self.token(header: #"{"alg":"ES256","kid":"\#(Self.key.keyID!)",\#(extra)}"#, key: attacker)
             expectError(JOSEError.Code.invalidSignature) { try UnverifiedJWS(parsing: withKid).verified(using: Self.keys) }
@@ -114,8 +125,12 @@ struct JWSTests {
         let second = try SigningKey.generate(.es256)
         let rsa = try SigningKey.generate(.rs256)
         let set = try VerificationKeySet([try Self.key.verificationKey(), try second.verificationKey(), try rsa.verificationKey()])
-        expectError(JOSEError.Code.unknownKey) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","kid":"other"}"#)).verified(using: set) }
-        expectError(JOSEError.Code.unknownKey) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","kid":"../../dev/null"}"#)).verified(using: set) }
+        expectError(JOSEError.Code.unknownKey) {
+            try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","kid":"other"}"#)).verified(using: set)
+        }
+        expectError(JOSEError.Code.unknownKey) {
+            try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256","kid":"../../dev/null"}"#)).verified(using: set)
+        }
         expectError(JOSEError.Code.ambiguousKey) { try UnverifiedJWS(parsing: try Self.token(header: #"{"alg":"ES256"}"#)).verified(using: set) }
         let rsaNoKid = try Self.token(header: #"{"alg":"RS256"}"#, key: rsa)
         #expect(throws: Never.self) { try UnverifiedJWS(parsing: rsaNoKid).verified(using: set) }

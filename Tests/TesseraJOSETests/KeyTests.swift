@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TesseraJOSE
 
 @Suite("Keys: generation, JWK and PEM import/export, algorithm binding")
@@ -156,16 +157,28 @@ struct KeyTests {
     @Test("malformed JWKs: wrong member types, bad base64url, wrong sizes, missing members")
     func malformedJWKs() throws {
         let good = try #require(try SigningKey.generate(.es256).publicJWK()).members
-        func variant(_ change: (inout JSONObject) -> Void) -> JSONObject { var copy = good; change(&copy); return copy }
+        func variant(_ change: (inout JSONObject) -> Void) -> JSONObject {
+            var copy = good
+            change(&copy)
+            return copy
+        }
         expectError(JOSEError.Code.invalidKey) { try JWK(members: variant { $0["kty"] = nil }) }
         expectError(JOSEError.Code.invalidKey) { try JWK(members: variant { $0["kid"] = .number(JSONNumber(1)) }) }
         expectError(JOSEError.Code.invalidKey) { try JWK(members: variant { $0["key_ops"] = .string("verify") }) }
         expectError(JOSEError.Code.invalidKey) { try JWK(members: variant { $0["key_ops"] = .array([.string("verify"), .string("verify")]) }) }
-        expectError(JOSEError.Code.invalidKey) { try JWK(members: variant { $0["use"] = .string("sig"); $0["key_ops"] = .array([.string("encrypt")]) }) }
+        expectError(JOSEError.Code.invalidKey) {
+            try JWK(
+                members: variant {
+                    $0["use"] = .string("sig")
+                    $0["key_ops"] = .array([.string("encrypt")])
+                })
+        }
         expectError(JOSEError.Code.invalidKey) { try VerificationKey(jwk: try JWK(members: variant { $0["x"] = .string("AA==") })) }
         expectError(JOSEError.Code.invalidKey) { try VerificationKey(jwk: try JWK(members: variant { $0["x"] = .string("AAAA") })) }
         expectError(JOSEError.Code.invalidKey) { try VerificationKey(jwk: try JWK(members: variant { $0["y"] = nil })) }
-        expectError(JOSEError.Code.keyUsageMismatch) { try VerificationKey(jwk: try JWK(members: variant { $0["key_ops"] = .array([.string("sign")]) })) }
+        expectError(JOSEError.Code.keyUsageMismatch) {
+            try VerificationKey(jwk: try JWK(members: variant { $0["key_ops"] = .array([.string("sign")]) }))
+        }
         expectError(JOSEError.Code.invalidJSON) { try JWK(json: #"{"kty":"EC","kty":"RSA"}"#) }
         // RSA: leading zero octets in n are not the minimum encoding (RFC 7518 §6.3.1.1).
         let rsa = try #require(try SigningKey.generate(.rs256).publicJWK()).members
@@ -196,10 +209,14 @@ struct KeyTests {
         dp[dp.count / 2] ^= 0x10
         jwk["dp"] = .string(Base64URL.encode(dp))
         // The JWK path checks too; build the PEM from the corrupted parts through libcrypto directly.
-        let pkey = try PKey.rsa(n: try Base64URL.decode(jwk["n"]!.stringValue!), e: try Base64URL.decode(jwk["e"]!.stringValue!),
-                                privateParts: .init(d: try Base64URL.decode(jwk["d"]!.stringValue!), crt: (
-                                    try Base64URL.decode(jwk["p"]!.stringValue!), try Base64URL.decode(jwk["q"]!.stringValue!), dp,
-                                    try Base64URL.decode(jwk["dq"]!.stringValue!), try Base64URL.decode(jwk["qi"]!.stringValue!))))
+        let pkey = try PKey.rsa(
+            n: try Base64URL.decode(jwk["n"]!.stringValue!), e: try Base64URL.decode(jwk["e"]!.stringValue!),
+            privateParts: .init(
+                d: try Base64URL.decode(jwk["d"]!.stringValue!),
+                crt: (
+                    try Base64URL.decode(jwk["p"]!.stringValue!), try Base64URL.decode(jwk["q"]!.stringValue!), dp,
+                    try Base64URL.decode(jwk["dq"]!.stringValue!), try Base64URL.decode(jwk["qi"]!.stringValue!)
+                )))
         let pem = PEM.encode(der: try pkey.pkcs8DER(), label: PEM.privateKeyLabel)
         expectError(JOSEError.Code.invalidKey) { try SigningKey(pemRepresentation: pem, algorithm: .rs256) }
         expectError(JOSEError.Code.invalidKey) { try SigningKey(jwk: try JWK(members: jwk)) }
@@ -251,7 +268,8 @@ struct KeyTests {
         #expect(!ConstantTime.equals([1, 2, 3], [1, 2, 4]))
         #expect(!ConstantTime.equals([1, 2, 3], [1, 2]))
         #expect(ConstantTime.equals([UInt8](), [UInt8]()))
-        let a = try SecureRandom.bytes(count: 32), b = try SecureRandom.bytes(count: 32)
+        let a = try SecureRandom.bytes(count: 32)
+        let b = try SecureRandom.bytes(count: 32)
         #expect(a.count == 32 && a != b)
         #expect(Base64URL.encode(Digest.sha256(Array("abc".utf8))) == "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TesseraJOSE
 
 /// One RFC JWS example in the normalised form of `shared/vectors/rfc/`.
@@ -43,8 +44,10 @@ struct RFCJWSVector: CustomTestStringConvertible, Sendable {
 @Suite("RFC JWS examples: RFC 7515 App. A, RFC 7520 §4, RFC 8037 App. A")
 struct RFCVectorTests {
     static let vectors: [RFCJWSVector] = {
-        let files = ["rfc7515_a1_hs256.json", "rfc7515_a2_rs256.json", "rfc7515_a3_es256.json", "rfc7515_a4_es512.json",
-                     "rfc7520_4_1_rs256.json", "rfc7520_4_2_ps384.json", "rfc7520_4_3_es512.json", "rfc7520_4_4_hs256.json"]
+        let files = [
+            "rfc7515_a1_hs256.json", "rfc7515_a2_rs256.json", "rfc7515_a3_es256.json", "rfc7515_a4_es512.json",
+            "rfc7520_4_1_rs256.json", "rfc7520_4_2_ps384.json", "rfc7520_4_3_es512.json", "rfc7520_4_4_hs256.json",
+        ]
         var vectors = files.map { try! RFCJWSVector.load($0) }
         vectors.append(try! RFCJWSVector.load("rfc8037_a_ed25519.json", member: "a4_jws"))
         return vectors
@@ -140,8 +143,11 @@ struct RFCVectorTests {
         #expect(throws: Never.self) { try UnverifiedJWS(parsing: token).verified(with: key) }
         // The alias never crosses key types.
         expectError(JOSEError.Code.invalidKey) {
-            try VerificationKey(jwk: try Vectors.jwk(["kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-                                                      "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"]), algorithm: .eddsa)
+            try VerificationKey(
+                jwk: try Vectors.jwk([
+                    "kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                ]), algorithm: .eddsa)
         }
     }
 

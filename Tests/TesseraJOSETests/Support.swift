@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import TesseraJOSE
 @_exported import TesseraTestSupport
+import Testing
+
+@testable import TesseraJOSE
 
 extension Vectors {
     /// Re-serializes a Foundation JSON object and reads it as a JWK with Tessera's parser.
@@ -21,4 +22,3 @@ func verificationOutcome(_ token: String, _ keys: VerificationKeySet) -> JOSEErr
         return JOSEError.Code("unexpected: \(error)")
     }
 }
-

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TesseraJOSE
 
 /// Project Wycheproof's JOSE files: whole-JWS verification and JWK / JWK Set acceptance.
@@ -39,7 +40,8 @@ struct WycheproofJOSETests {
     @Test("json_web_signature_test.json: all 401 cases end as expected, deviations as documented")
     func jws() throws {
         let object = try Vectors.json("wycheproof/json_web_signature_test.json")
-        var count = 0, valid = 0
+        var count = 0
+        var valid = 0
         var deviationsSeen = Set<Int>()
         for group in object["testGroups"] as! [[String: Any]] {
             // The group's key (public if given, else the symmetric one) is the only trusted key.
@@ -65,7 +67,9 @@ struct WycheproofJOSETests {
                 } else {
                     expected = Self.rejectionCodes.first { $0.value.contains(id) }?.key ?? .invalidSignature
                 }
-                #expect(outcome == expected, "tcId \(id) (\(test["comment"]!)): expected \(expected?.rawValue ?? "accept"), got \(outcome?.rawValue ?? "accept")")
+                #expect(
+                    outcome == expected,
+                    "tcId \(id) (\(test["comment"]!)): expected \(expected?.rawValue ?? "accept"), got \(outcome?.rawValue ?? "accept")")
             }
         }
         #expect(count == 401 && count == object["numberOfTests"] as! Int)

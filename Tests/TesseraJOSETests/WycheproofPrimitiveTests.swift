@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TesseraJOSE
 
 /// Project Wycheproof primitive files, run through Tessera's JWS keys. Every case of every file runs;
@@ -18,8 +19,10 @@ struct WycheproofPrimitiveTests {
 
     /// Runs a verification file: every group's key is read from its JWK (and, when given, its PEM,
     /// which must be the same key), then each case's signature is checked.
-    func runVerifyFile(_ file: String, family: JWSAlgorithm.Family, jwkMember: String,
-                       acceptableDecision: Bool = false) throws -> (count: Int, acceptable: [Int]) {
+    func runVerifyFile(
+        _ file: String, family: JWSAlgorithm.Family, jwkMember: String,
+        acceptableDecision: Bool = false
+    ) throws -> (count: Int, acceptable: [Int]) {
         let object = try Vectors.json("wycheproof/\(file)")
         var count = 0
         var acceptable: [Int] = []
@@ -39,8 +42,10 @@ struct WycheproofPrimitiveTests {
                 let size = (point.count - 1) / 2
                 let curve = try #require(algorithm.curve)
                 #expect(point.first == 4 && size == curve.size)
-                jwkObject = ["kty": "EC", "crv": curve.name, "x": Base64URL.encode(point[1...size]),
-                             "y": Base64URL.encode(point[(1 + size)...])]
+                jwkObject = [
+                    "kty": "EC", "crv": curve.name, "x": Base64URL.encode(point[1...size]),
+                    "y": Base64URL.encode(point[(1 + size)...]),
+                ]
             }
             jwkObject["alg"] = nil  // Wycheproof's alg fields are informative; the test binds the algorithm.
             let key = try VerificationKey(jwk: try Vectors.jwk(jwkObject), algorithm: algorithm)
@@ -67,9 +72,11 @@ struct WycheproofPrimitiveTests {
         return (count, acceptable)
     }
 
-    @Test("ECDSA P1363 (ES256, ES384, ES512): every case", arguments: [
-        "ecdsa_secp256r1_sha256_p1363_test.json", "ecdsa_secp384r1_sha384_p1363_test.json", "ecdsa_secp521r1_sha512_p1363_test.json",
-    ])
+    @Test(
+        "ECDSA P1363 (ES256, ES384, ES512): every case",
+        arguments: [
+            "ecdsa_secp256r1_sha256_p1363_test.json", "ecdsa_secp384r1_sha384_p1363_test.json", "ecdsa_secp521r1_sha512_p1363_test.json",
+        ])
     func ecdsa(_ file: String) throws {
         let result = try runVerifyFile(file, family: .ecdsa, jwkMember: "publicKeyJwk")
         #expect(result.acceptable.isEmpty)
@@ -82,20 +89,24 @@ struct WycheproofPrimitiveTests {
 
     /// Decision: the one `acceptable` case per file (a DigestInfo without the NULL parameter,
     /// flag MissingNull) is rejected; libcrypto rejects it too and JWS never produces it.
-    @Test("RSASSA-PKCS1-v1_5 verify (RS256/384/512, 2048–4096 bits): every case; MissingNull rejected", arguments: [
-        "rsa_signature_2048_sha256_test.json", "rsa_signature_2048_sha384_test.json", "rsa_signature_2048_sha512_test.json",
-        "rsa_signature_3072_sha256_test.json", "rsa_signature_3072_sha384_test.json", "rsa_signature_3072_sha512_test.json",
-        "rsa_signature_4096_sha256_test.json", "rsa_signature_4096_sha384_test.json", "rsa_signature_4096_sha512_test.json",
-    ])
+    @Test(
+        "RSASSA-PKCS1-v1_5 verify (RS256/384/512, 2048–4096 bits): every case; MissingNull rejected",
+        arguments: [
+            "rsa_signature_2048_sha256_test.json", "rsa_signature_2048_sha384_test.json", "rsa_signature_2048_sha512_test.json",
+            "rsa_signature_3072_sha256_test.json", "rsa_signature_3072_sha384_test.json", "rsa_signature_3072_sha512_test.json",
+            "rsa_signature_4096_sha256_test.json", "rsa_signature_4096_sha384_test.json", "rsa_signature_4096_sha512_test.json",
+        ])
     func rsaPKCS1Verify(_ file: String) throws {
         let result = try runVerifyFile(file, family: .rsaPKCS1, jwkMember: "keyJwk", acceptableDecision: false)
         #expect(result.acceptable.count == 1)
     }
 
-    @Test("RSASSA-PSS with JWS parameters (PS256/384/512): every case", arguments: [
-        "rsa_pss_2048_sha256_mgf1_32_test.json", "rsa_pss_3072_sha256_mgf1_32_test.json", "rsa_pss_4096_sha256_mgf1_32_test.json",
-        "rsa_pss_2048_sha384_mgf1_48_test.json", "rsa_pss_4096_sha384_mgf1_48_test.json", "rsa_pss_4096_sha512_mgf1_64_test.json",
-    ])
+    @Test(
+        "RSASSA-PSS with JWS parameters (PS256/384/512): every case",
+        arguments: [
+            "rsa_pss_2048_sha256_mgf1_32_test.json", "rsa_pss_3072_sha256_mgf1_32_test.json", "rsa_pss_4096_sha256_mgf1_32_test.json",
+            "rsa_pss_2048_sha384_mgf1_48_test.json", "rsa_pss_4096_sha384_mgf1_48_test.json", "rsa_pss_4096_sha512_mgf1_64_test.json",
+        ])
     func rsaPSS(_ file: String) throws {
         let result = try runVerifyFile(file, family: .rsaPSS, jwkMember: "publicKeyJwk")
         #expect(result.acceptable.isEmpty)
@@ -105,12 +116,15 @@ struct WycheproofPrimitiveTests {
     /// SHA-1 and SHA-224 groups have no JWS algorithm: they are counted as not applicable and the
     /// test checks there is nothing else it left out. `acceptable` cases (e = 3, flag SmallPublicKey)
     /// are decided as valid: e = 3 is an odd exponent Tessera accepts, and the bytes must match.
-    @Test("RSASSA-PKCS1-v1_5 signing (RS256/384/512) reproduces every signature byte for byte", arguments: [
-        "rsa_pkcs1_2048_sig_gen_test.json", "rsa_pkcs1_3072_sig_gen_test.json", "rsa_pkcs1_4096_sig_gen_test.json",
-    ])
+    @Test(
+        "RSASSA-PKCS1-v1_5 signing (RS256/384/512) reproduces every signature byte for byte",
+        arguments: [
+            "rsa_pkcs1_2048_sig_gen_test.json", "rsa_pkcs1_3072_sig_gen_test.json", "rsa_pkcs1_4096_sig_gen_test.json",
+        ])
     func rsaPKCS1Sign(_ file: String) throws {
         let object = try Vectors.json("wycheproof/\(file)")
-        var count = 0, notApplicable = 0
+        var count = 0
+        var notApplicable = 0
         for group in object["testGroups"] as! [[String: Any]] {
             let tests = group["tests"] as! [[String: Any]]
             guard let algorithm = Self.algorithm(forSHA: group["sha"] as! String, family: .rsaPKCS1) else {
@@ -137,15 +151,20 @@ struct WycheproofPrimitiveTests {
 
     /// HMAC files test the primitive. For JWS, RFC 7518 §3.2 forbids truncated MACs (tagSize < hash
     /// size: must be rejected) and keys shorter than the hash (refused when the key is loaded).
-    @Test("HMAC-SHA2 (HS256/384/512): every case; truncated tags and short keys rejected", arguments: [
-        "hmac_sha256_test.json", "hmac_sha384_test.json", "hmac_sha512_test.json",
-    ])
+    @Test(
+        "HMAC-SHA2 (HS256/384/512): every case; truncated tags and short keys rejected",
+        arguments: [
+            "hmac_sha256_test.json", "hmac_sha384_test.json", "hmac_sha512_test.json",
+        ])
     func hmac(_ file: String) throws {
         let object = try Vectors.json("wycheproof/\(file)")
         let algorithm: JWSAlgorithm = file.contains("256") ? .hs256 : file.contains("384") ? .hs384 : .hs512
-        var count = 0, refusedKeys = 0, truncated = 0
+        var count = 0
+        var refusedKeys = 0
+        var truncated = 0
         for group in object["testGroups"] as! [[String: Any]] {
-            let keyBits = group["keySize"] as! Int, tagBits = group["tagSize"] as! Int
+            let keyBits = group["keySize"] as! Int
+            let tagBits = group["tagSize"] as! Int
             for test in group["tests"] as! [[String: Any]] {
                 count += 1
                 let secret = try [UInt8](hex: test["key"] as! String)

@@ -3,12 +3,13 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-import Testing
 import TesseraIssuer
 import TesseraJOSE
-@testable import TesseraServer
 import TesseraTestSupport
 import TesseraVerifier
+import Testing
+
+@testable import TesseraServer
 
 @Suite("/authorize: sign-in, consent and the code, played as a browser over loopback")
 struct AuthorizeFlowTests {
@@ -20,10 +21,15 @@ struct AuthorizeFlowTests {
             #expect(signIn.body.contains("to continue to <strong>web</strong>"))
             // The session cookie: HttpOnly, SameSite=Lax, not Secure for a plain-http loopback issuer.
             let setCookie = try #require(signIn.headers[.setCookie])
-            #expect(setCookie.hasPrefix("tessera-session=tbs_") && setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Lax") && !setCookie.contains("Secure"))
+            #expect(
+                setCookie.hasPrefix("tessera-session=tbs_") && setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Lax")
+                    && !setCookie.contains("Secure"))
             let before = browser.cookies["tessera-session"]
-            let consent = try await browser.submit(try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
-            #expect(consent.body.contains("<code>read</code>") && consent.body.contains("<code>write</code>") && consent.body.contains("<strong>alice</strong>"))
+            let consent = try await browser.submit(
+                try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
+            #expect(
+                consent.body.contains("<code>read</code>") && consent.body.contains("<code>write</code>")
+                    && consent.body.contains("<strong>alice</strong>"))
             // A new session id after sign-in (no session fixation).
             #expect(browser.cookies["tessera-session"] != nil && browser.cookies["tessera-session"] != before)
             let redirect = try await browser.submit(try #require(consent.forms.first), button: "allow")
@@ -38,11 +44,16 @@ struct AuthorizeFlowTests {
             var configuration = AccessTokenVerifier.Configuration(issuer: PlayedBrowser.origin, audience: "api")
             configuration.leeway = 5
             let keys = try VerificationKeySet(jwks: try JWKSet(json: jwks.body))
-            let token = try AccessTokenVerifier(configuration: configuration, keys: keys).verify(try #require(tokens.string("access_token")), using: keys)
+            let token = try AccessTokenVerifier(configuration: configuration, keys: keys).verify(
+                try #require(tokens.string("access_token")), using: keys)
             #expect(token.subject == "alice" && token.clientID == "web" && token.scopes == ["read", "write"])
             // The refresh token works for this public client.
-            let refreshed = try await post(client, "/token", formEncode([("grant_type", "refresh_token"), ("client_id", "web"),
-                                                                         ("refresh_token", try #require(tokens.string("refresh_token")))]))
+            let refreshed = try await post(
+                client, "/token",
+                formEncode([
+                    ("grant_type", "refresh_token"), ("client_id", "web"),
+                    ("refresh_token", try #require(tokens.string("refresh_token"))),
+                ]))
             #expect(refreshed.status == .ok)
         }
     }
@@ -51,11 +62,13 @@ struct AuthorizeFlowTests {
     func pageHeaders() async throws {
         try await AuthorizeFixture.play { fixture, client, browser in
             let signIn = try await browser.open(fixture.authorizePath())
-            let consent = try await browser.submit(try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
+            let consent = try await browser.submit(
+                try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
             let error = try await browser.open("/authorize?client_id=nobody")
             for page in [signIn, consent, error] {
                 #expect(page.headers[.contentType] == "text/html; charset=utf-8" && page.headers[.cacheControl] == "no-store")
-                #expect(page.headers[HTTPField.Name("Referrer-Policy")!] == "no-referrer" && page.headers[HTTPField.Name("X-Frame-Options")!] == "DENY")
+                #expect(
+                    page.headers[HTTPField.Name("Referrer-Policy")!] == "no-referrer" && page.headers[HTTPField.Name("X-Frame-Options")!] == "DENY")
                 let policy = try #require(page.headers[HTTPField.Name("Content-Security-Policy")!])
                 #expect(policy.contains("frame-ancestors 'none'") && policy.contains("default-src 'none'"))
                 #expect(!page.body.contains("<script") && !page.body.contains("src=") && !page.body.contains("http-equiv"))
@@ -70,12 +83,15 @@ struct AuthorizeFlowTests {
     func wrongPassword() async throws {
         try await AuthorizeFixture.play { fixture, client, browser in
             let signIn = try await browser.open(fixture.authorizePath())
-            let again = try await browser.submit(try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": "wrong password"])
+            let again = try await browser.submit(
+                try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": "wrong password"])
             #expect(again.status == .ok && again.location == nil && again.body.contains("The username or password is wrong."))
             #expect(again.body.contains(#"value="alice""#) && !again.body.contains("wrong password"))
-            let unknown = try await browser.submit(try #require(again.forms.first), button: "sign_in", ["username": "mallory", "password": "whatever1"])
+            let unknown = try await browser.submit(
+                try #require(again.forms.first), button: "sign_in", ["username": "mallory", "password": "whatever1"])
             #expect(unknown.body.contains("The username or password is wrong."))
-            let consent = try await browser.submit(try #require(unknown.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
+            let consent = try await browser.submit(
+                try #require(unknown.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
             #expect(consent.body.contains("<h1>Allow access?</h1>"))
         }
     }
@@ -88,7 +104,8 @@ struct AuthorizeFlowTests {
             let credentials = ["username": "alice", "password": AuthorizeFixture.password]
             let missing = try await browser.submit(form, button: "sign_in", credentials, dropping: ["csrf_token"])
             #expect(missing.status == .forbidden && missing.location == nil && !missing.body.contains("Allow access"))
-            let wrong = try await browser.submit(form, button: "sign_in", credentials.merging(["csrf_token": Base64URL.encode(try SecureRandom.bytes(count: 32))]) { $1 })
+            let wrong = try await browser.submit(
+                form, button: "sign_in", credentials.merging(["csrf_token": Base64URL.encode(try SecureRandom.bytes(count: 32))]) { $1 })
             #expect(wrong.status == .forbidden)
             // Another browser (no cookie) posting this form: the attacker's page cannot send the victim's session.
             let other = PlayedBrowser(client)
@@ -108,7 +125,8 @@ struct AuthorizeFlowTests {
     func denied() async throws {
         try await AuthorizeFixture.play { fixture, client, browser in
             let signIn = try await browser.open(fixture.authorizePath(state: "deny-me"))
-            let consent = try await browser.submit(try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
+            let consent = try await browser.submit(
+                try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
             let denied = try await browser.submit(try #require(consent.forms.first), button: "deny")
             #expect(denied.status == .seeOther && denied.callback["error"] == "access_denied")
             #expect(denied.callback["state"] == "deny-me" && denied.callback["iss"] == PlayedBrowser.origin && denied.callback["code"] == nil)
@@ -124,7 +142,8 @@ struct AuthorizeFlowTests {
         }
     }
 
-    @Test("THREATS B1, B3: every near-miss of a registered redirect URI gets an error page, status 400, and no Location; RFC 8252 §7.3 loopback ports")
+    @Test(
+        "THREATS B1, B3: every near-miss of a registered redirect URI gets an error page, status 400, and no Location; RFC 8252 §7.3 loopback ports")
     func redirectURIs() async throws {
         try await AuthorizeFixture.play { fixture, client, browser in
             let nearMisses = [
@@ -140,8 +159,10 @@ struct AuthorizeFlowTests {
                 #expect(reply.status == .badRequest && reply.location == nil, "\(uri) → \(reply.status)")
                 #expect(reply.body.contains("redirect_uri is not registered"), "\(uri)")
             }
-            for path in ["/authorize?response_type=code&client_id=nobody&redirect_uri=https%3A%2F%2Fevil.example%2F&state=x",
-                         "/authorize?response_type=token&redirect_uri=https%3A%2F%2Fevil.example%2F"] {
+            for path in [
+                "/authorize?response_type=code&client_id=nobody&redirect_uri=https%3A%2F%2Fevil.example%2F&state=x",
+                "/authorize?response_type=token&redirect_uri=https%3A%2F%2Fevil.example%2F",
+            ] {
                 let reply = try await browser.open(path)
                 #expect(reply.status == .badRequest && reply.location == nil && reply.body.contains("unknown or missing client_id"))
             }
@@ -152,24 +173,28 @@ struct AuthorizeFlowTests {
             let pkce = PKCEPair()
             let native = try await fixture.authorize(browser, fixture.authorizePath(redirect: "http://127.0.0.1:51234/native/cb", pkce: pkce))
             #expect(native.location?.hasPrefix("http://127.0.0.1:51234/native/cb?code=") == true)
-            let tokens = try await fixture.exchange(client, code: try #require(native.callback["code"]), verifier: pkce.verifier,
-                                                    redirect: "http://127.0.0.1:51234/native/cb")
+            let tokens = try await fixture.exchange(
+                client, code: try #require(native.callback["code"]), verifier: pkce.verifier,
+                redirect: "http://127.0.0.1:51234/native/cb")
             #expect(tokens.status == .ok)
         }
     }
 
     @Test("RFC 7636 §4.4.1, THREATS B6–B8: PKCE missing for a public client, plain, or a wrong verifier is refused")
     func pkce() async throws {
-        let plainClient = Client(id: "legacy", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["read"], defaultScopes: ["read"],
-                                 audience: "api", redirectURIs: ["https://legacy.example/cb"], pkcePlainAllowed: true, created: Date())
+        let plainClient = Client(
+            id: "legacy", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["read"], defaultScopes: ["read"],
+            audience: "api", redirectURIs: ["https://legacy.example/cb"], pkcePlainAllowed: true, created: Date())
         try await AuthorizeFixture.play(extra: [plainClient]) { fixture, client, browser in
             let missing = try await browser.open(fixture.authorizePath(pkce: nil))
             #expect(missing.status == .seeOther && missing.callback["error"] == "invalid_request" && missing.callback["state"] == "s-1")
             #expect(missing.callback["iss"] == PlayedBrowser.origin)
             let verifier = PKCEPair().verifier
-            let plain = try await browser.open(fixture.authorizePath(pkce: nil, extra: [("code_challenge", verifier), ("code_challenge_method", "plain")]))
+            let plain = try await browser.open(
+                fixture.authorizePath(pkce: nil, extra: [("code_challenge", verifier), ("code_challenge_method", "plain")]))
             #expect(plain.callback["error"] == "invalid_request")
-            let lowercase = try await browser.open(fixture.authorizePath(pkce: nil, extra: [("code_challenge", PKCEPair().challenge), ("code_challenge_method", "s256")]))
+            let lowercase = try await browser.open(
+                fixture.authorizePath(pkce: nil, extra: [("code_challenge", PKCEPair().challenge), ("code_challenge_method", "s256")]))
             #expect(lowercase.callback["error"] == "invalid_request")
             // The right pair works; a wrong or a missing verifier does not, and spends the code.
             for wrong in [PKCEPair().verifier, nil] {
@@ -182,10 +207,14 @@ struct AuthorizeFlowTests {
                 #expect(late.error == "invalid_grant")
             }
             // A client registered for plain may use it.
-            let legacy = try await fixture.authorize(browser, fixture.authorizePath(client: "legacy", redirect: "https://legacy.example/cb", scope: "read", pkce: nil,
-                                                                                    extra: [("code_challenge", verifier), ("code_challenge_method", "plain")]))
-            let tokens = try await fixture.exchange(client, code: try #require(legacy.callback["code"]), verifier: verifier,
-                                                    redirect: "https://legacy.example/cb", clientID: "legacy")
+            let legacy = try await fixture.authorize(
+                browser,
+                fixture.authorizePath(
+                    client: "legacy", redirect: "https://legacy.example/cb", scope: "read", pkce: nil,
+                    extra: [("code_challenge", verifier), ("code_challenge_method", "plain")]))
+            let tokens = try await fixture.exchange(
+                client, code: try #require(legacy.callback["code"]), verifier: verifier,
+                redirect: "https://legacy.example/cb", clientID: "legacy")
             #expect(tokens.status == .ok)
         }
     }
@@ -198,14 +227,16 @@ struct AuthorizeFlowTests {
             let code = try #require(redirect.callback["code"])
             let first = try await fixture.exchange(client, code: code, verifier: pkce.verifier)
             #expect(first.status == .ok)
-            let accessToken = try #require(first.string("access_token")), refreshToken = try #require(first.string("refresh_token"))
+            let accessToken = try #require(first.string("access_token"))
+            let refreshToken = try #require(first.string("refresh_token"))
             let active = try await post(client, "/introspect", "token=\(accessToken)", authorization: fixture.server.basicAuth)
             #expect(active.json["active"] == .bool(true))
             let second = try await fixture.exchange(client, code: code, verifier: pkce.verifier)
             #expect(second.status == .badRequest && second.error == "invalid_grant")
             let inactive = try await post(client, "/introspect", "token=\(accessToken)", authorization: fixture.server.basicAuth)
             #expect(inactive.json["active"] == .bool(false))
-            let refresh = try await post(client, "/token", formEncode([("grant_type", "refresh_token"), ("client_id", "web"), ("refresh_token", refreshToken)]))
+            let refresh = try await post(
+                client, "/token", formEncode([("grant_type", "refresh_token"), ("client_id", "web"), ("refresh_token", refreshToken)]))
             #expect(refresh.error == "invalid_grant")
         }
     }
@@ -231,12 +262,15 @@ struct AuthorizeFlowTests {
             #expect(success.callback["state"] == state && success.callback["iss"] == PlayedBrowser.origin)
             let error = try await browser.open(fixture.authorizePath(scope: "admin", state: state))
             #expect(error.callback["error"] == "invalid_scope" && error.callback["state"] == state && error.callback["iss"] == PlayedBrowser.origin)
-            let unsupported = try await browser.open(fixture.authorizePath(state: state, extra: [("response_type", "code token")]).replacingOccurrences(of: "response_type=code&", with: ""))
+            let unsupported = try await browser.open(
+                fixture.authorizePath(state: state, extra: [("response_type", "code token")]).replacingOccurrences(
+                    of: "response_type=code&", with: ""))
             #expect(unsupported.callback["error"] == "unsupported_response_type" && unsupported.callback["state"] == state)
             let none = try await browser.open(fixture.authorizePath(state: nil, extra: [("prompt", "none")]))
             #expect(none.callback["state"] == nil && none.callback["iss"] == PlayedBrowser.origin)
             let metadata = try await get(client, "/.well-known/oauth-authorization-server")
-            #expect(metadata.json["authorization_response_iss_parameter_supported"] == .bool(true) && metadata.string("issuer") == PlayedBrowser.origin)
+            #expect(
+                metadata.json["authorization_response_iss_parameter_supported"] == .bool(true) && metadata.string("issuer") == PlayedBrowser.origin)
         }
     }
 
@@ -244,7 +278,9 @@ struct AuthorizeFlowTests {
     func noImplicit() async throws {
         try await AuthorizeFixture.play { fixture, client, browser in
             for type in ["token", "code token", "id_token", "code id_token", "none", ""] {
-                let path = "/authorize?" + formEncode([("response_type", type), ("client_id", "web"), ("redirect_uri", "https://web.example/cb"), ("state", "t")])
+                let path =
+                    "/authorize?"
+                    + formEncode([("response_type", type), ("client_id", "web"), ("redirect_uri", "https://web.example/cb"), ("state", "t")])
                 let reply = try await browser.open(path)
                 #expect(reply.status == .seeOther && reply.location?.contains("access_token") == false, "\(type)")
                 #expect(reply.callback["error"] == "unsupported_response_type" && reply.callback["state"] == "t", "\(type)")
@@ -279,7 +315,8 @@ struct AuthorizeFlowTests {
             // prompt=login: the sign-in page although signed in; then (consent remembered) the code.
             let login = try await browser.open(fixture.authorizePath(scope: "read", extra: [("prompt", "login")]))
             #expect(login.body.contains("<h1>Sign in</h1>"))
-            let afterLogin = try await browser.submit(try #require(login.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
+            let afterLogin = try await browser.submit(
+                try #require(login.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
             #expect(afterLogin.status == .seeOther && afterLogin.callback["code"] != nil)
             let contradictory = try await browser.open(fixture.authorizePath(extra: [("prompt", "none login")]))
             #expect(contradictory.callback["error"] == "invalid_request")
@@ -305,17 +342,20 @@ struct AuthorizeFlowTests {
             for _ in 0..<6 {
                 page = try await attacker.submit(try #require(page.forms.first), button: "sign_in", ["username": "bob", "password": "guess-guess"])
             }
-            let blocked = try await attacker.submit(try #require(page.forms.first), button: "sign_in", ["username": "bob", "password": "bob's long password"])
+            let blocked = try await attacker.submit(
+                try #require(page.forms.first), button: "sign_in", ["username": "bob", "password": "bob's long password"])
             #expect(blocked.status == .tooManyRequests && blocked.body.contains("Too many failed sign-ins"))
             // The address has the same 6 failures: another user's sign-in from it waits too (per address;
             // the issuer tests show other addresses are not held up).
             let other = PlayedBrowser(client)
             let signIn = try await other.open(fixture.authorizePath())
-            let fromSameAddress = try await other.submit(try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
+            let fromSameAddress = try await other.submit(
+                try #require(signIn.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
             #expect(fromSameAddress.status == .tooManyRequests)
             // The first block is 1 s; once it has passed, the right password signs in.
             fixture.clock.advance(1.5)
-            let later = try await other.submit(try #require(fromSameAddress.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
+            let later = try await other.submit(
+                try #require(fromSameAddress.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
             #expect(later.body.contains("<h1>Allow access?</h1>"))
         }
     }
@@ -333,18 +373,25 @@ struct AuthorizeFlowTests {
 
     @Test("The session cookie is Secure with the __Host- prefix unless the issuer is plain http on loopback; redirects carry that issuer as iss")
     func secureCookie() async throws {
-        for (issuer, secure) in [("https://login.example", true), ("http://login.example", true), ("http://localhost:8080", false), ("http://127.0.0.1:9000", false)] {
+        for (issuer, secure) in [
+            ("https://login.example", true), ("http://login.example", true), ("http://localhost:8080", false), ("http://127.0.0.1:9000", false),
+        ] {
             let server = try ServerFixture(issuer: issuer)
             defer { server.close() }
             try UserStore(dataPath: server.service.configuration.dataPath).add("alice", password: AuthorizeFixture.password, now: Date())
             try await server.run { client in
                 let browser = PlayedBrowser(client)
                 let pkce = PKCEPair()
-                let path = "/authorize?" + formEncode([("response_type", "code"), ("client_id", "app"), ("code_challenge", pkce.challenge),
-                                                       ("code_challenge_method", "S256"), ("prompt", "none")])
+                let path =
+                    "/authorize?"
+                    + formEncode([
+                        ("response_type", "code"), ("client_id", "app"), ("code_challenge", pkce.challenge),
+                        ("code_challenge_method", "S256"), ("prompt", "none"),
+                    ])
                 let reply = try await browser.open(path)
                 let cookie = try #require(reply.headers[.setCookie])
-                #expect(cookie.hasPrefix(secure ? "__Host-tessera-session=" : "tessera-session=") && cookie.hasSuffix("; Secure") == secure, "\(issuer)")
+                #expect(
+                    cookie.hasPrefix(secure ? "__Host-tessera-session=" : "tessera-session=") && cookie.hasSuffix("; Secure") == secure, "\(issuer)")
                 #expect(reply.callback["error"] == "login_required" && reply.callback["iss"] == issuer)
                 // The browser sends the cookie back under that name: the session is recognised (no new cookie).
                 let again = try await browser.open(path)
@@ -355,13 +402,16 @@ struct AuthorizeFlowTests {
 
     @Test("Pages escape what they show: a scope token with <, > and & and a typed username cannot inject markup")
     func escaping() async throws {
-        let odd = Client(id: "odd", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["<b>&x'"], defaultScopes: [],
-                         audience: "api", redirectURIs: ["https://odd.example/cb"], created: Date())
+        let odd = Client(
+            id: "odd", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["<b>&x'"], defaultScopes: [],
+            audience: "api", redirectURIs: ["https://odd.example/cb"], created: Date())
         try await AuthorizeFixture.play(extra: [odd]) { fixture, client, browser in
             let signIn = try await browser.open(fixture.authorizePath(client: "odd", redirect: "https://odd.example/cb", scope: "<b>&x'"))
-            let again = try await browser.submit(try #require(signIn.forms.first), button: "sign_in", ["username": "\"><i>x</i>", "password": "nope-nope"])
+            let again = try await browser.submit(
+                try #require(signIn.forms.first), button: "sign_in", ["username": "\"><i>x</i>", "password": "nope-nope"])
             #expect(again.body.contains("value=\"&quot;&gt;&lt;i&gt;x&lt;/i&gt;\"") && !again.body.contains("<i>x</i>"))
-            let consent = try await browser.submit(try #require(again.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
+            let consent = try await browser.submit(
+                try #require(again.forms.first), button: "sign_in", ["username": "alice", "password": AuthorizeFixture.password])
             #expect(consent.body.contains("<code>&lt;b&gt;&amp;x&#39;</code>") && !consent.body.contains("<b>&x"))
         }
     }

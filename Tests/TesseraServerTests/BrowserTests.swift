@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TesseraJOSE
 import TesseraTestSupport
 import TesseraVerifier
+import Testing
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -10,7 +11,8 @@ import FoundationNetworking
 /// Where the screenshots go: `$TESSERA_ARTIFACTS/authorize-browser`, or `.build/artifacts/authorize-browser`
 /// in the package (ignored by git; CI keeps it as an artifact).
 let browserArtifacts: String = {
-    let base = ProcessInfo.processInfo.environment["TESSERA_ARTIFACTS"]
+    let base =
+        ProcessInfo.processInfo.environment["TESSERA_ARTIFACTS"]
         ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent(".build/artifacts").path
     return base + "/authorize-browser"
@@ -36,13 +38,18 @@ struct BrowserTests {
         })()
         """
 
-    @Test("Sign-in (a wrong password, then the right one), consent and the code in Chromium at phone width; the tokens verify; screenshots kept",
-          .disabled(if: Chromium.skipped, "TESSERA_SKIP_BROWSER=1"))
+    @Test(
+        "Sign-in (a wrong password, then the right one), consent and the code in Chromium at phone width; the tokens verify; screenshots kept",
+        .disabled(if: Chromium.skipped, "TESSERA_SKIP_BROWSER=1"))
     func chromiumSignInAndConsent() async throws {
         let server = try ServeProcess()
-        #expect(try await runTessera(["clients", "add", "phone-app", "--public", "--scope", "read", "--scope", "profile",
-                                "--redirect-uri", "http://127.0.0.1/callback", "--data", server.data]).status == 0)
-        #expect(try await runTessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
+        #expect(
+            try await runTessera([
+                "clients", "add", "phone-app", "--public", "--scope", "read", "--scope", "profile",
+                "--redirect-uri", "http://127.0.0.1/callback", "--data", server.data,
+            ]).status == 0)
+        #expect(
+            try await runTessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
         try await server.start()
         defer { server.stop() }
         try FileManager.default.createDirectory(atPath: browserArtifacts, withIntermediateDirectories: true)
@@ -58,8 +65,10 @@ struct BrowserTests {
         let verifier = Base64URL.encode(try SecureRandom.bytes(count: 32))
         let challenge = Base64URL.encode(Digest.sha256(Array(verifier.utf8)))
         let state = "chromium-" + Base64URL.encode(try SecureRandom.bytes(count: 8))
-        let query = formEncode([("response_type", "code"), ("client_id", "phone-app"), ("redirect_uri", callback), ("scope", "read profile"),
-                                ("state", state), ("code_challenge", challenge), ("code_challenge_method", "S256")])
+        let query = formEncode([
+            ("response_type", "code"), ("client_id", "phone-app"), ("redirect_uri", callback), ("scope", "read profile"),
+            ("state", state), ("code_challenge", challenge), ("code_challenge_method", "S256"),
+        ])
         try await browser.navigate(server.base + "/authorize?" + query)
         #expect(try await browser.evaluate("document.title") as? String == "Sign in to continue to phone-app")
         #expect(try await browser.evaluate(Self.usability) as? [String] == [])
@@ -76,7 +85,8 @@ struct BrowserTests {
         try await browser.type("#password", "correct horse battery")
         try await browser.click("button[name=sign_in]")
         #expect(try await browser.evaluate("document.querySelector('h1').textContent") as? String == "Allow access?")
-        #expect(try await browser.evaluate("[...document.querySelectorAll('.scopes li')].map(e => e.textContent)") as? [String] == ["read", "profile"])
+        #expect(
+            try await browser.evaluate("[...document.querySelectorAll('.scopes li')].map(e => e.textContent)") as? [String] == ["read", "profile"])
         #expect(try await browser.evaluate(Self.usability) as? [String] == [])
         // The cookie the browser keeps: HttpOnly (scripts cannot read it), SameSite=Lax, host-only.
         #expect(try await browser.evaluate("document.cookie") as? String == "")
@@ -89,25 +99,37 @@ struct BrowserTests {
         try await browser.click("button[value=allow]", waitForLoad: false)
         let paused = try await browser.wait(for: "Fetch.requestPaused")
         let url = try #require((paused["request"] as? [String: Any])?["url"] as? String)
-        let page = Data("<!doctype html><html lang=en><meta name=viewport content='width=device-width'><title>phone-app</title><h1>Signed in</h1><p>The app received its code.</p></html>".utf8)
-        try await browser.send("Fetch.fulfillRequest", ["requestId": paused["requestId"] as Any, "responseCode": 200,
-                                                  "responseHeaders": [["name": "Content-Type", "value": "text/html"]], "body": page.base64EncodedString()])
+        let page = Data(
+            "<!doctype html><html lang=en><meta name=viewport content='width=device-width'><title>phone-app</title><h1>Signed in</h1><p>The app received its code.</p></html>"
+                .utf8)
+        try await browser.send(
+            "Fetch.fulfillRequest",
+            [
+                "requestId": paused["requestId"] as Any, "responseCode": 200,
+                "responseHeaders": [["name": "Content-Type", "value": "text/html"]], "body": page.base64EncodedString(),
+            ])
         _ = try await browser.wait(for: "Page.loadEventFired")
         try await browser.screenshot(browserArtifacts + "/4-back-at-the-app-phone.png")
 
         let items = Dictionary((URLComponents(string: url)?.queryItems ?? []).map { ($0.name, $0.value ?? "") }) { first, _ in first }
         #expect(url.hasPrefix(callback + "?code=tac_") && items["state"] == state && items["iss"] == server.base)
-        let tokens = try await server.request("/token", form: ["grant_type": "authorization_code", "code": try #require(items["code"]), "client_id": "phone-app",
-                                                               "redirect_uri": callback, "code_verifier": verifier])
+        let tokens = try await server.request(
+            "/token",
+            form: [
+                "grant_type": "authorization_code", "code": try #require(items["code"]), "client_id": "phone-app",
+                "redirect_uri": callback, "code_verifier": verifier,
+            ])
         #expect(tokens.status == 200 && tokens.json["scope"] as? String == "read profile")
         let (jwks, _) = try await URLSession.shared.data(from: URL(string: server.base + "/.well-known/jwks.json")!)
         let keys = try VerificationKeySet(jwks: try JWKSet(json: String(decoding: jwks, as: UTF8.self)))
         var configuration = AccessTokenVerifier.Configuration(issuer: server.base, audience: "api")
         configuration.leeway = 5
-        let token = try AccessTokenVerifier(configuration: configuration, keys: keys).verify(try #require(tokens.json["access_token"] as? String), using: keys)
+        let token = try AccessTokenVerifier(configuration: configuration, keys: keys).verify(
+            try #require(tokens.json["access_token"] as? String), using: keys)
         #expect(token.subject == "alice" && token.clientID == "phone-app" && token.scopes == ["read", "profile"])
         let refreshToken = try #require(tokens.json["refresh_token"] as? String)
-        let refreshed = try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": refreshToken, "client_id": "phone-app"])
+        let refreshed = try await server.request(
+            "/token", form: ["grant_type": "refresh_token", "refresh_token": refreshToken, "client_id": "phone-app"])
         #expect(refreshed.status == 200)
 
         // The same pages at desktop width, and the error page a wrong redirect URI gets.
@@ -117,16 +139,20 @@ struct BrowserTests {
         try await browser.screenshot(browserArtifacts + "/5-consent-desktop.png")
         try await browser.send("Emulation.setDeviceMetricsOverride", ["width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true])
         try await browser.navigate(server.base + "/authorize?response_type=code&client_id=phone-app&redirect_uri=https%3A%2F%2Fevil.example%2F")
-        #expect(try await browser.evaluate("location.href") as? String == server.base + "/authorize?response_type=code&client_id=phone-app&redirect_uri=https%3A%2F%2Fevil.example%2F")
+        #expect(
+            try await browser.evaluate("location.href") as? String == server.base
+                + "/authorize?response_type=code&client_id=phone-app&redirect_uri=https%3A%2F%2Fevil.example%2F")
         #expect(try await browser.evaluate(Self.usability) as? [String] == [])
         try await browser.screenshot(browserArtifacts + "/6-error-phone.png")
         await browser.close()
 
         // THREATS B17: none of the secrets of this flow is in the server's log or in any file it wrote.
         server.stop()
-        let canaries = ["correct horse battery", "not the password", try #require(items["code"]), verifier, refreshToken,
-                        try #require(tokens.json["access_token"] as? String), try #require(refreshed.json["refresh_token"] as? String),
-                        try #require(cookie["value"] as? String), csrf]
+        let canaries = [
+            "correct horse battery", "not the password", try #require(items["code"]), verifier, refreshToken,
+            try #require(tokens.json["access_token"] as? String), try #require(refreshed.json["refresh_token"] as? String),
+            try #require(cookie["value"] as? String), csrf,
+        ]
         let log = try String(contentsOfFile: server.logPath, encoding: .utf8)
         #expect(log.contains("path=/authorize/sign-in") && log.contains("wrong password for alice"), "\(log.prefix(600))")
         for file in server.writtenFiles() {

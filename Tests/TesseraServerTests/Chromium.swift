@@ -1,8 +1,9 @@
 import Foundation
+import TesseraTestSupport
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import TesseraTestSupport
 
 /// Headless Chromium (Debian's `chromium` package) driven over the DevTools protocol on a pipe
 /// (`--remote-debugging-pipe`: commands on fd 3, answers and events on fd 4, each JSON text ended by a NUL).
@@ -39,9 +40,14 @@ final class Chromium: @unchecked Sendable {
     private var reaped = false
 
     init(log: String) throws {
-        guard let executable = Self.executable else { throw TestSupportError("no chromium on the PATH: install it (Debian: apt-get install chromium fonts-dejavu-core), or set TESSERA_SKIP_BROWSER=1 to skip this test") }
+        guard let executable = Self.executable else {
+            throw TestSupportError(
+                "no chromium on the PATH: install it (Debian: apt-get install chromium fonts-dejavu-core), or set TESSERA_SKIP_BROWSER=1 to skip this test"
+            )
+        }
         profile = try TemporaryDirectory("tessera-chromium")
-        var toBrowser: [Int32] = [0, 0], fromBrowser: [Int32] = [0, 0]
+        var toBrowser: [Int32] = [0, 0]
+        var fromBrowser: [Int32] = [0, 0]
         // pipe2(O_CLOEXEC) is not visible from Swift: set close-on-exec right after (the children get
         // these ends only through the dup2 below).
         guard pipe(&toBrowser) == 0, pipe(&fromBrowser) == 0 else { throw TestSupportError("pipe failed") }
@@ -53,11 +59,13 @@ final class Chromium: @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, fromBrowser[1], 4)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let arguments = [executable, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
-                         "--disable-sync", "--hide-scrollbars", "--mute-audio", "--user-data-dir=\(profile.path)", "about:blank"]
+        let arguments = [
+            executable, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
+            "--disable-sync", "--hide-scrollbars", "--mute-audio", "--user-data-dir=\(profile.path)", "about:blank",
+        ]
         var argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for argument in argv { free(argument) } }
         var child: pid_t = 0
         let status = posix_spawn(&child, executable, &actions, nil, &argv, environ)
         Glibc.close(toBrowser[0])
@@ -142,10 +150,12 @@ final class Chromium: @unchecked Sendable {
     /// Clicks the middle of the element with the mouse, as a person would (it must be on screen), and
     /// waits for the page that the click loads.
     func click(_ selector: String, waitForLoad: Bool = true) async throws {
-        let rect = try await evaluate("""
-            (() => { const e = document.querySelector(\(Self.quoted(selector))); e.scrollIntoView({block: 'center'});
-                     const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()
-            """) as? [Double] ?? []
+        let rect =
+            try await evaluate(
+                """
+                (() => { const e = document.querySelector(\(Self.quoted(selector))); e.scrollIntoView({block: 'center'});
+                         const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()
+                """) as? [Double] ?? []
         guard rect.count == 2 else { throw TestSupportError("no element \(selector)") }
         clearEvents()
         for type in ["mousePressed", "mouseReleased"] {
@@ -194,11 +204,15 @@ final class Chromium: @unchecked Sendable {
         guard !closed else { return }
         _ = try? await send("Browser.close", toPage: false, timeout: 5)
         let pid = pid
-        let exited = (try? await onOwnThread { () -> Bool in
-            var status: Int32 = 0
-            for _ in 0..<50 { if waitpid(pid, &status, WNOHANG) != 0 { return true }; usleep(100_000) }
-            return false
-        }) ?? false
+        let exited =
+            (try? await onOwnThread { () -> Bool in
+                var status: Int32 = 0
+                for _ in 0..<50 {
+                    if waitpid(pid, &status, WNOHANG) != 0 { return true }
+                    usleep(100_000)
+                }
+                return false
+            }) ?? false
         if exited { reaped = true }
         kill()
     }

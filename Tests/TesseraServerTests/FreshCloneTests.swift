@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TesseraTestSupport
+import Testing
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -13,7 +14,9 @@ struct FreshCloneTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let issuer = "http://127.0.0.1:8080"
 
-    @Test("umask 022 clone: tessera serve starts on defaults (keys/ made private), the demo client's token verifies, a port in use is said plainly, a restart says how to get a secret")
+    @Test(
+        "umask 022 clone: tessera serve starts on defaults (keys/ made private), the demo client's token verifies, a port in use is said plainly, a restart says how to get a secret"
+    )
     func firstStart() async throws {
         guard FileManager.default.fileExists(atPath: Self.repository.appendingPathComponent(".git").path) else {
             Issue.record("\(Self.repository.path) is not a git checkout: this test clones it")
@@ -33,8 +36,9 @@ struct FreshCloneTests {
         let output = try server.output()
         let secret = try #require(output.firstMatch(of: /client_secret: (tcs_[A-Za-z0-9_-]+)/)?.1, "no demo secret printed:\n\(output)")
         #expect(output.contains("made it private (chmod 700)"), "the tightening is said in the log")
-        #expect(output.range(of: "tessera listening")!.lowerBound < output.range(of: "client_secret:")!.lowerBound,
-                "the secret is printed once the port is bound")
+        #expect(
+            output.range(of: "tessera listening")!.lowerBound < output.range(of: "client_secret:")!.lowerBound,
+            "the secret is printed once the port is bound")
         #expect(try mode(clone + "/keys") == 0o700 && mode(clone + "/data") == 0o700)
         let keyFiles = try FileManager.default.contentsOfDirectory(atPath: clone + "/keys").filter { $0.hasSuffix(".pem") }
         #expect(keyFiles.count == 1)
@@ -44,7 +48,9 @@ struct FreshCloneTests {
         #expect(status.status == 0 && status.out.isEmpty, "git status: \(status.out)")
 
         let token = try await clientCredentialsToken(secret: String(secret))
-        let verified = try await runTessera(["verify", "--jwks", Self.issuer + "/.well-known/jwks.json", "--issuer", Self.issuer, "--audience", "api", token])
+        let verified = try await runTessera([
+            "verify", "--jwks", Self.issuer + "/.well-known/jwks.json", "--issuer", Self.issuer, "--audience", "api", token,
+        ])
         #expect(verified.status == 0, "\(verified.err)")
         let claims = try JSONSerialization.jsonObject(with: Data(verified.out.utf8)) as? [String: Any] ?? [:]
         #expect(claims["client_id"] as? String == "demo" && claims["sub"] as? String == "demo" && claims["scope"] as? String == "read")
@@ -52,8 +58,9 @@ struct FreshCloneTests {
         // A second server on the same port: a plain sentence, and nothing created, registered or announced.
         let elsewhere = folder.appending("elsewhere")
         try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: false)
-        let second = try await runChild("/bin/sh", ["-c", #"cd "$0" && exec "$1" serve"#, elsewhere, builtExecutable("tessera")],
-                                        environment: DefaultServer.environment)
+        let second = try await runChild(
+            "/bin/sh", ["-c", #"cd "$0" && exec "$1" serve"#, elsewhere, builtExecutable("tessera")],
+            environment: DefaultServer.environment)
         #expect(second.status != 0)
         #expect(second.err.contains("port 8080 is in use on 127.0.0.1") && second.err.contains("try --port 8081"), "\(second.err)")
         #expect(!second.out.contains("client_secret") && !second.err.contains("listening"), "\(second.out)\(second.err)")

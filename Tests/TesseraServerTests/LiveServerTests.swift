@@ -1,7 +1,8 @@
 import Foundation
-import Testing
 import TesseraJOSE
 import TesseraTestSupport
+import Testing
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -83,11 +84,14 @@ final class ServeProcess: @unchecked Sendable {
 struct LiveServerTests {
     /// Registers a client for the password and refresh grants (retry window 60 s) and a user.
     func prepare(_ server: ServeProcess) async throws -> String {
-        let added = try await runTessera(["clients", "add", "web", "--grant", "password", "--grant", "refresh_token", "--scope", "read",
-                                        "--retry-window", "60", "--json", "--data", server.data])
+        let added = try await runTessera([
+            "clients", "add", "web", "--grant", "password", "--grant", "refresh_token", "--scope", "read",
+            "--retry-window", "60", "--json", "--data", server.data,
+        ])
         #expect(added.status == 0)
         let secret = (try JSONSerialization.jsonObject(with: Data(added.out.utf8)) as! [String: String])["client_secret"]!
-        #expect(try await runTessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
+        #expect(
+            try await runTessera(["users", "add", "alice", "--password-stdin", "--data", server.data], stdin: "correct horse battery\n").status == 0)
         return secret
     }
 
@@ -107,14 +111,16 @@ struct LiveServerTests {
         #expect(result["after_revoke_error"] as? String == "invalid_grant")
     }
 
-    @Test("Durability end to end: SIGKILL while 8 clients refresh; after restart every refresh token a client received works, rotated-away ones do not")
+    @Test(
+        "Durability end to end: SIGKILL while 8 clients refresh; after restart every refresh token a client received works, rotated-away ones do not")
     func killWhileRefreshing() async throws {
         let server = try ServeProcess()
         let secret = try await prepare(server)
         try await server.start()
         var chains: [[String]] = []
         for _ in 0..<8 {
-            let signIn = try await server.request("/token", form: ["grant_type": "password", "username": "alice", "password": "correct horse battery"], basic: ("web", secret))
+            let signIn = try await server.request(
+                "/token", form: ["grant_type": "password", "username": "alice", "password": "correct horse battery"], basic: ("web", secret))
             chains.append([try #require(signIn.json["refresh_token"] as? String)])
         }
         let received = ChainBox(chains)
@@ -122,8 +128,11 @@ struct LiveServerTests {
             for index in 0..<8 {
                 group.addTask {
                     while true {
-                        guard let reply = try? await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": received.last(index)], basic: ("web", secret)),
-                              reply.status == 200, let next = reply.json["refresh_token"] as? String else { return }
+                        guard
+                            let reply = try? await server.request(
+                                "/token", form: ["grant_type": "refresh_token", "refresh_token": received.last(index)], basic: ("web", secret)),
+                            reply.status == 200, let next = reply.json["refresh_token"] as? String
+                        else { return }
                         received.append(index, next)
                     }
                 }
@@ -143,10 +152,13 @@ struct LiveServerTests {
         for chain in final {
             // The last token the client received works (a rotation that became durable without its response
             // reaching the client is covered by the 60 s retry window: the same successor comes back).
-            let last = try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": chain.last!], basic: ("web", secret))
+            let last = try await server.request(
+                "/token", form: ["grant_type": "refresh_token", "refresh_token": chain.last!], basic: ("web", secret))
             #expect(last.status == 200, "\(last.json)")
             let successor = try #require(last.json["refresh_token"] as? String)
-            #expect(try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": successor], basic: ("web", secret)).status == 200)
+            #expect(
+                try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": successor], basic: ("web", secret)).status
+                    == 200)
             // Used once, superseded: the received token no longer works, nor any older one.
             for token in chain.reversed() {
                 let old = try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": token], basic: ("web", secret))
@@ -163,12 +175,16 @@ extension LiveServerTests {
         let secret = try await prepare(server)
         try await server.start()
         var canaries = [secret, "correct horse battery"]
-        let signIn = try await server.request("/token", form: ["grant_type": "password", "username": "alice", "password": "correct horse battery"], basic: ("web", secret))
+        let signIn = try await server.request(
+            "/token", form: ["grant_type": "password", "username": "alice", "password": "correct horse battery"], basic: ("web", secret))
         canaries += [signIn.json["access_token"] as! String, signIn.json["refresh_token"] as! String]
-        let refreshed = try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": canaries[3]], basic: ("web", secret))
+        let refreshed = try await server.request(
+            "/token", form: ["grant_type": "refresh_token", "refresh_token": canaries[3]], basic: ("web", secret))
         canaries += [refreshed.json["access_token"] as! String, refreshed.json["refresh_token"] as! String]
-        _ = try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": canaries[3]], basic: ("web", secret))  // a retry (window 60 s)
-        _ = try await server.request("/token", form: ["grant_type": "password", "username": "alice", "password": "wrong canary pw"], basic: ("web", secret))
+        // A retry (window 60 s).
+        _ = try await server.request("/token", form: ["grant_type": "refresh_token", "refresh_token": canaries[3]], basic: ("web", secret))
+        _ = try await server.request(
+            "/token", form: ["grant_type": "password", "username": "alice", "password": "wrong canary pw"], basic: ("web", secret))
         canaries.append("wrong canary pw")
         _ = try await server.request("/introspect", form: ["token": canaries[4]], basic: ("web", secret))
         _ = try await server.request("/revoke", form: ["token": canaries[5]], basic: ("web", secret))

@@ -3,12 +3,13 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-import Testing
 import TesseraIssuer
 import TesseraJOSE
-@testable import TesseraServer
 import TesseraTestSupport
 import TesseraVerifier
+import Testing
+
+@testable import TesseraServer
 
 /// Plays a browser against the server on a loopback socket: keeps cookies, follows redirects that stay
 /// on the server, stops at one that leaves for a client's redirect URI, and reads and submits forms the
@@ -100,8 +101,10 @@ final class PlayedBrowser: @unchecked Sendable {
 
 func formEncode(_ pairs: [(String, String)]) -> String {
     let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
-    return pairs.map { "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed)!)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed)!)" }
-        .joined(separator: "&")
+    return pairs.map {
+        "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed)!)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed)!)"
+    }
+    .joined(separator: "&")
 }
 
 extension Reply {
@@ -132,15 +135,18 @@ struct AuthorizeFixture {
     init(extra: [Client] = []) throws {
         let clock = SteppedClock(Date())
         self.clock = clock
-        let app = Client(id: "web", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read", "write"],
-                         defaultScopes: ["read"], audience: "api", redirectURIs: ["https://web.example/cb", "http://127.0.0.1/native/cb"], created: Date())
+        let app = Client(
+            id: "web", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read", "write"],
+            defaultScopes: ["read"], audience: "api", redirectURIs: ["https://web.example/cb", "http://127.0.0.1/native/cb"], created: Date())
         let throttle = FailureThrottle(now: { [clock] in clock.now.timeIntervalSince1970 })
         server = try ServerFixture(throttle: throttle, clock: clock.wallClock, clients: [app] + extra)
         try UserStore(dataPath: server.service.configuration.dataPath).add("alice", password: Self.password, now: Date())
     }
 
-    func authorizePath(client: String = "web", redirect: String? = "https://web.example/cb", scope: String? = "read write",
-                       state: String? = "s-1", pkce: PKCEPair? = PKCEPair(), extra: [(String, String)] = []) -> String {
+    func authorizePath(
+        client: String = "web", redirect: String? = "https://web.example/cb", scope: String? = "read write",
+        state: String? = "s-1", pkce: PKCEPair? = PKCEPair(), extra: [(String, String)] = []
+    ) -> String {
         var pairs: [(String, String)] = [("response_type", "code"), ("client_id", client)]
         if let redirect { pairs.append(("redirect_uri", redirect)) }
         if let scope { pairs.append(("scope", scope)) }
@@ -154,14 +160,17 @@ struct AuthorizeFixture {
     func authorize(_ browser: PlayedBrowser, _ path: String, remember: Bool = false) async throws -> Reply {
         var consent = try await browser.open(path)
         if consent.body.contains("<h1>Sign in</h1>") {
-            consent = try await browser.submit(try #require(consent.forms.first), button: "sign_in", ["username": "alice", "password": Self.password])
+            consent = try await browser.submit(
+                try #require(consent.forms.first), button: "sign_in", ["username": "alice", "password": Self.password])
         }
         try #require(consent.body.contains("<h1>Allow access?</h1>"), "expected the consent page, got \(consent.status)")
         return try await browser.submit(try #require(consent.forms.first), button: "allow", remember ? ["remember": "on"] : [:])
     }
 
-    func exchange(_ client: any TestClientProtocol, code: String, verifier: String?, redirect: String? = "https://web.example/cb",
-                  clientID: String = "web") async throws -> Reply {
+    func exchange(
+        _ client: any TestClientProtocol, code: String, verifier: String?, redirect: String? = "https://web.example/cb",
+        clientID: String = "web"
+    ) async throws -> Reply {
         var pairs = [("grant_type", "authorization_code"), ("code", code), ("client_id", clientID)]
         if let redirect { pairs.append(("redirect_uri", redirect)) }
         if let verifier { pairs.append(("code_verifier", verifier)) }
@@ -171,7 +180,9 @@ struct AuthorizeFixture {
     func close() { server.close() }
 
     /// Runs `body` with a fresh fixture, the server on a loopback socket and a browser with no cookies.
-    static func play(extra: [Client] = [], _ body: @Sendable (AuthorizeFixture, any TestClientProtocol, PlayedBrowser) async throws -> Void) async throws {
+    static func play(
+        extra: [Client] = [], _ body: @Sendable (AuthorizeFixture, any TestClientProtocol, PlayedBrowser) async throws -> Void
+    ) async throws {
         let fixture = try AuthorizeFixture(extra: extra)
         defer { fixture.close() }
         try await fixture.server.run(.live) { client in try await body(fixture, client, PlayedBrowser(client)) }

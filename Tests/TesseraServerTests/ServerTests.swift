@@ -4,12 +4,13 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
-import Testing
 import TesseraIssuer
 import TesseraJOSE
-@testable import TesseraServer
 import TesseraTestSupport
 import TesseraVerifier
+import Testing
+
+@testable import TesseraServer
 
 /// A token service on fresh folders, with a confidential client `svc` and a public client `app`.
 struct ServerFixture {
@@ -17,8 +18,10 @@ struct ServerFixture {
     let service: TokenService
     let secret: String
 
-    init(throttle: FailureThrottle = FailureThrottle(), clock: WallClock = .system, clients extra: [Client] = [],
-         issuer: String = "http://127.0.0.1:8080") throws {
+    init(
+        throttle: FailureThrottle = FailureThrottle(), clock: WallClock = .system, clients extra: [Client] = [],
+        issuer: String = "http://127.0.0.1:8080"
+    ) throws {
         folder = try TemporaryDirectory("tessera-server")
         var configuration = ServerConfiguration()
         configuration.port = 0
@@ -29,12 +32,15 @@ struct ServerFixture {
         let secret = try Client.generateSecret()
         self.secret = secret
         try ClientStore(dataPath: configuration.dataPath).update { registry in
-            registry.clients = [
-                Client(id: "svc", type: .confidential, secretDigest: Client.digest(ofSecret: secret), grants: [.clientCredentials, .refreshToken],
-                       scopes: ["read", "write"], defaultScopes: ["read"], audience: "api", created: Date()),
-                Client(id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read"],
-                       defaultScopes: ["read"], audience: "api", redirectURIs: ["https://app.example/cb"], created: Date()),
-            ] + extra
+            registry.clients =
+                [
+                    Client(
+                        id: "svc", type: .confidential, secretDigest: Client.digest(ofSecret: secret), grants: [.clientCredentials, .refreshToken],
+                        scopes: ["read", "write"], defaultScopes: ["read"], audience: "api", created: Date()),
+                    Client(
+                        id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode, .refreshToken], scopes: ["read"],
+                        defaultScopes: ["read"], audience: "api", redirectURIs: ["https://app.example/cb"], created: Date()),
+                ] + extra
         }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -61,12 +67,20 @@ struct Reply: Sendable {
     let headers: HTTPFields
     let body: String
     var json: JSONObject { (try? JSONObject(parsing: body)) ?? JSONObject() }
-    var error: String? { if case .string(let code)? = json["error"] { return code }; return nil }
-    func string(_ name: String) -> String? { if case .string(let value)? = json[name] { return value }; return nil }
+    var error: String? {
+        if case .string(let code)? = json["error"] { return code }
+        return nil
+    }
+    func string(_ name: String) -> String? {
+        if case .string(let value)? = json[name] { return value }
+        return nil
+    }
 }
 
-func post(_ client: any TestClientProtocol, _ path: String, _ form: String, authorization: String? = nil,
-          contentType: String = "application/x-www-form-urlencoded") async throws -> Reply {
+func post(
+    _ client: any TestClientProtocol, _ path: String, _ form: String, authorization: String? = nil,
+    contentType: String = "application/x-www-form-urlencoded"
+) async throws -> Reply {
     var headers: HTTPFields = [.contentType: contentType]
     if let authorization { headers[.authorization] = authorization }
     return try await client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: form)) { response in
@@ -95,7 +109,8 @@ struct ServerTests {
             var configuration = AccessTokenVerifier.Configuration(issuer: "http://127.0.0.1:8080", audience: "api")
             configuration.leeway = 5
             let keys = try VerificationKeySet(jwks: try JWKSet(json: jwks.body))
-            let token = try AccessTokenVerifier(configuration: configuration, keys: keys).verify(try #require(reply.string("access_token")), using: keys)
+            let token = try AccessTokenVerifier(configuration: configuration, keys: keys).verify(
+                try #require(reply.string("access_token")), using: keys)
             #expect(token.subject == "svc" && token.scopes == ["read", "write"])
             let posted = try await post(client, "/token", "grant_type=client_credentials&client_id=svc&client_secret=\(fixture.secret)")
             #expect(posted.status == .ok && posted.string("scope") == "read")
@@ -128,9 +143,11 @@ struct ServerTests {
                 #expect(!reply.body.contains(fixture.secret))
                 if code == "invalid_client" { #expect(reply.headers[.wwwAuthenticate]?.hasPrefix("Basic realm=") == true) }
             }
-            let json = try await post(client, "/token", #"{"grant_type":"client_credentials"}"#, authorization: fixture.basicAuth, contentType: "application/json")
+            let json = try await post(
+                client, "/token", #"{"grant_type":"client_credentials"}"#, authorization: fixture.basicAuth, contentType: "application/json")
             #expect(json.status == .badRequest && json.error == "invalid_request")
-            let large = try await post(client, "/token", "grant_type=client_credentials&pad=" + String(repeating: "a", count: 20_000), authorization: fixture.basicAuth)
+            let large = try await post(
+                client, "/token", "grant_type=client_credentials&pad=" + String(repeating: "a", count: 20_000), authorization: fixture.basicAuth)
             #expect(large.status == .contentTooLarge && large.error == "invalid_request")
         }
     }
@@ -139,13 +156,17 @@ struct ServerTests {
     func refreshRevokeIntrospect() async throws {
         let fixture = try ServerFixture()
         defer { fixture.close() }
-        let family = try await fixture.service.refreshTokens.issue(NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read", "write"], authTime: Date()))
+        let family = try await fixture.service.refreshTokens.issue(
+            NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read", "write"], authTime: Date()))
         try await fixture.run(.live) { client in
-            let first = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)&scope=read", authorization: fixture.basicAuth)
+            let first = try await post(
+                client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)&scope=read", authorization: fixture.basicAuth)
             #expect(first.status == .ok && first.string("scope") == "read")
             let successor = try #require(first.string("refresh_token"))
             let introspected = try await post(client, "/introspect", "token=\(successor)", authorization: fixture.basicAuth)
-            #expect(introspected.json["active"] == .bool(true) && introspected.string("sub") == "alice" && introspected.string("token_type") == "refresh_token")
+            #expect(
+                introspected.json["active"] == .bool(true) && introspected.string("sub") == "alice"
+                    && introspected.string("token_type") == "refresh_token")
             let access = try await post(client, "/introspect", "token=\(first.string("access_token")!)", authorization: fixture.basicAuth)
             #expect(access.json["active"] == .bool(true) && access.string("client_id") == "svc" && access.string("scope") == "read")
             let old = try await post(client, "/introspect", "token=\(family.token.rawValue)", authorization: fixture.basicAuth)
@@ -153,17 +174,22 @@ struct ServerTests {
             let publicIntrospection = try await post(client, "/introspect", "token=\(successor)&client_id=app")
             #expect(publicIntrospection.status == .unauthorized && publicIntrospection.error == "invalid_client")
 
-            let replay = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
+            let replay = try await post(
+                client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
             #expect(replay.status == .badRequest && replay.error == "invalid_grant")
-            let afterReplay = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(successor)", authorization: fixture.basicAuth)
+            let afterReplay = try await post(
+                client, "/token", "grant_type=refresh_token&refresh_token=\(successor)", authorization: fixture.basicAuth)
             #expect(afterReplay.error == "invalid_grant")
 
-            let second = try await fixture.service.refreshTokens.issue(NewRefreshTokenFamily(clientID: "svc", subject: "bob", scope: ["read"], authTime: Date()))
+            let second = try await fixture.service.refreshTokens.issue(
+                NewRefreshTokenFamily(clientID: "svc", subject: "bob", scope: ["read"], authTime: Date()))
             let wrongClient = try await post(client, "/revoke", "token=\(second.token.rawValue)&client_id=app")
             #expect(wrongClient.status == .badRequest && wrongClient.error == "unauthorized_client")
-            let revoked = try await post(client, "/revoke", "token=\(second.token.rawValue)&token_type_hint=refresh_token", authorization: fixture.basicAuth)
+            let revoked = try await post(
+                client, "/revoke", "token=\(second.token.rawValue)&token_type_hint=refresh_token", authorization: fixture.basicAuth)
             #expect(revoked.status == .ok && revoked.body.isEmpty)
-            let again = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(second.token.rawValue)", authorization: fixture.basicAuth)
+            let again = try await post(
+                client, "/token", "grant_type=refresh_token&refresh_token=\(second.token.rawValue)", authorization: fixture.basicAuth)
             #expect(again.error == "invalid_grant")
             // RFC 7009 §2.2: unknown tokens and access tokens are answered 200.
             #expect(try await post(client, "/revoke", "token=garbage", authorization: fixture.basicAuth).status == .ok)
@@ -178,7 +204,9 @@ struct ServerTests {
         defer { fixture.close() }
         try await fixture.run { client in
             let jwks = try await get(client, "/.well-known/jwks.json")
-            #expect(jwks.status == .ok && jwks.headers[.cacheControl] == "public, max-age=300" && jwks.headers[.contentType] == "application/jwk-set+json")
+            #expect(
+                jwks.status == .ok && jwks.headers[.cacheControl] == "public, max-age=300" && jwks.headers[.contentType] == "application/jwk-set+json"
+            )
             let etag = try #require(jwks.headers[.eTag])
             let set = try JWKSet(json: jwks.body)
             #expect(set.keys.count == 1 && !set.containsPrivateMembers)
@@ -186,14 +214,18 @@ struct ServerTests {
             #expect(cached.status == .notModified && cached.body.isEmpty)
             let metadata = try await get(client, "/.well-known/oauth-authorization-server")
             #expect(metadata.status == .ok && metadata.string("issuer") == "http://127.0.0.1:8080")
-            #expect(metadata.string("token_endpoint") == "http://127.0.0.1:8080/token" && metadata.string("jwks_uri") == "http://127.0.0.1:8080/.well-known/jwks.json")
+            #expect(
+                metadata.string("token_endpoint") == "http://127.0.0.1:8080/token"
+                    && metadata.string("jwks_uri") == "http://127.0.0.1:8080/.well-known/jwks.json")
             #expect(metadata.json["scopes_supported"] == .array([.string("read"), .string("write")]))
             // RFC 8414 §2 for the code flow: the endpoint, code only (no implicit grant), S256, RFC 9207 iss.
             #expect(metadata.string("authorization_endpoint") == "http://127.0.0.1:8080/authorize")
             #expect(metadata.json["response_types_supported"] == .array([.string("code")]))
             #expect(metadata.json["code_challenge_methods_supported"] == .array([.string("S256")]))
             #expect(metadata.json["authorization_response_iss_parameter_supported"] == .bool(true))
-            #expect(metadata.json["grant_types_supported"] == .array(["authorization_code", "client_credentials", "refresh_token", "password"].map(JSONValue.string)))
+            #expect(
+                metadata.json["grant_types_supported"]
+                    == .array(["authorization_code", "client_credentials", "refresh_token", "password"].map(JSONValue.string)))
             #expect(try await get(client, "/healthz").body == "ok")
         }
     }
@@ -210,8 +242,10 @@ struct PasswordGrantTests {
         let file = try String(contentsOfFile: data + "/users.json", encoding: .utf8)
         #expect(!file.contains("correct horse") && file.contains("scrypt$15$8$1$"))
         try ClientStore(dataPath: data).update { registry in
-            registry.clients.append(Client(id: "legacy", type: .confidential, secretDigest: Client.digest(ofSecret: fixture.secret),
-                                           grants: [.password, .refreshToken], scopes: ["read"], defaultScopes: ["read"], audience: "api", created: Date()))
+            registry.clients.append(
+                Client(
+                    id: "legacy", type: .confidential, secretDigest: Client.digest(ofSecret: fixture.secret),
+                    grants: [.password, .refreshToken], scopes: ["read"], defaultScopes: ["read"], audience: "api", created: Date()))
         }
         let legacy = "Basic " + Data("legacy:\(fixture.secret)".utf8).base64EncodedString()
         try await fixture.run { client in
@@ -226,11 +260,16 @@ struct PasswordGrantTests {
 
             for form in ["grant_type=password&username=alice&password=wrong", "grant_type=password&username=mallory&password=whatever1"] {
                 let refused = try await post(client, "/token", form, authorization: legacy)
-                #expect(refused.status == .badRequest && refused.error == "invalid_grant" && refused.string("error_description") == "the username or password is wrong")
+                #expect(
+                    refused.status == .badRequest && refused.error == "invalid_grant"
+                        && refused.string("error_description") == "the username or password is wrong")
             }
             #expect(try await post(client, "/token", "grant_type=password&username=alice", authorization: legacy).error == "invalid_request")
             // The password grant is off for clients not registered with it.
-            #expect(try await post(client, "/token", "grant_type=password&username=alice&password=correct+horse+battery", authorization: fixture.basicAuth).error == "unauthorized_client")
+            #expect(
+                try await post(
+                    client, "/token", "grant_type=password&username=alice&password=correct+horse+battery", authorization: fixture.basicAuth
+                ).error == "unauthorized_client")
         }
         #expect(try UserStore(dataPath: data).remove("alice"))
         #expect(try UserStore(dataPath: data).users().isEmpty)
@@ -265,7 +304,10 @@ struct ThrottleTests {
         for _ in 0..<5 { throttle.recordFailure(["client:a"]) }
         #expect(throttle.retryAfter(["client:a"]) == nil)
         // Failures spread beyond the window never block.
-        for _ in 0..<20 { clock.advance(61); throttle.recordFailure(["user:x"]) }
+        for _ in 0..<20 {
+            clock.advance(61)
+            throttle.recordFailure(["user:x"])
+        }
         #expect(throttle.retryAfter(["user:x"]) == nil)
     }
 
@@ -295,15 +337,20 @@ struct ConfigurationTests {
         let folder = try TemporaryDirectory("tessera-config")
         defer { folder.remove() }
         let path = folder.appending("tessera.json")
-        try #"{"host": "0.0.0.0", "port": 9000, "issuer": "https://auth.example.com", "keys": "/srv/keys", "data": "/srv/data", "max_body_size": 8192, "demo_client": false}"#
+        try
+            #"{"host": "0.0.0.0", "port": 9000, "issuer": "https://auth.example.com", "keys": "/srv/keys", "data": "/srv/data", "max_body_size": 8192, "demo_client": false}"#
             .write(toFile: path, atomically: true, encoding: .utf8)
         let configuration = try ServerConfiguration.load(file: path)
         #expect(configuration.host == "0.0.0.0" && configuration.port == 9000 && configuration.issuerURL == "https://auth.example.com")
-        #expect(configuration.keysPath == "/srv/keys" && configuration.dataPath == "/srv/data" && configuration.maximumBodySize == 8192 && !configuration.createDemoClient)
+        #expect(
+            configuration.keysPath == "/srv/keys" && configuration.dataPath == "/srv/data" && configuration.maximumBodySize == 8192
+                && !configuration.createDemoClient)
         #expect(ServerConfiguration().issuerURL == "http://127.0.0.1:8080")
-        for (text, reason) in [(#"{"prot": 1}"#, "unknown option \"prot\""), (#"{"port": 70000}"#, "port"),
-                               (#"{"issuer": "https://a.example/?q=1"}"#, "issuer"), (#"{"issuer": "https://a.example/"}"#, "issuer"),
-                               (#"{"max_body_size": 10}"#, "max_body_size"), (#"{"port": "80"}"#, "port"), ("[]", "JSON object")] {
+        for (text, reason) in [
+            (#"{"prot": 1}"#, "unknown option \"prot\""), (#"{"port": 70000}"#, "port"),
+            (#"{"issuer": "https://a.example/?q=1"}"#, "issuer"), (#"{"issuer": "https://a.example/"}"#, "issuer"),
+            (#"{"max_body_size": 10}"#, "max_body_size"), (#"{"port": "80"}"#, "port"), ("[]", "JSON object"),
+        ] {
             try text.write(toFile: path, atomically: true, encoding: .utf8)
             do {
                 _ = try ServerConfiguration.load(file: path)
@@ -321,16 +368,22 @@ struct TokenEndpointThreatTests {
     func reuseRevokesAccessTokensAtIntrospection() async throws {
         let fixture = try ServerFixture()
         defer { fixture.close() }
-        let family = try await fixture.service.refreshTokens.issue(NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read"], authTime: Date()))
+        let family = try await fixture.service.refreshTokens.issue(
+            NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read"], authTime: Date()))
         try await fixture.run { client in
-            let first = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
+            let first = try await post(
+                client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
             let access = try #require(first.string("access_token"))
             let claims = try JSONObject(parsing: try Base64URL.decode(String(access.split(separator: ".")[1])))
             #expect(claims["tessera_rtf"] == .string(family.record.familyID))
             #expect(try await post(client, "/introspect", "token=\(access)", authorization: fixture.basicAuth).json["active"] == .bool(true))
-            #expect(try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth).error == "invalid_grant")
+            #expect(
+                try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
+                    .error == "invalid_grant")
             #expect(try await post(client, "/introspect", "token=\(access)", authorization: fixture.basicAuth).json["active"] == .bool(false))
-            #expect(try await post(client, "/introspect", "token=\(first.string("refresh_token")!)", authorization: fixture.basicAuth).json["active"] == .bool(false))
+            #expect(
+                try await post(client, "/introspect", "token=\(first.string("refresh_token")!)", authorization: fixture.basicAuth).json["active"]
+                    == .bool(false))
         }
     }
 
@@ -339,11 +392,13 @@ struct TokenEndpointThreatTests {
         let fixture = try ServerFixture()
         defer { fixture.close() }
         let data = fixture.service.configuration.dataPath
-        let family = try await fixture.service.refreshTokens.issue(NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read"], authTime: Date()))
+        let family = try await fixture.service.refreshTokens.issue(
+            NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read"], authTime: Date()))
         expectError(RegistrationError.Code.nameTaken) { try UserStore(dataPath: data).add("svc", password: "a long password", now: Date()) }
         try ClientStore(dataPath: data).update { $0.clients.removeAll { $0.id == "svc" } }
         try await fixture.run { client in
-            let reply = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
+            let reply = try await post(
+                client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
             #expect(reply.status == .unauthorized && reply.error == "invalid_client")
         }
     }
@@ -356,12 +411,17 @@ struct TokenEndpointThreatTests {
             let viaGet = try await get(client, "/token?grant_type=client_credentials")
             #expect(viaGet.status == .methodNotAllowed && viaGet.headers[.allow] == "POST" && viaGet.error == "invalid_request")
             #expect(viaGet.headers[.cacheControl] == "no-store")
-            let forwarded: HTTPFields = [HTTPField.Name("X-Forwarded-Host")!: "evil.example", HTTPField.Name("X-Forwarded-Proto")!: "https", HTTPField.Name("Forwarded")!: "host=evil.example;proto=https"]
+            let forwarded: HTTPFields = [
+                HTTPField.Name("X-Forwarded-Host")!: "evil.example", HTTPField.Name("X-Forwarded-Proto")!: "https",
+                HTTPField.Name("Forwarded")!: "host=evil.example;proto=https",
+            ]
             let metadata = try await get(client, "/.well-known/oauth-authorization-server", headers: forwarded)
             #expect(!metadata.body.contains("evil") && metadata.string("issuer") == "http://127.0.0.1:8080")
-            let token = try await client.execute(uri: "/token", method: .post,
-                                                 headers: forwarded.merging([.contentType: "application/x-www-form-urlencoded", .authorization: fixture.basicAuth]),
-                                                 body: ByteBuffer(string: "grant_type=client_credentials")) { String(buffer: $0.body) }
+            let token = try await client.execute(
+                uri: "/token", method: .post,
+                headers: forwarded.merging([.contentType: "application/x-www-form-urlencoded", .authorization: fixture.basicAuth]),
+                body: ByteBuffer(string: "grant_type=client_credentials")
+            ) { String(buffer: $0.body) }
             let access = try #require((try JSONObject(parsing: token))["access_token"]).stringValue
             let claims = try JSONObject(parsing: try Base64URL.decode(String(access.split(separator: ".")[1])))
             #expect(claims["iss"] == .string("http://127.0.0.1:8080"))
@@ -381,7 +441,9 @@ extension ServerTests {
                 ("/authorize/sign-in", .get, "POST"), ("/authorize/consent", .get, "POST"),
             ]
             for (path, method, allow) in cases {
-                let (status, allowed, body) = try await client.execute(uri: path, method: method) { ($0.status, $0.headers[.allow], String(buffer: $0.body)) }
+                let (status, allowed, body) = try await client.execute(uri: path, method: method) {
+                    ($0.status, $0.headers[.allow], String(buffer: $0.body))
+                }
                 #expect(status == .methodNotAllowed && allowed == allow, "\(method) \(path)")
                 #expect(body.contains("answers \(allow) only"), "\(body)")
             }
@@ -402,5 +464,8 @@ extension HTTPFields {
 }
 
 extension JSONValue {
-    var stringValue: String { if case .string(let value) = self { return value }; return "" }
+    var stringValue: String {
+        if case .string(let value) = self { return value }
+        return ""
+    }
 }

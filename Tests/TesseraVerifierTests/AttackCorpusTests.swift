@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TesseraJOSE
+import Testing
+
 @testable import TesseraVerifier
 
 /// Every case of `shared/vectors/derived/jwt_attack_cases.json`, configured as its `verifier_profile`
@@ -91,7 +92,8 @@ struct AttackCorpusTests {
         let verifier = try Self.verifier(profile: profile, keys: keys, algorithms: Set(JWSAlgorithm.asymmetric))
         let cases = file["cases"] as! [[String: Any]]
         #expect(cases.count == 112)
-        var accepted = 0, rejected = 0
+        var accepted = 0
+        var rejected = 0
         for testCase in cases {
             let id = testCase["id"] as! String
             let result = await outcome(verifier, testCase["token"] as! String)

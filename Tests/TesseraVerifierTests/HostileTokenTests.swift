@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TesseraJOSE
+import Testing
+
 @testable import TesseraVerifier
 
 /// One test per attack the verifier must refuse (RFC 8725 §2, THREATS.md section A), built with
@@ -40,8 +41,10 @@ struct HostileTokenTests {
     func algorithmConfusion() async throws {
         let rsaPEM = try Self.rsa.verificationKey().pemRepresentation()
         let ecJWK = try #require(try Self.ec.publicJWK())
-        let secrets: [[UInt8]] = [Array(rsaPEM.utf8), Array(rsaPEM.utf8.dropLast()), Array((try Self.ec.verificationKey().pemRepresentation()).utf8),
-                                  Array(ecJWK.jsonString.utf8), try Base64URL.decode(ecJWK.members["x"]!.stringValue!) + [UInt8](repeating: 0, count: 32)]
+        let secrets: [[UInt8]] = [
+            Array(rsaPEM.utf8), Array(rsaPEM.utf8.dropLast()), Array((try Self.ec.verificationKey().pemRepresentation()).utf8),
+            Array(ecJWK.jsonString.utf8), try Base64URL.decode(ecJWK.members["x"]!.stringValue!) + [UInt8](repeating: 0, count: 32),
+        ]
         for (index, secret) in secrets.enumerated() {
             let hmac = try SigningKey(secret: secret.count < 32 ? secret + [UInt8](repeating: 0, count: 32) : secret, algorithm: .hs256)
             for kid in [Self.rsa.keyID!, Self.ec.keyID!] {
@@ -77,8 +80,10 @@ struct HostileTokenTests {
     func embeddedKeys() async throws {
         let attacker = try SigningKey.generate(.es256)
         let attackerJWK = try #require(try attacker.publicJWK()).jsonString
-        for extra in [#""jwk":\#(attackerJWK)"#, #""jku":"http://127.0.0.1:9/jwks.json""#,
-                      #""x5u":"http://127.0.0.1:9/cert.pem""#, #""x5c":["MIIBszCCAVmgAwIBAgIU"]"#] {
+        for extra in [
+            #""jwk":\#(attackerJWK)"#, #""jku":"http://127.0.0.1:9/jwks.json""#,
+            #""x5u":"http://127.0.0.1:9/cert.pem""#, #""x5c":["MIIBszCCAVmgAwIBAgIU"]"#,
+        ] {
             let trustedKid = try Self.factory.token(header: #"{"alg":"ES256","typ":"at+jwt","kid":"\#(Self.ec.keyID!)",\#(extra)}"#, signer: attacker)
             await Self.reject(trustedKid, .invalidSignature)
             let ownKid = try Self.factory.token(header: #"{"alg":"ES256","typ":"at+jwt","kid":"\#(attacker.keyID!)",\#(extra)}"#, signer: attacker)
@@ -106,8 +111,10 @@ struct HostileTokenTests {
         #expect(await outcome(lenient, try Self.factory.token { $0["exp"] = .number(JSONNumber(now - 60)) }) == .expired)
         #expect(await outcome(lenient, try Self.factory.token { $0["nbf"] = .number(JSONNumber(now + 60)) }) == nil)
         #expect(await outcome(lenient, try Self.factory.token { $0["iat"] = .number(JSONNumber(now + 61)) }) == .issuedInFuture)
-        for bad: JSONValue in [.string("1700000600"), .bool(true), .null, try JSONValue(parsing: "9223372036854775808"),
-                               try JSONValue(parsing: "1e30"), try JSONValue(parsing: "-1e300")] {
+        for bad: JSONValue in [
+            .string("1700000600"), .bool(true), .null, try JSONValue(parsing: "9223372036854775808"),
+            try JSONValue(parsing: "1e30"), try JSONValue(parsing: "-1e300"),
+        ] {
             await Self.reject(try Self.factory.token { $0["exp"] = bad }, .invalidClaim)
         }
     }
@@ -137,10 +144,13 @@ struct HostileTokenTests {
 
     @Test("A24 an OpenID Connect ID token presented as an access token")
     func idToken() async throws {
-        let claims = JSONObject(["iss": .string("https://issuer.example"), "sub": .string("alice"), "aud": .string("app"),
-                                 "exp": .number(JSONNumber(Self.factory.now + 600)), "iat": .number(JSONNumber(Self.factory.now)),
-                                 "nonce": .string("n-0S6_WzA2Mj")])
-        await Self.reject(try Self.factory.token(header: #"{"alg":"ES256","typ":"JWT","kid":"\#(Self.ec.keyID!)"}"#, payload: claims.jsonString), .invalidType)
+        let claims = JSONObject([
+            "iss": .string("https://issuer.example"), "sub": .string("alice"), "aud": .string("app"),
+            "exp": .number(JSONNumber(Self.factory.now + 600)), "iat": .number(JSONNumber(Self.factory.now)),
+            "nonce": .string("n-0S6_WzA2Mj"),
+        ])
+        await Self.reject(
+            try Self.factory.token(header: #"{"alg":"ES256","typ":"JWT","kid":"\#(Self.ec.keyID!)"}"#, payload: claims.jsonString), .invalidType)
     }
 
     @Test("a valid signature from an untrusted key carrying a trusted kid")
@@ -175,7 +185,8 @@ struct HostileTokenTests {
         let claims = Self.factory.standardClaims.jsonString
         await Self.reject(try Self.factory.token(payload: String(claims.dropLast()) + #","sub":"mallory"}"#), .malformedClaims)
         await Self.reject(try Self.factory.token(payload: String(claims.dropLast()) + #","exp":99999999999}"#), .malformedClaims)
-        await Self.reject(try Self.factory.token(header: #"{"alg":"none","alg":"ES256","typ":"at+jwt","kid":"\#(Self.ec.keyID!)"}"#), .malformedHeader)
+        await Self.reject(
+            try Self.factory.token(header: #"{"alg":"none","alg":"ES256","typ":"at+jwt","kid":"\#(Self.ec.keyID!)"}"#), .malformedHeader)
     }
 
     @Test("scope must be a space-separated string of scope tokens")
@@ -253,4 +264,3 @@ func subtract(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] {
     }
     return result
 }
-

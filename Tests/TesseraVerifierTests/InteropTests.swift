@@ -1,7 +1,8 @@
 import Foundation
-import Testing
 import TesseraJOSE
 import TesseraTestSupport
+import Testing
+
 @testable import TesseraVerifier
 
 /// Tokens made by independent JOSE implementations (joserfc, PyJWT) with Tessera's keys verify with
@@ -22,16 +23,19 @@ struct InteropTests {
 
     static func jsonObject(_ jwk: JWK) throws -> Any { try JSONSerialization.jsonObject(with: Data(jwk.jsonString.utf8)) }
 
-    @Test("a token signed by joserfc or PyJWT with our key verifies; one changed character anywhere does not",
-          arguments: JWSAlgorithm.asymmetric)
+    @Test(
+        "a token signed by joserfc or PyJWT with our key verifies; one changed character anywhere does not",
+        arguments: JWSAlgorithm.asymmetric)
     func peersSignWeVerify(_ algorithm: JWSAlgorithm) async throws {
         let key = try SigningKey.generate(algorithm)
         let factory = TokenFactory(key: key)
         let verifier = try factory.verifier()
         let claims = try JSONSerialization.jsonObject(with: Data(factory.standardClaims.jsonString.utf8))
         for library in ["joserfc", "pyjwt"] {
-            let answer = try await Self.peer(["op": "sign", "library": library, "jwk": try Self.jsonObject(try key.privateJWK()),
-                                        "header": ["alg": algorithm.name, "typ": "at+jwt", "kid": key.keyID!], "claims": claims])
+            let answer = try await Self.peer([
+                "op": "sign", "library": library, "jwk": try Self.jsonObject(try key.privateJWK()),
+                "header": ["alg": algorithm.name, "typ": "at+jwt", "kid": key.keyID!], "claims": claims,
+            ])
             let token = try #require(answer["token"] as? String, "\(library): \(answer)")
             let verified = try await verifier.verify(token)
             #expect(verified.subject == "alice" && verified.scopes == ["read", "write"], "\(library) \(algorithm)")
@@ -50,14 +54,17 @@ struct InteropTests {
         let token = try JWSSigner(key: key, type: "at+jwt").sign(claims: TokenFactory(key: key).standardClaims)
         let published = try #require(try JWKSet(publicKeysOf: [key]).keys.first)
         for library in ["joserfc", "pyjwt"] {
-            let answer = try await Self.peer(["op": "verify", "library": library, "jwk": try Self.jsonObject(published),
-                                        "token": token, "alg": algorithm.name])
+            let answer = try await Self.peer([
+                "op": "verify", "library": library, "jwk": try Self.jsonObject(published),
+                "token": token, "alg": algorithm.name,
+            ])
             #expect(answer["ok"] as? Bool == true, "\(library) \(algorithm): \(answer["error"] ?? "")")
             let altered = tamper(token, at: token.count - 3)
-            let refused = try await Self.peer(["op": "verify", "library": library, "jwk": try Self.jsonObject(published),
-                                         "token": altered, "alg": algorithm.name])
+            let refused = try await Self.peer([
+                "op": "verify", "library": library, "jwk": try Self.jsonObject(published),
+                "token": altered, "alg": algorithm.name,
+            ])
             #expect(refused["ok"] as? Bool == false, "\(library) \(algorithm) accepted a changed token")
         }
     }
 }
-

@@ -1,14 +1,17 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-import HTTPTypes
 import TesseraJOSE
 import TesseraTestSupport
 
 /// A JWKS endpoint on loopback whose answers a test scripts, counting every request.
 final class JWKSEndpoint: @unchecked Sendable {
-    enum Mode { case serve, fail500, garbage, huge, slow(Duration) }
+    enum Mode {
+        case serve, fail500, garbage, huge
+        case slow(Duration)
+    }
 
     private let lock = NSLock()
     private var _keys: [SigningKey]
@@ -21,8 +24,14 @@ final class JWKSEndpoint: @unchecked Sendable {
 
     init(keys: [SigningKey]) { _keys = keys }
 
-    var keys: [SigningKey] { get { lock.withLock { _keys } } set { lock.withLock { _keys = newValue } } }
-    var mode: Mode { get { lock.withLock { _mode } } set { lock.withLock { _mode = newValue } } }
+    var keys: [SigningKey] {
+        get { lock.withLock { _keys } }
+        set { lock.withLock { _keys = newValue } }
+    }
+    var mode: Mode {
+        get { lock.withLock { _mode } }
+        set { lock.withLock { _mode = newValue } }
+    }
     var requests: Int { lock.withLock { _requests } }
     var conditionalRequests: Int { lock.withLock { _conditionalRequests } }
 
@@ -106,7 +115,10 @@ final class StallingServer: @unchecked Sendable {
                     if !stopped { connections.append(connection) }
                     return !stopped
                 }
-                guard keep else { close(connection); return }
+                guard keep else {
+                    close(connection)
+                    return
+                }
                 Thread.detachNewThread { Self.serve(connection, mode) }
             }
         }

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TesseraJOSE
+import Testing
+
 @testable import TesseraVerifier
 
 @Suite("JWKS file source and tessera verify")
@@ -20,7 +21,8 @@ struct KeySourceAndCLITests {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("jwks.json")
-        let first = try SigningKey.generate(.es256), second = try SigningKey.generate(.eddsa)
+        let first = try SigningKey.generate(.es256)
+        let second = try SigningKey.generate(.eddsa)
         try Self.write([first], to: file)
         let events = EventLog()
         let source = try JWKSFileKeySource(path: file.path, checkInterval: 0, logger: events.record)
@@ -32,7 +34,9 @@ struct KeySourceAndCLITests {
         try Data("{not json".utf8).write(to: file)
         _ = try await verifier.verify(try factory.token())
         #expect(events.errors == 1)
-        expectError(VerifierConfigurationError.Code.unreadableKeys) { try JWKSFileKeySource(path: directory.appendingPathComponent("missing.json").path) }
+        expectError(VerifierConfigurationError.Code.unreadableKeys) {
+            try JWKSFileKeySource(path: directory.appendingPathComponent("missing.json").path)
+        }
         expectError(VerifierConfigurationError.Code.noUsableKey) { try JWKSFileKeySource(path: file.path) }
     }
 
@@ -71,8 +75,10 @@ struct KeySourceAndCLITests {
         let endpoint = JWKSEndpoint(keys: [key])
         let (issuer, audience) = (factory.issuer, factory.audience)
         try await endpoint.run { base in
-            let remote = try await Self.run(["verify", "--jwks", base.appendingPathComponent("jwks.json").absoluteString,
-                                       "--issuer", issuer, "--audience", audience, token])
+            let remote = try await Self.run([
+                "verify", "--jwks", base.appendingPathComponent("jwks.json").absoluteString,
+                "--issuer", issuer, "--audience", audience, token,
+            ])
             #expect(remote.status == 0, "\(remote.err)")
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TesseraJOSE
+import Testing
+
 @testable import TesseraVerifier
 
 @Suite("Remote JWKS: cache, rotation, cooldown, outages (real HTTP on loopback)")
@@ -20,17 +21,22 @@ struct RemoteJWKSTests {
         let verifier: AccessTokenVerifier
     }
 
-    static func withFixture(_ key: SigningKey, configure: (JWKSEndpoint) -> Void = { _ in }, logger: KeySourceLogger? = nil,
-                            _ body: @escaping @Sendable (Fixture) async throws -> Void) async throws {
+    static func withFixture(
+        _ key: SigningKey, configure: (JWKSEndpoint) -> Void = { _ in }, logger: KeySourceLogger? = nil,
+        _ body: @escaping @Sendable (Fixture) async throws -> Void
+    ) async throws {
         let endpoint = JWKSEndpoint(keys: [key])
         configure(endpoint)
         try await endpoint.run { base in
             let clock = ManualClock()
-            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic, logger: logger)
+            let source = RemoteJWKSKeySource(
+                jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
+                http: URLSessionHTTPGetter.shared, clock: clock.monotonic, logger: logger)
             let factory = TokenFactory(key: key)
-            try await body(Fixture(endpoint: endpoint, clock: clock, source: source, factory: factory,
-                                   verifier: try Self.verifier(source, factory)))
+            try await body(
+                Fixture(
+                    endpoint: endpoint, clock: clock, source: source, factory: factory,
+                    verifier: try Self.verifier(source, factory)))
         }
     }
 
@@ -66,18 +72,21 @@ struct RemoteJWKSTests {
 
     @Test("C13/B24: a rotated-in key with a new kid is picked up by one refresh; old tokens keep verifying")
     func rotation() async throws {
-        let old = try SigningKey.generate(.es256), new = try SigningKey.generate(.es256)
+        let old = try SigningKey.generate(.es256)
+        let new = try SigningKey.generate(.es256)
         let endpoint = JWKSEndpoint(keys: [old])
         try await endpoint.run { base in
             let clock = ManualClock()
-            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
-                                             http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
-            let oldFactory = TokenFactory(key: old), newFactory = TokenFactory(key: new)
+            let source = RemoteJWKSKeySource(
+                jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
+                http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
+            let oldFactory = TokenFactory(key: old)
+            let newFactory = TokenFactory(key: new)
             let verifier = try Self.verifier(source, oldFactory)
             _ = try await verifier.verify(try oldFactory.token())
             endpoint.keys = [new, old]
             endpoint.etag = "\"v2\""
-            _ = try await verifier.verify(try newFactory.token())   // unknown kid → one refresh
+            _ = try await verifier.verify(try newFactory.token())  // unknown kid → one refresh
             _ = try await verifier.verify(try oldFactory.token())
             #expect(endpoint.requests == 2)
         }
@@ -115,16 +124,17 @@ struct RemoteJWKSTests {
     @Test("lifetime from Cache-Control; refresh ahead of expiry in the background, revalidated with If-None-Match")
     func refreshAheadWithETag() async throws {
         let key = try SigningKey.generate(.es256)
-        try await Self.withFixture(key, configure: { endpoint in endpoint.cacheControl = "public, max-age=120" }) { fixture in
+        let configure: (JWKSEndpoint) -> Void = { endpoint in endpoint.cacheControl = "public, max-age=120" }
+        try await Self.withFixture(key, configure: configure) { fixture in
             let endpoint = fixture.endpoint
             let clock = fixture.clock
             let factory = fixture.factory
             let verifier = fixture.verifier
             _ = try await verifier.verify(try factory.token())
-            clock.advance(80)   // < 75 % of 120 s: no refresh
+            clock.advance(80)  // < 75 % of 120 s: no refresh
             _ = try await verifier.verify(try factory.token())
             #expect(endpoint.requests == 1)
-            clock.advance(15)   // 95 s ≥ 90 s: a background refresh starts; this request does not wait for it
+            clock.advance(15)  // 95 s ≥ 90 s: a background refresh starts; this request does not wait for it
             _ = try await verifier.verify(try factory.token())
             try await waitUntil { endpoint.requests == 2 }
             #expect(endpoint.conditionalRequests == 1)
@@ -145,7 +155,7 @@ struct RemoteJWKSTests {
             _ = try await verifier.verify(try factory.token())
             endpoint.mode = .fail500
             for _ in 0..<20 {
-                clock.advance(600)   // well past the 300 s lifetime
+                clock.advance(600)  // well past the 300 s lifetime
                 _ = try await verifier.verify(try factory.token())
                 try await waitUntil { source.isIdle }
             }
@@ -162,8 +172,9 @@ struct RemoteJWKSTests {
         }
     }
 
-    @Test("An issuer that accepts and never answers, or drips its body, fails the fetch at the deadline: the first load is keys_unavailable, logged once",
-          arguments: [StallingServer.Mode.silent, .drip])
+    @Test(
+        "An issuer that accepts and never answers, or drips its body, fails the fetch at the deadline: the first load is keys_unavailable, logged once",
+        arguments: [StallingServer.Mode.silent, .drip])
     func stallingIssuer(_ mode: StallingServer.Mode) async throws {
         let server = try StallingServer(mode)
         defer { server.stop() }
@@ -177,8 +188,9 @@ struct RemoteJWKSTests {
         let events = EventLog()
         let key = try SigningKey.generate(.es256)
         let factory = TokenFactory(key: key)
-        let source = RemoteJWKSKeySource(jwksURL: server.url, policy: policy, http: URLSessionHTTPGetter.shared,
-                                         clock: ManualClock().monotonic, logger: events.record)
+        let source = RemoteJWKSKeySource(
+            jwksURL: server.url, policy: policy, http: URLSessionHTTPGetter.shared,
+            clock: ManualClock().monotonic, logger: events.record)
         let verifier = try Self.verifier(source, factory)
         let token = try factory.token()
         let verified = await returns(within: 30) { try await verifier.verify(token) }
@@ -227,9 +239,11 @@ struct RemoteJWKSTests {
 
     @Test("RFC 8414 §3.1 metadata URL construction")
     func metadataURL() {
-        #expect(RemoteJWKSKeySource.metadataURL(forIssuer: "https://as.example")?.absoluteString
+        #expect(
+            RemoteJWKSKeySource.metadataURL(forIssuer: "https://as.example")?.absoluteString
                 == "https://as.example/.well-known/oauth-authorization-server")
-        #expect(RemoteJWKSKeySource.metadataURL(forIssuer: "https://as.example/tenant/1/")?.absoluteString
+        #expect(
+            RemoteJWKSKeySource.metadataURL(forIssuer: "https://as.example/tenant/1/")?.absoluteString
                 == "https://as.example/.well-known/oauth-authorization-server/tenant/1")
         #expect(RemoteJWKSKeySource.metadataURL(forIssuer: "ftp://as.example") == nil)
         #expect(RemoteJWKSKeySource.metadataURL(forIssuer: "https://as.example?x=1") == nil)
@@ -239,8 +253,10 @@ struct RemoteJWKSTests {
         for url in ["http://localhost/j", "http://LOCALHOST:1/j", "http://[::1]:8/j", "http://127.255.0.9/j", "https://127.attacker.example/j"] {
             #expect(RemoteJWKSKeySource.isAcceptableKeyURL(URL(string: url)!), "\(url)")
         }
-        for url in ["http://127.attacker.example/j", "http://127.0.0.1.nip.io/j", "http://127.0.0/j", "http://127.0.0.256/j", "http://128.0.0.1/j",
-                    "http://localhost.example/j", "ftp://127.0.0.1/j"] {
+        for url in [
+            "http://127.attacker.example/j", "http://127.0.0.1.nip.io/j", "http://127.0.0/j", "http://127.0.0.256/j", "http://128.0.0.1/j",
+            "http://localhost.example/j", "ftp://127.0.0.1/j",
+        ] {
             #expect(!RemoteJWKSKeySource.isAcceptableKeyURL(URL(string: url)!), "\(url)")
         }
     }

@@ -2,9 +2,10 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import Testing
 import TesseraJOSE
 import TesseraTestSupport
+import Testing
+
 @testable import ExampleResourceServer
 @testable import TesseraHummingbird
 @testable import TesseraVerifier
@@ -12,7 +13,9 @@ import TesseraTestSupport
 @Suite("Example resource server end to end (issuer JWKS and resource server on loopback sockets)")
 struct ResourceServerEndToEndTests {
     /// Runs the example resource server live, its keys fetched from `endpoint`'s JWKS over HTTP.
-    static func withResourceServer(_ key: SigningKey, jwksRequests: Int = 1, _ body: @escaping @Sendable (any TestClientProtocol, TokenFactory) async throws -> Void) async throws {
+    static func withResourceServer(
+        _ key: SigningKey, jwksRequests: Int = 1, _ body: @escaping @Sendable (any TestClientProtocol, TokenFactory) async throws -> Void
+    ) async throws {
         let endpoint = JWKSEndpoint(keys: [key])
         try await endpoint.run { base in
             var factory = TokenFactory(key: key)
@@ -28,8 +31,10 @@ struct ResourceServerEndToEndTests {
         }
     }
 
-    static func get(_ client: any TestClientProtocol, _ path: String, authorization: [String] = [],
-                    method: HTTPRequest.Method = .get) async throws -> (HTTPResponse.Status, String?, String) {
+    static func get(
+        _ client: any TestClientProtocol, _ path: String, authorization: [String] = [],
+        method: HTTPRequest.Method = .get
+    ) async throws -> (HTTPResponse.Status, String?, String) {
         var headers = HTTPFields()
         for value in authorization { headers.append(HTTPField(name: .authorization, value: value)) }
         return try await client.execute(uri: path, method: method, headers: headers) { response in
@@ -40,13 +45,19 @@ struct ResourceServerEndToEndTests {
     @Test("a token with the scope reaches the protected route; the claims are in the context")
     func success() async throws {
         try await Self.withResourceServer(try SigningKey.generate(.es256)) { client, factory in
-            let token = try factory.token { $0["aud"] = .string("notes-api"); $0["scope"] = .string("notes:read") }
+            let token = try factory.token {
+                $0["aud"] = .string("notes-api")
+                $0["scope"] = .string("notes:read")
+            }
             let (status, _, body) = try await Self.get(client, "/notes", authorization: ["Bearer \(token)"])
             #expect(status == .ok && body == #"["buy milk"]"#)
             let (meStatus, _, me) = try await Self.get(client, "/me", authorization: ["Bearer \(token)"])
             #expect(meStatus == .ok && me.contains(#""sub":"alice""#) && me.contains(#""scope":"notes:read""#))
             // /me is JSON, labelled so, and escaped: a subject may hold a quote or a backslash.
-            let odd = try factory.token { $0["aud"] = .string("notes-api"); $0["sub"] = .string(#"al"i\ce"#) }
+            let odd = try factory.token {
+                $0["aud"] = .string("notes-api")
+                $0["sub"] = .string(#"al"i\ce"#)
+            }
             let (type, oddMe) = try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(odd)"]) { response in
                 (response.headers[.contentType], String(buffer: response.body))
             }
@@ -61,7 +72,10 @@ struct ResourceServerEndToEndTests {
         try await Self.withResourceServer(try SigningKey.generate(.eddsa)) { client, factory in
             let (status, challenge, _) = try await Self.get(client, "/notes")
             #expect(status == .unauthorized && challenge == #"Bearer realm="notes""#)
-            let expired = try factory.token { $0["aud"] = .string("notes-api"); $0["exp"] = .number(JSONNumber(factory.now - 120)) }
+            let expired = try factory.token {
+                $0["aud"] = .string("notes-api")
+                $0["exp"] = .number(JSONNumber(factory.now - 120))
+            }
             let (expiredStatus, expiredChallenge, body) = try await Self.get(client, "/notes", authorization: ["Bearer \(expired)"])
             #expect(expiredStatus == .unauthorized)
             #expect(expiredChallenge == #"Bearer realm="notes", error="invalid_token", error_description="expired""#)
@@ -76,20 +90,30 @@ struct ResourceServerEndToEndTests {
     @Test("RFC 6750 §3.1: a valid token without the route's scope → 403 insufficient_scope naming it")
     func insufficientScope() async throws {
         try await Self.withResourceServer(try SigningKey.generate(.rs256)) { client, factory in
-            let token = try factory.token { $0["aud"] = .string("notes-api"); $0["scope"] = .string("notes:read") }
+            let token = try factory.token {
+                $0["aud"] = .string("notes-api")
+                $0["scope"] = .string("notes:read")
+            }
             let (status, challenge, body) = try await Self.get(client, "/notes", authorization: ["Bearer \(token)"], method: .post)
             #expect(status == .forbidden)
-            #expect(challenge == #"Bearer realm="notes", error="insufficient_scope", error_description="the token lacks a required scope", scope="notes:write""#)
+            #expect(
+                challenge
+                    == #"Bearer realm="notes", error="insufficient_scope", error_description="the token lacks a required scope", scope="notes:write""#
+            )
             // The body says what the header says.
             let json = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String]
-            #expect(json == ["error": "insufficient_scope", "error_description": "the token lacks a required scope", "scope": "notes:write"], "\(body)")
+            #expect(
+                json == ["error": "insufficient_scope", "error_description": "the token lacks a required scope", "scope": "notes:write"], "\(body)")
         }
     }
 
     @Test("A30: scheme is case-insensitive; two Authorization headers or a token in the URL → 400 invalid_request")
     func transport() async throws {
         try await Self.withResourceServer(try SigningKey.generate(.es256)) { client, factory in
-            let token = try factory.token { $0["aud"] = .string("notes-api"); $0["scope"] = .string("notes:read") }
+            let token = try factory.token {
+                $0["aud"] = .string("notes-api")
+                $0["scope"] = .string("notes:read")
+            }
             #expect(try await Self.get(client, "/notes", authorization: ["bearer \(token)"]).0 == .ok)
             #expect(try await Self.get(client, "/notes", authorization: ["BEARER  \(token)"]).0 == .ok)
             let (twice, challenge, _) = try await Self.get(client, "/notes", authorization: ["Bearer \(token)", "Bearer \(token)"])

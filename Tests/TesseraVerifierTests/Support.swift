@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TesseraJOSE
-@testable import TesseraVerifier
 @_exported import TesseraTestSupport
+import Testing
+
+@testable import TesseraVerifier
 
 /// A manually advanced monotonic clock for cache tests.
 final class ManualClock: @unchecked Sendable {

@@ -1,4 +1,6 @@
 public import Foundation
+public import TesseraJOSE
+public import Testing
 
 /// Test helpers shared by the test targets (not a product).
 
@@ -36,7 +38,8 @@ extension Array where Element == UInt8 {
         var index = hex.startIndex
         while index < hex.endIndex {
             guard let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex),
-                  let byte = UInt8(hex[index..<next], radix: 16) else { throw TestSupportError("bad hex") }
+                let byte = UInt8(hex[index..<next], radix: 16)
+            else { throw TestSupportError("bad hex") }
             bytes.append(byte)
             index = next
         }
@@ -56,8 +59,6 @@ public func tamper(_ token: String, at index: Int) -> String {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
-
-public import TesseraJOSE
 
 /// A wall clock tests move by hand (forward, or back to emulate a clock step), never by sleeping.
 public final class SteppedClock: @unchecked Sendable {
@@ -105,14 +106,18 @@ public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T)
 
 /// Runs `executable` to its end on a thread of its own (see `onOwnThread`): its exit status and what it
 /// wrote to standard output and standard error (both read at once, so neither pipe can fill and stall it).
-public func runChild(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-                     stdin: Data? = nil) async throws -> (status: Int32, out: String, err: String) {
+public func runChild(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+    stdin: Data? = nil
+) async throws -> (status: Int32, out: String, err: String) {
     try await onOwnThread {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let environment { process.environment = environment }
-        let output = Pipe(), errors = Pipe(), input = Pipe()
+        let output = Pipe()
+        let errors = Pipe()
+        let input = Pipe()
         process.standardOutput = output
         process.standardError = errors
         process.standardInput = input
@@ -133,9 +138,12 @@ public func runChild(_ executable: String, _ arguments: [String], environment: [
 }
 
 /// Runs the built `tessera` with `arguments`, extra environment and optional standard input.
-public func runTessera(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) async throws -> (status: Int32, out: String, err: String) {
-    try await runChild(builtExecutable("tessera"), arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
-                       stdin: stdin.map { Data($0.utf8) })
+public func runTessera(
+    _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil
+) async throws -> (status: Int32, out: String, err: String) {
+    try await runChild(
+        builtExecutable("tessera"), arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+        stdin: stdin.map { Data($0.utf8) })
 }
 
 /// Bytes one thread reads and another takes after a semaphore says the reading is done.
@@ -182,13 +190,13 @@ public func onServerThreads<T: Sendable>(_ body: () async throws -> T) async ret
     try await withTaskExecutorPreference(ServerThreads.shared, operation: body)
 }
 
-public import Testing
-
 /// Expects `body` to throw an `E` with exactly `code` (a different code, another error type, or nothing
 /// thrown is a failure at the caller's line); returns the error for further checks.
 @discardableResult
-public func expectError<E: CodedError, T>(_ code: ErrorCode<E>, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
-                                          _ body: () throws -> T) -> E? where E.Domain == E {
+public func expectError<E: CodedError, T>(
+    _ code: ErrorCode<E>, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> T
+) -> E? where E.Domain == E {
     do {
         _ = try body()
     } catch {
@@ -200,8 +208,10 @@ public func expectError<E: CodedError, T>(_ code: ErrorCode<E>, _ comment: Comme
 
 /// `expectError` for asynchronous work.
 @discardableResult
-public func expectError<E: CodedError, T>(_ code: ErrorCode<E>, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
-                                          _ body: () async throws -> T) async -> E? where E.Domain == E {
+public func expectError<E: CodedError, T>(
+    _ code: ErrorCode<E>, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () async throws -> T
+) async -> E? where E.Domain == E {
     do {
         _ = try await body()
     } catch {
@@ -211,7 +221,8 @@ public func expectError<E: CodedError, T>(_ code: ErrorCode<E>, _ comment: Comme
     return nil
 }
 
-private func check<E: CodedError>(_ error: any Error, _ code: ErrorCode<E>, _ comment: Comment?, _ sourceLocation: SourceLocation) -> E? where E.Domain == E {
+private func check<E: CodedError>(_ error: any Error, _ code: ErrorCode<E>, _ comment: Comment?, _ sourceLocation: SourceLocation) -> E?
+where E.Domain == E {
     guard let typed = error as? E else {
         Issue.record("expected \(code), got \(type(of: error)): \(error). \(comment.map { "\($0)" } ?? "")", sourceLocation: sourceLocation)
         return nil

@@ -12,16 +12,19 @@ public struct TokenFactory: Sendable {
     public var now: Int64 = 1_700_000_000
 
     public var standardClaims: JSONObject {
-        JSONObject(["iss": .string(issuer), "sub": .string("alice"), "aud": .string(audience),
-                    "exp": .number(JSONNumber(now + 600)), "iat": .number(JSONNumber(now)),
-                    "jti": .string("jti-1"), "client_id": .string("app"), "scope": .string("read write")])
+        JSONObject([
+            "iss": .string(issuer), "sub": .string("alice"), "aud": .string(audience),
+            "exp": .number(JSONNumber(now + 600)), "iat": .number(JSONNumber(now)),
+            "jti": .string("jti-1"), "client_id": .string("app"), "scope": .string("read write"),
+        ])
     }
 
     public var standardHeader: String { #"{"alg":"\#(key.algorithm.name)","typ":"at+jwt","kid":"\#(key.keyID!)"}"# }
 
     /// A token with exactly this header and payload text, signed over those bytes by `signer` (default: the key).
     public func token(header: String? = nil, payload: String? = nil, signer: SigningKey? = nil) throws -> String {
-        let input = Base64URL.encode(Array((header ?? standardHeader).utf8)) + "."
+        let input =
+            Base64URL.encode(Array((header ?? standardHeader).utf8)) + "."
             + Base64URL.encode(Array((payload ?? standardClaims.jsonString).utf8))
         return input + "." + Base64URL.encode(try (signer ?? key).signature(for: Array(input.utf8)))
     }

@@ -52,9 +52,11 @@ public struct Client: Codable, Sendable, Equatable {
     public var pkcePlainAllowed: Bool?
     public var created: Date
 
-    public init(id: String, type: Kind, secretDigest: String?, grants: [GrantType], scopes: [String], defaultScopes: [String],
-                audience: String, accessTokenLifetime: Int = 600, refreshTokens: RefreshTokenPolicy = .standard,
-                redirectURIs: [String] = [], pkcePlainAllowed: Bool? = nil, created: Date) {
+    public init(
+        id: String, type: Kind, secretDigest: String?, grants: [GrantType], scopes: [String], defaultScopes: [String],
+        audience: String, accessTokenLifetime: Int = 600, refreshTokens: RefreshTokenPolicy = .standard,
+        redirectURIs: [String] = [], pkcePlainAllowed: Bool? = nil, created: Date
+    ) {
         self.id = id
         self.type = type
         self.secretDigest = secretDigest
@@ -72,9 +74,14 @@ public struct Client: Codable, Sendable, Equatable {
     public func allows(_ grant: GrantType) -> Bool { grants.contains(grant) }
 
     enum CodingKeys: String, CodingKey {
-        case id = "client_id", type, grants, scopes, audience, created
-        case secretDigest = "secret_sha256", defaultScopes = "default_scopes", accessTokenLifetime = "access_token_lifetime"
-        case refreshTokens = "refresh_tokens", redirectURIs = "redirect_uris", pkcePlainAllowed = "pkce_plain_allowed"
+        case id = "client_id"
+        case type, grants, scopes, audience, created
+        case secretDigest = "secret_sha256"
+        case defaultScopes = "default_scopes"
+        case accessTokenLifetime = "access_token_lifetime"
+        case refreshTokens = "refresh_tokens"
+        case redirectURIs = "redirect_uris"
+        case pkcePlainAllowed = "pkce_plain_allowed"
     }
 
     /// The registered redirect URI `uri` stands for, or nil. RFC 9700 §4.1.3: exact string comparison,
@@ -116,7 +123,8 @@ public struct Client: Codable, Sendable, Equatable {
         case .public:
             guard secretDigest == nil else { throw RegistrationError(.invalidSecret, "public client \(id) must not have a secret") }
             guard !allows(.clientCredentials) else {
-                throw RegistrationError(.publicClientCredentials, "public client \(id) cannot use client_credentials: that grant needs a secret (RFC 6749 §4.4)")
+                throw RegistrationError(
+                    .publicClientCredentials, "public client \(id) cannot use client_credentials: that grant needs a secret (RFC 6749 §4.4)")
             }
         }
         guard !grants.isEmpty, grants.allSatisfy(GrantType.all.contains) else {
@@ -125,7 +133,9 @@ public struct Client: Codable, Sendable, Equatable {
         guard scopes.allSatisfy(Scope.isToken), Set(defaultScopes).isSubset(of: Set(scopes)) else {
             throw RegistrationError(.invalidScopes, "client \(id): scopes must be RFC 6749 §3.3 scope tokens, default scopes among them")
         }
-        guard !audience.isEmpty, audience.utf8.count <= 1_024 else { throw RegistrationError(.invalidAudience, "client \(id): audience must be 1 to 1,024 bytes") }
+        guard !audience.isEmpty, audience.utf8.count <= 1_024 else {
+            throw RegistrationError(.invalidAudience, "client \(id): audience must be 1 to 1,024 bytes")
+        }
         guard (1...86_400).contains(accessTokenLifetime) else {
             throw RegistrationError(.invalidLifetime, "client \(id): access_token_lifetime must be 1 to 86,400 seconds")
         }
@@ -135,8 +145,10 @@ public struct Client: Codable, Sendable, Equatable {
         for uri in redirectURIs {
             // RFC 6749 §3.1.2: an absolute URI without a fragment.
             guard let components = URLComponents(string: uri), let scheme = components.scheme, !scheme.isEmpty,
-                  components.fragment == nil, uri.utf8.count <= 2_048 else {
-                throw RegistrationError(.invalidRedirectURI, "client \(id): redirect URI \(uri) must be absolute and have no fragment (RFC 6749 §3.1.2)")
+                components.fragment == nil, uri.utf8.count <= 2_048
+            else {
+                throw RegistrationError(
+                    .invalidRedirectURI, "client \(id): redirect URI \(uri) must be absolute and have no fragment (RFC 6749 §3.1.2)")
             }
         }
         if allows(.authorizationCode), redirectURIs.isEmpty {
@@ -146,7 +158,9 @@ public struct Client: Codable, Sendable, Equatable {
 
     static func isValidID(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 255
-            && id.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || "._~-".utf8.contains($0) }
+            && id.utf8.allSatisfy {
+                (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || "._~-".utf8.contains($0)
+            }
     }
 
     /// A new client secret: `tcs_` and 256 random bits, base64url. Shown once; only its digest is kept.
@@ -161,14 +175,17 @@ public struct Client: Codable, Sendable, Equatable {
 
 extension RefreshTokenPolicy: Codable {
     enum CodingKeys: String, CodingKey {
-        case absoluteLifetime = "absolute_lifetime", idleLifetime = "idle_lifetime", retryWindow = "retry_window"
+        case absoluteLifetime = "absolute_lifetime"
+        case idleLifetime = "idle_lifetime"
+        case retryWindow = "retry_window"
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(absoluteLifetime: try container.decode(Int.self, forKey: .absoluteLifetime),
-                  idleLifetime: try container.decode(Int.self, forKey: .idleLifetime),
-                  retryWindow: try container.decode(Int.self, forKey: .retryWindow))
+        self.init(
+            absoluteLifetime: try container.decode(Int.self, forKey: .absoluteLifetime),
+            idleLifetime: try container.decode(Int.self, forKey: .idleLifetime),
+            retryWindow: try container.decode(Int.self, forKey: .retryWindow))
     }
 
     public func encode(to encoder: any Encoder) throws {

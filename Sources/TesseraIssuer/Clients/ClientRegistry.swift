@@ -11,7 +11,9 @@ public struct ClientRegistry: Codable, Sendable, Equatable {
     public func client(_ id: String) -> Client? { clients.first { $0.id == id } }
 
     public func validate() throws {
-        guard version == 1 else { throw RegistrationError(.unsupportedVersion, "clients.json version \(version) is not supported (this build reads 1)") }
+        guard version == 1 else {
+            throw RegistrationError(.unsupportedVersion, "clients.json version \(version) is not supported (this build reads 1)")
+        }
         var seen = Set<String>()
         for client in clients {
             guard seen.insert(client.id).inserted else { throw RegistrationError(.duplicateClientID, "client_id \(client.id) appears twice") }
@@ -29,8 +31,9 @@ public struct ClientStore: Sendable {
 
     public init(dataPath: String) {
         self.dataPath = dataPath
-        document = JSONDocument(folder: dataPath, name: Self.fileName, lockName: ".clients.lock", what: "the client registry",
-                                empty: { ClientRegistry() })
+        document = JSONDocument(
+            folder: dataPath, name: Self.fileName, lockName: ".clients.lock", what: "the client registry",
+            empty: { ClientRegistry() })
     }
 
     /// The registry; empty when there is no file yet.

@@ -23,7 +23,8 @@ public struct ClientAuthenticator: Sendable {
 
     /// Authenticates from the `Authorization` header (if any) and the form's `client_id` / `client_secret`.
     public func authenticate(authorization: String?, clientID formID: String?, clientSecret formSecret: String?) throws -> Client {
-        var id = formID, secret = formSecret
+        var id = formID
+        var secret = formSecret
         if let authorization {
             guard formSecret == nil else {
                 // RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each request."
@@ -43,7 +44,9 @@ public struct ClientAuthenticator: Sendable {
         let client = registry.client(id)
         guard let secret else {
             guard let client, client.type == .public else {
-                throw OAuthError(.invalidClient, "client authentication failed", log: client == nil ? "unknown client" : "confidential client \(id) sent no secret")
+                throw OAuthError(
+                    .invalidClient, "client authentication failed", log: client == nil ? "unknown client" : "confidential client \(id) sent no secret"
+                )
             }
             return client
         }
@@ -74,9 +77,9 @@ public struct ClientAuthenticator: Sendable {
         }
         let encoded = String(parts[1])
         guard encoded.utf8.count <= 4 * maximumCredentialLength,
-              let data = Data(base64Encoded: encoded.trimmingCharacters(in: .whitespaces)),
-              let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":"),
-              let id = formDecoded(String(text[..<colon])), let secret = formDecoded(String(text[text.index(after: colon)...]))
+            let data = Data(base64Encoded: encoded.trimmingCharacters(in: .whitespaces)),
+            let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":"),
+            let id = formDecoded(String(text[..<colon])), let secret = formDecoded(String(text[text.index(after: colon)...]))
         else {
             throw OAuthError(.invalidClient, "client authentication failed", log: "malformed Basic credentials")
         }

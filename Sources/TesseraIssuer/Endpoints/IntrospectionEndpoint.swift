@@ -11,8 +11,10 @@ public struct IntrospectionEndpoint: Sendable {
     public let issuer: String
     public let clock: WallClock
 
-    public init(clients: @escaping @Sendable () throws -> ClientRegistry, store: any RefreshTokenStore, keys: SigningKeyRing,
-                issuer: String, clock: WallClock = .system) {
+    public init(
+        clients: @escaping @Sendable () throws -> ClientRegistry, store: any RefreshTokenStore, keys: SigningKeyRing,
+        issuer: String, clock: WallClock = .system
+    ) {
         self.clients = clients
         self.store = store
         self.keys = keys
@@ -29,9 +31,13 @@ public struct IntrospectionEndpoint: Sendable {
         let token = try request.required("token")
         let inactive = JSONObject(["active": .bool(false)])
         if token.hasPrefix(RefreshToken.prefix) {
-            guard let record = try? await store.record(for: RefreshToken(token)), record.state == .live, record.clientID == client.id else { return inactive }
-            var object = JSONObject(["active": .bool(true), "token_type": .string("refresh_token"), "client_id": .string(record.clientID),
-                                     "sub": .string(record.subject), "iat": seconds(record.issuedAt), "exp": seconds(record.expiresAt)])
+            guard let record = try? await store.record(for: RefreshToken(token)), record.state == .live, record.clientID == client.id else {
+                return inactive
+            }
+            var object = JSONObject([
+                "active": .bool(true), "token_type": .string("refresh_token"), "client_id": .string(record.clientID),
+                "sub": .string(record.subject), "iat": seconds(record.issuedAt), "exp": seconds(record.expiresAt),
+            ])
             if !record.scope.isEmpty { object["scope"] = .string(record.scope.joined(separator: " ")) }
             return object
         }
@@ -48,9 +54,10 @@ public struct IntrospectionEndpoint: Sendable {
 
     private func verifiedAccessToken(_ token: String) -> JSONObject? {
         guard let parsed = try? UnverifiedJWS(parsing: token), parsed.header.type?.lowercased() == "at+jwt",
-              let keySet = keys.current.verificationKeys, let claims = try? parsed.verified(using: keySet).payloadObject(),
-              claims["iss"] == .string(issuer), case .number(let exp)? = claims["exp"], let expiry = exp.int64Value,
-              expiry > Int64(clock.now().timeIntervalSince1970) else { return nil }
+            let keySet = keys.current.verificationKeys, let claims = try? parsed.verified(using: keySet).payloadObject(),
+            claims["iss"] == .string(issuer), case .number(let exp)? = claims["exp"], let expiry = exp.int64Value,
+            expiry > Int64(clock.now().timeIntervalSince1970)
+        else { return nil }
         return claims
     }
 

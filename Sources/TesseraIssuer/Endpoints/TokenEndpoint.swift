@@ -10,7 +10,9 @@ public struct TokenResponse: Sendable, Equatable {
 
     /// The JSON members, in the order RFC 6749 §5.1 lists them.
     public var json: JSONObject {
-        var object = JSONObject(["access_token": .string(accessToken), "token_type": .string(tokenType), "expires_in": .number(JSONNumber(expiresIn))])
+        var object = JSONObject([
+            "access_token": .string(accessToken), "token_type": .string(tokenType), "expires_in": .number(JSONNumber(expiresIn)),
+        ])
         if let refreshToken { object["refresh_token"] = .string(refreshToken) }
         if !scope.isEmpty { object["scope"] = .string(scope) }
         return object
@@ -41,8 +43,9 @@ public struct TokenEndpoint: Sendable {
         }
         let grant = try await handler.grant(request, client: client)
         let (token, expiresIn) = try minter.mint(grant, client: client)
-        return TokenResponse(accessToken: token, expiresIn: expiresIn, refreshToken: grant.refreshToken?.rawValue,
-                             scope: grant.scope.joined(separator: " "))
+        return TokenResponse(
+            accessToken: token, expiresIn: expiresIn, refreshToken: grant.refreshToken?.rawValue,
+            scope: grant.scope.joined(separator: " "))
     }
 
     /// RFC 6749 §3.3: the requested scope must be allowed; none requested means the client's defaults.

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -28,26 +29,33 @@ final class SecureDirectory: @unchecked Sendable {
 
     /// Opens (creating with mode 0700 if missing and `create`) the folder and takes its lock.
     /// `privateToOwner` refuses a folder group or others may even read (the key folder).
-    init(path: String, create: Bool = true, lockName: String = SecureDirectory.lockName, locking: Locking = .exclusiveOrFail,
-         what: String = "the refresh-token store", privateToOwner: Bool = false) throws {
+    init(
+        path: String, create: Bool = true, lockName: String = SecureDirectory.lockName, locking: Locking = .exclusiveOrFail,
+        what: String = "the refresh-token store", privateToOwner: Bool = false
+    ) throws {
         self.path = path
         self.lockName = lockName
         var info = stat()
         if lstat(path, &info) != 0 {
             guard errno == ENOENT, create else { throw FileError.system("inspect", path, errno, code: .unsafe) }
-            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
-                                                    withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw FileError.system("create", path, errno) }
             guard lstat(path, &info) == 0 else { throw FileError.system("inspect", path, errno, code: .unsafe) }
         }
         guard info.st_mode & S_IFMT == S_IFDIR else {
-            throw FileError(.unsafe, path: path, operation: "open", "\(path) is not a directory (a symlink is refused too); point the option at a folder")
+            throw FileError(
+                .unsafe, path: path, operation: "open", "\(path) is not a directory (a symlink is refused too); point the option at a folder")
         }
         guard info.st_uid == geteuid() else {
-            throw FileError(.unsafe, path: path, operation: "open", "\(path) belongs to another user (uid \(info.st_uid)); chown it to the service user")
+            throw FileError(
+                .unsafe, path: path, operation: "open", "\(path) belongs to another user (uid \(info.st_uid)); chown it to the service user")
         }
         guard info.st_mode & (privateToOwner ? 0o077 : 0o022) == 0 else {
-            throw FileError(.unsafe, path: path, operation: "open", "\(path) is \(privateToOwner ? "open to" : "writable by") group or others; run: chmod 700 \(path)")
+            throw FileError(
+                .unsafe, path: path, operation: "open",
+                "\(path) is \(privateToOwner ? "open to" : "writable by") group or others; run: chmod 700 \(path)")
         }
         fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw FileError.system("open", path, errno, code: .unsafe) }
@@ -78,7 +86,10 @@ final class SecureDirectory: @unchecked Sendable {
         var result: Int32
         repeat { result = flock(lockFD, wait ? LOCK_EX : LOCK_EX | LOCK_NB) } while result != 0 && errno == EINTR
         if result != 0 {
-            let holder = (try? readAll(lockFD, from: 0, maximum: 64)).map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+            let holder =
+                (try? readAll(lockFD, from: 0, maximum: 64)).map {
+                    String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                } ?? ""
             closeFile(lockFD)
             lockFD = -1
             let who = holder.isEmpty ? "another process" : "process \(holder)"
@@ -108,7 +119,9 @@ final class SecureDirectory: @unchecked Sendable {
         for existing in [temporary, name] {
             var info = stat()
             if fstatat(fd, existing, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT != S_IFREG {
-                throw FileError(.unsafe, path: "\(path)/\(existing)", operation: "write", "\(path)/\(existing) is not a regular file (a symlink?); refusing to write through it")
+                throw FileError(
+                    .unsafe, path: "\(path)/\(existing)", operation: "write",
+                    "\(path)/\(existing) is not a regular file (a symlink?); refusing to write through it")
             }
         }
         _ = unlinkat(fd, temporary, 0)

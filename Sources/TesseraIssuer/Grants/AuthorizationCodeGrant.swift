@@ -19,8 +19,9 @@ public struct AuthorizationCodeGrant: GrantHandler {
             throw OAuthError(.invalidGrant, "the authorization code is invalid, expired or used", log: reason)
         case .replayed(let familyID):
             if let familyID { _ = try? await store.revokeFamily(withID: familyID) }
-            throw OAuthError(.invalidGrant, "the authorization code is invalid, expired or used",
-                             log: "authorization code replayed: tokens issued from it revoked")
+            throw OAuthError(
+                .invalidGrant, "the authorization code is invalid, expired or used",
+                log: "authorization code replayed: tokens issued from it revoked")
         case .fresh(let record):
             // RFC 6749 §4.1.3: redirect_uri REQUIRED if it was in the authorization request, and identical.
             if let expected = record.redirectURI, request["redirect_uri"] != expected {
@@ -43,17 +44,22 @@ public struct AuthorizationCodeGrant: GrantHandler {
             // reports its access tokens inactive); the refresh token goes out only if the client may refresh.
             let issued: IssuedRefreshToken
             do {
-                issued = try await store.issue(NewRefreshTokenFamily(clientID: client.id, subject: record.subject, scope: record.scope,
-                                                                     authTime: record.authTime, policy: client.refreshTokens))
+                issued = try await store.issue(
+                    NewRefreshTokenFamily(
+                        clientID: client.id, subject: record.subject, scope: record.scope,
+                        authTime: record.authTime, policy: client.refreshTokens))
             } catch let error as RefreshTokenStoreError {
-                throw OAuthError(error.code == .unavailable ? .temporarilyUnavailable : .invalidRequest, "the grant could not be stored", log: error.message)
+                throw OAuthError(
+                    error.code == .unavailable ? .temporarilyUnavailable : .invalidRequest, "the grant could not be stored", log: error.message)
             }
             if codes.attach(familyID: issued.record.familyID, to: code) {
                 _ = try? await store.revokeFamily(withID: issued.record.familyID)
-                throw OAuthError(.invalidGrant, "the authorization code is invalid, expired or used", log: "authorization code replayed during its exchange")
+                throw OAuthError(
+                    .invalidGrant, "the authorization code is invalid, expired or used", log: "authorization code replayed during its exchange")
             }
-            return Grant(subject: record.subject, scope: record.scope, authTime: record.authTime,
-                         refreshToken: client.allows(.refreshToken) ? issued.token : nil, familyID: issued.record.familyID)
+            return Grant(
+                subject: record.subject, scope: record.scope, authTime: record.authTime,
+                refreshToken: client.allows(.refreshToken) ? issued.token : nil, familyID: issued.record.familyID)
         }
     }
 }

@@ -11,7 +11,9 @@ public struct AuthorizationCodeGrantRecord: Sendable {
     public var subject: String
     public var authTime: Date
 
-    public init(clientID: String, redirectURI: String?, challenge: (value: String, method: PKCE.Method)?, scope: [String], subject: String, authTime: Date) {
+    public init(
+        clientID: String, redirectURI: String?, challenge: (value: String, method: PKCE.Method)?, scope: [String], subject: String, authTime: Date
+    ) {
         self.clientID = clientID
         self.redirectURI = redirectURI
         self.challenge = challenge
@@ -75,7 +77,10 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
             guard var entry = entries[key], entry.expiresAt > now else { return .failed("unknown or expired authorization code") }
             guard entry.record.clientID == clientID else { return .failed("authorization code issued to another client") }
             if entry.used {
-                if entry.familyID == nil { entry.revokeWhenAttached = true; entries[key] = entry }
+                if entry.familyID == nil {
+                    entry.revokeWhenAttached = true
+                    entries[key] = entry
+                }
                 return .replayed(familyID: entry.familyID)
             }
             entry.used = true

@@ -50,7 +50,8 @@ public struct AuthorizationRequest: Sendable {
             .redirectError(OAuthError(code, description), redirectURI: redirectURI, state: state)
         }
         if let state, state.utf8.count > maximumStateLength {
-            return .redirectError(OAuthError(.invalidRequest, "state is longer than \(maximumStateLength) bytes"), redirectURI: redirectURI, state: nil)
+            return .redirectError(
+                OAuthError(.invalidRequest, "state is longer than \(maximumStateLength) bytes"), redirectURI: redirectURI, state: nil)
         }
         guard let responseType = parameters["response_type"] else { return fail(.invalidRequest, "response_type is missing") }
         guard responseType == "code" else {
@@ -84,8 +85,10 @@ public struct AuthorizationRequest: Sendable {
         guard prompt.isSubset(of: ["none", "login", "consent"]), !(prompt.contains("none") && prompt.count > 1) else {
             return fail(.invalidRequest, "prompt must be none, or login and/or consent")
         }
-        return .valid(AuthorizationRequest(client: client, redirectURI: redirectURI, redirectURISent: sent != nil, scope: scope,
-                                           state: state, challenge: challenge, prompt: prompt))
+        return .valid(
+            AuthorizationRequest(
+                client: client, redirectURI: redirectURI, redirectURISent: sent != nil, scope: scope,
+                state: state, challenge: challenge, prompt: prompt))
     }
 
     /// The redirect carrying a code or an error, with `state` echoed and `iss` (RFC 9207).

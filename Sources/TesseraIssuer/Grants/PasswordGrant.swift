@@ -15,7 +15,8 @@ public struct PasswordGrant: GrantHandler {
     }
 
     public func grant(_ request: TokenRequest, client: Client) async throws -> Grant {
-        let username = try request.required("username"), password = try request.required("password")
+        let username = try request.required("username")
+        let password = try request.required("password")
         let scope = try TokenEndpoint.resolveScope(try request.scope(), for: client)
         let user = try users().first { $0.username == username }
         guard password.utf8.count <= 1_024, UserStore.verify(password, for: user), let user else {
@@ -25,12 +26,15 @@ public struct PasswordGrant: GrantHandler {
         var grant = Grant(subject: user.username, scope: scope, authTime: now)
         if client.allows(.refreshToken) {
             do {
-                let issued = try await store.issue(NewRefreshTokenFamily(
-                    clientID: client.id, subject: user.username, scope: scope, authTime: now, policy: client.refreshTokens))
+                let issued = try await store.issue(
+                    NewRefreshTokenFamily(
+                        clientID: client.id, subject: user.username, scope: scope, authTime: now, policy: client.refreshTokens))
                 grant.refreshToken = issued.token
                 grant.familyID = issued.record.familyID
             } catch let error as RefreshTokenStoreError {
-                throw OAuthError(error.code == .unavailable ? .temporarilyUnavailable : .invalidRequest, "the refresh token could not be stored", log: error.message)
+                throw OAuthError(
+                    error.code == .unavailable ? .temporarilyUnavailable : .invalidRequest, "the refresh token could not be stored",
+                    log: error.message)
             }
         }
         return grant

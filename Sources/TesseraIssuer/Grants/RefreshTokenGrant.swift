@@ -19,8 +19,9 @@ public struct RefreshTokenGrant: GrantHandler {
             // A client whose allowed scopes shrank since the grant does not keep the dropped ones.
             let scope = rotation.grantedScope.filter(client.scopes.contains)
             let record = rotation.successor.record
-            return Grant(subject: record.subject, scope: scope, authTime: record.authTime, refreshToken: rotation.successor.token,
-                         familyID: record.familyID)
+            return Grant(
+                subject: record.subject, scope: scope, authTime: record.authTime, refreshToken: rotation.successor.token,
+                familyID: record.familyID)
         } catch let error as RefreshTokenStoreError {
             switch error.code {
             case .invalidScope:

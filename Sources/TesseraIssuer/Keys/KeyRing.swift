@@ -23,7 +23,9 @@ public struct KeyRingPolicy: Codable, Sendable, Equatable {
     public var retention: Int { maxTokenLifetime + clockSkew }
 
     enum CodingKeys: String, CodingKey {
-        case jwksMaxAge = "jwks_max_age", clockSkew = "clock_skew", maxTokenLifetime = "max_token_lifetime"
+        case jwksMaxAge = "jwks_max_age"
+        case clockSkew = "clock_skew"
+        case maxTokenLifetime = "max_token_lifetime"
     }
 }
 
@@ -56,7 +58,8 @@ public struct KeyRingEntry: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case kid, alg, state, file, created, activated, revoked
-        case retiringSince = "retiring_since", removeAfter = "remove_after"
+        case retiringSince = "retiring_since"
+        case removeAfter = "remove_after"
     }
 }
 
@@ -101,11 +104,14 @@ public struct KeyRing: Codable, Sendable, Equatable {
         guard policy.jwksMaxAge >= 0, policy.clockSkew >= 0, policy.maxTokenLifetime > 0 else {
             throw KeyStoreError(.badManifest, "policy values must be non-negative (max_token_lifetime positive)")
         }
-        var kids = Set<String>(), actives = Set<String>()
+        var kids = Set<String>()
+        var actives = Set<String>()
         for key in keys {
             guard kids.insert(key.kid).inserted else { throw KeyStoreError(.badManifest, "kid \(key.kid) appears twice") }
             guard key.algorithm != nil else { throw KeyStoreError(.badManifest, "key \(key.kid) has an unknown algorithm \(key.alg)") }
-            guard Self.isSafeFileName(key.file) else { throw KeyStoreError(.badManifest, "key \(key.kid) names a file outside the key folder: \(key.file)") }
+            guard Self.isSafeFileName(key.file) else {
+                throw KeyStoreError(.badManifest, "key \(key.kid) names a file outside the key folder: \(key.file)")
+            }
             if key.state == .active, !actives.insert(key.alg).inserted {
                 throw KeyStoreError(.badManifest, "two active \(key.alg) keys; exactly one may sign per algorithm")
             }
@@ -125,8 +131,9 @@ public struct KeyRing: Codable, Sendable, Equatable {
     public mutating func add(kid: String, algorithm: JWSAlgorithm, file: String, now: Date, activate: Bool) throws -> KeyRingEntry {
         guard entry(kid) == nil else { throw KeyStoreError(.badManifest, "kid \(kid) is already in the key ring") }
         if activate { try checkActivation(algorithm) }
-        let entry = KeyRingEntry(kid: kid, alg: algorithm.name, state: activate ? .active : .pending, file: file, created: now,
-                                 activated: activate ? now : nil)
+        let entry = KeyRingEntry(
+            kid: kid, alg: algorithm.name, state: activate ? .active : .pending, file: file, created: now,
+            activated: activate ? now : nil)
         keys.append(entry)
         return entry
     }
@@ -134,7 +141,9 @@ public struct KeyRing: Codable, Sendable, Equatable {
     /// Throws unless a new key of `algorithm` may sign at once: only when none of its algorithm is active.
     public func checkActivation(_ algorithm: JWSAlgorithm) throws {
         if let current = active(algorithm) {
-            throw KeyStoreError(.rotationNotAllowed, "an \(algorithm.name) key (\(current.kid)) is already active: a new key may only sign once published for \(policy.publishDelay) s")
+            throw KeyStoreError(
+                .rotationNotAllowed,
+                "an \(algorithm.name) key (\(current.kid)) is already active: a new key may only sign once published for \(policy.publishDelay) s")
         }
     }
 

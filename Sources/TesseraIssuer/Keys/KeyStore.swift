@@ -1,5 +1,6 @@
 public import Foundation
 public import TesseraJOSE
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -64,7 +65,8 @@ public struct KeyStore: Sendable {
         }
         let text = String(decoding: bytes, as: UTF8.self)
         do {
-            let key = algorithm.isSymmetric
+            let key =
+                algorithm.isSymmetric
                 ? try SigningKey(jwk: try JWK(json: text), algorithm: algorithm)
                 : try SigningKey(pemRepresentation: text, algorithm: algorithm, keyID: entry.kid)
             let matches = algorithm.isSymmetric ? key.keyID == entry.kid : try key.thumbprint() == entry.kid
@@ -161,8 +163,9 @@ public struct KeyStore: Sendable {
             if !create, !FileManager.default.fileExists(atPath: path) {
                 throw KeyStoreError(.noKeyRing, "there is no key folder at \(path)")
             }
-            return try SecureDirectory(path: path, create: create, lockName: Self.lockName, locking: locking,
-                                       what: "the key ring", privateToOwner: true)
+            return try SecureDirectory(
+                path: path, create: create, lockName: Self.lockName, locking: locking,
+                what: "the key ring", privateToOwner: true)
         }
     }
 
@@ -179,7 +182,10 @@ public struct KeyStore: Sendable {
             throw KeyStoreError(.insecurePermissions, "\(path)/\(name) is not a regular file (a symlink?); key files must be plain files")
         }
         guard info.st_mode & 0o077 == 0 else {
-            throw KeyStoreError(.insecurePermissions, "\(path)/\(name) is readable or writable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)/\(name)")
+            throw KeyStoreError(
+                .insecurePermissions,
+                "\(path)/\(name) is readable or writable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)/\(name)"
+            )
         }
     }
 
@@ -225,7 +231,8 @@ public struct KeyStore: Sendable {
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
             return "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)"
         case DecodingError.dataCorrupted(let context):
-            return context.codingPath.isEmpty ? "not valid JSON" : "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)"
+            return context.codingPath.isEmpty
+                ? "not valid JSON" : "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)"
         default: return "\(error)"
         }
     }

@@ -1,5 +1,5 @@
-import TesseraJOSE
 import Foundation
+import TesseraJOSE
 
 /// The one error type of the key store and key ring.
 public struct KeyStoreError: CodedError, CustomStringConvertible {

@@ -1,5 +1,6 @@
 import Foundation
 import TesseraJOSE
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -27,7 +28,8 @@ public final class SigningKeyRing: @unchecked Sendable {
         /// The key new tokens are signed with: the one active key, or the active key of `algorithm`.
         public func signer(_ algorithm: JWSAlgorithm? = nil) -> SigningKey? {
             if let algorithm { return signers[algorithm.name] }
-            return signers.count == 1 ? signers.values.first : signers[JWSAlgorithm.es256.name] ?? signers.values.sorted { $0.algorithm.name < $1.algorithm.name }.first
+            return signers.count == 1
+                ? signers.values.first : signers[JWSAlgorithm.es256.name] ?? signers.values.sorted { $0.algorithm.name < $1.algorithm.name }.first
         }
     }
 
@@ -114,8 +116,9 @@ public final class SigningKeyRing: @unchecked Sendable {
         }
         let jwks = try store.publishedJWKS(ring)
         let json = jwks.jsonString
-        return Snapshot(ring: ring, signers: signers, jwks: jwks, verificationKeys: try? VerificationKeySet(jwks: jwks), jwksJSON: json,
-                        etag: "\"" + Base64URL.encode(Digest.sha256(Array(json.utf8))) + "\"")
+        return Snapshot(
+            ring: ring, signers: signers, jwks: jwks, verificationKeys: try? VerificationKeySet(jwks: jwks), jwksJSON: json,
+            etag: "\"" + Base64URL.encode(Digest.sha256(Array(json.utf8))) + "\"")
     }
 }
 

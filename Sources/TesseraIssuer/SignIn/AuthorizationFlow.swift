@@ -34,9 +34,11 @@ public struct AuthorizationFlow: Sendable {
     /// Called with each event worth a log line (never a password, code or cookie).
     public let log: @Sendable (String) -> Void
 
-    public init(issuer: String, clients: @escaping @Sendable () -> ClientRegistry, users: @escaping @Sendable () throws -> [User],
-                consents: ConsentStore, codes: AuthorizationCodeStore, sessions: BrowserSessions, throttle: FailureThrottle,
-                clock: WallClock = .system, log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        issuer: String, clients: @escaping @Sendable () -> ClientRegistry, users: @escaping @Sendable () throws -> [User],
+        consents: ConsentStore, codes: AuthorizationCodeStore, sessions: BrowserSessions, throttle: FailureThrottle,
+        clock: WallClock = .system, log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.issuer = issuer
         self.clients = clients
         self.users = users
@@ -66,7 +68,8 @@ public struct AuthorizationFlow: Sendable {
                     return Answer(step: .redirect(redirect(request, OAuthError(.loginRequired, "the user is not signed in"))), session: session)
                 }
                 guard try consents.covers(username: username, clientID: request.client.id, scope: request.scope) else {
-                    return Answer(step: .redirect(redirect(request, OAuthError(.consentRequired, "the user has not agreed to these scopes"))), session: session)
+                    return Answer(
+                        step: .redirect(redirect(request, OAuthError(.consentRequired, "the user has not agreed to these scopes"))), session: session)
                 }
                 return Answer(step: .redirect(try issueCode(request, username: username, session: session)), session: session)
             }
@@ -78,20 +81,24 @@ public struct AuthorizationFlow: Sendable {
 
     /// `POST /authorize/sign-in`: `handle`, `csrf_token`, `username`, `password`, or `cancel`.
     public func signIn(_ form: [String: String], cookie: String?, address: String?) -> Answer {
-        let pending: PendingAuthorization, session: BrowserSession
+        let pending: PendingAuthorization
+        let session: BrowserSession
         switch resume(form, cookie: cookie) {
         case .answered(let answer): return answer
         case .form(let found, let owner): (pending, session) = (found, owner)
         }
         if form["cancel"] != nil { return deny(pending, session: session, "the user cancelled the sign-in") }
-        let username = String((form["username"] ?? "").prefix(255)), password = form["password"] ?? ""
+        let username = String((form["username"] ?? "").prefix(255))
+        let password = form["password"] ?? ""
         guard !username.isEmpty, !password.isEmpty else {
             return Answer(step: .signIn(pending, message: "Enter your username and password.", username: username, status: 400), session: session)
         }
         let keys = [FailureThrottle.userKey(username)] + (address.map { [FailureThrottle.addressKey($0)] } ?? [])
         if let wait = throttle.retryAfter(keys) {
             log("sign-in throttled after repeated failures")
-            return Answer(step: .signIn(pending, message: "Too many failed sign-ins. Try again in \(wait) seconds.", username: username, status: 429), session: session)
+            return Answer(
+                step: .signIn(pending, message: "Too many failed sign-ins. Try again in \(wait) seconds.", username: username, status: 429),
+                session: session)
         }
         let user: User?
         do { user = try users().first { $0.username == username } } catch { return failed(pending.request, error) }
@@ -113,7 +120,8 @@ public struct AuthorizationFlow: Sendable {
 
     /// `POST /authorize/consent`: `handle`, `csrf_token`, `decision` (`allow` or `deny`), `remember`.
     public func consent(_ form: [String: String], cookie: String?) -> Answer {
-        let pending: PendingAuthorization, session: BrowserSession
+        let pending: PendingAuthorization
+        let session: BrowserSession
         switch resume(form, cookie: cookie) {
         case .answered(let answer): return answer
         case .form(let found, let owner): (pending, session) = (found, owner)
@@ -170,22 +178,33 @@ public struct AuthorizationFlow: Sendable {
     private func resume(_ form: [String: String], cookie: String?) -> Resumed {
         guard let session = sessions.session(cookie), BrowserSessions.checkCSRF(form["csrf_token"], for: session) else {
             log("form refused: missing or wrong CSRF token, or no session")
-            return .answered(Answer(step: .errorPage(OAuthError(.invalidRequest,
-                "This form did not come from this sign-in page, or the page expired. Go back to the application and start again.",
-                log: "missing or wrong CSRF token, or no session cookie"), status: 403), session: nil))
+            return .answered(
+                Answer(
+                    step: .errorPage(
+                        OAuthError(
+                            .invalidRequest,
+                            "This form did not come from this sign-in page, or the page expired. Go back to the application and start again.",
+                            log: "missing or wrong CSRF token, or no session cookie"), status: 403), session: nil))
         }
         guard let pending = sessions.pending(form["handle"], in: session) else { return .answered(expired(session)) }
         // The client may have been changed or removed since the request was opened.
-        guard let client = clients().client(pending.request.client.id), client.registeredRedirectURI(matching: pending.request.redirectURI) != nil else {
+        guard let client = clients().client(pending.request.client.id), client.registeredRedirectURI(matching: pending.request.redirectURI) != nil
+        else {
             sessions.close(pending.handle, in: session)
-            return .answered(Answer(step: .errorPage(OAuthError(.invalidRequest, "The application is no longer registered for this sign-in."), status: 400), session: session))
+            return .answered(
+                Answer(
+                    step: .errorPage(OAuthError(.invalidRequest, "The application is no longer registered for this sign-in."), status: 400),
+                    session: session))
         }
         return .form(pending, session)
     }
 
     private func expired(_ session: BrowserSession) -> Answer {
-        Answer(step: .errorPage(OAuthError(.invalidRequest, "This sign-in took too long or is already finished. Go back to the application and start again."), status: 400),
-               session: session)
+        Answer(
+            step: .errorPage(
+                OAuthError(.invalidRequest, "This sign-in took too long or is already finished. Go back to the application and start again."),
+                status: 400),
+            session: session)
     }
 
     private func deny(_ pending: PendingAuthorization, session: BrowserSession, _ reason: String) -> Answer {
@@ -201,9 +220,10 @@ public struct AuthorizationFlow: Sendable {
     }
 
     private func issueCode(_ request: AuthorizationRequest, username: String, session: BrowserSession) throws -> String {
-        let code = try codes.issue(AuthorizationCodeGrantRecord(
-            clientID: request.client.id, redirectURI: request.redirectURISent ? request.redirectURI : nil, challenge: request.challenge,
-            scope: request.scope, subject: username, authTime: session.authTime ?? clock.now()))
+        let code = try codes.issue(
+            AuthorizationCodeGrantRecord(
+                clientID: request.client.id, redirectURI: request.redirectURISent ? request.redirectURI : nil, challenge: request.challenge,
+                scope: request.scope, subject: username, authTime: session.authTime ?? clock.now()))
         return AuthorizationRequest.redirect(to: request.redirectURI, [("code", code)], state: request.state, issuer: issuer)
     }
 
@@ -212,7 +232,8 @@ public struct AuthorizationFlow: Sendable {
     }
 
     private func redirect(_ uri: String, _ error: OAuthError, state: String?) -> String {
-        AuthorizationRequest.redirect(to: uri, [("error", error.code.rawValue), ("error_description", error.description)], state: state, issuer: issuer)
+        AuthorizationRequest.redirect(
+            to: uri, [("error", error.code.rawValue), ("error_description", error.description)], state: state, issuer: issuer)
     }
 
     /// A form post either refers to a live request of its session, or is already answered (refused).

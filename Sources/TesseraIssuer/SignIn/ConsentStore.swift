@@ -8,7 +8,11 @@ public struct Consent: Codable, Sendable, Equatable {
     public var scopes: [String]
     public var granted: Date
 
-    enum CodingKeys: String, CodingKey { case username, clientID = "client_id", scopes, granted }
+    enum CodingKeys: String, CodingKey {
+        case username
+        case clientID = "client_id"
+        case scopes, granted
+    }
 }
 
 /// `consents.json` in the data folder (0600, changed under `.consents.lock`, written with fsync and rename).
@@ -24,8 +28,9 @@ public struct ConsentStore: Sendable {
     private let document: JSONDocument<Registry>
 
     public init(dataPath: String) {
-        document = JSONDocument(folder: dataPath, name: Self.fileName, lockName: ".consents.lock", what: "the consent registry",
-                                empty: { Registry() })
+        document = JSONDocument(
+            folder: dataPath, name: Self.fileName, lockName: ".consents.lock", what: "the consent registry",
+            empty: { Registry() })
     }
 
     public func consents() throws -> [Consent] { try document.read().consents }

@@ -93,8 +93,9 @@ extension FileRefreshTokenStore {
         let (families, bytes) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int, Int), any Error>) in
             let thread = Thread { [directory] in
                 do {
-                    continuation.resume(returning: try StoreLoader.writeSnapshot(
-                        directory: directory, base: base, through: newLog - 1, generation: newLog, now: now))
+                    continuation.resume(
+                        returning: try StoreLoader.writeSnapshot(
+                            directory: directory, base: base, through: newLog - 1, generation: newLog, now: now))
                 } catch let damage as StoreDamage {
                     continuation.resume(throwing: damage.error(in: directory.path))
                 } catch let error as FileError {

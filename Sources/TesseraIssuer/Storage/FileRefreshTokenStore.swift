@@ -1,5 +1,6 @@
 import Foundation
 import TesseraJOSE
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -34,8 +35,10 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         /// Things an operator should see: a torn tail dropped at start, compactions, I/O failures.
         public var onEvent: (@Sendable (StoreEvent) -> Void)?
 
-        public init(durability: Durability = .fsync, compactionThreshold: Int = 64 << 20, clock: WallClock = .system,
-                    onEvent: (@Sendable (StoreEvent) -> Void)? = nil) {
+        public init(
+            durability: Durability = .fsync, compactionThreshold: Int = 64 << 20, clock: WallClock = .system,
+            onEvent: (@Sendable (StoreEvent) -> Void)? = nil
+        ) {
             self.durability = durability
             self.compactionThreshold = compactionThreshold
             self.clock = clock
@@ -145,8 +148,9 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
 
     public func statistics() async -> RefreshTokenStoreStatistics {
         withCondition {
-            RefreshTokenStoreStatistics(families: ledger.liveCount, revokedFamilies: ledger.count - ledger.liveCount, retryRecords: ledger.retries.count,
-                                        logBytes: logBytesSinceSnapshot + log.pending.count, generation: Int(logGeneration))
+            RefreshTokenStoreStatistics(
+                families: ledger.liveCount, revokedFamilies: ledger.count - ledger.liveCount, retryRecords: ledger.retries.count,
+                logBytes: logBytesSinceSnapshot + log.pending.count, generation: Int(logGeneration))
         }
     }
 
@@ -186,7 +190,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
                 // Nothing more may be written: fail whoever is left, then wait for close.
                 switchRequest = nil
                 condition.unlock()
-                stranded.forEach { $0.resume(throwing: error) }
+                for waiter in stranded { waiter.resume(throwing: error) }
                 request?.resume(throwing: error)
                 condition.lock()
             case .write(let batch, let lsn):
@@ -220,8 +224,10 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
 
     /// Called with the lock held, which it drops while resuming callers and takes again: settles a
     /// written batch's waiters (and the compaction that asked for a new log). True when a compaction is due.
-    private func finish(_ batch: [UInt8], through lsn: UInt64, _ outcome: Result<UInt64?, RefreshTokenStoreError>,
-                        request: CheckedContinuation<UInt64, any Error>?) -> Bool {
+    private func finish(
+        _ batch: [UInt8], through lsn: UInt64, _ outcome: Result<UInt64?, RefreshTokenStoreError>,
+        request: CheckedContinuation<UInt64, any Error>?
+    ) -> Bool {
         var ready: [CheckedContinuation<Void, any Error>] = []
         var failed: (RefreshTokenStoreError, [CheckedContinuation<Void, any Error>])?
         switch outcome {
@@ -235,8 +241,10 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         let shouldCompact = log.failure == nil && !compacting && logBytesSinceSnapshot > options.compactionThreshold
         condition.unlock()
         if case .failure(let error) = outcome { options.onEvent?(.writeFailed(error.message)) }
-        ready.forEach { $0.resume() }
-        if let (error, waiters) = failed { waiters.forEach { $0.resume(throwing: error) } }
+        for waiter in ready { waiter.resume() }
+        if let (error, waiters) = failed {
+            for waiter in waiters { waiter.resume(throwing: error) }
+        }
         if let request {
             switch outcome {
             case .success(let generation): request.resume(returning: generation!)

@@ -90,7 +90,8 @@ struct GroupCommitLog<Waiter> {
     mutating func writeFailed(_ message: String) -> (RefreshTokenStoreError, [Waiter]) {
         // No retry: after a failed fsync the kernel may have dropped the pages (PostgreSQL's "fsyncgate"),
         // so a later success would acknowledge data that is not on disk.
-        let error = RefreshTokenStoreError(.unavailable, "the refresh-token store is read-only after an I/O error (\(message)); restart the service once the disk is healthy")
+        let error = RefreshTokenStoreError(
+            .unavailable, "the refresh-token store is read-only after an I/O error (\(message)); restart the service once the disk is healthy")
         failure = error
         let failed = waiters.map(\.waiter)
         waiters.removeAll()

@@ -24,6 +24,9 @@ public final class InMemoryRefreshTokenStore: LedgerBackedStore, @unchecked Send
     }
 
     public func statistics() async -> RefreshTokenStoreStatistics {
-        lock.withLock { RefreshTokenStoreStatistics(families: ledger.liveCount, revokedFamilies: ledger.count - ledger.liveCount, retryRecords: ledger.retries.count) }
+        lock.withLock {
+            RefreshTokenStoreStatistics(
+                families: ledger.liveCount, revokedFamilies: ledger.count - ledger.liveCount, retryRecords: ledger.retries.count)
+        }
     }
 }

@@ -42,8 +42,8 @@ struct ParsedRefreshToken {
     init(_ token: RefreshToken) throws {
         let text = token.rawValue.utf8
         guard text.count == RefreshToken.encodedLength, text.starts(with: RefreshToken.prefix.utf8),
-              let bytes = try? Base64URL.decode(text.dropFirst(RefreshToken.prefix.utf8.count)),
-              bytes.count == RefreshToken.decodedLength
+            let bytes = try? Base64URL.decode(text.dropFirst(RefreshToken.prefix.utf8.count)),
+            bytes.count == RefreshToken.decodedLength
         else { throw RefreshTokenStoreError(.malformedToken, "not a Tessera refresh token") }
         familyID = Array(bytes[0..<RefreshToken.familyIDLength])
         familyKey = FamilyKey(familyID: familyID)
@@ -70,7 +70,8 @@ struct FamilyKey: Hashable, Sendable {
 
     init<Bytes: Collection>(bytes: Bytes) where Bytes.Element == UInt8 {
         var iterator = bytes.makeIterator()
-        var high: UInt64 = 0, low: UInt64 = 0
+        var high: UInt64 = 0
+        var low: UInt64 = 0
         for _ in 0..<8 { high = high << 8 | UInt64(iterator.next()!) }
         for _ in 0..<8 { low = low << 8 | UInt64(iterator.next()!) }
         self.init(high: high, low: low)

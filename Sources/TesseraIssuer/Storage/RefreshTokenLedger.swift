@@ -118,11 +118,12 @@ struct RefreshTokenLedger {
     mutating func apply(_ change: LedgerChange) {
         switch change {
         case .issue(let entry):
-            insert(Family(
-                key: entry.key, current: entry.digest, subject: entry.subject, authTime: entry.authTime,
-                issuedAt: entry.issuedAt, absoluteExpiry: entry.absoluteExpiry, generation: 1,
-                client: intern(entry.clientID), scope: intern(entry.scope),
-                idleLifetime: entry.idleLifetime, retryWindow: entry.retryWindow), retry: nil)
+            insert(
+                Family(
+                    key: entry.key, current: entry.digest, subject: entry.subject, authTime: entry.authTime,
+                    issuedAt: entry.issuedAt, absoluteExpiry: entry.absoluteExpiry, generation: 1,
+                    client: intern(entry.clientID), scope: intern(entry.scope),
+                    idleLifetime: entry.idleLifetime, retryWindow: entry.retryWindow), retry: nil)
         case .rotate(let entry):
             guard let slot = index[entry.key] else { return }
             families[Int(slot)].current = entry.digest
@@ -224,8 +225,10 @@ struct RefreshTokenLedger {
         return (.issue(entry), IssuedRefreshToken(token: token, record: record))
     }
 
-    func planRotation(of token: RefreshToken, _ presented: ParsedRefreshToken, clientID: String, scope requested: [String]?,
-                      now: Int64, seed: [UInt8]) -> RotationPlan {
+    func planRotation(
+        of token: RefreshToken, _ presented: ParsedRefreshToken, clientID: String, scope requested: [String]?,
+        now: Int64, seed: [UInt8]
+    ) -> RotationPlan {
         guard let family = family(presented.familyKey) else {
             return .failure(RefreshTokenStoreError(.unknownToken, "no live family for this refresh token"))
         }
@@ -238,8 +241,9 @@ struct RefreshTokenLedger {
         if family.revoked {
             if presented.generation < family.generation {
                 // Already revoked, so nothing to record; still reuse, and the caller should hear it.
-                return .failure(RefreshTokenStoreError(
-                    .reuseDetected, "a rotated-away refresh token of a revoked family was presented again", familyID: family.key.hex))
+                return .failure(
+                    RefreshTokenStoreError(
+                        .reuseDetected, "a rotated-away refresh token of a revoked family was presented again", familyID: family.key.hex))
             }
             if presented.generation == family.generation, presented.digest == family.current {
                 return .failure(RefreshTokenStoreError(.revoked, "the refresh token's family was revoked"))
@@ -260,7 +264,8 @@ struct RefreshTokenLedger {
         }
         if presented.generation < family.generation {
             if presented.generation == family.generation - 1, let retry = retries[family.key],
-               retry.previous == presented.digest, (0...Int64(family.retryWindow)).contains(now - retry.rotatedAt) {
+                retry.previous == presented.digest, (0...Int64(family.retryWindow)).contains(now - retry.rotatedAt)
+            {
                 let granted: [String]
                 switch grantedScope(requested, family: family) {
                 case .success(let scope): granted = scope
@@ -280,8 +285,10 @@ struct RefreshTokenLedger {
         return .failure(RefreshTokenStoreError(.unknownToken, "no live family for this refresh token"))
     }
 
-    private func rotate(_ token: RefreshToken, presented: ParsedRefreshToken, family: Family, granted: [String],
-                        now: Int64, seed: [UInt8]) -> RotationPlan {
+    private func rotate(
+        _ token: RefreshToken, presented: ParsedRefreshToken, family: Family, granted: [String],
+        now: Int64, seed: [UInt8]
+    ) -> RotationPlan {
         let generation = family.generation &+ 1
         guard generation != 0 else {
             return .failure(RefreshTokenStoreError(.expired, "the refresh token family has rotated 2^32 times"))
@@ -289,8 +296,9 @@ struct RefreshTokenLedger {
         let successor = Self.successor(of: token, familyID: presented.familyID, generation: generation, seed: seed)
         let retry = family.retryWindow > 0 ? RetryState(previous: presented.digest, seed: seed, rotatedAt: now) : nil
         // RFC 7519 §4.1.6 and THREATS C12: a clock stepped back must not date a successor before its predecessor.
-        let entry = RotateEntry(key: family.key, generation: generation, digest: TokenDigest(of: successor),
-                                issuedAt: max(now, family.issuedAt), retry: retry)
+        let entry = RotateEntry(
+            key: family.key, generation: generation, digest: TokenDigest(of: successor),
+            issuedAt: max(now, family.issuedAt), retry: retry)
         var next = family
         next.generation = generation
         next.issuedAt = entry.issuedAt

@@ -1,5 +1,5 @@
-public import TesseraJOSE
 public import Foundation
+public import TesseraJOSE
 
 /// Where refresh-token families live: the one stateful part of the token service.
 ///

@@ -26,9 +26,17 @@ enum StoreFormat {
 
     enum RecordType: UInt8 {
         // Log records: one change each.
-        case issue = 1, rotate = 2, revokeFamily = 3, revokeClient = 4, revokeSubject = 5, revokeAll = 6
+        case issue = 1
+        case rotate = 2
+        case revokeFamily = 3
+        case revokeClient = 4
+        case revokeSubject = 5
+        case revokeAll = 6
         // Snapshot records.
-        case snapshotBegin = 16, string = 17, family = 18, snapshotEnd = 19
+        case snapshotBegin = 16
+        case string = 17
+        case family = 18
+        case snapshotEnd = 19
     }
 
     static func header(_ header: Header) -> [UInt8] {
@@ -45,7 +53,9 @@ enum StoreFormat {
         guard bytes.count >= headerSize else { throw FormatError("the file is shorter than its header") }
         let header = bytes.prefix(headerSize)
         var reader = ByteReader(header)
-        guard Array(try reader.bytes(8)) == kind.magic else { throw FormatError("the file does not start with \(String(decoding: kind.magic, as: UTF8.self))") }
+        guard Array(try reader.bytes(8)) == kind.magic else {
+            throw FormatError("the file does not start with \(String(decoding: kind.magic, as: UTF8.self))")
+        }
         let fileVersion = try reader.u32()
         let generation = try reader.u64()
         let createdAt = try reader.i64()
@@ -99,23 +109,36 @@ enum StoreFormat {
         switch change {
         case .issue(let e):
             w.u8(RecordType.issue.rawValue)
-            w.key(e.key); w.digest(e.digest)
-            w.i64(e.authTime); w.i64(e.issuedAt); w.i64(e.absoluteExpiry)
-            w.i32(e.idleLifetime); w.i32(e.retryWindow)
-            w.string(e.clientID); w.string(e.scope); w.string(e.subject)
+            w.key(e.key)
+            w.digest(e.digest)
+            w.i64(e.authTime)
+            w.i64(e.issuedAt)
+            w.i64(e.absoluteExpiry)
+            w.i32(e.idleLifetime)
+            w.i32(e.retryWindow)
+            w.string(e.clientID)
+            w.string(e.scope)
+            w.string(e.subject)
         case .rotate(let e):
             w.u8(RecordType.rotate.rawValue)
-            w.key(e.key); w.u32(e.generation); w.digest(e.digest); w.i64(e.issuedAt)
+            w.key(e.key)
+            w.u32(e.generation)
+            w.digest(e.digest)
+            w.i64(e.issuedAt)
             w.retry(e.retry)
         case .revokeFamily(let key, let at, let reason):
             w.u8(RecordType.revokeFamily.rawValue)
-            w.key(key); w.i64(at); w.u8(reason.rawValue)
+            w.key(key)
+            w.i64(at)
+            w.u8(reason.rawValue)
         case .revokeClient(let clientID, let at):
             w.u8(RecordType.revokeClient.rawValue)
-            w.i64(at); w.string(clientID)
+            w.i64(at)
+            w.string(clientID)
         case .revokeSubject(let subject, let at):
             w.u8(RecordType.revokeSubject.rawValue)
-            w.i64(at); w.string(subject)
+            w.i64(at)
+            w.string(subject)
         case .revokeAll(let at):
             w.u8(RecordType.revokeAll.rawValue)
             w.i64(at)
@@ -129,18 +152,30 @@ enum StoreFormat {
         let change: LedgerChange
         switch RecordType(rawValue: type) {
         case .issue:
-            let key = try r.key(), digest = try r.digest()
-            let authTime = try r.i64(), issuedAt = try r.i64(), absoluteExpiry = try r.i64()
-            let idle = try r.i32(), retry = try r.i32()
-            let clientID = try r.string(), scope = try r.string(), subject = try r.string()
-            change = .issue(IssueEntry(key: key, digest: digest, clientID: clientID, subject: subject, scope: scope,
-                                       authTime: authTime, issuedAt: issuedAt, absoluteExpiry: absoluteExpiry,
-                                       idleLifetime: idle, retryWindow: retry))
+            let key = try r.key()
+            let digest = try r.digest()
+            let authTime = try r.i64()
+            let issuedAt = try r.i64()
+            let absoluteExpiry = try r.i64()
+            let idle = try r.i32()
+            let retry = try r.i32()
+            let clientID = try r.string()
+            let scope = try r.string()
+            let subject = try r.string()
+            change = .issue(
+                IssueEntry(
+                    key: key, digest: digest, clientID: clientID, subject: subject, scope: scope,
+                    authTime: authTime, issuedAt: issuedAt, absoluteExpiry: absoluteExpiry,
+                    idleLifetime: idle, retryWindow: retry))
         case .rotate:
-            let key = try r.key(), generation = try r.u32(), digest = try r.digest(), issuedAt = try r.i64()
+            let key = try r.key()
+            let generation = try r.u32()
+            let digest = try r.digest()
+            let issuedAt = try r.i64()
             change = .rotate(RotateEntry(key: key, generation: generation, digest: digest, issuedAt: issuedAt, retry: try r.retry()))
         case .revokeFamily:
-            let key = try r.key(), at = try r.i64()
+            let key = try r.key()
+            let at = try r.i64()
             guard let reason = RevocationReason(rawValue: try r.u8()) else { throw FormatError("unknown revocation reason") }
             change = .revokeFamily(key, at: at, reason: reason)
         case .revokeClient:
@@ -163,27 +198,39 @@ enum StoreFormat {
     /// The live state as snapshot records: a count, the string table, every family, an end marker.
     static func snapshotRecords(of ledger: RefreshTokenLedger, into out: inout [UInt8], flush: (inout [UInt8]) throws -> Void) rethrows {
         var w = ByteWriter()
-        w.u8(RecordType.snapshotBegin.rawValue); w.u64(UInt64(ledger.count)); w.u64(UInt64(ledger.strings.count))
+        w.u8(RecordType.snapshotBegin.rawValue)
+        w.u64(UInt64(ledger.count))
+        w.u64(UInt64(ledger.strings.count))
         frame(w.buffer, into: &out)
         for (id, string) in ledger.strings.enumerated() {
             w = ByteWriter()
-            w.u8(RecordType.string.rawValue); w.u32(UInt32(id)); w.string(string)
+            w.u8(RecordType.string.rawValue)
+            w.u32(UInt32(id))
+            w.string(string)
             frame(w.buffer, into: &out)
         }
         for family in ledger.families {
             w = ByteWriter()
             w.u8(RecordType.family.rawValue)
-            w.key(family.key); w.digest(family.current); w.u32(family.generation)
-            w.i64(family.authTime); w.i64(family.issuedAt); w.i64(family.absoluteExpiry)
-            w.i32(family.idleLifetime); w.i32(family.retryWindow)
-            w.u32(family.client); w.u32(family.scope); w.string(family.subject)
+            w.key(family.key)
+            w.digest(family.current)
+            w.u32(family.generation)
+            w.i64(family.authTime)
+            w.i64(family.issuedAt)
+            w.i64(family.absoluteExpiry)
+            w.i32(family.idleLifetime)
+            w.i32(family.retryWindow)
+            w.u32(family.client)
+            w.u32(family.scope)
+            w.string(family.subject)
             w.u8(family.revoked ? 1 : 0)
             w.retry(ledger.retries[family.key])
             frame(w.buffer, into: &out)
             if out.count >= 1 << 20 { try flush(&out) }
         }
         w = ByteWriter()
-        w.u8(RecordType.snapshotEnd.rawValue); w.u64(UInt64(ledger.count))
+        w.u8(RecordType.snapshotEnd.rawValue)
+        w.u64(UInt64(ledger.count))
         frame(w.buffer, into: &out)
         try flush(&out)
     }
@@ -211,7 +258,9 @@ enum StoreFormat {
                         sawBegin = true
                         expectedFamilies = try r.u64()
                         let stringCount = try r.u64()
-                        guard expectedFamilies <= UInt64(reader.size), stringCount <= UInt64(reader.size) else { throw FormatError("implausible counts") }
+                        guard expectedFamilies <= UInt64(reader.size), stringCount <= UInt64(reader.size) else {
+                            throw FormatError("implausible counts")
+                        }
                         ledger.reserveCapacity(Int(expectedFamilies))
                         strings.reserveCapacity(Int(stringCount))
                     case .string:
@@ -219,19 +268,29 @@ enum StoreFormat {
                         guard id == UInt32(strings.count) else { throw FormatError("string table out of order") }
                         strings.append(ledger.intern(try r.string()))
                     case .family:
-                        let key = try r.key(), current = try r.digest(), generation = try r.u32()
-                        let authTime = try r.i64(), issuedAt = try r.i64(), absoluteExpiry = try r.i64()
-                        let idle = try r.i32(), retryWindow = try r.i32()
-                        let client = try r.u32(), scope = try r.u32()
-                        guard Int(client) < strings.count, Int(scope) < strings.count else { throw FormatError("a family names a string that is not in the table") }
+                        let key = try r.key()
+                        let current = try r.digest()
+                        let generation = try r.u32()
+                        let authTime = try r.i64()
+                        let issuedAt = try r.i64()
+                        let absoluteExpiry = try r.i64()
+                        let idle = try r.i32()
+                        let retryWindow = try r.i32()
+                        let client = try r.u32()
+                        let scope = try r.u32()
+                        guard Int(client) < strings.count, Int(scope) < strings.count else {
+                            throw FormatError("a family names a string that is not in the table")
+                        }
                         let subject = try r.string()
                         let revoked = try r.u8()
                         guard revoked <= 1 else { throw FormatError("a revoked flag is neither 0 nor 1") }
                         let retry = try r.retry()
-                        ledger.insert(Family(key: key, current: current, subject: subject, authTime: authTime, issuedAt: issuedAt,
-                                             absoluteExpiry: absoluteExpiry, generation: generation, client: strings[Int(client)],
-                                             scope: strings[Int(scope)], idleLifetime: idle, retryWindow: retryWindow,
-                                             revoked: revoked == 1), retry: retry)
+                        ledger.insert(
+                            Family(
+                                key: key, current: current, subject: subject, authTime: authTime, issuedAt: issuedAt,
+                                absoluteExpiry: absoluteExpiry, generation: generation, client: strings[Int(client)],
+                                scope: strings[Int(scope)], idleLifetime: idle, retryWindow: retryWindow,
+                                revoked: revoked == 1), retry: retry)
                     case .snapshotEnd:
                         guard try r.u64() == expectedFamilies, UInt64(ledger.count) == expectedFamilies else {
                             throw FormatError("the family count does not match the begin record")
@@ -265,13 +324,25 @@ struct ByteWriter {
     var buffer: [UInt8] = []
 
     mutating func u8(_ value: UInt8) { buffer.append(value) }
-    mutating func u32(_ value: UInt32) { for shift in stride(from: 0, to: 32, by: 8) { buffer.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) } }
-    mutating func u64(_ value: UInt64) { for shift in stride(from: 0, to: 64, by: 8) { buffer.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) } }
+    mutating func u32(_ value: UInt32) {
+        for shift in stride(from: 0, to: 32, by: 8) { buffer.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+    }
+    mutating func u64(_ value: UInt64) {
+        for shift in stride(from: 0, to: 64, by: 8) { buffer.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+    }
     mutating func i32(_ value: Int32) { u32(UInt32(bitPattern: value)) }
     mutating func i64(_ value: Int64) { u64(UInt64(bitPattern: value)) }
     mutating func bytes(_ value: [UInt8]) { buffer += value }
-    mutating func key(_ key: FamilyKey) { u64(key.high); u64(key.low) }
-    mutating func digest(_ digest: TokenDigest) { u64(digest.words.0); u64(digest.words.1); u64(digest.words.2); u64(digest.words.3) }
+    mutating func key(_ key: FamilyKey) {
+        u64(key.high)
+        u64(key.low)
+    }
+    mutating func digest(_ digest: TokenDigest) {
+        u64(digest.words.0)
+        u64(digest.words.1)
+        u64(digest.words.2)
+        u64(digest.words.3)
+    }
 
     mutating func string(_ value: String) {
         let utf8 = Array(value.utf8)
@@ -283,7 +354,10 @@ struct ByteWriter {
 
     mutating func retry(_ retry: RetryState?) {
         guard let retry else { return u8(0) }
-        u8(1); digest(retry.previous); bytes(retry.seed); i64(retry.rotatedAt)
+        u8(1)
+        digest(retry.previous)
+        bytes(retry.seed)
+        i64(retry.rotatedAt)
     }
 }
 
@@ -371,11 +445,21 @@ enum CRC32C {
         var index = 0
         let count = buffer.count
         tables.withUnsafeBufferPointer { t in
-            let t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3], t4 = t[4], t5 = t[5], t6 = t[6], t7 = t[7]
+            let t0 = t[0]
+            let t1 = t[1]
+            let t2 = t[2]
+            let t3 = t[3]
+            let t4 = t[4]
+            let t5 = t[5]
+            let t6 = t[6]
+            let t7 = t[7]
             while count - index >= 8 {
-                let low = crc ^ (UInt32(buffer[index]) | UInt32(buffer[index + 1]) << 8 | UInt32(buffer[index + 2]) << 16 | UInt32(buffer[index + 3]) << 24)
-                let high = UInt32(buffer[index + 4]) | UInt32(buffer[index + 5]) << 8 | UInt32(buffer[index + 6]) << 16 | UInt32(buffer[index + 7]) << 24
-                crc = t7[Int(low & 0xFF)] ^ t6[Int(low >> 8 & 0xFF)] ^ t5[Int(low >> 16 & 0xFF)] ^ t4[Int(low >> 24)]
+                let low =
+                    crc ^ (UInt32(buffer[index]) | UInt32(buffer[index + 1]) << 8 | UInt32(buffer[index + 2]) << 16 | UInt32(buffer[index + 3]) << 24)
+                let high =
+                    UInt32(buffer[index + 4]) | UInt32(buffer[index + 5]) << 8 | UInt32(buffer[index + 6]) << 16 | UInt32(buffer[index + 7]) << 24
+                crc =
+                    t7[Int(low & 0xFF)] ^ t6[Int(low >> 8 & 0xFF)] ^ t5[Int(low >> 16 & 0xFF)] ^ t4[Int(low >> 24)]
                     ^ t3[Int(high & 0xFF)] ^ t2[Int(high >> 8 & 0xFF)] ^ t1[Int(high >> 16 & 0xFF)] ^ t0[Int(high >> 24)]
                 index += 8
             }

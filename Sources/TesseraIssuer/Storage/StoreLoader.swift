@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -38,7 +39,8 @@ struct StoreLoader {
         if mode == .open {
             for name in names where name.hasSuffix(".tmp") { directory.remove(name) }
         }
-        var snapshots: [UInt64] = [], logs: [UInt64] = []
+        var snapshots: [UInt64] = []
+        var logs: [UInt64] = []
         for name in names {
             guard let (kind, generation) = StoreFileName.parse(name) else { continue }
             if kind == .snapshot { snapshots.append(generation) } else { logs.append(generation) }
@@ -56,7 +58,9 @@ struct StoreLoader {
             throw StoreDamage(file: StoreFileName.log(first), kind: .missingLog, detail: "is missing (the logs start at \(StoreFileName.log(start)))")
         }
         for (position, generation) in live.enumerated() where generation != first + UInt64(position) {
-            throw StoreDamage(file: StoreFileName.log(first + UInt64(position)), kind: .missingLog, detail: "is missing (the logs jump to \(StoreFileName.log(generation)))")
+            throw StoreDamage(
+                file: StoreFileName.log(first + UInt64(position)), kind: .missingLog,
+                detail: "is missing (the logs jump to \(StoreFileName.log(generation)))")
         }
 
         var ledger = RefreshTokenLedger()
@@ -67,8 +71,9 @@ struct StoreLoader {
         var lastLogBytes = 0
         if live.isEmpty {
             guard mode == .open else {
-                return State(ledger: ledger, snapshotGeneration: base, logGeneration: first, logBytes: 0, lastLogBytes: 0,
-                             files: names.sorted(), tornTail: nil, records: records)
+                return State(
+                    ledger: ledger, snapshotGeneration: base, logGeneration: first, logBytes: 0, lastLogBytes: 0,
+                    files: names.sorted(), tornTail: nil, records: records)
             }
             try Self.createLog(directory, first)
             live = [first]
@@ -81,12 +86,16 @@ struct StoreLoader {
             lastLogBytes = result.size
             if let cut = result.torn { torn = cut }
         }
-        return State(ledger: ledger, snapshotGeneration: base, logGeneration: live.last!, logBytes: logBytes, lastLogBytes: lastLogBytes,
-                     files: names.sorted(), tornTail: torn, records: records)
+        return State(
+            ledger: ledger, snapshotGeneration: base, logGeneration: live.last!, logBytes: logBytes, lastLogBytes: lastLogBytes,
+            files: names.sorted(), tornTail: torn, records: records)
     }
 
-    private func replay(_ generation: UInt64, isLast: Bool, into ledger: inout RefreshTokenLedger)
-        throws -> (records: Int, size: Int, torn: (file: String, offset: Int, bytes: Int)?) {
+    private func replay(
+        _ generation: UInt64, isLast: Bool, into ledger: inout RefreshTokenLedger
+    )
+        throws -> (records: Int, size: Int, torn: (file: String, offset: Int, bytes: Int)?)
+    {
         let name = StoreFileName.log(generation)
         let fd = try directory.openFile(name, writable: mode == .open && isLast)
         defer { closeFile(fd) }
@@ -127,7 +136,6 @@ struct StoreLoader {
             }
         }
     }
-
 
     @discardableResult
     static func loadSnapshot(_ directory: SecureDirectory, _ generation: UInt64, into ledger: inout RefreshTokenLedger) throws -> Int {

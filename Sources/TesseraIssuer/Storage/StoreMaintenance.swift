@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -95,7 +96,10 @@ extension FileRefreshTokenStore {
             } else {
                 try directory.writeAtomically(damage.file) { fd in
                     var out = StoreFormat.header(.init(kind: .snapshot, generation: generation, createdAt: Int64(Date().timeIntervalSince1970)))
-                    try StoreFormat.snapshotRecords(of: RefreshTokenLedger(), into: &out) { try writeAll(fd, $0); $0.removeAll() }
+                    try StoreFormat.snapshotRecords(of: RefreshTokenLedger(), into: &out) {
+                        try writeAll(fd, $0)
+                        $0.removeAll()
+                    }
                 }
             }
             try directory.sync()

@@ -21,14 +21,16 @@ struct PasswordHash {
         switch parts.first {
         case "scrypt":
             guard parts.count == 6, let logN = Int(parts[1]), let r = Int(parts[2]), let p = Int(parts[3]),
-                  (10...20).contains(logN), (1...32).contains(r), (1...16).contains(p),
-                  let salt = try? Base64URL.decode(parts[4]), !salt.isEmpty,
-                  let expected = try? Base64URL.decode(parts[5]), (16...64).contains(expected.count) else { return nil }
+                (10...20).contains(logN), (1...32).contains(r), (1...16).contains(p),
+                let salt = try? Base64URL.decode(parts[4]), !salt.isEmpty,
+                let expected = try? Base64URL.decode(parts[5]), (16...64).contains(expected.count)
+            else { return nil }
             self.init(function: .scrypt(logN: logN, r: r, p: p), salt: salt, expected: expected)
         case "pbkdf2_sha256":
             // Django: the salt is used as its text; the hash is standard base64 of 32 bytes.
             guard parts.count == 4, let iterations = Int(parts[1]), (Self.minimumPBKDF2Iterations...10_000_000).contains(iterations),
-                  !parts[2].isEmpty, parts[2].utf8.count <= 128, let expected = Data(base64Encoded: parts[3]), expected.count == 32 else { return nil }
+                !parts[2].isEmpty, parts[2].utf8.count <= 128, let expected = Data(base64Encoded: parts[3]), expected.count == 32
+            else { return nil }
             self.init(function: .pbkdf2SHA256(iterations: iterations), salt: Array(parts[2].utf8), expected: Array(expected))
         default:
             return nil

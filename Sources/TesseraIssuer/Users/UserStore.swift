@@ -16,7 +16,11 @@ public struct User: Codable, Sendable, Equatable {
         self.created = created
     }
 
-    enum CodingKeys: String, CodingKey { case username, password = "password_hash", created }
+    enum CodingKeys: String, CodingKey {
+        case username
+        case password = "password_hash"
+        case created
+    }
     /// Files written before PBKDF2 imports existed name the member `password_scrypt`.
     enum LegacyKeys: String, CodingKey { case password = "password_scrypt" }
 
@@ -46,8 +50,9 @@ public struct UserStore: Sendable {
 
     public init(dataPath: String) {
         self.dataPath = dataPath
-        document = JSONDocument(folder: dataPath, name: Self.fileName, lockName: ".users.lock", what: "the user registry",
-                                empty: { Registry() })
+        document = JSONDocument(
+            folder: dataPath, name: Self.fileName, lockName: ".users.lock", what: "the user registry",
+            empty: { Registry() })
     }
 
     /// N = 2^15, r = 8, p = 1: 32 MiB and tens of milliseconds per check, twice the cost RFC 7914 §2
@@ -68,7 +73,10 @@ public struct UserStore: Sendable {
     public func add(_ username: String, passwordHash hash: String, now: Date) throws {
         try checkNewUsername(username)
         guard PasswordHash(hash) != nil else {
-            throw RegistrationError(.invalidPasswordHash, "the hash must be scrypt$logN$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash with at least \(PasswordHash.minimumPBKDF2Iterations) iterations")
+            throw RegistrationError(
+                .invalidPasswordHash,
+                "the hash must be scrypt$logN$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash with at least \(PasswordHash.minimumPBKDF2Iterations) iterations"
+            )
         }
         try document.update { registry in
             guard !registry.users.contains(where: { $0.username == username }) else { throw Self.exists(username) }
@@ -84,7 +92,8 @@ public struct UserStore: Sendable {
         guard try !users().contains(where: { $0.username == username }) else { throw Self.exists(username) }
         // THREATS B13: a client's own tokens carry sub = client_id; a user of the same name would be confusable.
         guard try ClientStore(dataPath: dataPath).read().client(username) == nil else {
-            throw RegistrationError(.nameTaken, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
+            throw RegistrationError(
+                .nameTaken, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
         }
     }
 
@@ -106,7 +115,8 @@ public struct UserStore: Sendable {
     /// Checks a password; the same work is done for unknown users, so timing does not reveal them.
     public static func verify(_ password: String, for user: User?) -> Bool {
         guard let hash = PasswordHash(user?.password ?? dummyHash) ?? PasswordHash(dummyHash),
-              let computed = try? hash.derive(Array(password.utf8)) else { return false }
+            let computed = try? hash.derive(Array(password.utf8))
+        else { return false }
         return ConstantTime.equals(computed, hash.expected) && user != nil
     }
 
@@ -119,6 +129,7 @@ public struct UserStore: Sendable {
     static let dummyHash = (try? hash("tessera-dummy-password")) ?? ""
 
     static func isValidUsername(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 255 && !name.contains(":") && name.unicodeScalars.allSatisfy { !$0.properties.isWhitespace && $0.value >= 0x20 && $0.value != 0x7F }
+        !name.isEmpty && name.utf8.count <= 255 && !name.contains(":")
+            && name.unicodeScalars.allSatisfy { !$0.properties.isWhitespace && $0.value >= 0x20 && $0.value != 0x7F }
     }
 }

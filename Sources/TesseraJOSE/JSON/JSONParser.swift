@@ -68,7 +68,10 @@ public enum JSONParser {
             index += 1  // {
             var object = JSONObject(minimumCapacity: 8)
             skipWhitespace()
-            if peek() == UInt8(ascii: "}") { index += 1; return object }
+            if peek() == UInt8(ascii: "}") {
+                index += 1
+                return object
+            }
             while true {
                 skipWhitespace()
                 guard peek() == UInt8(ascii: "\"") else { throw error("expected a member name") }
@@ -85,7 +88,9 @@ public enum JSONParser {
                 skipWhitespace()
                 switch peek() {
                 case UInt8(ascii: ","): index += 1
-                case UInt8(ascii: "}"): index += 1; return object
+                case UInt8(ascii: "}"):
+                    index += 1
+                    return object
                 default: throw error("expected ',' or '}' in an object")
                 }
             }
@@ -96,14 +101,19 @@ public enum JSONParser {
             index += 1  // [
             var array = [JSONValue]()
             skipWhitespace()
-            if peek() == UInt8(ascii: "]") { index += 1; return array }
+            if peek() == UInt8(ascii: "]") {
+                index += 1
+                return array
+            }
             while true {
                 skipWhitespace()
                 array.append(try parseValue(depth: depth))
                 skipWhitespace()
                 switch peek() {
                 case UInt8(ascii: ","): index += 1
-                case UInt8(ascii: "]"): index += 1; return array
+                case UInt8(ascii: "]"):
+                    index += 1
+                    return array
                 default: throw error("expected ',' or ']' in an array")
                 }
             }
@@ -150,7 +160,8 @@ public enum JSONParser {
                         var scalar = try parseHex4()
                         if (0xD800...0xDBFF).contains(scalar) {
                             guard index + 2 <= input.count, input[index] == UInt8(ascii: "\\"),
-                                  input[index + 1] == UInt8(ascii: "u") else {
+                                input[index + 1] == UInt8(ascii: "u")
+                            else {
                                 throw error("unpaired surrogate escape")
                             }
                             index += 2
@@ -194,7 +205,10 @@ public enum JSONParser {
         func makeString(_ bytes: UnsafeRawBufferPointer) throws -> String {
             // ASCII is by far the common case and needs no validation.
             var ascii = true
-            for byte in bytes where byte >= 0x80 { ascii = false; break }
+            for byte in bytes where byte >= 0x80 {
+                ascii = false
+                break
+            }
             if ascii { return String(decoding: bytes, as: UTF8.self) }
             guard let string = String(validating: bytes.bindMemory(to: UInt8.self), as: UTF8.self) else {
                 throw error("string is not valid UTF-8")

@@ -23,7 +23,9 @@ public struct JWK: Sendable, Equatable, CustomStringConvertible {
         }
         // RFC 7517 §4.3: when both are present, "use" and "key_ops" must agree.
         if let use = members["use"]?.stringValue, let operations = members["key_ops"]?.arrayValue?.compactMap(\.stringValue) {
-            let allowed: Set<String> = use == "sig" ? ["sign", "verify"]
+            let allowed: Set<String> =
+                use == "sig"
+                ? ["sign", "verify"]
                 : use == "enc" ? ["encrypt", "decrypt", "wrapKey", "unwrapKey", "deriveKey", "deriveBits"] : []
             guard Set(operations).isSubset(of: allowed) else {
                 throw JOSEError(.invalidKey, "JWK \"use\" and \"key_ops\" disagree")

@@ -40,7 +40,8 @@ public struct UnverifiedJWS: Sendable {
     }
 
     private init(bytes: UnsafeRawBufferPointer) throws {
-        var firstDot = -1, secondDot = -1
+        var firstDot = -1
+        var secondDot = -1
         for index in 0..<bytes.count where bytes[index] == UInt8(ascii: ".") {
             if firstDot < 0 {
                 firstDot = index
@@ -51,9 +52,11 @@ public struct UnverifiedJWS: Sendable {
             }
         }
         guard secondDot > 0 else {
-            throw JOSEError(.malformedToken, bytes.first == UInt8(ascii: "{")
-                ? "JSON serialization is not accepted; compact serialization only"
-                : "fewer than three dot-separated segments")
+            throw JOSEError(
+                .malformedToken,
+                bytes.first == UInt8(ascii: "{")
+                    ? "JSON serialization is not accepted; compact serialization only"
+                    : "fewer than three dot-separated segments")
         }
         let headerBytes = try Self.decodeSegment(bytes, 0, firstDot, "header")
         let fields: JSONObject

@@ -22,8 +22,10 @@ enum KeyMaterial: Sendable {
         return try KeyPolicy.thumbprint(of: key)
     }
 
-    func isValidSignature(_ signature: UnsafeRawBufferPointer, for data: UnsafeRawBufferPointer,
-                          algorithm: JWSAlgorithm) -> Bool {
+    func isValidSignature(
+        _ signature: UnsafeRawBufferPointer, for data: UnsafeRawBufferPointer,
+        algorithm: JWSAlgorithm
+    ) -> Bool {
         switch self {
         case .hmac(let key): return key.isValid(signature, for: data)
         case .asymmetric(let key): return key.isValidSignature(signature, for: data, algorithm: algorithm)

@@ -14,7 +14,8 @@ enum KeyPolicy {
             guard bits <= maximumRSABits else { throw JOSEError(.invalidKey, "RSA key of \(bits) bits is larger than supported") }
             let exponent = try key.publicExponent()
             guard exponent.count <= 8, let last = exponent.last, last & 1 == 1,
-                  exponent.count > 1 || last >= 3 else {
+                exponent.count > 1 || last >= 3
+            else {
                 throw JOSEError(.weakKey, "RSA public exponent must be odd, at least 3 and at most 64 bits")
             }
             if try key.hasROCAFingerprint() {
@@ -77,7 +78,8 @@ enum KeyPolicy {
             try checkHMACSecret(secret, for: algorithm)
             return .hmac(try HMACKey(secret: secret, algorithm: algorithm))
         case ("RSA", .rsaPKCS1), ("RSA", .rsaPSS):
-            let n = try jwk.requiredBytes("n"), e = try jwk.requiredBytes("e")
+            let n = try jwk.requiredBytes("n")
+            let e = try jwk.requiredBytes("e")
             // RFC 7518 §6.3.1.1: n and e use the minimum number of octets.
             guard n.first != 0, e.first != 0, !e.isEmpty else {
                 throw JOSEError(.invalidKey, "RSA \"n\" and \"e\" must not have leading zero octets")
@@ -106,7 +108,8 @@ enum KeyPolicy {
             guard jwk.curve == curve.name else {
                 throw JOSEError(.invalidKey, "\(algorithm) needs \"crv\" \(curve.name), the JWK has \(jwk.curve?.prefix(16) ?? "none")")
             }
-            let x = try jwk.requiredBytes("x"), y = try jwk.requiredBytes("y")
+            let x = try jwk.requiredBytes("x")
+            let y = try jwk.requiredBytes("y")
             let d = includePrivate ? try jwk.requiredBytes("d") : nil
             // RFC 7518 §6.2.1.2–6.2.2.1: coordinates and d have exactly the curve's size.
             guard x.count == curve.size, y.count == curve.size, d == nil || d!.count == curve.size else {

@@ -19,8 +19,9 @@ public struct VerificationKey: Sendable {
         if jwk.keyType != "oct", jwk.containsPrivateMembers {
             throw JOSEError(.invalidKey, "JWK carries private members; verification needs the public key only")
         }
-        self.init(algorithm: algorithm, keyID: jwk.keyID,
-                  material: try KeyPolicy.material(from: jwk, algorithm: algorithm, includePrivate: false))
+        self.init(
+            algorithm: algorithm, keyID: jwk.keyID,
+            material: try KeyPolicy.material(from: jwk, algorithm: algorithm, includePrivate: false))
     }
 
     /// Reads a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`) for `algorithm`.
@@ -56,7 +57,8 @@ public struct VerificationKey: Sendable {
     /// Whether `signature` is this key's valid JWS signature of `data`. Malformed signatures are invalid.
     public func isValidSignature<S: Collection, D: Collection>(_ signature: S, for data: D) -> Bool
     where S.Element == UInt8, D.Element == UInt8 {
-        let signature = Array(signature), data = Array(data)
+        let signature = Array(signature)
+        let data = Array(data)
         return signature.withUnsafeBytes { sig in data.withUnsafeBytes { isValidSignature(sig, for: $0) } }
     }
 

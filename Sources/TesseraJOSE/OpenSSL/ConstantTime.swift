@@ -13,7 +13,8 @@ package enum ConstantTime {
     where A.Element == UInt8, B.Element == UInt8 {
         guard lhs.count == rhs.count else { return false }
         if lhs.isEmpty { return true }
-        let left = Array(lhs), right = Array(rhs)
+        let left = Array(lhs)
+        let right = Array(rhs)
         return left.withUnsafeBytes { l in
             right.withUnsafeBytes { r in CRYPTO_memcmp(l.baseAddress, r.baseAddress, l.count) == 0 }
         }

@@ -10,9 +10,10 @@ struct FetchedDigests: @unchecked Sendable {
 
     static let shared: FetchedDigests = {
         guard let sha256 = EVP_MD_fetch(nil, "SHA2-256", nil),
-              let sha384 = EVP_MD_fetch(nil, "SHA2-384", nil),
-              let sha512 = EVP_MD_fetch(nil, "SHA2-512", nil),
-              let hmac = EVP_MAC_fetch(nil, "HMAC", nil) else {
+            let sha384 = EVP_MD_fetch(nil, "SHA2-384", nil),
+            let sha512 = EVP_MD_fetch(nil, "SHA2-512", nil),
+            let hmac = EVP_MAC_fetch(nil, "HMAC", nil)
+        else {
             // The default provider is part of libcrypto itself; without it nothing in Tessera can work.
             fatalError("libcrypto's default provider has no SHA-2 or HMAC implementation")
         }
@@ -56,12 +57,15 @@ package enum Digest {
     /// MAC goes through `SigningKey`, which is bound to one algorithm and checks the key length).
     package static func hmacSHA256<Key: Collection, Message: Collection>(key: Key, _ message: Message) -> [UInt8]
     where Key.Element == UInt8, Message.Element == UInt8 {
-        let key = Array(key), message = Array(message)
+        let key = Array(key)
+        let message = Array(message)
         var out = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
         let result = key.withUnsafeBytes { k in
             message.withUnsafeBytes { m in
-                HMAC(FetchedDigests.shared.sha256, k.baseAddress, Int32(k.count), m.baseAddress?.assumingMemoryBound(to: UInt8.self), m.count, &out, &length)
+                HMAC(
+                    FetchedDigests.shared.sha256, k.baseAddress, Int32(k.count), m.baseAddress?.assumingMemoryBound(to: UInt8.self), m.count, &out,
+                    &length)
             }
         }
         precondition(result != nil && length == 32, "HMAC failed")

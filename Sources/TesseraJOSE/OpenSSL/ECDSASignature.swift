@@ -9,7 +9,8 @@ enum ECDSASignature {
         }
         guard let signature else { throw cryptoError(.cryptoFailure, "libcrypto produced an unreadable ECDSA signature") }
         defer { ECDSA_SIG_free(signature) }
-        var r: OpaquePointer?, s: OpaquePointer?
+        var r: OpaquePointer?
+        var s: OpaquePointer?
         ECDSA_SIG_get0(signature, &r, &s)
         var out = [UInt8](repeating: 0, count: 2 * size)
         let ok = out.withUnsafeMutableBufferPointer { buffer in
@@ -26,8 +27,15 @@ enum ECDSASignature {
         defer { ECDSA_SIG_free(signature) }
         let bytes = jws.bindMemory(to: UInt8.self)
         guard let r = BN_bin2bn(bytes.baseAddress, Int32(size), nil) else { return nil }
-        guard let s = BN_bin2bn(bytes.baseAddress! + size, Int32(size), nil) else { BN_free(r); return nil }
-        guard ECDSA_SIG_set0(signature, r, s) == 1 else { BN_free(r); BN_free(s); return nil }
+        guard let s = BN_bin2bn(bytes.baseAddress! + size, Int32(size), nil) else {
+            BN_free(r)
+            return nil
+        }
+        guard ECDSA_SIG_set0(signature, r, s) == 1 else {
+            BN_free(r)
+            BN_free(s)
+            return nil
+        }
         let length = i2d_ECDSA_SIG(signature, nil)
         guard length > 0 else { return nil }
         var out = [UInt8](repeating: 0, count: Int(length))

@@ -50,7 +50,8 @@ final class HMACKey: @unchecked Sendable {
         var out = [UInt8](repeating: 0, count: algorithm.digestSize)
         var length = 0
         guard EVP_MAC_update(context, data.bindMemory(to: UInt8.self).baseAddress, data.count) == 1,
-              EVP_MAC_final(context, &out, &length, out.count) == 1, length == out.count else {
+            EVP_MAC_final(context, &out, &length, out.count) == 1, length == out.count
+        else {
             throw cryptoError(.cryptoFailure, "HMAC computation failed")
         }
         return out

@@ -64,7 +64,8 @@ final class PKey: @unchecked Sendable {
             guard let template = EVP_MD_CTX_new() else { return nil }
             var keyContext: OpaquePointer?
             guard EVP_DigestVerifyInit(template, &keyContext, FetchedDigests.shared.md(for: algorithm.digest), nil, pointer) == 1,
-                  algorithm.family != .rsaPSS || (try? configurePSS(keyContext, algorithm)) != nil else {
+                algorithm.family != .rsaPSS || (try? configurePSS(keyContext, algorithm)) != nil
+            else {
                 EVP_MD_CTX_free(template)
                 return nil
             }
@@ -119,8 +120,10 @@ final class PKey: @unchecked Sendable {
         if let privateParts {
             bignums.append(("d", privateParts.d))
             if let crt = privateParts.crt {
-                bignums += [("rsa-factor1", crt.p), ("rsa-factor2", crt.q), ("rsa-exponent1", crt.dp),
-                            ("rsa-exponent2", crt.dq), ("rsa-coefficient1", crt.qi)]
+                bignums += [
+                    ("rsa-factor1", crt.p), ("rsa-factor2", crt.q), ("rsa-exponent1", crt.dp),
+                    ("rsa-exponent2", crt.dq), ("rsa-coefficient1", crt.qi),
+                ]
             }
         }
         return try fromData(type: "RSA", bignums: bignums, strings: [], octets: [], isPrivate: privateParts != nil)
@@ -128,8 +131,9 @@ final class PKey: @unchecked Sendable {
 
     static func ec(curve: String, x: [UInt8], y: [UInt8], d: [UInt8]?) throws -> PKey {
         let point = [0x04] + x + y
-        let key = try fromData(type: "EC", bignums: d.map { [("priv", $0)] } ?? [],
-                               strings: [("group", curve)], octets: [("pub", point)], isPrivate: d != nil)
+        let key = try fromData(
+            type: "EC", bignums: d.map { [("priv", $0)] } ?? [],
+            strings: [("group", curve)], octets: [("pub", point)], isPrivate: d != nil)
         // Point on the curve and of the right order (an invalid-curve point would leak nothing here,
         // since we only verify, but it is never a legitimate key).
         try key.check(private: d != nil)
@@ -151,18 +155,23 @@ final class PKey: @unchecked Sendable {
         return key
     }
 
-    private static func fromData(type: String, bignums: [(String, [UInt8])], strings: [(String, String)],
-                                 octets: [(String, [UInt8])], isPrivate: Bool) throws -> PKey {
+    private static func fromData(
+        type: String, bignums: [(String, [UInt8])], strings: [(String, String)],
+        octets: [(String, [UInt8])], isPrivate: Bool
+    ) throws -> PKey {
         guard let builder = OSSL_PARAM_BLD_new() else { throw cryptoError(.cryptoFailure, "out of memory") }
         defer { OSSL_PARAM_BLD_free(builder) }
         var owned: [OpaquePointer] = []
-        defer { owned.forEach { BN_clear_free($0) } }
+        defer { for number in owned { BN_clear_free(number) } }
         // OSSL_PARAM_BLD keeps pointers to names and strings until to_param: keep them alive here.
         let keepAlive = (bignums.map { $0.0 } + strings.map { $0.0 } + strings.map { $0.1 } + octets.map { $0.0 })
             .map { strdup($0)! }
-        defer { keepAlive.forEach { free($0) } }
+        defer { for pointer in keepAlive { free(pointer) } }
         var cursor = 0
-        func next() -> UnsafeMutablePointer<CChar> { defer { cursor += 1 }; return keepAlive[cursor] }
+        func next() -> UnsafeMutablePointer<CChar> {
+            defer { cursor += 1 }
+            return keepAlive[cursor]
+        }
         for (_, bytes) in bignums {
             guard let bn = bytes.withUnsafeBufferPointer({ BN_bin2bn($0.baseAddress, Int32($0.count), nil) }) else {
                 throw cryptoError(.cryptoFailure, "out of memory")
@@ -290,8 +299,10 @@ final class PKey: @unchecked Sendable {
 
     func rawPrivateKey() throws -> [UInt8] { try raw(EVP_PKEY_get_raw_private_key, "private") }
 
-    private func raw(_ get: (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32,
-                     _ name: String) throws -> [UInt8] {
+    private func raw(
+        _ get: (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>?) -> Int32,
+        _ name: String
+    ) throws -> [UInt8] {
         var length = 0
         guard get(pointer, nil, &length) == 1 else { throw cryptoError(.cryptoFailure, "no raw \(name) key") }
         var out = [UInt8](repeating: 0, count: length)
@@ -309,8 +320,10 @@ final class PKey: @unchecked Sendable {
             if withPrivate {
                 members.append(("d", try bignum("d")))
                 if let p = try? bignum("rsa-factor1") {
-                    members += [("p", p), ("q", try bignum("rsa-factor2")), ("dp", try bignum("rsa-exponent1")),
-                                ("dq", try bignum("rsa-exponent2")), ("qi", try bignum("rsa-coefficient1"))]
+                    members += [
+                        ("p", p), ("q", try bignum("rsa-factor2")), ("dp", try bignum("rsa-exponent1")),
+                        ("dq", try bignum("rsa-exponent2")), ("qi", try bignum("rsa-coefficient1")),
+                    ]
                 }
             }
             return ("RSA", nil, members)
@@ -348,7 +361,10 @@ final class PKey: @unchecked Sendable {
     /// True for an RSA private key that carries its prime factors (CRT form).
     var hasRSAFactors: Bool {
         var bn: OpaquePointer?
-        guard hasPrivateKey, EVP_PKEY_get_bn_param(pointer, "rsa-factor1", &bn) == 1 else { clearCryptoErrors(); return false }
+        guard hasPrivateKey, EVP_PKEY_get_bn_param(pointer, "rsa-factor1", &bn) == 1 else {
+            clearCryptoErrors()
+            return false
+        }
         BN_clear_free(bn)
         return true
     }
@@ -375,14 +391,17 @@ final class PKey: @unchecked Sendable {
     }
 
     /// Verifies a JWS-form signature. Any malformed signature is simply invalid.
-    func isValidSignature(_ signature: UnsafeRawBufferPointer, for data: UnsafeRawBufferPointer,
-                          algorithm: JWSAlgorithm) -> Bool {
+    func isValidSignature(
+        _ signature: UnsafeRawBufferPointer, for data: UnsafeRawBufferPointer,
+        algorithm: JWSAlgorithm
+    ) -> Bool {
         var der: [UInt8] = []
         switch algorithm.family {
         case .ecdsa:
             // RFC 7518 §3.4: exactly 2 × the coordinate size; DER or any other length is invalid.
             guard let curve = algorithm.curve, signature.count == 2 * curve.size,
-                  let converted = ECDSASignature.der(jws: signature, size: curve.size) else { return false }
+                let converted = ECDSASignature.der(jws: signature, size: curve.size)
+            else { return false }
             der = converted
         case .rsaPKCS1, .rsaPSS:
             guard signature.count == Int(EVP_PKEY_get_size(pointer)) else { return false }
@@ -396,17 +415,24 @@ final class PKey: @unchecked Sendable {
             guard let fresh = EVP_MD_CTX_new() else { return false }
             context = fresh
         } else {
-            guard let copied = verifyContext(for: algorithm) else { clearCryptoErrors(); return false }
+            guard let copied = verifyContext(for: algorithm) else {
+                clearCryptoErrors()
+                return false
+            }
             context = copied
         }
-        defer { EVP_MD_CTX_free(context); clearCryptoErrors() }
+        defer {
+            EVP_MD_CTX_free(context)
+            clearCryptoErrors()
+        }
         if algorithm.family == .eddsa {
             guard EVP_DigestVerifyInit(context, nil, nil, nil, pointer) == 1 else { return false }
         }
         let input = data.bindMemory(to: UInt8.self).baseAddress
         if der.isEmpty {
-            return EVP_DigestVerify(context, signature.bindMemory(to: UInt8.self).baseAddress, signature.count,
-                                    input, data.count) == 1
+            return EVP_DigestVerify(
+                context, signature.bindMemory(to: UInt8.self).baseAddress, signature.count,
+                input, data.count) == 1
         }
         return der.withUnsafeBufferPointer { EVP_DigestVerify(context, $0.baseAddress, $0.count, input, data.count) == 1 }
     }
@@ -414,8 +440,9 @@ final class PKey: @unchecked Sendable {
     /// RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash output.
     private func configurePSS(_ keyContext: OpaquePointer?, _ algorithm: JWSAlgorithm) throws {
         guard EVP_PKEY_CTX_set_rsa_padding(keyContext, RSA_PKCS1_PSS_PADDING) == 1,
-              EVP_PKEY_CTX_set_rsa_pss_saltlen(keyContext, RSA_PSS_SALTLEN_DIGEST) == 1,
-              EVP_PKEY_CTX_set_rsa_mgf1_md(keyContext, FetchedDigests.shared.md(for: algorithm.digest)) == 1 else {
+            EVP_PKEY_CTX_set_rsa_pss_saltlen(keyContext, RSA_PSS_SALTLEN_DIGEST) == 1,
+            EVP_PKEY_CTX_set_rsa_mgf1_md(keyContext, FetchedDigests.shared.md(for: algorithm.digest)) == 1
+        else {
             throw cryptoError(.cryptoFailure, "cannot configure RSA-PSS")
         }
     }
@@ -423,8 +450,10 @@ final class PKey: @unchecked Sendable {
 
 /// The subgroups of ⟨65537⟩ modulo the small primes used by the ROCA key construction.
 private enum ROCA {
-    static let primes = [3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97,
-                         101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167]
+    static let primes = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97,
+        101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+    ]
     static let subgroups: [(Int, Set<Int>)] = primes.map { prime in
         var members = Set<Int>()
         var value = 1

@@ -13,8 +13,9 @@ package enum PasswordHashing {
         let passwordBytes = password.map { CChar(bitPattern: $0) } + [0]
         let ok = passwordBytes.withUnsafeBufferPointer { pass in
             salt.withUnsafeBufferPointer { saltBytes in
-                EVP_PBE_scrypt(pass.baseAddress, password.count, saltBytes.baseAddress, saltBytes.count,
-                               UInt64(1) << UInt64(logN), UInt64(r), UInt64(p), maximumMemory * 2, &out, length)
+                EVP_PBE_scrypt(
+                    pass.baseAddress, password.count, saltBytes.baseAddress, saltBytes.count,
+                    UInt64(1) << UInt64(logN), UInt64(r), UInt64(p), maximumMemory * 2, &out, length)
             }
         }
         guard ok == 1 else { throw cryptoError(.cryptoFailure, "scrypt failed") }
@@ -31,8 +32,9 @@ package enum PasswordHashing {
         let passwordBytes = password.map { CChar(bitPattern: $0) } + [0]
         let ok = passwordBytes.withUnsafeBufferPointer { pass in
             salt.withUnsafeBufferPointer { saltBytes in
-                PKCS5_PBKDF2_HMAC(pass.baseAddress, Int32(password.count), saltBytes.baseAddress, Int32(saltBytes.count),
-                                  Int32(iterations), EVP_sha256(), Int32(length), &out)
+                PKCS5_PBKDF2_HMAC(
+                    pass.baseAddress, Int32(password.count), saltBytes.baseAddress, Int32(saltBytes.count),
+                    Int32(iterations), EVP_sha256(), Int32(length), &out)
             }
         }
         guard ok == 1 else { throw cryptoError(.cryptoFailure, "PBKDF2 failed") }

@@ -1,4 +1,5 @@
 public import Foundation
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -93,8 +94,10 @@ private final class BoundedBodyDelegate: NSObject, URLSessionDataDelegate, @unch
         return true
     }
 
-    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
-                    completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
+    func urlSession(
+        _ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+        completionHandler: @escaping (URLSession.ResponseDisposition) -> Void
+    ) {
         let tooLarge = lock.withLock { () -> Bool in
             guard var transfer = transfers[dataTask.taskIdentifier] else { return true }
             transfer.response = response as? HTTPURLResponse

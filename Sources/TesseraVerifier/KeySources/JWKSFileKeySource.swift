@@ -14,14 +14,24 @@ public final class JWKSFileKeySource: KeySource, @unchecked Sendable {
     private let clock: MonotonicClock
     private let state: Locked<State>
 
-    private struct Stamp: Equatable { let modified: Date?; let size: Int; let inode: Int }
-    private struct State { var keys: VerificationKeySet; var stamp: Stamp; var lastCheck: Double }
+    private struct Stamp: Equatable {
+        let modified: Date?
+        let size: Int
+        let inode: Int
+    }
+    private struct State {
+        var keys: VerificationKeySet
+        var stamp: Stamp
+        var lastCheck: Double
+    }
 
     static let maximumFileSize = 1 << 20
 
     /// Loads the file now; a missing or invalid file is an error here, at start-up.
-    public init(path: String, allowedAlgorithms: Set<JWSAlgorithm>? = nil, checkInterval: TimeInterval = 1,
-                logger: KeySourceLogger? = nil) throws {
+    public init(
+        path: String, allowedAlgorithms: Set<JWSAlgorithm>? = nil, checkInterval: TimeInterval = 1,
+        logger: KeySourceLogger? = nil
+    ) throws {
         self.path = path
         self.allowedAlgorithms = allowedAlgorithms
         self.checkInterval = checkInterval
@@ -64,8 +74,9 @@ public final class JWKSFileKeySource: KeySource, @unchecked Sendable {
 
     private static func stamp(_ path: String) throws -> Stamp {
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
-        return Stamp(modified: attributes[.modificationDate] as? Date, size: (attributes[.size] as? Int) ?? -1,
-                     inode: (attributes[.systemFileNumber] as? Int) ?? -1)
+        return Stamp(
+            modified: attributes[.modificationDate] as? Date, size: (attributes[.size] as? Int) ?? -1,
+            inode: (attributes[.systemFileNumber] as? Int) ?? -1)
     }
 
     static func load(_ path: String, allowedAlgorithms: Set<JWSAlgorithm>?, logger: KeySourceLogger?) throws -> VerificationKeySet {
@@ -83,8 +94,10 @@ public final class JWKSFileKeySource: KeySource, @unchecked Sendable {
 }
 
 /// Parses a JWK Set into trusted keys; asymmetric keys only, none usable is an error.
-func keySet(fromJWKS bytes: [UInt8], origin: String, allowedAlgorithms: Set<JWSAlgorithm>?,
-            logger: KeySourceLogger?) throws -> VerificationKeySet {
+func keySet(
+    fromJWKS bytes: [UInt8], origin: String, allowedAlgorithms: Set<JWSAlgorithm>?,
+    logger: KeySourceLogger?
+) throws -> VerificationKeySet {
     let keys: VerificationKeySet
     do {
         keys = try VerificationKeySet(jwks: try JWKSet(jsonBytes: bytes), algorithms: allowedAlgorithms)
@@ -92,7 +105,10 @@ func keySet(fromJWKS bytes: [UInt8], origin: String, allowedAlgorithms: Set<JWSA
         throw VerifierConfigurationError(.noUsableKey, "\(origin) is not a usable JWK Set: \(error.message)")
     }
     for skipped in keys.skipped {
-        logger?(KeySourceEvent(level: .warning, message: "\(origin): key \(skipped.keyID.map { String($0.prefix(64)) } ?? "without kid") left out: \(skipped.error.message)"))
+        logger?(
+            KeySourceEvent(
+                level: .warning,
+                message: "\(origin): key \(skipped.keyID.map { String($0.prefix(64)) } ?? "without kid") left out: \(skipped.error.message)"))
     }
     guard !keys.keys.isEmpty else { throw VerifierConfigurationError(.noUsableKey, "\(origin) holds no usable verification key") }
     return keys

@@ -63,16 +63,20 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
     private let state = Locked(State())
 
     /// Keys from the JWK Set at `jwksURL`.
-    public convenience init(jwksURL: URL, allowedAlgorithms: Set<JWSAlgorithm>? = nil, policy: Policy = Policy(),
-                            http: any HTTPGetter = URLSessionHTTPGetter.shared, logger: KeySourceLogger? = nil) {
+    public convenience init(
+        jwksURL: URL, allowedAlgorithms: Set<JWSAlgorithm>? = nil, policy: Policy = Policy(),
+        http: any HTTPGetter = URLSessionHTTPGetter.shared, logger: KeySourceLogger? = nil
+    ) {
         self.init(.jwks(jwksURL), allowedAlgorithms, policy, http, logger, .system)
     }
 
     /// Keys found through the issuer's RFC 8414 metadata (`/.well-known/oauth-authorization-server`
     /// → `jwks_uri`). The metadata's `issuer` must equal `issuer` exactly (RFC 8414 §3.3), and
     /// `jwks_uri` must be https (plain http only on a loopback host).
-    public convenience init(issuer: String, allowedAlgorithms: Set<JWSAlgorithm>? = nil, policy: Policy = Policy(),
-                            http: any HTTPGetter = URLSessionHTTPGetter.shared, logger: KeySourceLogger? = nil) throws {
+    public convenience init(
+        issuer: String, allowedAlgorithms: Set<JWSAlgorithm>? = nil, policy: Policy = Policy(),
+        http: any HTTPGetter = URLSessionHTTPGetter.shared, logger: KeySourceLogger? = nil
+    ) throws {
         guard let metadata = Self.metadataURL(forIssuer: issuer) else {
             throw VerifierConfigurationError(.invalidConfiguration, "the issuer is not an http(s) URL without query or fragment")
         }
@@ -83,8 +87,10 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
         self.init(.jwks(jwksURL), nil, policy, http, logger, clock)
     }
 
-    private init(_ location: Location, _ allowedAlgorithms: Set<JWSAlgorithm>?, _ policy: Policy,
-                 _ http: any HTTPGetter, _ logger: KeySourceLogger?, _ clock: MonotonicClock) {
+    private init(
+        _ location: Location, _ allowedAlgorithms: Set<JWSAlgorithm>?, _ policy: Policy,
+        _ http: any HTTPGetter, _ logger: KeySourceLogger?, _ clock: MonotonicClock
+    ) {
         self.location = location
         self.allowedAlgorithms = allowedAlgorithms
         self.policy = policy
@@ -96,8 +102,9 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
     /// RFC 8414 §3.1: the well-known segment goes between the host and the issuer's path.
     static func metadataURL(forIssuer issuer: String) -> URL? {
         guard var components = URLComponents(string: issuer), let scheme = components.scheme?.lowercased(),
-              scheme == "https" || scheme == "http", components.host?.isEmpty == false,
-              components.query == nil, components.fragment == nil else { return nil }
+            scheme == "https" || scheme == "http", components.host?.isEmpty == false,
+            components.query == nil, components.fragment == nil
+        else { return nil }
         var path = components.path
         while path.hasSuffix("/") { path.removeLast() }
         components.path = "/.well-known/oauth-authorization-server" + path
@@ -119,12 +126,16 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
 
     public func currentKeys() async throws -> VerificationKeySet {
         let now = clock.now()
-        enum Next { case serve(VerificationKeySet), wait, unavailable }
+        enum Next {
+            case serve(VerificationKeySet)
+            case wait, unavailable
+        }
         let next: Next = state.withLock { state in
             guard let keys = state.keys else { return .wait }
             let age = now - state.fetchedAt
             if age >= state.lifetime * policy.refreshAhead, state.waiters == nil,
-               state.lastAttempt.map({ now - $0 >= policy.retryInterval }) ?? true {
+                state.lastAttempt.map({ now - $0 >= policy.retryInterval }) ?? true
+            {
                 claimFetch(&state)
                 Task { [self] in _ = try? await leadFetch() }  // background: this request does not wait
             }
@@ -212,8 +223,9 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
             }
         }
         guard response.status == 200 else { throw HTTPGetError(description: "JWKS endpoint answered HTTP \(response.status)") }
-        let keys = try keySet(fromJWKS: response.body, origin: "JWKS from \(jwksURL.host ?? "?")",
-                              allowedAlgorithms: allowedAlgorithms, logger: logger)
+        let keys = try keySet(
+            fromJWKS: response.body, origin: "JWKS from \(jwksURL.host ?? "?")",
+            allowedAlgorithms: allowedAlgorithms, logger: logger)
         return state.withLock { state in
             let firstLoad = state.keys == nil
             state.keys = keys
@@ -221,8 +233,10 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
             state.fetchedAt = now
             state.lifetime = lifetime
             recovered(&state)
-            logger?(KeySourceEvent(level: firstLoad ? .info : .debug,
-                                   message: "loaded \(keys.keys.count) key(s) from \(jwksURL.host ?? "?"), cached for \(Int(lifetime)) s"))
+            logger?(
+                KeySourceEvent(
+                    level: firstLoad ? .info : .debug,
+                    message: "loaded \(keys.keys.count) key(s) from \(jwksURL.host ?? "?"), cached for \(Int(lifetime)) s"))
             return keys
         }
     }
@@ -235,8 +249,9 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
             state.withLock { $0.jwksURL = url }
             return (url, etag, haveKeys)
         case .discovery(let issuer, let metadataURL):
-            let response = try await http.get(metadataURL, headers: ["Accept": "application/json"], timeout: policy.timeout,
-                                              maximumSize: policy.maximumResponseSize)
+            let response = try await http.get(
+                metadataURL, headers: ["Accept": "application/json"], timeout: policy.timeout,
+                maximumSize: policy.maximumResponseSize)
             guard response.status == 200 else { throw HTTPGetError(description: "metadata endpoint answered HTTP \(response.status)") }
             let metadata = try JSONObject(parsing: response.body)
             // RFC 8414 §3.3: the issuer in the metadata MUST be identical to the one used to build its URL.
