@@ -3,7 +3,7 @@ import TesseraJOSE
 /// An OAuth error: what the client is told (`code`, `description`) kept apart from what the operator's
 /// log gets (`logMessage`). Codes mirror RFC 6749 §5.2 and RFC 6750 §3.1 exactly; only the server module
 /// turns them into HTTP statuses and headers.
-public struct OAuthError: CodedError, CustomStringConvertible {
+public struct OAuthError: CodedError {
     public typealias Code = ErrorCode<OAuthError>
 
     public let code: Code
@@ -11,6 +11,7 @@ public struct OAuthError: CodedError, CustomStringConvertible {
     public let description: String
     /// For the operator's log: may name the failed check in more detail; never a secret or a token.
     public let logMessage: String
+    public var message: String { logMessage }
 
     public init(_ code: Code, _ description: String, log: String? = nil) {
         self.code = code

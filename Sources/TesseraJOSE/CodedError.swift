@@ -9,11 +9,15 @@ public struct ErrorCode<Domain>: Hashable, Sendable, CustomStringConvertible {
 
 /// An error that carries a stable code: what callers and tests compare. Two such errors are equal when
 /// their codes are; the messages are for logs and may change.
-public protocol CodedError: Error, Sendable, Equatable {
+public protocol CodedError: Error, Sendable, Equatable, CustomStringConvertible {
     associatedtype Domain
     var code: ErrorCode<Domain> { get }
+    /// For logs: which check failed, on what; never a secret, a key or a token.
+    var message: String { get }
 }
 
 extension CodedError {
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    /// `code: message`, unless the error says otherwise.
+    public var description: String { "\(code): \(message)" }
 }

@@ -3,7 +3,7 @@
 /// `code` is stable and is what callers and tests compare; `message` is for logs and names the
 /// check that failed. Neither ever carries key material or a whole token: at most a short,
 /// bounded fragment such as an algorithm name.
-public struct JOSEError: CodedError, CustomStringConvertible {
+public struct JOSEError: CodedError {
     /// A stable error code. Compared by `rawValue`; new codes can be added without breaking callers.
     public typealias Code = ErrorCode<JOSEError>
 
@@ -14,9 +14,7 @@ public struct JOSEError: CodedError, CustomStringConvertible {
     public let underlying: String?
 
     public init(_ code: Code, _ message: String, underlying: String? = nil) {
-        self.code = code
-        self.message = message
-        self.underlying = underlying
+        (self.code, self.message, self.underlying) = (code, message, underlying)
     }
 
     public var description: String {

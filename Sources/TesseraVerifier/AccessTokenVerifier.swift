@@ -111,18 +111,13 @@ public struct AccessTokenVerifier: Sendable {
 }
 
 /// A verifier configured wrongly: raised when it is created, never per request. The code says which part.
-public struct VerifierConfigurationError: CodedError, CustomStringConvertible {
+public struct VerifierConfigurationError: CodedError {
     public typealias Code = ErrorCode<VerifierConfigurationError>
 
     public let code: Code
     public let message: String
 
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(code): \(message)" }
+    public init(_ code: Code, _ message: String) { (self.code, self.message) = (code, message) }
 }
 
 /// The codes of `VerifierConfigurationError`.

@@ -5,22 +5,17 @@ import TesseraJOSE
 /// Messages never echo the token or key material. `oauthError` and `httpStatus` give the RFC 6750
 /// §3.1 answer: `invalid_token` (401) for every failed check, `insufficient_scope` (403) when the
 /// token is valid but lacks a required scope.
-public struct TokenVerificationError: CodedError, CustomStringConvertible {
+public struct TokenVerificationError: CodedError {
     public typealias Code = ErrorCode<TokenVerificationError>
 
     public let code: Code
     public let message: String
 
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
+    public init(_ code: Code, _ message: String) { (self.code, self.message) = (code, message) }
 
     init(_ error: JOSEError) {
         self.init(Code(error.code.rawValue), error.message)
     }
-
-    public var description: String { "\(code): \(message)" }
 
     /// The RFC 6750 §3.1 error code for the wire.
     public var oauthError: String { code == .insufficientScope ? "insufficient_scope" : "invalid_token" }

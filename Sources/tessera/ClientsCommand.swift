@@ -154,10 +154,6 @@ struct ClientsCommand: ParsableCommand {
 
         @OptionGroup var options: DataOptions
         @OptionGroup var operand: ClientIDOperand
-        @Flag(
-            name: .customLong("allow-plain-pkce"),
-            help: "Accept code_challenge_method=plain from this client (refused otherwise; S256 is always accepted).")
-        var allowPlainPKCE = false
         @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
 
         func run() throws {

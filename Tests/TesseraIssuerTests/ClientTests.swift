@@ -130,9 +130,8 @@ struct ClientTests {
 
     @Test("tessera clients add / list / rotate-secret / remove: the secret is shown once, stored only as SHA-256, 0600")
     func cli() async throws {
-        let folder = try TemporaryDirectory("tessera-clients")
+        let (folder, data) = try TemporaryDirectory.holding("data", label: "tessera-clients")
         defer { folder.remove() }
-        let data = folder.appending("data")
         let added = try await runTessera([
             "clients", "add", "svc", "--scope", "read", "--scope", "write", "--default-scope", "read", "--json", "--data", data,
         ])
@@ -181,9 +180,8 @@ struct ClientTests {
 
     @Test("A client_id or username that begins with '-' (both allowed) is an operand, never short flags: no silent help with exit 0")
     func dashOperands() async throws {
-        let folder = try TemporaryDirectory("tessera-dash")
+        let (folder, data) = try TemporaryDirectory.holding("data", label: "tessera-dash")
         defer { folder.remove() }
-        let data = folder.appending("data")
         // "-hank" parsed as flags holds -h: ArgumentParser printed the help and exited 0, doing nothing.
         let added = try await runTessera(["clients", "add", "-hank", "--scope", "read", "--json", "--data", data])
         #expect(added.status == 0 && added.out.contains("\"client_id\" : \"-hank\""), "\(added)")

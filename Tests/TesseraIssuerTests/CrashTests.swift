@@ -165,9 +165,8 @@ struct CrashTests {
         "THREATS C1: SIGKILL at a random 0–50 ms point, many rounds: acknowledged rotations survive, rotated-away tokens stay dead, nothing else changes"
     )
     func killNineRounds() async throws {
-        let folder = try TemporaryDirectory("tessera-crash")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-crash")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let state = AcknowledgedState()
         try await seedStore(path, families: 48, into: state)
         let tasks = 8
@@ -217,9 +216,8 @@ struct CrashTests {
 
     @Test("THREATS C4: a full disk (file-size limit, EFBIG) fails the writes, loses nothing acknowledged, and the store reopens")
     func diskFull() async throws {
-        let folder = try TemporaryDirectory("tessera-full")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-full")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let state = AcknowledgedState()
         try await seedStore(path, families: 32, into: state)
         let logSize = try fileBytes(path + "/" + StoreFileName.log(1)).count
@@ -265,18 +263,11 @@ struct CrashTests {
 struct SystemCallTests {
     @Test("THREATS C2: every rename into the store folder is followed by an fsync of the folder (strace)")
     func renameThenDirectoryFsync() async throws {
-        let folder = try TemporaryDirectory("tessera-strace")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-strace")
         defer { folder.remove() }
-        let path = folder.appending("store")
-        let trace = folder.appending("trace.txt")
-        let strace = try await runChild(
-            "/usr/bin/env",
-            [
-                "strace", "-f", "-y", "-o", trace, "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
-                builtExecutable("tessera-store-harness"), "compact", path,
-            ])
-        #expect(strace.status == 0, "strace (apt-get install strace) must be able to run the harness: \(strace.err)")
-        let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").map(String.init)
+        let (status, err, lines) = try await traceSystemCalls(
+            "fsync,fdatasync,rename,renameat,renameat2", of: builtExecutable("tessera-store-harness"), ["compact", path], in: folder, showPaths: true)
+        #expect(status == 0, "strace (apt-get install strace) must be able to run the harness: \(err)")
         let renames = lines.indices.filter { lines[$0].contains("rename") && !lines[$0].contains("resumed") }
         // log 1 at creation, log 2 when compaction switches, snapshot 2.
         #expect(renames.count == 3, "\(renames.map { lines[$0] })")

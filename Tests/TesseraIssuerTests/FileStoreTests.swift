@@ -24,13 +24,26 @@ func storeFiles(_ path: String) throws -> [String] {
     try FileManager.default.contentsOfDirectory(atPath: path).filter { $0 != "LOCK" }.sorted()
 }
 
+/// Issues `count` families whose subjects are `prefix0`, `prefix1`, …; returns their first tokens.
+func issueFamilies(_ store: FileRefreshTokenStore, _ count: Int, prefix: String = "u") async throws -> [RefreshToken] {
+    var tokens: [RefreshToken] = []
+    for index in 0..<count { tokens.append(try await store.issue(family("\(prefix)\(index)")).token) }
+    return tokens
+}
+
+/// Opens the store at `path` again and expects every one of `tokens` live in it.
+func expectLive(_ tokens: [RefreshToken], reopening path: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let reopened = try FileRefreshTokenStore(directory: path)
+    defer { reopened.close() }
+    for token in tokens { #expect(try await reopened.record(for: token)?.state == .live, sourceLocation: sourceLocation) }
+}
+
 @Suite("File refresh-token store: format, recovery, locking, files")
 struct FileStoreTests {
     @Test("THREATS C1: truncating the log at every byte offset of its last record reopens with the record dropped, all else intact")
     func tornTailAtEveryOffset() async throws {
-        let folder = try TemporaryDirectory("tessera-torn")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-torn")
         defer { folder.remove() }
-        let path = folder.appending("store")
         var store: FileRefreshTokenStore? = try FileRefreshTokenStore(directory: path)
         let keep = try await store!.issue(family("keep"))
         let rotated = try await store!.rotate(keep.token, clientID: "app", scope: nil)
@@ -69,9 +82,8 @@ struct FileStoreTests {
 
     @Test("A bad checksum before the tail stops the start, naming the file and the offset; a torn tail of zeros does not")
     func corruptionIsNotATornTail() async throws {
-        let folder = try TemporaryDirectory("tessera-corrupt")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-corrupt")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let store = try FileRefreshTokenStore(directory: path)
         for index in 0..<5 { _ = try await store.issue(family("user\(index)")) }
         store.close()
@@ -102,9 +114,8 @@ struct FileStoreTests {
 
     @Test("THREATS C5: a second opener, in this process or another, is refused and told who holds the store")
     func exclusiveLock() async throws {
-        let folder = try TemporaryDirectory("tessera-lock")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-lock")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let store = try FileRefreshTokenStore(directory: path)
         let error = expectError(StoreCode.locked) { _ = try FileRefreshTokenStore(directory: path) }
         #expect(error?.message.contains("process \(getpid())") == true)
@@ -141,10 +152,10 @@ struct FileStoreTests {
         let files = try FileManager.default.contentsOfDirectory(atPath: path)
         #expect(files.contains { $0.hasPrefix("snapshot.") })
         for name in files {
-            let mode = try FileManager.default.attributesOfItem(atPath: path + "/" + name)[.posixPermissions] as! Int
+            let mode = try fileMode(path + "/" + name)
             #expect(mode == 0o600, "\(name) is \(String(mode, radix: 8))")
         }
-        #expect(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as! Int == 0o700)
+        #expect(try fileMode(path) == 0o700)
 
         chmod(path, 0o770)
         expectError(StoreCode.badDirectory) { _ = try FileRefreshTokenStore(directory: path) }
@@ -162,9 +173,8 @@ struct FileStoreTests {
 
     @Test("THREATS C10, RFC 9700 §4.14: no token, secret or family handle appears in any store file")
     func noPlaintextTokensAtRest() async throws {
-        let folder = try TemporaryDirectory("tessera-plain")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-plain")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let store = try FileRefreshTokenStore(directory: path)
         var tokens: [RefreshToken] = []
         for index in 0..<20 {
@@ -193,9 +203,8 @@ struct FileStoreTests {
 
     @Test("Compaction: same state before and after, rotations continue during it, covered files are deleted")
     func compaction() async throws {
-        let folder = try TemporaryDirectory("tessera-compact")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-compact")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let clock = SteppedClock()
         let store = try FileRefreshTokenStore(directory: path, options: .init(compactionThreshold: Int.max, clock: clock.wallClock))
         var live: [RefreshToken] = []
@@ -236,12 +245,10 @@ struct FileStoreTests {
 
     @Test("A compaction that died after writing its snapshot, or before renaming it, leaves a store that opens whole")
     func interruptedCompaction() async throws {
-        let folder = try TemporaryDirectory("tessera-interrupt")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-interrupt")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let store = try FileRefreshTokenStore(directory: path)
-        var tokens: [RefreshToken] = []
-        for index in 0..<10 { tokens.append(try await store.issue(family("u\(index)")).token) }
+        var tokens = try await issueFamilies(store, 10, prefix: "u")
         try await store.compact()
         for index in 0..<10 { tokens[index] = try await store.rotate(tokens[index], clientID: "app", scope: nil).successor.token }
         store.close()
@@ -251,17 +258,14 @@ struct FileStoreTests {
         // Died after renaming snapshot 2 but before deleting log 1: an old log is left behind.
         try Data(StoreFormat.header(.init(kind: .log, generation: 1, createdAt: 0))).write(
             to: URL(fileURLWithPath: path + "/" + StoreFileName.log(1)))
-        let reopened = try FileRefreshTokenStore(directory: path)
-        for token in tokens { #expect(try await reopened.record(for: token)?.state == .live) }
-        reopened.close()
+        try await expectLive(tokens, reopening: path)
         #expect(try storeFiles(path) == [StoreFileName.log(2), StoreFileName.snapshot(2)])
     }
 
     @Test("THREATS C11: restoring a backup and then revoking every family keeps a revoked token dead")
     func restoreFromBackup() async throws {
-        let folder = try TemporaryDirectory("tessera-restore")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-restore")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let backup = folder.appending("backup")
         var store = try FileRefreshTokenStore(directory: path)
         let token = try await store.issue(family()).token
@@ -305,9 +309,8 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
 struct StoreMaintenanceTests {
     @Test("check reports counts and a torn tail without changing a byte; it refuses a store a server holds")
     func check() async throws {
-        let folder = try TemporaryDirectory("tessera-check")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-check")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let store = try FileRefreshTokenStore(directory: path)
         let kept = try await store.issue(family("a")).token
         _ = try await store.issue(family("b"))
@@ -326,12 +329,10 @@ struct StoreMaintenanceTests {
 
     @Test("repair keeps the records before the damage, moves the rest aside, and revokes every family")
     func repairLog() async throws {
-        let folder = try TemporaryDirectory("tessera-repair")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-repair")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let store = try FileRefreshTokenStore(directory: path)
-        var tokens: [RefreshToken] = []
-        for index in 0..<6 { tokens.append(try await store.issue(family("user\(index)")).token) }
+        let tokens = try await issueFamilies(store, 6, prefix: "user")
         store.close()
         let log = path + "/" + StoreFileName.log(1)
         var bytes = try fileBytes(log)
@@ -355,9 +356,8 @@ struct StoreMaintenanceTests {
 
     @Test("repair replaces a damaged snapshot and fills a missing log; the store opens again")
     func repairSnapshotAndGap() async throws {
-        let folder = try TemporaryDirectory("tessera-repair2")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-repair2")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let store = try FileRefreshTokenStore(directory: path)
         let old = try await store.issue(family("old")).token
         try await store.compact()
@@ -388,20 +388,16 @@ struct StoreMaintenanceTests {
 struct FileStoreLifecycleTests {
     @Test("close waits for a running compaction before releasing the lock; operations after close are refused")
     func closeDuringCompaction() async throws {
-        let folder = try TemporaryDirectory("tessera-close")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-close")
         defer { folder.remove() }
-        let path = folder.appending("store")
         let store = try FileRefreshTokenStore(directory: path)
-        var tokens: [RefreshToken] = []
-        for index in 0..<500 { tokens.append(try await store.issue(family("u\(index)")).token) }
+        let tokens = try await issueFamilies(store, 500, prefix: "u")
         async let compaction: Void = { _ = try? await store.compact() }()
         store.close()
         await compaction
         await expectError(StoreCode.unavailable) { _ = try await store.issue(family()) }
         await expectError(StoreCode.unavailable) { try await store.compact() }
-        let reopened = try FileRefreshTokenStore(directory: path)
-        for token in tokens { #expect(try await reopened.record(for: token)?.state == .live) }
-        reopened.close()
+        try await expectLive(tokens, reopening: path)
         let report = try FileRefreshTokenStore.check(directory: path)
         #expect(report.families == 500 && report.tornTail == nil)
     }
@@ -410,12 +406,10 @@ struct FileStoreLifecycleTests {
 extension FileStoreLifecycleTests {
     @Test("A compaction interrupted after switching logs is finished by the next one without another switch")
     func interruptedCompactionsDoNotPileUpLogs() async throws {
-        let folder = try TemporaryDirectory("tessera-pileup")
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-pileup")
         defer { folder.remove() }
-        let path = folder.appending("store")
         var store = try FileRefreshTokenStore(directory: path)
-        var tokens: [RefreshToken] = []
-        for index in 0..<20 { tokens.append(try await store.issue(family("u\(index)")).token) }
+        var tokens = try await issueFamilies(store, 20, prefix: "u")
         store.close()
         // As if three compactions had each switched logs and died before writing their snapshot.
         for generation in 2...4 {
@@ -434,8 +428,6 @@ extension FileStoreLifecycleTests {
         store.close()
         let files = try storeFiles(path)
         #expect(files.filter { $0.hasPrefix("log.") }.count == 1 && files.filter { $0.hasPrefix("snapshot.") }.count == 1, "\(files)")
-        let reopened = try FileRefreshTokenStore(directory: path)
-        for token in tokens { #expect(try await reopened.record(for: token)?.state == .live) }
-        reopened.close()
+        try await expectLive(tokens, reopening: path)
     }
 }

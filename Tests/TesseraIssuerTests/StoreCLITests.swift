@@ -8,9 +8,8 @@ import Testing
 struct StoreCLITests {
     @Test("check names the damaged file and offset and exits 1; repair fixes it; revoke counts; a missing store is an error")
     func cycle() async throws {
-        let folder = try TemporaryDirectory("tessera-cli")
+        let (folder, data) = try TemporaryDirectory.holding("data", label: "tessera-cli")
         defer { folder.remove() }
-        let data = folder.appending("data")
         let path = data + "/refresh-tokens"
         let store = try FileRefreshTokenStore(directory: path)
         for index in 0..<4 { _ = try await store.issue(family("user\(index)")) }

@@ -22,13 +22,12 @@ struct FreshCloneTests {
             Issue.record("\(Self.repository.path) is not a git checkout: this test clones it")
             return
         }
-        let folder = try TemporaryDirectory("tessera-clone")
+        let (folder, clone) = try TemporaryDirectory.holding("tessera", label: "tessera-clone")
         defer { folder.remove() }
-        let clone = folder.appending("tessera")
         let cloned = try await runChild("/bin/sh", ["-c", #"umask 022 && git clone --quiet --no-hardlinks "$0" "$1""#, Self.repository.path, clone])
         try #require(cloned.status == 0, "git clone: \(cloned.err)")
         // The premise: git made the tracked key folder open to others, as on a newcomer's machine.
-        #expect(try mode(clone + "/keys") == 0o755)
+        #expect(try fileMode(clone + "/keys") == 0o755)
 
         let server = try DefaultServer(folder: clone, log: folder.appending("first.log"))
         defer { server.stop() }
@@ -39,10 +38,10 @@ struct FreshCloneTests {
         #expect(
             output.range(of: "tessera listening")!.lowerBound < output.range(of: "client_secret:")!.lowerBound,
             "the secret is printed once the port is bound")
-        #expect(try mode(clone + "/keys") == 0o700 && mode(clone + "/data") == 0o700)
+        #expect(try fileMode(clone + "/keys") == 0o700 && fileMode(clone + "/data") == 0o700)
         let keyFiles = try FileManager.default.contentsOfDirectory(atPath: clone + "/keys").filter { $0.hasSuffix(".pem") }
         #expect(keyFiles.count == 1)
-        for file in keyFiles { #expect(try mode(clone + "/keys/" + file) == 0o600) }
+        for file in keyFiles { #expect(try fileMode(clone + "/keys/" + file) == 0o600) }
         // Nothing the server wrote is something git would commit (no private key, no data).
         let status = try await runChild("/bin/sh", ["-c", #"cd "$0" && git status --porcelain"#, clone])
         #expect(status.status == 0 && status.out.isEmpty, "git status: \(status.out)")
@@ -88,10 +87,6 @@ struct FreshCloneTests {
         try #require((response as? HTTPURLResponse)?.statusCode == 200, "\(String(decoding: body, as: UTF8.self))")
         let json = try JSONSerialization.jsonObject(with: body) as? [String: Any] ?? [:]
         return try #require(json["access_token"] as? String)
-    }
-
-    func mode(_ path: String) throws -> Int {
-        (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int ?? -1) & 0o777
     }
 }
 

@@ -44,9 +44,7 @@ struct RemoteJWKSTests {
     func caches() async throws {
         let key = try SigningKey.generate(.es256)
         try await Self.withFixture(key) { fixture in
-            let endpoint = fixture.endpoint
-            let factory = fixture.factory
-            let verifier = fixture.verifier
+            let (endpoint, factory, verifier) = (fixture.endpoint, fixture.factory, fixture.verifier)
             for _ in 0..<50 { _ = try await verifier.verify(try factory.token()) }
             #expect(endpoint.requests == 1)
         }
@@ -97,10 +95,7 @@ struct RemoteJWKSTests {
         let key = try SigningKey.generate(.es256)
         let attacker = try SigningKey.generate(.es256)
         try await Self.withFixture(key) { fixture in
-            let endpoint = fixture.endpoint
-            let clock = fixture.clock
-            let factory = fixture.factory
-            let verifier = fixture.verifier
+            let (endpoint, clock, factory, verifier) = (fixture.endpoint, fixture.clock, fixture.factory, fixture.verifier)
             _ = try await verifier.verify(try factory.token())
             #expect(endpoint.requests == 1)
             let forged = try (0..<200).map { index in
@@ -126,10 +121,7 @@ struct RemoteJWKSTests {
         let key = try SigningKey.generate(.es256)
         let configure: (JWKSEndpoint) -> Void = { endpoint in endpoint.cacheControl = "public, max-age=120" }
         try await Self.withFixture(key, configure: configure) { fixture in
-            let endpoint = fixture.endpoint
-            let clock = fixture.clock
-            let factory = fixture.factory
-            let verifier = fixture.verifier
+            let (endpoint, clock, factory, verifier) = (fixture.endpoint, fixture.clock, fixture.factory, fixture.verifier)
             _ = try await verifier.verify(try factory.token())
             clock.advance(80)  // < 75 % of 120 s: no refresh
             _ = try await verifier.verify(try factory.token())
@@ -147,11 +139,7 @@ struct RemoteJWKSTests {
         let key = try SigningKey.generate(.es256)
         let events = EventLog()
         try await Self.withFixture(key, logger: events.record) { fixture in
-            let endpoint = fixture.endpoint
-            let clock = fixture.clock
-            let source = fixture.source
-            let factory = fixture.factory
-            let verifier = fixture.verifier
+            let (endpoint, clock, source, factory, verifier) = (fixture.endpoint, fixture.clock, fixture.source, fixture.factory, fixture.verifier)
             _ = try await verifier.verify(try factory.token())
             endpoint.mode = .fail500
             for _ in 0..<20 {
@@ -203,11 +191,7 @@ struct RemoteJWKSTests {
     func badResponsesDoNotEvict(_ kind: String) async throws {
         let key = try SigningKey.generate(.es256)
         try await Self.withFixture(key) { fixture in
-            let endpoint = fixture.endpoint
-            let clock = fixture.clock
-            let source = fixture.source
-            let factory = fixture.factory
-            let verifier = fixture.verifier
+            let (endpoint, clock, source, factory, verifier) = (fixture.endpoint, fixture.clock, fixture.source, fixture.factory, fixture.verifier)
             _ = try await verifier.verify(try factory.token())
             switch kind {
             case "garbage": endpoint.mode = .garbage

@@ -230,3 +230,32 @@ where E.Domain == E {
     #expect(typed.code == code, "expected \(code), got \(typed). \(comment.map { "\($0)" } ?? "")", sourceLocation: sourceLocation)
     return typed
 }
+
+/// The permission bits of a file or folder (`0o600`, `0o700`, …).
+public func fileMode(_ path: String) throws -> Int {
+    (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int ?? -1) & 0o777
+}
+
+/// Runs `executable` under strace (following children), tracing `calls` (strace's `trace=` list), under
+/// umask 022 as a new user's shell has it; returns the exit status, standard error and the trace's lines.
+/// `showPaths` adds strace's `-y` (descriptors printed with their paths).
+public func traceSystemCalls(
+    _ calls: String, of executable: String, _ arguments: [String], in folder: TemporaryDirectory,
+    showPaths: Bool = false
+) async throws -> (status: Int32, err: String, lines: [String]) {
+    let trace = folder.appending("strace-\(UUID().uuidString).txt")
+    let flags = showPaths ? "-f -y" : "-f"
+    let run = try await runChild(
+        "/bin/sh",
+        ["-c", "umask 022; trace=\"$1\"; shift; exec strace \(flags) -o \"$trace\" -e trace=\(calls) \"$@\"", "sh", trace, executable] + arguments)
+    let lines = (try? String(contentsOfFile: trace, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+    return (run.status, run.err, lines)
+}
+
+extension TemporaryDirectory {
+    /// A fresh folder (see `init(_:)`) and the path of `name` inside it, which does not exist yet.
+    public static func holding(_ name: String, label: String) throws -> (folder: TemporaryDirectory, path: String) {
+        let folder = try TemporaryDirectory(label)
+        return (folder, folder.appending(name))
+    }
+}

@@ -31,9 +31,7 @@ public struct ClientStore: Sendable {
 
     public init(dataPath: String) {
         self.dataPath = dataPath
-        document = JSONDocument(
-            folder: dataPath, name: Self.fileName, lockName: ".clients.lock", what: "the client registry",
-            empty: { ClientRegistry() })
+        document = JSONDocument(folder: dataPath, name: Self.fileName, what: "the client registry") { ClientRegistry() }
     }
 
     /// The registry; empty when there is no file yet.

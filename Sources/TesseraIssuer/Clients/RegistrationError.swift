@@ -4,18 +4,13 @@ import TesseraJOSE
 /// A client or user registration that breaks a rule, naming the rule by its code so a caller (and a test)
 /// can tell which; the message says what to change. The CLI and a hand-edited `clients.json` or
 /// `users.json` are held to the same rules.
-public struct RegistrationError: CodedError, CustomStringConvertible {
+public struct RegistrationError: CodedError {
     public typealias Code = ErrorCode<RegistrationError>
 
     public let code: Code
     public let message: String
 
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(code): \(message)" }
+    public init(_ code: Code, _ message: String) { (self.code, self.message) = (code, message) }
 }
 
 /// The codes of `RegistrationError`.

@@ -4,7 +4,7 @@ import TesseraJOSE
 /// A failure of the file layer (`SecureDirectory` and its helpers): which path, which operation, and the
 /// errno when the system gave one. The stores above turn it into their own error (a refresh-token store
 /// that cannot write is `store_unavailable`, a key folder open to others `insecure_permissions`).
-public struct FileError: CodedError, CustomStringConvertible {
+public struct FileError: CodedError {
     public typealias Code = ErrorCode<FileError>
 
     public let code: Code
@@ -27,8 +27,6 @@ public struct FileError: CodedError, CustomStringConvertible {
     static func system(_ operation: String, _ path: String, _ number: Int32, code: Code = .io) -> FileError {
         FileError(code, path: path, operation: operation, errno: number, "\(operation) \(path) failed: \(String(cString: strerror(number)))")
     }
-
-    public var description: String { "\(code): \(message)" }
 }
 
 /// The codes of `FileError`.

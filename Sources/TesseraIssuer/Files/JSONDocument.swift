@@ -10,6 +10,12 @@ struct JSONDocument<Value: Codable & Equatable>: Sendable {
     let what: String
     let empty: @Sendable () -> Value
 
+    /// The lock file is `.NAME.lock` beside `NAME.json` (`.clients.lock` for `clients.json`).
+    init(folder: String, name: String, what: String, empty: @escaping @Sendable () -> Value) {
+        (self.folder, self.name, self.what, self.empty) = (folder, name, what, empty)
+        lockName = "." + (name.hasSuffix(".json") ? String(name.dropLast(5)) : name) + ".lock"
+    }
+
     /// The document; `empty()` when the folder or the file does not exist yet.
     func read() throws -> Value {
         guard FileManager.default.fileExists(atPath: folder) else { return empty() }

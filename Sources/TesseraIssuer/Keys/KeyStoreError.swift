@@ -2,7 +2,7 @@ import Foundation
 import TesseraJOSE
 
 /// The one error type of the key store and key ring.
-public struct KeyStoreError: CodedError, CustomStringConvertible {
+public struct KeyStoreError: CodedError {
     public typealias Code = ErrorCode<KeyStoreError>
 
     public let code: Code
@@ -11,12 +11,8 @@ public struct KeyStoreError: CodedError, CustomStringConvertible {
     public let kid: String?
 
     public init(_ code: Code, _ message: String, kid: String? = nil) {
-        self.code = code
-        self.message = message
-        self.kid = kid
+        (self.code, self.message, self.kid) = (code, message, kid)
     }
-
-    public var description: String { "\(code): \(message)" }
 }
 
 /// The codes of `KeyStoreError`.

@@ -28,9 +28,7 @@ public struct ConsentStore: Sendable {
     private let document: JSONDocument<Registry>
 
     public init(dataPath: String) {
-        document = JSONDocument(
-            folder: dataPath, name: Self.fileName, lockName: ".consents.lock", what: "the consent registry",
-            empty: { Registry() })
+        document = JSONDocument(folder: dataPath, name: Self.fileName, what: "the consent registry") { Registry() }
     }
 
     public func consents() throws -> [Consent] { try document.read().consents }

@@ -174,7 +174,7 @@ public struct RefreshTokenStoreStatistics: Sendable, Equatable {
 }
 
 /// The one error type of the refresh-token stores. Messages never carry a token.
-public struct RefreshTokenStoreError: CodedError, CustomStringConvertible {
+public struct RefreshTokenStoreError: CodedError {
     public typealias Code = ErrorCode<RefreshTokenStoreError>
 
     public let code: Code
@@ -184,12 +184,8 @@ public struct RefreshTokenStoreError: CodedError, CustomStringConvertible {
     public let familyID: String?
 
     public init(_ code: Code, _ message: String, familyID: String? = nil) {
-        self.code = code
-        self.message = message
-        self.familyID = familyID
+        (self.code, self.message, self.familyID) = (code, message, familyID)
     }
-
-    public var description: String { "\(code): \(message)" }
 }
 
 /// The codes of `RefreshTokenStoreError`.

@@ -50,9 +50,7 @@ public struct UserStore: Sendable {
 
     public init(dataPath: String) {
         self.dataPath = dataPath
-        document = JSONDocument(
-            folder: dataPath, name: Self.fileName, lockName: ".users.lock", what: "the user registry",
-            empty: { Registry() })
+        document = JSONDocument(folder: dataPath, name: Self.fileName, what: "the user registry") { Registry() }
     }
 
     /// N = 2^15, r = 8, p = 1: 32 MiB and tens of milliseconds per check, twice the cost RFC 7914 §2

@@ -9,9 +9,7 @@ public struct SigningKey: Sendable {
     let material: KeyMaterial
 
     init(algorithm: JWSAlgorithm, keyID: String?, material: KeyMaterial) {
-        self.algorithm = algorithm
-        self.keyID = keyID
-        self.material = material
+        (self.algorithm, self.keyID, self.material) = (algorithm, keyID, material)
     }
 
     /// Generates a new key for `algorithm`. RSA keys have `rsaBits` bits (2048 at least); HMAC secrets

@@ -5,9 +5,7 @@ public struct VerificationKey: Sendable {
     let material: KeyMaterial
 
     init(algorithm: JWSAlgorithm, keyID: String?, material: KeyMaterial) {
-        self.algorithm = algorithm
-        self.keyID = keyID
-        self.material = material
+        (self.algorithm, self.keyID, self.material) = (algorithm, keyID, material)
     }
 
     /// Reads a public JWK, or an `oct` JWK for HS*. `algorithm` must agree with the JWK's `alg` when
