@@ -113,38 +113,32 @@ func runRotationChild(
     compactionThreshold: Int = 64 << 20
 ) async throws -> (output: String, status: Int32) {
     try await onOwnThread {
-        let child = Process()
         let harness = builtExecutable("tessera-store-harness")
-        if let shellPrefix {
-            child.executableURL = URL(fileURLWithPath: "/bin/sh")
-            child.arguments = [
-                "-c", "\(shellPrefix); exec \"$0\" rotate \"$1\" \"$2\" \"$3\"", harness, path, String(tasks), String(compactionThreshold),
-            ]
-        } else {
-            child.executableURL = URL(fileURLWithPath: harness)
-            child.arguments = ["rotate", path, String(tasks), String(compactionThreshold)]
-        }
-        child.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let input = Pipe()
-        let output = Pipe()
-        child.standardInput = input
-        child.standardOutput = output
-        try child.run()
-        input.fileHandleForWriting.write(Data(tokens.map { $0.rawValue + "\n" }.joined().utf8))
-        try input.fileHandleForWriting.close()
+        let arguments = ["rotate", path, String(tasks), String(compactionThreshold)]
+        let environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let child =
+            try shellPrefix.map {
+                try ChildProcess(
+                    "/bin/sh", ["-c", "\($0); exec \"$0\" \"$@\"", harness] + arguments, environment: environment, input: true, output: .pipes)
+            }
+            ?? ChildProcess(harness, arguments, environment: environment, input: true, output: .pipes)
+        writeFully(child.stdin, Data(tokens.map { $0.rawValue + "\n" }.joined().utf8))
+        child.closeInput()
         var received = Data()
+        var buffer = [UInt8](repeating: 0, count: 4_096)
         while !String(decoding: received, as: UTF8.self).contains("READY\n") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            received += chunk
+            let count = read(child.stdout, &buffer, buffer.count)
+            if count < 0, errno == EINTR { continue }
+            if count <= 0 { break }
+            received.append(contentsOf: buffer[0..<count])
         }
         if let killAfter {
             usleep(UInt32(killAfter * 1_000_000))
-            kill(child.processIdentifier, SIGKILL)
+            child.kill(SIGKILL)
         }
-        received += output.fileHandleForReading.readDataToEndOfFile()
-        child.waitUntilExit()
-        return (String(decoding: received, as: UTF8.self), child.terminationStatus)
+        received += readToEnd(child.stdout)
+        let status = child.wait()
+        return (String(decoding: received, as: UTF8.self), status)
     }
 }
 
@@ -180,7 +174,7 @@ struct CrashTests {
             let (output, status) = try await runRotationChild(
                 path, tokens: state.usableTokens, tasks: tasks, killAfter: Double.random(in: 0...0.050),
                 compactionThreshold: 256 << 10)  // compactions get killed too
-            if status == SIGKILL { killedBeforeDone += 1 }
+            if status == 128 + SIGKILL { killedBeforeDone += 1 }
             let (acks, errors) = try state.apply(output)
             #expect(errors.isEmpty, "round \(round): \(errors.prefix(3))")
             totalAcks += acks

@@ -121,21 +121,19 @@ struct FileStoreTests {
         #expect(error?.message.contains("process \(getpid())") == true)
         store.close()
 
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: builtExecutable("tessera-store-harness"))
-        holder.arguments = ["hold", path]
-        let output = Pipe()
-        holder.standardOutput = output
-        try holder.run()
+        let holder = try ChildProcess(builtExecutable("tessera-store-harness"), ["hold", path], output: .pipes)
         defer {
-            kill(holder.processIdentifier, SIGKILL)
-            holder.waitUntilExit()
+            holder.kill(SIGKILL)
+            holder.wait()
         }
-        let pipe = output.fileHandleForReading
-        let ready = try await onOwnThread { String(decoding: pipe.availableData, as: UTF8.self) }
+        let ready = try await onOwnThread { () -> String in
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let count = read(holder.stdout, &buffer, buffer.count)
+            return String(decoding: buffer.prefix(max(0, count)), as: UTF8.self)
+        }
         #expect(ready.hasPrefix("READY"))
         let crossProcess = expectError(StoreCode.locked) { _ = try FileRefreshTokenStore(directory: path) }
-        #expect(crossProcess?.message.contains("process \(holder.processIdentifier)") == true)
+        #expect(crossProcess?.message.contains("process \(holder.pid)") == true)
     }
 
     @Test("Files are 0600 and the folder 0700 under umask 022; an unsafe folder or a symlink is refused")

@@ -49,16 +49,12 @@ struct KeyRingRobustnessTests {
             let before = try KeyStore(path: dir).read()
             tokens.append(try await keys(["token", "mint", "--sub", "s", "--client-id", "c", "--aud", "api"], folder: dir, now: t0).out)
             try await onOwnThread { [t0] in
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
-                process.arguments = ["keys", "rotate", "--alg", "ES256", "--force", "--keys", dir]
-                process.environment = ["TESSERA_NOW": String(t0)]
-                process.standardOutput = Pipe()
-                process.standardError = Pipe()
-                try process.run()
+                let process = try ChildProcess(
+                    builtExecutable("tessera"), ["keys", "rotate", "--alg", "ES256", "--force", "--keys", dir],
+                    environment: ["TESSERA_NOW": String(t0)])
                 usleep(UInt32.random(in: 0...60_000))
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
+                process.kill(SIGKILL)
+                process.wait()
             }
             let after = try KeyStore(path: dir).read()  // parses, names no missing file
             let oldActive = before.activeKeys.map(\.kid)

@@ -45,35 +45,39 @@ final class Chromium: @unchecked Sendable {
                 "no chromium on the PATH: install it (Debian: apt-get install chromium fonts-dejavu-core), or set TESSERA_SKIP_BROWSER=1 to skip this test"
             )
         }
-        profile = try TemporaryDirectory("tessera-chromium")
-        var toBrowser: [Int32] = [0, 0]
-        var fromBrowser: [Int32] = [0, 0]
-        // pipe2(O_CLOEXEC) is not visible from Swift: set close-on-exec right after (the children get
-        // these ends only through the dup2 below).
-        guard pipe(&toBrowser) == 0, pipe(&fromBrowser) == 0 else { throw TestSupportError("pipe failed") }
-        for fd in toBrowser + fromBrowser { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, toBrowser[0], 3)
-        posix_spawn_file_actions_adddup2(&actions, fromBrowser[1], 4)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let arguments = [
-            executable, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
-            "--disable-sync", "--hide-scrollbars", "--mute-audio", "--user-data-dir=\(profile.path)", "about:blank",
-        ]
-        var argv = arguments.map { strdup($0) } + [nil]
-        defer { for argument in argv { free(argument) } }
-        var child: pid_t = 0
-        let status = posix_spawn(&child, executable, &actions, nil, &argv, environ)
-        Glibc.close(toBrowser[0])
-        Glibc.close(fromBrowser[1])
-        guard status == 0 else { throw TestSupportError("posix_spawn \(executable) failed: \(status)") }
+        let profile = try TemporaryDirectory("tessera-chromium")
+        self.profile = profile
+        let (child, commandsEnd, answersEnd) = try ChildProcess.whileNoOneSpawns { () throws -> (pid_t, Int32, Int32) in
+            var toBrowser: [Int32] = [0, 0]
+            var fromBrowser: [Int32] = [0, 0]
+            // pipe2(O_CLOEXEC) is not visible from Swift: set close-on-exec right after (the children get
+            // these ends only through the dup2 below).
+            guard pipe(&toBrowser) == 0, pipe(&fromBrowser) == 0 else { throw TestSupportError("pipe failed") }
+            for fd in toBrowser + fromBrowser { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_adddup2(&actions, toBrowser[0], 3)
+            posix_spawn_file_actions_adddup2(&actions, fromBrowser[1], 4)
+            posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            let arguments = [
+                executable, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
+                "--disable-sync", "--hide-scrollbars", "--mute-audio", "--user-data-dir=\(profile.path)", "about:blank",
+            ]
+            var argv = arguments.map { strdup($0) } + [nil]
+            defer { for argument in argv { free(argument) } }
+            var child: pid_t = 0
+            let status = posix_spawn(&child, executable, &actions, nil, &argv, environ)
+            Glibc.close(toBrowser[0])
+            Glibc.close(fromBrowser[1])
+            guard status == 0 else { throw TestSupportError("posix_spawn \(executable) failed: \(status)") }
+            return (child, toBrowser[1], fromBrowser[0])
+        }
         pid = child
-        commands = toBrowser[1]
-        answers = fromBrowser[0]
+        commands = commandsEnd
+        answers = answersEnd
     }
 
     /// Opens a page target and attaches to it; later commands go to that page.

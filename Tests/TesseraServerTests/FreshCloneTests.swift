@@ -94,19 +94,15 @@ struct FreshCloneTests {
 final class DefaultServer: @unchecked Sendable {
     /// The test process's environment without any TESSERA_ setting, so only the defaults apply.
     static let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TESSERA_") }
-    private let process = Process()
+    private let process: ChildProcess
     private let log: String
 
     init(folder: String, log: String) throws {
         self.log = log
         guard FileManager.default.createFile(atPath: log, contents: nil) else { throw TestSupportError("cannot create \(log)") }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", #"umask 022 && cd "$0" && exec "$1" serve"#, folder, builtExecutable("tessera")]
-        process.environment = Self.environment
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        process = try ChildProcess(
+            "/bin/sh", ["-c", #"umask 022 && cd "$0" && exec "$1" serve"#, folder, builtExecutable("tessera")], environment: Self.environment,
+            output: .file(log))
     }
 
     func output() throws -> String { try String(contentsOfFile: log, encoding: .utf8) }
@@ -122,10 +118,9 @@ final class DefaultServer: @unchecked Sendable {
         throw TestSupportError("tessera serve did not start within 30 s: \(try output())")
     }
 
-    /// SIGKILL (children of the test process ignore SIGTERM: the inherited signal mask), then reaped.
+    /// SIGKILL, then reaped.
     func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.kill(SIGKILL)
+        process.wait()
     }
 }

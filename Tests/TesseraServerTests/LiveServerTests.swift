@@ -11,7 +11,7 @@ import FoundationNetworking
 final class ServeProcess: @unchecked Sendable {
     let folder: TemporaryDirectory
     let port: Int
-    private(set) var process: Process?
+    private(set) var process: ChildProcess?
     var base: String { "http://127.0.0.1:\(port)" }
     var keys: String { folder.appending("keys") }
     var data: String { folder.appending("data") }
@@ -23,16 +23,8 @@ final class ServeProcess: @unchecked Sendable {
     }
 
     func start() async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: builtExecutable("tessera"))
-        process.arguments = ["serve", "--port", String(port), "--keys", keys, "--data", data]
-        guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw TestSupportError("cannot create \(logPath)") }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        log.seekToEndOfFile()
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        self.process = process
+        process = try ChildProcess(
+            builtExecutable("tessera"), ["serve", "--port", String(port), "--keys", keys, "--data", data], output: .file(logPath))
         for _ in 0..<200 {
             if (try? await request("/healthz"))?.status == 200 { return }
             try await Task.sleep(for: .milliseconds(50))
@@ -40,11 +32,11 @@ final class ServeProcess: @unchecked Sendable {
         throw TestSupportError("tessera serve did not answer /healthz within 10 s")
     }
 
-    /// SIGKILL: children of the test process ignore SIGTERM (inherited signal mask), and the crash test wants it anyway.
+    /// SIGKILL, as a crash would; then reaped (waitpid of its own pid returns at once after SIGKILL).
     func stop() {
         guard let process else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.kill(SIGKILL)
+        process.wait()
         self.process = nil
     }
 

@@ -111,29 +111,19 @@ public func runChild(
     stdin: Data? = nil
 ) async throws -> (status: Int32, out: String, err: String) {
     try await onOwnThread {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        let output = Pipe()
-        let errors = Pipe()
-        let input = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = input
-        try process.run()
+        let child = try ChildProcess(executable, arguments, environment: environment, input: true, output: .pipes)
         let errorText = ReadBuffer()
         let errorDone = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
-            errorText.data = errors.fileHandleForReading.readDataToEndOfFile()
+            errorText.data = readToEnd(child.stderr)
             errorDone.signal()
         }
-        if let stdin { input.fileHandleForWriting.write(stdin) }
-        try input.fileHandleForWriting.close()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
+        if let stdin { writeFully(child.stdin, stdin) }
+        child.closeInput()
+        let out = readToEnd(child.stdout)
         errorDone.wait()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: errorText.data, as: UTF8.self))
+        let status = child.wait()
+        return (status, String(decoding: out, as: UTF8.self), String(decoding: errorText.data, as: UTF8.self))
     }
 }
 

@@ -1,0 +1,183 @@
+public import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process of the test process, started with posix_spawn and reaped with its own waitpid.
+///
+/// Not Foundation's `Process`: swift-corelibs-foundation watches every child through one shared thread
+/// and a socket per child that is not close-on-exec, so a long-lived child (a server, the browser) can
+/// inherit another child's socket. Seen in CI: that thread blocked in wait4 on a server that was still
+/// running, no other child was reaped, and the suite hung. Here every pipe is close-on-exec before any
+/// other spawn can run (one lock around pipe creation and spawning), the child gets only its standard
+/// streams, its signal mask is cleared and its signal dispositions reset (so SIGTERM works on it), and
+/// each caller waits for its own pid.
+public final class ChildProcess: @unchecked Sendable {
+    /// Where the child's standard output and error go.
+    public enum Output: Sendable {
+        /// Two pipes the parent reads (`stdout`, `stderr`).
+        case pipes
+        /// Both appended to this file.
+        case file(String)
+        /// Discarded.
+        case null
+    }
+
+    public let pid: pid_t
+    /// The parent's ends (-1 where not used): write the child's input, read its output and errors.
+    public let stdin: Int32
+    public let stdout: Int32
+    public let stderr: Int32
+    private let lock = NSLock()
+    private var exitStatus: Int32?
+
+    /// Serialises pipe creation with spawning, so no child inherits another's pipe before close-on-exec.
+    private static let spawnLock = NSLock()
+
+    /// For code that spawns on its own (the browser driver): runs `body` holding the same lock.
+    public static func whileNoOneSpawns<T>(_ body: () throws -> T) rethrows -> T {
+        try spawnLock.withLock(body)
+    }
+    /// Writing to a child that has gone must be an error, not SIGPIPE for the whole test process.
+    private static let ignoreBrokenPipes: Void = { signal(SIGPIPE, SIG_IGN) }()
+
+    public init(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: Bool = false,
+        output: Output = .null
+    ) throws {
+        Self.ignoreBrokenPipes
+        let (pid, fds) = try Self.spawnLock.withLock { () throws -> (pid_t, [Int32]) in
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            var parentEnds: [Int32] = [-1, -1, -1]
+            var childEnds: [Int32] = []
+            func pipePair() throws -> (read: Int32, write: Int32) {
+                var ends: [Int32] = [0, 0]
+                guard pipe(&ends) == 0 else { throw TestSupportError("pipe failed: \(String(cString: strerror(errno)))") }
+                for fd in ends { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+                return (ends[0], ends[1])
+            }
+            if input {
+                let ends = try pipePair()
+                parentEnds[0] = ends.write
+                childEnds.append(ends.read)
+                posix_spawn_file_actions_adddup2(&actions, ends.read, 0)
+            } else {
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            }
+            switch output {
+            case .pipes:
+                for stream: Int32 in [1, 2] {
+                    let ends = try pipePair()
+                    parentEnds[Int(stream)] = ends.read
+                    childEnds.append(ends.write)
+                    posix_spawn_file_actions_adddup2(&actions, ends.write, stream)
+                }
+            case .file(let path):
+                posix_spawn_file_actions_addopen(&actions, 1, path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+                posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            case .null:
+                posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+                posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            }
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            var noSignals = sigset_t()
+            sigemptyset(&noSignals)
+            posix_spawnattr_setsigmask(&attributes, &noSignals)
+            var defaults = sigset_t()
+            sigemptyset(&defaults)
+            for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD] { sigaddset(&defaults, signal) }
+            posix_spawnattr_setsigdefault(&attributes, &defaults)
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+            var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+            defer { for argument in argv { free(argument) } }
+            var envp: [UnsafeMutablePointer<CChar>?] =
+                (environment ?? ProcessInfo.processInfo.environment)
+                .map { strdup("\($0.key)=\($0.value)") } + [nil]
+            defer { for entry in envp { free(entry) } }
+            var child: pid_t = 0
+            let status = posix_spawn(&child, executable, &actions, &attributes, &argv, &envp)
+            for fd in childEnds { close(fd) }
+            guard status == 0 else {
+                for fd in parentEnds where fd >= 0 { close(fd) }
+                throw TestSupportError("posix_spawn \(executable) failed: \(String(cString: strerror(status)))")
+            }
+            return (child, parentEnds)
+        }
+        self.pid = pid
+        (stdin, stdout, stderr) = (fds[0], fds[1], fds[2])
+    }
+
+    /// Waits for the child to end (blocking: call it off Swift concurrency's threads, see `onOwnThread`,
+    /// or right after SIGKILL) and returns its exit status, or 128 + the signal that ended it.
+    @discardableResult
+    public func wait() -> Int32 {
+        if let status = lock.withLock({ exitStatus }) { return status }
+        var raw: Int32 = 0
+        var result: pid_t
+        repeat { result = waitpid(pid, &raw, 0) } while result < 0 && errno == EINTR
+        return record(raw, reaped: result == pid)
+    }
+
+    /// Whether the child still runs (reaps it if it has ended).
+    public var isRunning: Bool {
+        if lock.withLock({ exitStatus }) != nil { return false }
+        var raw: Int32 = 0
+        let result = waitpid(pid, &raw, WNOHANG)
+        if result == 0 { return true }
+        record(raw, reaped: result == pid)
+        return false
+    }
+
+    public func kill(_ signal: Int32 = SIGKILL) {
+        guard isRunning else { return }
+        _ = Glibc.kill(pid, signal)
+    }
+
+    /// Closes the parent's end of the child's standard input (end of input for the child).
+    public func closeInput() {
+        if stdin >= 0 { close(stdin) }
+    }
+
+    @discardableResult
+    private func record(_ raw: Int32, reaped: Bool) -> Int32 {
+        let status = !reaped ? -1 : raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        lock.withLock { exitStatus = exitStatus ?? status }
+        return lock.withLock { exitStatus! }
+    }
+
+    deinit {
+        for fd in [stdout, stderr] where fd >= 0 { close(fd) }
+    }
+}
+
+/// Reads `fd` to its end (blocking).
+public func readToEnd(_ fd: Int32) -> Data {
+    var data = Data()
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let count = read(fd, &buffer, buffer.count)
+        if count < 0, errno == EINTR { continue }
+        if count <= 0 { break }
+        data.append(contentsOf: buffer[0..<count])
+    }
+    return data
+}
+
+/// Writes all of `data` to `fd` (blocking), ignoring a reader that went away.
+public func writeFully(_ fd: Int32, _ data: Data) {
+    data.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let count = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if count < 0, errno == EINTR { continue }
+            if count <= 0 { return }
+            offset += count
+        }
+    }
+}
