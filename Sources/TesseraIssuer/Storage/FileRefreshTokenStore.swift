@@ -210,7 +210,10 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
     private func write(_ batch: [UInt8], switchingLog: Bool) -> Result<UInt64?, RefreshTokenStoreError> {
         do {
             if !batch.isEmpty {
-                try writeAll(logFD, batch)
+                do { try writeAll(logFD, batch) } catch let error as FileError {
+                    // writeAll knows only the descriptor: name the file for the operator.
+                    throw FileError.system("write", "the refresh-token log", error.errno ?? EIO)
+                }
                 if options.durability == .fsync, fdatasync(logFD) != 0 {
                     throw FileError.system("fsync", "the refresh-token log", errno)
                 }

@@ -63,7 +63,7 @@ public struct UserStore: Sendable {
         // The name's problems first: "already exists" is the answer to give, not a complaint about the password.
         try checkNewUsername(username)
         guard (8...1_024).contains(password.utf8.count) else { throw RegistrationError(.invalidPassword, "a password is 8 to 1,024 bytes") }
-        try add(username, passwordHash: try Self.hash(password), now: now)
+        try insert(username, hash: try Self.hash(password), now: now)
     }
 
     /// Adds a user with a hash made elsewhere (a migration): scrypt as written here, or Django's
@@ -76,6 +76,11 @@ public struct UserStore: Sendable {
                 "the hash must be scrypt$logN$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash with at least \(PasswordHash.minimumPBKDF2Iterations) iterations"
             )
         }
+        try insert(username, hash: hash, now: now)
+    }
+
+    /// Writes the user, checking under the lock that the name is still free (the checks above ran without it).
+    private func insert(_ username: String, hash: String, now: Date) throws {
         try document.update { registry in
             guard !registry.users.contains(where: { $0.username == username }) else { throw Self.exists(username) }
             registry.users.append(User(username: username, password: hash, created: now))
