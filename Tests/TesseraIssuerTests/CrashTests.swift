@@ -186,11 +186,13 @@ struct CrashTests {
             "kill -9: \(Self.rounds) rounds, \(totalAcks) acknowledged operations checked, \(totalSurprises) unacknowledged operations found durable")
     }
 
-    @Test("THREATS C3: an fsync that fails (EIO, injected with LD_PRELOAD) acknowledges nothing and makes the store refuse work until restart")
+    @Test(
+        "THREATS C3: an fsync that fails (EIO, injected with LD_PRELOAD) acknowledges nothing, leaves none of its group durable, and makes the store refuse work until restart"
+    )
     func fsyncFailure() async throws {
         let folder = try TemporaryDirectory("tessera-eio")
         defer { folder.remove() }
-        let shim = try await buildFsyncShim(in: folder)
+        let shim = try await buildFaultShim(in: folder)
         let path = folder.appending("store")
         let state = AcknowledgedState()
         try await seedStore(path, families: 32, into: state)
@@ -201,7 +203,8 @@ struct CrashTests {
         let (acks, errors) = try state.apply(output)
         #expect(errors.count == 8 && errors.allSatisfy { $0 == "store_unavailable" })
         #expect(acks >= 24)
-        _ = try await state.verify(path, inFlight: 8)
+        // Every operation was answered, and those answered with an error must not have happened (issue 18, item 1).
+        _ = try await state.verify(path, inFlight: 0)
         // After the restart (without the fault) the store works again.
         let store = try FileRefreshTokenStore(directory: path)
         _ = try await store.rotate(state.usableTokens[0], clientID: "crash-client", scope: nil)
@@ -223,28 +226,77 @@ struct CrashTests {
         let (acks, errors) = try state.apply(output)
         #expect(errors.count == 8 && errors.allSatisfy { $0 == "store_unavailable" })
         #expect(acks > 100)
-        _ = try await state.verify(path, inFlight: 8)
+        _ = try await state.verify(path, inFlight: 0)
         let store = try FileRefreshTokenStore(directory: path)
         _ = try await store.rotate(state.usableTokens[0], clientID: "crash-client", scope: nil)
         store.close()
     }
 
-    /// A shared object that makes the N-th fdatasync(2) fail with EIO, compiled with the toolchain's clang.
-    func buildFsyncShim(in folder: TemporaryDirectory) async throws -> String {
-        let source = folder.appending("fsync_shim.c")
-        let library = folder.appending("fsync_shim.so")
+    @Test(
+        "Issue 18 item 1: a disk that fills in the middle of a group (the write lets all but its last byte in, then ENOSPC) leaves none of that group durable; every refused client's retry succeeds after the restart"
+    )
+    func diskFullInTheMiddleOfAGroup() async throws {
+        let folder = try TemporaryDirectory("tessera-enospc")
+        defer { folder.remove() }
+        let shim = try await buildFaultShim(in: folder)
+        let path = folder.appending("store")
+        let state = AcknowledgedState()
+        try await seedStore(path, families: 64, into: state)
+        // The 30th log write of at least 1 KB (several whole records, from 16 tasks) is cut short.
+        let (output, status) = try await runRotationChild(
+            path, tokens: state.usableTokens, tasks: 16, killAfter: nil,
+            environment: ["LD_PRELOAD": shim, "TESSERA_FAIL_WRITE_AFTER": "30", "TESSERA_FAIL_WRITE_MIN": "1024"])
+        #expect(status == 0 && output.hasSuffix("DONE\n"))
+        let (acks, errors) = try state.apply(output)
+        #expect(errors.count == 16 && errors.allSatisfy { $0 == "store_unavailable" })
+        #expect(acks >= 30)
+        #expect(try await state.verify(path, inFlight: 0) == 0)
+        // Each refused client retries with its last acknowledged token, as a client told 503 does.
+        let store = try FileRefreshTokenStore(directory: path)
+        defer { store.close() }
+        let revokedBefore = await store.statistics().revokedFamilies
+        for token in state.usableTokens {
+            _ = try await store.rotate(token, clientID: "crash-client", scope: nil)
+        }
+        #expect(await store.statistics().revokedFamilies == revokedBefore, "a retry was taken for reuse")
+    }
+
+    /// A shared object, compiled with the toolchain's clang, that injects faults chosen by the environment:
+    /// `TESSERA_FAIL_FDATASYNC_AT=N` makes the N-th fdatasync(2) fail with EIO; `TESSERA_FAIL_WRITE_AFTER=N`
+    /// with `TESSERA_FAIL_WRITE_MIN=B` lets all but the last byte of the first write(2) of at least B bytes
+    /// after the N-th such write through, and fails every later write to that descriptor with ENOSPC (a
+    /// disk that fills in the middle of a write). Writes to standard streams and small ones (the runtime's
+    /// wake-ups) pass untouched.
+    func buildFaultShim(in folder: TemporaryDirectory) async throws -> String {
+        let source = folder.appending("fault_shim.c")
+        let library = folder.appending("fault_shim.so")
         try """
         #define _GNU_SOURCE
         #include <dlfcn.h>
         #include <errno.h>
         #include <stdlib.h>
-        static int calls;
+        #include <unistd.h>
+        static int calls, bigWrites, fullFD = -1;
         int fdatasync(int fd) {
             static int (*real)(int);
             if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
             const char *at = getenv("TESSERA_FAIL_FDATASYNC_AT");
             if (at && __sync_add_and_fetch(&calls, 1) == atoi(at)) { errno = EIO; return -1; }
             return real(fd);
+        }
+        ssize_t write(int fd, const void *buffer, size_t count) {
+            static ssize_t (*real)(int, const void *, size_t);
+            if (!real) real = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+            const char *after = getenv("TESSERA_FAIL_WRITE_AFTER");
+            const char *minimum = getenv("TESSERA_FAIL_WRITE_MIN");
+            if (after && minimum && fd > 2) {
+                if (fd == __atomic_load_n(&fullFD, __ATOMIC_SEQ_CST)) { errno = ENOSPC; return -1; }
+                if (count >= (size_t)atoi(minimum) && __sync_add_and_fetch(&bigWrites, 1) == atoi(after) + 1) {
+                    __atomic_store_n(&fullFD, fd, __ATOMIC_SEQ_CST);
+                    return real(fd, buffer, count - 1);
+                }
+            }
+            return real(fd, buffer, count);
         }
         """.write(toFile: source, atomically: false, encoding: .utf8)
         let compiler = try await runChild("/usr/bin/env", ["clang", "-shared", "-fPIC", "-o", library, source, "-ldl"])

@@ -195,8 +195,9 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
                 condition.lock()
             case .write(let batch, let lsn):
                 switchRequest = nil
+                let durableEnd = currentLogBytes
                 condition.unlock()
-                let outcome = write(batch, switchingLog: request != nil)
+                let outcome = write(batch, switchingLog: request != nil, durableEnd: durableEnd)
                 condition.lock()
                 let shouldCompact = finish(batch, through: lsn, outcome, request: request)
                 condition.unlock()
@@ -207,7 +208,26 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
     }
 
     /// Writes and fsyncs a batch (outside the lock), then starts a new log if a compaction asked.
-    private func write(_ batch: [UInt8], switchingLog: Bool) -> Result<UInt64?, RefreshTokenStoreError> {
+    /// On failure the log is cut back to `durableEnd`, where it ended before the batch: every caller of the
+    /// batch is told it failed, so none of its records may come back when the store is opened again.
+    private func write(_ batch: [UInt8], switchingLog: Bool, durableEnd: Int) -> Result<UInt64?, RefreshTokenStoreError> {
+        let result = writeAndSync(batch, switchingLog: switchingLog)
+        guard case .failure(let error) = result, !batch.isEmpty else { return result }
+        // A full disk (ENOSPC, EFBIG) may have let part of the batch in: whole records of it would be replayed.
+        // An fsync that failed (EIO) may have left any of it on disk. Shrinking a file needs no free space.
+        if ftruncate(logFD, off_t(durableEnd)) != 0 || fdatasync(logFD) != 0 {
+            let reason = String(cString: strerror(errno))
+            return .failure(
+                RefreshTokenStoreError(
+                    .unavailable,
+                    "\(error.message); cutting the log back to its last acknowledged record failed too (\(reason)): records of the failed group may reappear after a restart"
+                ))
+        }
+        _ = lseek(logFD, off_t(durableEnd), SEEK_SET)
+        return result
+    }
+
+    private func writeAndSync(_ batch: [UInt8], switchingLog: Bool) -> Result<UInt64?, RefreshTokenStoreError> {
         do {
             if !batch.isEmpty {
                 do { try writeAll(logFD, batch) } catch let error as FileError {
