@@ -157,11 +157,17 @@ public final class TokenService: Sendable {
                     metadata: ["folder": .string(path), "former_mode": .string(String(formerMode, radix: 8))])
             case .bootstrapped(let kid):
                 logger.notice("empty key folder: generated and activated an ES256 signing key", metadata: ["kid": .string(kid)])
+            case .reloaded(let active, let published) where active.isEmpty:
+                logger.critical(
+                    "key ring reloaded with no active key: token requests get 503 temporarily_unavailable until one is active (tessera keys generate --activate, or keys rotate)",
+                    metadata: ["published": .stringConvertible(published)])
             case .reloaded(let active, let published):
                 logger.info(
                     "key ring reloaded", metadata: ["active": .string(active.joined(separator: ",")), "published": .stringConvertible(published)])
             case .reloadFailed(let reason):
-                logger.error("key ring not reloaded; the previous keys stay in use", metadata: ["reason": .string(reason)])
+                logger.error(
+                    "key ring not reloaded; the previous keys stay in use, less any the new manifest withdraws", metadata: ["reason": .string(reason)]
+                )
             }
         }
         let clientStore = ClientStore(dataPath: configuration.dataPath)

@@ -229,3 +229,25 @@ final class EventBox: @unchecked Sendable {
     var all: [SigningKeyRing.Event] { lock.withLock { events } }
     func record(_ event: SigningKeyRing.Event) { lock.withLock { events.append(event) } }
 }
+
+@Suite("Key ring: withdrawing keys (issue 18, item 2)")
+struct KeyWithdrawalTests {
+    let t0 = 1_800_000_000
+
+    @Test("A revoked key stops signing and publishing even when the rest of the new key set cannot be loaded; the last good keys stay otherwise")
+    func revocationWinsOverALoadFailure() async throws {
+        let (folder, dir) = try TemporaryDirectory.holding("keys", label: "tessera-withdraw")
+        defer { folder.remove() }
+        let ring = try SigningKeyRing(store: KeyStore(path: dir))
+        let first = try #require(ring.current.signer()?.keyID)
+        let pending = try await keys(["keys", "generate", "--alg", "ES256"], folder: dir, now: t0).out
+        #expect(ring.current.jwks.keys.compactMap(\.keyID).sorted() == [first, pending].sorted())
+        // Revoke the active key and break the pending one's file: the new state cannot be loaded whole.
+        #expect(try await keys(["keys", "revoke", first], folder: dir, now: t0).status == 0)
+        try FileManager.default.removeItem(atPath: dir + "/\(pending).pem")
+        let now = ring.current
+        #expect(now.signer() == nil)
+        #expect(now.jwks.keys.compactMap(\.keyID) == [pending] && !now.jwksJSON.contains(first))
+        #expect(now.verificationKeys?.keys.contains { $0.keyID == first } == false)
+    }
+}

@@ -15,12 +15,13 @@ public struct AccessTokenMinter: Sendable {
 
     /// `typ: at+jwt`; `iss sub aud exp iat jti client_id scope`, and `auth_time` when a user authenticated.
     public func mint(_ grant: Grant, client: Client) throws -> (token: String, expiresIn: Int) {
-        guard let key = keys.current.signer() else {
+        let keySet = keys.current
+        guard let key = keySet.signer() else {
             throw OAuthError(.temporarilyUnavailable, "no signing key is active", log: "the key ring has no active key")
         }
         let now = Int64(clock.now().timeIntervalSince1970.rounded(.down))
         // The key ring's retention covers tokens up to max_token_lifetime: never outlive it.
-        let lifetime = min(client.accessTokenLifetime, keys.current.ring.policy.maxTokenLifetime)
+        let lifetime = min(client.accessTokenLifetime, keySet.ring.policy.maxTokenLifetime)
         var claims = JSONObject([
             "iss": .string(issuer), "sub": .string(grant.subject), "aud": .string(client.audience),
             "exp": .number(JSONNumber(now + Int64(lifetime))), "iat": .number(JSONNumber(now)),

@@ -34,16 +34,25 @@ public struct KeyStore: Sendable {
         return try read(in: directory)
     }
 
-    private func read(in directory: SecureDirectory) throws -> KeyRing {
+    /// The manifest as written, checked for nothing but its syntax: which keys it says are in which
+    /// state, even when a key file is missing (a running server withdraws keys by it).
+    func readManifest() throws -> KeyRing {
+        try readManifest(in: try open(create: false, locking: .none))
+    }
+
+    private func readManifest(in directory: SecureDirectory) throws -> KeyRing {
         guard let bytes = try readFile(Self.manifestName, in: directory, requirePrivate: false) else {
             throw KeyStoreError(.noKeyRing, "\(path) has no \(Self.manifestName)")
         }
-        let ring: KeyRing
         do {
-            ring = try Self.decoder.decode(KeyRing.self, from: Data(bytes))
+            return try Self.decoder.decode(KeyRing.self, from: Data(bytes))
         } catch {
             throw KeyStoreError(.badManifest, "\(path)/\(Self.manifestName) does not parse: \(Self.describe(error))")
         }
+    }
+
+    private func read(in directory: SecureDirectory) throws -> KeyRing {
+        let ring = try readManifest(in: directory)
         try ring.validate()
         for key in ring.keys where key.state != .revoked {
             try checkKeyFile(key, in: directory)

@@ -8,8 +8,15 @@ import Darwin
 #endif
 
 /// What a running issuer signs with and publishes: loaded from the key folder, swapped whole when the
-/// manifest changes (polled, or `reload()` on SIGHUP). A bad new state is reported and ignored; the
-/// previous good one stays in use, so a half-edited manifest never stops the server from signing.
+/// manifest changes. `current` looks at the manifest (one `stat`) each time it is asked and reloads when
+/// it changed, so no token is signed with a key after `tessera keys revoke` returned; `watch` polls too,
+/// and `reload()` runs on SIGHUP.
+///
+/// A bad new state is reported and the previous one stays in use, so a half-edited manifest never stops
+/// the server from signing — with one exception that always wins: a key the readable new manifest no
+/// longer lists as active stops signing, and one it no longer publishes stops being published, even when
+/// the rest of the new state cannot be loaded. A revoked key is presumed compromised; with no active key
+/// left for an algorithm, requests that need one get `temporarily_unavailable`.
 public final class SigningKeyRing: @unchecked Sendable {
     /// One consistent view: the ring, the active signing key per algorithm, and the published JWKS.
     public struct Snapshot: Sendable {
@@ -68,13 +75,38 @@ public final class SigningKeyRing: @unchecked Sendable {
         }
         fingerprint = FileFingerprint(store)
         snapshot = try Self.load(store)
+        // A server does not start without a key to sign with; a running one may lose its last (revocation).
+        guard !snapshot.signers.isEmpty else { throw KeyStoreError(.noActiveKey, "the key ring has no active key") }
     }
 
-    public var current: Snapshot { lock.withLock { snapshot } }
+    /// The key set to sign and publish with: reloaded first when the manifest changed since the last look.
+    public var current: Snapshot {
+        reloadIfChanged()
+        return lock.withLock { snapshot }
+    }
 
-    /// Reads the key folder again and swaps the whole key set in; on any error keeps the current one.
+    /// Reads the key folder again and swaps the whole key set in. On an error keeps the current one,
+    /// less every key the new manifest (when it can be read) no longer has active or published.
     @discardableResult
     public func reload() -> Bool {
+        reloading.withLock { reloadHoldingLock() }
+    }
+
+    /// Reloads when the manifest's inode, size or modification time changed since the last look. Callers
+    /// that arrive during a reload wait for it: none of them may go on with a key it withdraws.
+    @discardableResult
+    public func reloadIfChanged() -> Bool {
+        let seen = FileFingerprint(store)
+        guard lock.withLock({ seen != fingerprint }) else { return false }
+        return reloading.withLock {
+            guard lock.withLock({ FileFingerprint(store) != fingerprint }) else { return false }
+            return reloadHoldingLock()
+        }
+    }
+
+    private let reloading = NSLock()
+
+    private func reloadHoldingLock() -> Bool {
         let seen = FileFingerprint(store)
         do {
             let next = try Self.load(store)
@@ -85,18 +117,18 @@ public final class SigningKeyRing: @unchecked Sendable {
             onEvent?(.reloaded(activeKids: next.ring.activeKeys.map(\.kid), published: next.jwks.keys.count))
             return true
         } catch {
+            let withdrawn: [String]
+            if let ring = try? store.readManifest() {
+                let kept = lock.withLock { snapshot.restricted(to: ring) }
+                withdrawn = kept.withdrawn
+                lock.withLock { snapshot = kept.snapshot }
+            } else {
+                withdrawn = []
+            }
             lock.withLock { fingerprint = seen }
-            onEvent?(.reloadFailed("\(error)"))
+            onEvent?(.reloadFailed("\(error)" + (withdrawn.isEmpty ? "" : "; withdrawn all the same: \(withdrawn.joined(separator: ", "))")))
             return false
         }
-    }
-
-    /// Reloads when the manifest's inode, size or modification time changed since the last look.
-    @discardableResult
-    public func reloadIfChanged() -> Bool {
-        let seen = FileFingerprint(store)
-        guard lock.withLock({ seen != fingerprint }) else { return false }
-        return reload()
     }
 
     /// Polls the manifest every `interval` until the task is cancelled (run it as a server service).
@@ -111,14 +143,29 @@ public final class SigningKeyRing: @unchecked Sendable {
         let ring = try store.read()
         var signers: [String: SigningKey] = [:]
         for entry in ring.activeKeys { signers[entry.alg] = try store.signingKey(entry) }
-        guard !signers.isEmpty else {
-            throw KeyStoreError(.noActiveKey, "the key ring has no active key")
-        }
-        let jwks = try store.publishedJWKS(ring)
+        return Snapshot(ring: ring, signers: signers, jwks: try store.publishedJWKS(ring))
+    }
+}
+
+extension SigningKeyRing.Snapshot {
+    init(ring: KeyRing, signers: [String: SigningKey], jwks: JWKSet) {
         let json = jwks.jsonString
-        return Snapshot(
+        self.init(
             ring: ring, signers: signers, jwks: jwks, verificationKeys: try? VerificationKeySet(jwks: jwks), jwksJSON: json,
             etag: "\"" + Base64URL.encode(Digest.sha256(Array(json.utf8))) + "\"")
+    }
+
+    /// This key set less the keys `newer` no longer has active (for signing) or published (in the JWKS),
+    /// and the kids withdrawn. Keys `newer` adds are not taken: they could not be loaded.
+    func restricted(to newer: KeyRing) -> (snapshot: Self, withdrawn: [String]) {
+        let active = Set(newer.activeKeys.map(\.kid))
+        let published = Set(newer.published.map(\.kid))
+        let signers = self.signers.filter { $0.value.keyID.map(active.contains) ?? false }
+        let jwks = JWKSet(keys: self.jwks.keys.filter { $0.keyID.map(published.contains) ?? false })
+        let withdrawn = Set(self.signers.values.compactMap(\.keyID)).subtracting(signers.values.compactMap(\.keyID))
+            .union(Set(self.jwks.keys.compactMap(\.keyID)).subtracting(jwks.keys.compactMap(\.keyID)))
+        guard !withdrawn.isEmpty else { return (self, []) }
+        return (Self(ring: ring, signers: signers, jwks: jwks), withdrawn.sorted())
     }
 }
 

@@ -1,0 +1,42 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import TesseraIssuer
+import TesseraJOSE
+import TesseraTestSupport
+import Testing
+
+@testable import TesseraServer
+
+/// What an attack pass and a fault-injection pass found (issue 18), each item checked over HTTP.
+@Suite("Hardening (issue 18)")
+struct HardeningTests {
+    @Test(
+        "Item 2: revoking the only active key stops signing and publishing it before keys revoke has returned; tokens get 503 temporarily_unavailable until a key is active"
+    )
+    func revokingTheOnlyKey() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        let keysPath = fixture.folder.appending("keys")
+        let kid = try #require(fixture.service.keys.current.signer()?.keyID)
+        try await fixture.run { client in
+            let form = "grant_type=client_credentials"
+            #expect(try await post(client, "/token", form, authorization: fixture.basicAuth).status == .ok)
+            let revoke = try await runTessera(["keys", "revoke", kid, "--keys", keysPath])
+            #expect(revoke.status == 0, "\(revoke)")
+            // No SIGHUP, no poll: the next request already sees the revocation.
+            let refused = try await post(client, "/token", form, authorization: fixture.basicAuth)
+            #expect(refused.status == .serviceUnavailable && refused.error == "temporarily_unavailable")
+            let jwks = try await get(client, "/.well-known/jwks.json")
+            #expect(jwks.status == .ok && !jwks.body.contains(kid))
+            #expect(try await post(client, "/introspect", "token=x", authorization: fixture.basicAuth).status == .ok)
+
+            let generate = try await runTessera(["keys", "generate", "--alg", "ES256", "--activate", "--keys", keysPath])
+            #expect(generate.status == 0, "\(generate)")
+            let issued = try await post(client, "/token", form, authorization: fixture.basicAuth)
+            #expect(issued.status == .ok)
+            let header = try UnverifiedJWS(parsing: try #require(issued.string("access_token"))).header
+            #expect(header.keyID != nil && header.keyID != kid)
+        }
+    }
+}
