@@ -124,33 +124,37 @@ func oauthResponse(
     _ request: Request, limit: Int, context: TesseraRequestContext, throttle: FailureThrottle,
     _ body: (TokenRequest) async throws -> OAuthBody
 ) async -> Response {
-    var keys: [String] = []
-    var user: String?
+    var clientKeys: [FailureThrottle.Key] = []
+    var userKeys: [FailureThrottle.Key] = []
     do {
         let form = try await formRequest(request, limit: limit)
-        // Throttle keys: who the request claims to be, the user it signs in, and where it comes from.
-        let client = ClientAuthenticator.claimedClientID(authorization: form.authorization, clientID: form["client_id"]).map(
-            FailureThrottle.clientKey)
-        user = form["grant_type"] == "password" ? form["username"].map(FailureThrottle.userKey) : nil
-        let address = context.remoteAddress?.ipAddress.map(FailureThrottle.addressKey)
-        keys = [client, user, address].compactMap { $0 }
+        // Throttle keys: the client the request claims to be and the user it signs in, each from this address.
+        let address = context.remoteAddress?.ipAddress
+        let client = ClientAuthenticator.claimedClientID(authorization: form.authorization, clientID: form["client_id"])
+        clientKeys = FailureThrottle.client(client ?? "", address: address)
+        if form["grant_type"] == "password", let username = form["username"] { userKeys = FailureThrottle.user(username, address: address) }
+        let keys = clientKeys + userKeys
         if let wait = throttle.retryAfter(keys) {
-            context.logger.notice("throttled after repeated failures", metadata: ["keys": .string(keys.joined(separator: ","))])
+            context.logger.notice(
+                "throttled after repeated failures", metadata: ["kinds": .string(Set(keys.map { "\($0.kind)" }).sorted().joined(separator: ","))])
             let object = JSONObject([
                 "error": .string("invalid_request"), "error_description": .string("too many failed attempts; retry after \(wait) s"),
             ])
             return jsonResponse(.tooManyRequests, object, headers: [.retryAfter: String(wait)])
         }
         let result = try await body(form)
-        throttle.recordSuccess([client, user].compactMap { $0 })
+        throttle.recordSuccess(keys)
         switch result {
         case .json(let object): return jsonResponse(.ok, object)
         case .empty: return Response(status: .ok, headers: [.cacheControl: "no-store", pragma: "no-cache"])
         }
     } catch let error as OAuthError {
         context.logger.info("oauth error", metadata: ["error": .string(error.code.rawValue), "detail": .string(error.logMessage)])
-        if error.code == .invalidClient || (error.code == .invalidGrant && user != nil) {
-            throttle.recordFailure(keys)
+        // A wrong secret counts against the client; a wrong password against the user, not the client.
+        if error.code == .invalidClient {
+            throttle.recordFailure(clientKeys)
+        } else if error.code == .invalidGrant, !userKeys.isEmpty {
+            throttle.recordFailure(userKeys)
         }
         return errorResponse(error, request: request)
     } catch let error as BodyTooLarge {

@@ -217,15 +217,16 @@ struct FailureThrottleBoundTests {
         policy.window = 1
         policy.baseDelay = 300
         let throttle = FailureThrottle(policy: policy, now: { clock.now.timeIntervalSince1970 })
-        for _ in 0...policy.freeFailures { throttle.recordFailure(["addr:attacker"]) }
+        let attacker = FailureThrottle.client("attacked", address: "203.0.113.9")
+        for _ in 0...policy.freeFailures { throttle.recordFailure(attacker) }
         var evictions = 0
         var previous = throttle.trackedKeys
         for round in 0..<1_000 {
             // One new key every 10.2 ms through a 1 s window: about 98 are live at any time, just under the
             // bound, so dropping only the idle ones would leave the set full and scan again at the next key.
             clock.advance(0.0102)
-            throttle.recordFailure(["user:flood-\(round)"])
-            if round % 10 == 0 { throttle.recordFailure(["addr:attacker"]) }
+            throttle.recordFailure([FailureThrottle.user("flood-\(round)", address: nil)[0]])
+            if round % 10 == 0 { throttle.recordFailure(attacker) }
             let tracked = throttle.trackedKeys
             #expect(tracked <= policy.maximumKeys)
             if tracked <= previous {  // a new key came in and the count did not grow: an eviction ran
@@ -235,6 +236,6 @@ struct FailureThrottleBoundTests {
             previous = tracked
         }
         #expect((30...45).contains(evictions), "\(evictions) evictions for 1,000 keys: about one per 25 new keys")
-        #expect(throttle.retryAfter(["addr:attacker"]) != nil)
+        #expect(throttle.retryAfter(attacker) != nil)
     }
 }

@@ -40,3 +40,33 @@ struct HardeningTests {
         }
     }
 }
+
+extension HardeningTests {
+    @Test("Item 8: wrong passwords of the password grant count against the user, not against the client that relays them")
+    func wrongPasswordsDoNotLockTheClient() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        let data = fixture.service.configuration.dataPath
+        try UserStore(dataPath: data).add("alice", password: "correct horse battery", now: Date())
+        try ClientStore(dataPath: data).update { registry in
+            registry.clients.append(
+                Client(
+                    id: "legacy", type: .confidential, secretDigest: Client.digest(ofSecret: fixture.secret),
+                    grants: [.password, .clientCredentials], scopes: ["read"], defaultScopes: ["read"], audience: "api", created: Date()))
+        }
+        let legacy = "Basic " + Data("legacy:\(fixture.secret)".utf8).base64EncodedString()
+        try await fixture.run { client async throws in
+            for _ in 0..<6 {
+                #expect(
+                    try await post(client, "/token", "grant_type=password&username=alice&password=wrong", authorization: legacy).status == .badRequest
+                )
+            }
+            #expect(
+                try await post(client, "/token", "grant_type=password&username=alice&password=wrong", authorization: legacy).status
+                    == .tooManyRequests)
+            // The client is not held back for its user's mistakes, nor is another user.
+            #expect(try await post(client, "/token", "grant_type=client_credentials", authorization: legacy).status == .ok)
+            #expect(try await post(client, "/token", "grant_type=password&username=bob&password=x", authorization: legacy).error == "invalid_grant")
+        }
+    }
+}

@@ -207,26 +207,29 @@ struct ThrottleTests {
     func policy() {
         let clock = Seconds()
         let throttle = FailureThrottle(now: { clock.now })
-        for _ in 0..<5 { throttle.recordFailure(["client:a"]) }
-        #expect(throttle.retryAfter(["client:a"]) == nil)
-        throttle.recordFailure(["client:a"])
-        #expect(throttle.retryAfter(["client:a", "client:b"]) == 1)
-        throttle.recordFailure(["client:a"])
-        #expect(throttle.retryAfter(["client:a"]) == 2)
-        for _ in 0..<20 { throttle.recordFailure(["client:a"]) }
-        #expect(throttle.retryAfter(["client:a"]) == 300)
-        #expect(throttle.retryAfter(["client:b"]) == nil)
+        let a = FailureThrottle.client("a", address: "192.0.2.1")
+        let b = FailureThrottle.client("b", address: "192.0.2.1")
+        for _ in 0..<5 { throttle.recordFailure(a) }
+        #expect(throttle.retryAfter(a) == nil)
+        throttle.recordFailure(a)
+        #expect(throttle.retryAfter(a + b) == 1)
+        throttle.recordFailure(a)
+        #expect(throttle.retryAfter(a) == 2)
+        for _ in 0..<20 { throttle.recordFailure(a) }
+        #expect(throttle.retryAfter(a) == 300)
+        #expect(throttle.retryAfter(b) == nil)
         clock.advance(300)
-        #expect(throttle.retryAfter(["client:a"]) == nil)
-        throttle.recordSuccess(["client:a"])
-        for _ in 0..<5 { throttle.recordFailure(["client:a"]) }
-        #expect(throttle.retryAfter(["client:a"]) == nil)
+        #expect(throttle.retryAfter(a) == nil)
+        throttle.recordSuccess(a)
+        for _ in 0..<5 { throttle.recordFailure(a) }
+        #expect(throttle.retryAfter(a) == nil)
         // Failures spread beyond the window never block.
+        let x = FailureThrottle.user("x", address: "192.0.2.2")
         for _ in 0..<20 {
             clock.advance(61)
-            throttle.recordFailure(["user:x"])
+            throttle.recordFailure(x)
         }
-        #expect(throttle.retryAfter(["user:x"]) == nil)
+        #expect(throttle.retryAfter(x) == nil)
     }
 
     @Test("HTTP: repeated wrong secrets get 429 with Retry-After, even for the right secret, until the delay passes; other clients are not slowed")

@@ -93,7 +93,7 @@ public struct AuthorizationFlow: Sendable {
         guard !username.isEmpty, !password.isEmpty else {
             return Answer(step: .signIn(pending, message: "Enter your username and password.", username: username, status: 400), session: session)
         }
-        let keys = [FailureThrottle.userKey(username)] + (address.map { [FailureThrottle.addressKey($0)] } ?? [])
+        let keys = FailureThrottle.user(username, address: address)
         if let wait = throttle.retryAfter(keys) {
             log("sign-in throttled after repeated failures")
             return Answer(
@@ -107,7 +107,7 @@ public struct AuthorizationFlow: Sendable {
             log(user == nil ? "sign-in failed: unknown user" : "sign-in failed: wrong password for \(username)")
             return Answer(step: .signIn(pending, message: "The username or password is wrong.", username: username, status: 200), session: session)
         }
-        throttle.recordSuccess([FailureThrottle.userKey(username)])
+        throttle.recordSuccess(keys)
         do {
             let signedIn = try sessions.signIn(session, username: user.username, handle: pending.handle)
             log("signed in \(user.username)")
