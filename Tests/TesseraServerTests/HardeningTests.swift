@@ -70,3 +70,22 @@ extension HardeningTests {
         }
     }
 }
+
+extension HardeningTests {
+    @Test("Item 20: while the refresh-token store refuses work, /introspect answers 503 temporarily_unavailable, not active: false")
+    func introspectionWhileTheStoreRefuses() async throws {
+        let fixture = try ServerFixture()
+        defer { fixture.close() }
+        try await fixture.run { client async throws in
+            // A live refresh token, issued directly into the server's store.
+            let family = try await fixture.service.refreshTokens.issue(
+                NewRefreshTokenFamily(clientID: "svc", subject: "svc", scope: ["read"], authTime: Date()))
+            let live = try await post(client, "/introspect", "token=\(family.token.rawValue)", authorization: fixture.basicAuth)
+            #expect(live.status == .ok && live.json["active"] == .bool(true))
+            // The refuse-everything state after a failed write answers like a closed store: code `unavailable`.
+            fixture.service.refreshTokens.close()
+            let refused = try await post(client, "/introspect", "token=\(family.token.rawValue)", authorization: fixture.basicAuth)
+            #expect(refused.status == .serviceUnavailable && refused.error == "temporarily_unavailable", "\(refused.body)")
+        }
+    }
+}

@@ -31,7 +31,9 @@ public struct IntrospectionEndpoint: Sendable {
         let token = try request.required("token")
         let inactive = JSONObject(["active": .bool(false)])
         if token.hasPrefix(RefreshToken.prefix) {
-            guard let record = try? await store.record(for: RefreshToken(token)), record.state == .live, record.clientID == client.id else {
+            guard let record = try await readingStore({ try await store.record(for: RefreshToken(token)) }), record.state == .live,
+                record.clientID == client.id
+            else {
                 return inactive
             }
             var object = JSONObject([
@@ -42,7 +44,7 @@ public struct IntrospectionEndpoint: Sendable {
             return object
         }
         guard let claims = verifiedAccessToken(token) else { return inactive }
-        if case .string(let familyID)? = claims[Grant.familyClaim], (try? await store.isFamilyLive(familyID)) != true {
+        if case .string(let familyID)? = claims[Grant.familyClaim], try await readingStore({ try await store.isFamilyLive(familyID) }) != true {
             return inactive  // issued from a family since revoked (reuse, RFC 7009 revocation, or an operator)
         }
         var object = JSONObject(["active": .bool(true), "token_type": .string("Bearer")])
@@ -50,6 +52,19 @@ public struct IntrospectionEndpoint: Sendable {
             if let value = claims[name] { object[name] = value }
         }
         return object
+    }
+
+    /// A store that refuses work (after a failed write, or closing) cannot say whether a token is live:
+    /// that is `temporarily_unavailable`, as at the token endpoint, never `{"active": false}` (issue 18, item 20).
+    /// Any other failure to read it counts as not active.
+    private func readingStore<T>(_ read: () async throws -> T?) async throws -> T? {
+        do {
+            return try await read()
+        } catch let error as RefreshTokenStoreError where error.code == .unavailable {
+            throw OAuthError(.temporarilyUnavailable, "the token service cannot read refresh tokens right now", log: error.message)
+        } catch {
+            return nil
+        }
     }
 
     private func verifiedAccessToken(_ token: String) -> JSONObject? {
