@@ -94,7 +94,7 @@ enum ClaimsValidator {
         }
         // RFC 9068 §4: the issuer identifier MUST exactly match the iss claim.
         let issuer = try requiredString(claims, "iss")
-        guard issuer == configuration.issuer else { throw TokenVerificationError(.invalidIssuer, "iss is not the expected issuer") }
+        guard issuer.sameBytes(as: configuration.issuer) else { throw TokenVerificationError(.invalidIssuer, "iss is not the expected issuer") }
         // RFC 9068 §4: the aud claim MUST contain a resource indicator value this server accepts.
         let audience: [String]
         switch claims["aud"]! {
@@ -106,7 +106,7 @@ enum ClaimsValidator {
             }
         default: throw TokenVerificationError(.invalidClaim, "aud is neither a string nor an array of strings")
         }
-        guard audience.contains(where: configuration.audiences.contains) else {
+        guard audience.contains(where: { value in configuration.audiences.contains { $0.sameBytes(as: value) } }) else {
             throw TokenVerificationError(.invalidAudience, "aud does not name this resource server")
         }
         let leeway = configuration.leeway

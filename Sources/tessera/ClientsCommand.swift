@@ -74,7 +74,7 @@ struct ClientsCommand: ParsableCommand {
                 redirectURIs: redirectURIs, pkcePlainAllowed: allowPlainPKCE ? true : nil, created: commandNow())
             try clientCall {
                 // THREATS B13: client_credentials tokens have sub = client_id; it must not name a user.
-                if try UserStore(dataPath: options.data).users().contains(where: { $0.username == id }) {
+                if try UserStore(dataPath: options.data).users().contains(where: { $0.username.sameBytes(as: id) }) {
                     throw CLIError("\(id) is a username: its client_credentials tokens (sub = client_id) would be confusable with the user's")
                 }
                 try options.store.update { registry in
@@ -137,7 +137,7 @@ struct ClientsCommand: ParsableCommand {
             try clientCall {
                 try options.store.update { registry in
                     guard registry.client(id) != nil else { throw CLIError("no client \(id); `tessera clients list` shows them") }
-                    registry.clients.removeAll { $0.id == id }
+                    registry.clients.removeAll { $0.id.sameBytes(as: id) }
                 }
                 // A client registered later under the same id must ask users again.
                 try ConsentStore(dataPath: options.data).forget(clientID: id)
@@ -161,7 +161,7 @@ struct ClientsCommand: ParsableCommand {
             let secret = try Client.generateSecret()
             try clientCall {
                 try options.store.update { registry in
-                    guard let index = registry.clients.firstIndex(where: { $0.id == id }) else { throw CLIError("no client \(id)") }
+                    guard let index = registry.clients.firstIndex(where: { $0.id.sameBytes(as: id) }) else { throw CLIError("no client \(id)") }
                     guard registry.clients[index].type == .confidential else { throw CLIError("\(id) is a public client: it has no secret") }
                     registry.clients[index].secretDigest = Client.digest(ofSecret: secret)
                 }

@@ -89,9 +89,9 @@ public struct Client: Codable, Sendable, Equatable {
     /// `http://[::1]/…`) the port may differ, since a native app listens on whatever port is free. Nothing
     /// else may: not the path, the query, the case, nor `localhost` (RFC 8252 §8.3).
     public func registeredRedirectURI(matching uri: String) -> String? {
-        if redirectURIs.contains(uri) { return uri }
+        if let exact = redirectURIs.first(where: { $0.sameBytes(as: uri) }) { return exact }
         guard let sent = Self.loopbackParts(uri) else { return nil }
-        return redirectURIs.first { Self.loopbackParts($0).map { $0.host == sent.host && $0.rest == sent.rest } ?? false }
+        return redirectURIs.first { Self.loopbackParts($0).map { $0.host.sameBytes(as: sent.host) && $0.rest.sameBytes(as: sent.rest) } ?? false }
     }
 
     /// `http://127.0.0.1[:port]rest` or `http://[::1][:port]rest` split into host and rest (port dropped),
@@ -143,17 +143,45 @@ public struct Client: Codable, Sendable, Equatable {
             throw RegistrationError(.invalidLifetime, "client \(id): \(error.message)")
         }
         for uri in redirectURIs {
-            // RFC 6749 §3.1.2: an absolute URI without a fragment.
-            guard let components = URLComponents(string: uri), let scheme = components.scheme, !scheme.isEmpty,
-                components.fragment == nil, uri.utf8.count <= 2_048
-            else {
-                throw RegistrationError(
-                    .invalidRedirectURI, "client \(id): redirect URI \(uri) must be absolute and have no fragment (RFC 6749 §3.1.2)")
+            if let problem = Self.redirectURIProblem(uri) {
+                // The URI is shown escaped: it may hold the very control characters it is refused for.
+                throw RegistrationError(.invalidRedirectURI, "client \(id): redirect URI \(uri.debugDescription) \(problem)")
             }
         }
         if allows(.authorizationCode), redirectURIs.isEmpty {
             throw RegistrationError(.missingRedirectURI, "client \(id): authorization_code needs at least one redirect URI")
         }
+    }
+
+    /// Why `uri` may not be registered as a redirect URI, or nil. RFC 6749 §3.1.2: absolute, no fragment;
+    /// RFC 9700 §2.1 and RFC 8252 §7: `https`, `http` only on a loopback host, or a private-use scheme
+    /// with a dot in it (reverse domain: `com.example.app:/cb`), which also keeps out `javascript:`,
+    /// `data:`, `file:` and their kind. No user information, no wildcard, nothing but printable ASCII (no
+    /// space, CR, LF or other control character reaches `Location` or the CSP).
+    static func redirectURIProblem(_ uri: String) -> String? {
+        guard !uri.isEmpty, uri.utf8.count <= 2_048 else { return "must be 1 to 2,048 bytes" }
+        guard uri.utf8.allSatisfy({ (0x21...0x7E).contains($0) && !"\"<>\\^`{|}".utf8.contains($0) }) else {
+            return "may hold only printable ASCII characters allowed in a URI (RFC 3986): no space, control character, quote or brace"
+        }
+        guard !uri.contains("*") else { return "may not hold a wildcard: redirect URIs match exactly (RFC 9700 §4.1.3)" }
+        guard let components = URLComponents(string: uri), let scheme = components.scheme?.lowercased(), !scheme.isEmpty else {
+            return "must be an absolute URI (RFC 6749 §3.1.2)"
+        }
+        guard components.fragment == nil, !uri.contains("#") else { return "may not have a fragment (RFC 6749 §3.1.2)" }
+        guard components.user == nil, components.password == nil else { return "may not carry user information (user@host)" }
+        switch scheme {
+        case "https":
+            guard let host = components.host, !host.isEmpty else { return "must name a host" }
+        case "http":
+            guard let host = components.host, isLoopbackHost(host) else {
+                return "may use plain http only on a loopback host (127.0.0.1, [::1], localhost; RFC 8252 §7.3); use https"
+            }
+        default:
+            guard scheme.contains(".") else {
+                return "must use https, http on a loopback host, or a private-use scheme with a dot (com.example.app:/cb, RFC 8252 §7.1)"
+            }
+        }
+        return nil
     }
 
     static func isValidID(_ id: String) -> Bool {

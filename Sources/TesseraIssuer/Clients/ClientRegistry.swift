@@ -8,7 +8,7 @@ public struct ClientRegistry: Codable, Sendable, Equatable {
 
     public init(clients: [Client] = []) { self.clients = clients }
 
-    public func client(_ id: String) -> Client? { clients.first { $0.id == id } }
+    public func client(_ id: String) -> Client? { clients.first { $0.id.sameBytes(as: id) } }
 
     public func validate() throws {
         guard version == 1 else {

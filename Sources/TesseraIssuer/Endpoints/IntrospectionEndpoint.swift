@@ -32,7 +32,7 @@ public struct IntrospectionEndpoint: Sendable {
         let inactive = JSONObject(["active": .bool(false)])
         if token.hasPrefix(RefreshToken.prefix) {
             guard let record = try await readingStore({ try await store.record(for: RefreshToken(token)) }), record.state == .live,
-                record.clientID == client.id
+                record.clientID.sameBytes(as: client.id)
             else {
                 return inactive
             }
@@ -70,7 +70,7 @@ public struct IntrospectionEndpoint: Sendable {
     private func verifiedAccessToken(_ token: String) -> JSONObject? {
         guard let parsed = try? UnverifiedJWS(parsing: token), parsed.header.type?.lowercased() == "at+jwt",
             let keySet = keys.current.verificationKeys, let claims = try? parsed.verified(using: keySet).payloadObject(),
-            claims["iss"] == .string(issuer), case .number(let exp)? = claims["exp"], let expiry = exp.int64Value,
+            claims["iss"]?.stringValue.sameBytes(as: issuer) == true, case .number(let exp)? = claims["exp"], let expiry = exp.int64Value,
             expiry > Int64(clock.now().timeIntervalSince1970)
         else { return nil }
         return claims

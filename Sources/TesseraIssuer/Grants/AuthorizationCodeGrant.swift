@@ -24,7 +24,7 @@ public struct AuthorizationCodeGrant: GrantHandler {
                 log: "authorization code replayed: tokens issued from it revoked")
         case .fresh(let record):
             // RFC 6749 §4.1.3: redirect_uri REQUIRED if it was in the authorization request, and identical.
-            if let expected = record.redirectURI, request["redirect_uri"] != expected {
+            if let expected = record.redirectURI, !request["redirect_uri"].sameBytes(as: expected) {
                 throw OAuthError(.invalidGrant, "redirect_uri does not match the authorization request")
             }
             switch (record.challenge, verifier) {

@@ -75,7 +75,7 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
         let now = clock.now()
         return lock.withLock {
             guard var entry = entries[key], entry.expiresAt > now else { return .failed("unknown or expired authorization code") }
-            guard entry.record.clientID == clientID else { return .failed("authorization code issued to another client") }
+            guard entry.record.clientID.sameBytes(as: clientID) else { return .failed("authorization code issued to another client") }
             if entry.used {
                 if entry.familyID == nil {
                     entry.revokeWhenAttached = true

@@ -18,7 +18,7 @@ public struct PasswordGrant: GrantHandler {
         let username = try request.required("username")
         let password = try request.required("password")
         let scope = try TokenEndpoint.resolveScope(try request.scope(), for: client)
-        let user = try users().first { $0.username == username }
+        let user = try users().first { $0.username.sameBytes(as: username) }
         guard password.utf8.count <= 1_024, UserStore.verify(password, for: user), let user else {
             throw OAuthError(.invalidGrant, "the username or password is wrong", log: user == nil ? "unknown user" : "wrong password for \(username)")
         }

@@ -96,7 +96,7 @@ public struct KeyRing: Codable, Sendable, Equatable {
 
     public var activeKeys: [KeyRingEntry] { keys.filter { $0.state == .active } }
 
-    public func entry(_ kid: String) -> KeyRingEntry? { keys.first { $0.kid == kid } }
+    public func entry(_ kid: String) -> KeyRingEntry? { keys.first { $0.kid.sameBytes(as: kid) } }
 
     /// Checks what a hand-edited or damaged manifest could get wrong.
     public func validate() throws {
@@ -173,7 +173,7 @@ public struct KeyRing: Codable, Sendable, Equatable {
 
     /// Withdraws a key at once (compromise): it leaves the JWKS and never signs again.
     public mutating func revoke(_ kid: String, now: Date) throws -> KeyRingEntry {
-        guard let index = keys.firstIndex(where: { $0.kid == kid }) else {
+        guard let index = keys.firstIndex(where: { $0.kid.sameBytes(as: kid) }) else {
             throw KeyStoreError(.unknownKid, "no key with kid \(kid)", kid: kid)
         }
         guard keys[index].state != .revoked else { return keys[index] }

@@ -101,7 +101,7 @@ public struct AuthorizationFlow: Sendable {
                 session: session)
         }
         let user: User?
-        do { user = try users().first { $0.username == username } } catch { return failed(pending.request, error) }
+        do { user = try users().first { $0.username.sameBytes(as: username) } } catch { return failed(pending.request, error) }
         guard password.utf8.count <= 1_024, UserStore.verify(password, for: user), let user else {
             throttle.recordFailure(keys)
             log(user == nil ? "sign-in failed: unknown user" : "sign-in failed: wrong password for \(username)")
@@ -170,7 +170,7 @@ public struct AuthorizationFlow: Sendable {
 
     /// The session's user, if they still exist (a removed user's sessions stop counting at once).
     private func signedInUser(_ session: BrowserSession) -> String? {
-        guard let username = session.username, (try? users().contains { $0.username == username }) == true else { return nil }
+        guard let username = session.username, (try? users().contains { $0.username.sameBytes(as: username) }) == true else { return nil }
         return username
     }
 

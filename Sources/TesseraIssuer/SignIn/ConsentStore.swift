@@ -35,14 +35,16 @@ public struct ConsentStore: Sendable {
 
     /// Whether `username` already agreed to give `clientID` every scope in `scope`.
     public func covers(username: String, clientID: String, scope: [String]) throws -> Bool {
-        guard let consent = try consents().first(where: { $0.username == username && $0.clientID == clientID }) else { return false }
+        guard let consent = try consents().first(where: { $0.username.sameBytes(as: username) && $0.clientID.sameBytes(as: clientID) }) else {
+            return false
+        }
         return Set(scope).isSubset(of: Set(consent.scopes))
     }
 
     /// Remembers the scopes, added to any already remembered for the pair.
     public func remember(username: String, clientID: String, scope: [String], now: Date) throws {
         try document.update { registry in
-            if let index = registry.consents.firstIndex(where: { $0.username == username && $0.clientID == clientID }) {
+            if let index = registry.consents.firstIndex(where: { $0.username.sameBytes(as: username) && $0.clientID.sameBytes(as: clientID) }) {
                 registry.consents[index].scopes = Array(Set(registry.consents[index].scopes).union(scope)).sorted()
                 registry.consents[index].granted = now
             } else {
@@ -57,7 +59,9 @@ public struct ConsentStore: Sendable {
         guard username != nil || clientID != nil else { return 0 }
         return try document.update { registry in
             let before = registry.consents.count
-            registry.consents.removeAll { (username == nil || $0.username == username) && (clientID == nil || $0.clientID == clientID) }
+            registry.consents.removeAll { consent in
+                (username.map { consent.username.sameBytes(as: $0) } ?? true) && (clientID.map { consent.clientID.sameBytes(as: $0) } ?? true)
+            }
             return before - registry.consents.count
         }
     }

@@ -82,7 +82,7 @@ public struct UserStore: Sendable {
     /// Writes the user, checking under the lock that the name is still free (the checks above ran without it).
     private func insert(_ username: String, hash: String, now: Date) throws {
         try document.update { registry in
-            guard !registry.users.contains(where: { $0.username == username }) else { throw Self.exists(username) }
+            guard !registry.users.contains(where: { $0.username.sameBytes(as: username) }) else { throw Self.exists(username) }
             registry.users.append(User(username: username, password: hash, created: now))
         }
     }
@@ -92,7 +92,7 @@ public struct UserStore: Sendable {
         guard Self.isValidUsername(username) else {
             throw RegistrationError(.invalidUsername, "a username is 1 to 255 characters without spaces, control characters or ':'")
         }
-        guard try !users().contains(where: { $0.username == username }) else { throw Self.exists(username) }
+        guard try !users().contains(where: { $0.username.sameBytes(as: username) }) else { throw Self.exists(username) }
         // THREATS B13: a client's own tokens carry sub = client_id; a user of the same name would be confusable.
         guard try ClientStore(dataPath: dataPath).read().client(username) == nil else {
             throw RegistrationError(
@@ -108,7 +108,7 @@ public struct UserStore: Sendable {
     public func remove(_ username: String) throws -> Bool {
         let removed = try document.update { registry in
             let before = registry.users.count
-            registry.users.removeAll { $0.username == username }
+            registry.users.removeAll { $0.username.sameBytes(as: username) }
             return registry.users.count != before
         }
         if removed { try ConsentStore(dataPath: dataPath).forget(username: username) }

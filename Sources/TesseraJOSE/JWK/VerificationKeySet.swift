@@ -77,7 +77,8 @@ public struct VerificationKeySet: Sendable {
     /// The key that must verify a token with this header.
     public func key(for header: JWSHeader) throws -> VerificationKey {
         if let keyID = header.keyID {
-            guard let key = byID[keyID] else { throw JOSEError(.unknownKey, "no trusted key has the token's kid") }
+            // The dictionary matches canonically equivalent kids ("\u{212A}" for "K"); the kid must be the same bytes.
+            guard let key = byID[keyID], key.keyID.sameBytes(as: keyID) else { throw JOSEError(.unknownKey, "no trusted key has the token's kid") }
             guard key.algorithm == header.algorithm else {
                 throw JOSEError(.algorithmMismatch, "the key with this kid is for \(key.algorithm), the token says \(header.algorithm)")
             }
