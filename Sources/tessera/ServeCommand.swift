@@ -37,8 +37,9 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.keysPath = keys ?? environment["TESSERA_KEYS"] ?? configuration.keysPath
         configuration.dataPath = data ?? environment["TESSERA_DATA"] ?? configuration.dataPath
         do { try configuration.validate() } catch { throw CLIError("\(error)") }
-        // Logs go to standard error, unbuffered: a crash must not eat the last lines.
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        // Logs go to standard error, unbuffered: a crash must not eat the last lines. Every value is escaped
+        // on the way: requests put text in log lines.
+        LoggingSystem.bootstrap { label in EscapingLogHandler(StreamLogHandler.standardError(label: label)) }
         var logger = Logger(label: "tessera")
         logger.logLevel = .info
 

@@ -3,6 +3,8 @@ import TesseraJOSE
 import TesseraTestSupport
 import Testing
 
+@testable import TesseraServer
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -210,4 +212,45 @@ final class ChainBox: @unchecked Sendable {
     var chains: [[String]] { lock.withLock { stored } }
     func last(_ index: Int) -> String { lock.withLock { stored[index].last! } }
     func append(_ index: Int, _ token: String) { lock.withLock { stored[index].append(token) } }
+}
+
+extension LiveServerTests {
+    @Test("Issue 18 item 15: CR, LF, NUL, ANSI escapes and bidi overrides in request values never reach the log raw; no line can be forged")
+    func logInjection() async throws {
+        let server = try ServeProcess()
+        let secret = try await prepare(server)
+        try await server.start()
+        let hostile = "x\r\n2026-01-01T00:00:00+0000 critical tessera : FORGED\u{0}\u{1B}[31mred\u{202E}txt"
+        _ = try await server.request("/token", form: ["grant_type": hostile], basic: ("web", secret))
+        _ = try await server.request("/token", form: ["grant_type": "password", "username": hostile, "password": "wrong"], basic: ("web", secret))
+        // A repeated parameter whose name holds a line feed (sent raw, percent-encoded in the body).
+        var request = URLRequest(url: URL(string: server.base + "/token")!)
+        request.httpMethod = "POST"
+        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data("a%0AFORGED%00=1&a%0AFORGED%00=2&grant_type=client_credentials".utf8)
+        _ = try await URLSession.shared.data(for: request)
+        server.stop()
+        let log = try Data(contentsOf: URL(fileURLWithPath: server.logPath))
+        for byte: UInt8 in [0x00, 0x1B, 0x0D] { #expect(!log.contains(byte), "raw byte \(byte) in the log") }
+        let text = String(decoding: log, as: UTF8.self)
+        #expect(!text.contains("\u{202E}"))
+        let lines = text.split(separator: "\n")
+        #expect(!lines.isEmpty && lines.allSatisfy { !$0.contains("FORGED") || !$0.hasPrefix("2026-01-01") })
+        #expect(
+            lines.allSatisfy { $0.first?.isNumber == true }, "a line that is not a log record: \(lines.first { $0.first?.isNumber != true } ?? "")")
+        #expect(text.contains(#"\r\n2026-01-01"#) && text.contains(#"\u{1b}[31m"#), "\(text.suffix(800))")
+    }
+}
+
+@Suite("Log escaping")
+struct LogEscapingTests {
+    @Test("escape writes control characters, separators and bidi controls as \\u{…}, doubles backslashes, leaves the rest")
+    func escape() {
+        #expect(EscapingLogHandler.escape("plain text é ✓") == "plain text é ✓")
+        #expect(
+            EscapingLogHandler.escape("a\nb\rc\td\u{0}e\u{1B}f\u{7F}g\u{85}h\u{2028}i\u{202E}j\\k")
+                == #"a\nb\rc\td\u{0}e\u{1b}f\u{7f}g\u{85}h\u{2028}i\u{202e}j\\k"#)
+        #expect(EscapingLogHandler.escape(#"\n"#) == #"\\n"#)  // a literal backslash-n cannot pass for an escaped line feed
+        #expect(EscapingLogHandler.quoted("a b=c\"d") == #""a b=c\"d""#)
+    }
 }
