@@ -128,8 +128,12 @@ public final class TokenService: Sendable {
         let secret = try Client.generateSecret()
         let now = clock.now()
         return try clientStore.update { registry in
-            if registry.clients.contains(where: { $0.id == Self.demoClientID }) { return .exists(id: Self.demoClientID) }
+            if registry.clients.contains(where: { $0.id.sameBytes(as: Self.demoClientID) }) { return .exists(id: Self.demoClientID) }
             guard registry.clients.isEmpty else { return .notRegistered }
+            // A user named demo would be confusable with the client's own tokens (THREATS B13); the lock is shared.
+            guard try !UserStore(dataPath: configuration.dataPath).users().contains(where: { $0.username.sameBytes(as: Self.demoClientID) }) else {
+                return .notRegistered
+            }
             registry.clients.append(
                 Client(
                     id: Self.demoClientID, type: .confidential, secretDigest: Client.digest(ofSecret: secret),

@@ -73,15 +73,8 @@ struct ClientsCommand: ParsableCommand {
                 refreshTokens: RefreshTokenPolicy(absoluteLifetime: refreshLifetime, idleLifetime: refreshIdle, retryWindow: retryWindow),
                 redirectURIs: redirectURIs, pkcePlainAllowed: allowPlainPKCE ? true : nil, created: commandNow())
             try clientCall {
-                // THREATS B13: client_credentials tokens have sub = client_id; it must not name a user.
-                if try UserStore(dataPath: options.data).users().contains(where: { $0.username.sameBytes(as: id) }) {
-                    throw CLIError("\(id) is a username: its client_credentials tokens (sub = client_id) would be confusable with the user's")
-                }
-                try options.store.update { registry in
-                    guard registry.client(id) == nil else {
-                        throw CLIError("client \(id) already exists; `tessera clients rotate-secret \(id)` issues a new secret")
-                    }
-                    registry.clients.append(client)
+                do { try options.store.add(client) } catch let error as RegistrationError where error.code == .clientExists {
+                    throw CLIError("client \(id) already exists; `tessera clients rotate-secret \(id)` issues a new secret")
                 }
             }
             if json {

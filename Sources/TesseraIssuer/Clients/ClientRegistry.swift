@@ -31,7 +31,26 @@ public struct ClientStore: Sendable {
 
     public init(dataPath: String) {
         self.dataPath = dataPath
-        document = JSONDocument(folder: dataPath, name: Self.fileName, what: "the client registry") { ClientRegistry() }
+        document = JSONDocument(
+            folder: dataPath, name: Self.fileName, what: "the client registry", sharedLock: JSONDocument<ClientRegistry>.namesLock
+        ) {
+            ClientRegistry()
+        }
+    }
+
+    /// Registers `client` unless its id is taken by a client or a user, checked under the lock that
+    /// `users add` takes too (THREATS B13: a client's own tokens carry sub = client_id).
+    public func add(_ client: Client) throws {
+        try update { registry in
+            guard registry.client(client.id) == nil else {
+                throw RegistrationError(.clientExists, "client \(client.id) already exists")
+            }
+            guard try !UserStore(dataPath: dataPath).users().contains(where: { $0.username.sameBytes(as: client.id) }) else {
+                throw RegistrationError(
+                    .nameTaken, "\(client.id) is a username: its client_credentials tokens (sub = client_id) would be confusable with the user's")
+            }
+            registry.clients.append(client)
+        }
     }
 
     /// The registry; empty when there is no file yet.

@@ -31,10 +31,13 @@ extension ErrorCode where Domain == RegistrationError {
     public static var invalidAudience: Self { Self("invalid_audience") }
     /// An access-token lifetime or refresh-token policy out of range.
     public static var invalidLifetime: Self { Self("invalid_lifetime") }
-    /// A redirect URI that is not absolute or has a fragment (RFC 6749 §3.1.2).
+    /// A redirect URI that is not absolute, has a fragment, an unsafe scheme, user information, a wildcard or a
+    /// character outside printable ASCII (RFC 6749 §3.1.2, RFC 8252 §7).
     public static var invalidRedirectURI: Self { Self("invalid_redirect_uri") }
     /// authorization_code without any redirect URI.
     public static var missingRedirectURI: Self { Self("missing_redirect_uri") }
+    /// A client of that id is registered already.
+    public static var clientExists: Self { Self("client_exists") }
     /// A registry file of a version this build does not read.
     public static var unsupportedVersion: Self { Self("unsupported_version") }
 

@@ -10,11 +10,16 @@ struct JSONDocument<Value: Codable & Equatable>: Sendable {
     let what: String
     let empty: @Sendable () -> Value
 
-    /// The lock file is `.NAME.lock` beside `NAME.json` (`.clients.lock` for `clients.json`).
-    init(folder: String, name: String, what: String, empty: @escaping @Sendable () -> Value) {
+    /// The lock file is `.NAME.lock` beside `NAME.json` (`.consents.lock` for `consents.json`), or `sharedLock`:
+    /// documents whose changes must see each other (clients and users share one namespace) share a lock.
+    init(folder: String, name: String, what: String, sharedLock: String? = nil, empty: @escaping @Sendable () -> Value) {
         (self.folder, self.name, self.what, self.empty) = (folder, name, what, empty)
-        lockName = "." + (name.hasSuffix(".json") ? String(name.dropLast(5)) : name) + ".lock"
+        lockName = sharedLock ?? "." + (name.hasSuffix(".json") ? String(name.dropLast(5)) : name) + ".lock"
     }
+
+    /// The lock of `clients.json` and `users.json`: a client id and a username may not be the same (THREATS
+    /// B13), and only one lock over both lets `clients add X` and `users add X` at once not create both.
+    static var namesLock: String { ".names.lock" }
 
     /// The document; `empty()` when the folder or the file does not exist yet.
     func read() throws -> Value {

@@ -50,7 +50,9 @@ public struct UserStore: Sendable {
 
     public init(dataPath: String) {
         self.dataPath = dataPath
-        document = JSONDocument(folder: dataPath, name: Self.fileName, what: "the user registry") { Registry() }
+        document = JSONDocument(folder: dataPath, name: Self.fileName, what: "the user registry", sharedLock: JSONDocument<Registry>.namesLock) {
+            Registry()
+        }
     }
 
     /// N = 2^15, r = 8, p = 1: 32 MiB and tens of milliseconds per check, twice the cost RFC 7914 §2
@@ -80,9 +82,11 @@ public struct UserStore: Sendable {
     }
 
     /// Writes the user, checking under the lock that the name is still free (the checks above ran without it).
+    /// The lock is the one `clients add` takes, so a client of the same name cannot appear meanwhile.
     private func insert(_ username: String, hash: String, now: Date) throws {
         try document.update { registry in
             guard !registry.users.contains(where: { $0.username.sameBytes(as: username) }) else { throw Self.exists(username) }
+            guard try ClientStore(dataPath: dataPath).read().client(username) == nil else { throw Self.isClient(username) }
             registry.users.append(User(username: username, password: hash, created: now))
         }
     }
@@ -94,10 +98,12 @@ public struct UserStore: Sendable {
         }
         guard try !users().contains(where: { $0.username.sameBytes(as: username) }) else { throw Self.exists(username) }
         // THREATS B13: a client's own tokens carry sub = client_id; a user of the same name would be confusable.
-        guard try ClientStore(dataPath: dataPath).read().client(username) == nil else {
-            throw RegistrationError(
-                .nameTaken, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
-        }
+        guard try ClientStore(dataPath: dataPath).read().client(username) == nil else { throw Self.isClient(username) }
+    }
+
+    private static func isClient(_ username: String) -> RegistrationError {
+        RegistrationError(
+            .nameTaken, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
     }
 
     private static func exists(_ username: String) -> RegistrationError {

@@ -124,3 +124,30 @@ struct RedirectURIRegistrationTests {
         #expect(try !FileManager.default.fileExists(atPath: data + "/clients.json") || ClientStore(dataPath: data).read().clients.isEmpty)
     }
 }
+
+@Suite("Names: users add and clients add at once (issue 18, item 18)")
+struct NameRaceTests {
+    @Test("tessera users add X and tessera clients add X started together never both succeed (one lock over both files)")
+    func race() async throws {
+        let folder = try TemporaryDirectory("tessera-names")
+        defer { folder.remove() }
+        let data = folder.appending("data")
+        var bothWon = 0
+        var userWins = 0
+        var clientWins = 0
+        for round in 0..<24 {
+            let name = "name\(round)"
+            async let user = runTessera(["users", "add", name, "--password-stdin", "--data", data], stdin: "a long enough password\n")
+            async let client = runTessera(["clients", "add", name, "--data", data])
+            let (userResult, clientResult) = try await (user, client)
+            if userResult.status == 0 && clientResult.status == 0 { bothWon += 1 }
+            if userResult.status == 0 { userWins += 1 }
+            if clientResult.status == 0 { clientWins += 1 }
+            #expect(userResult.status == 0 || clientResult.status == 0, "neither won round \(round): \(userResult.err) \(clientResult.err)")
+        }
+        #expect(bothWon == 0)
+        let users = try UserStore(dataPath: data).users().map(\.username)
+        let clients = try ClientStore(dataPath: data).read().clients.map(\.id)
+        #expect(Set(users).isDisjoint(with: clients) && users.count == userWins && clients.count == clientWins)
+    }
+}
