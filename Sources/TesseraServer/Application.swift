@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 public import Hummingbird
+import HummingbirdCore
 public import Logging
 public import NIOCore
 import NIOPosix
@@ -77,12 +78,14 @@ public func buildApplication(
     // to its not-found responder).
     router.add(middleware: MethodNotAllowedMiddleware(allowed: allowed))
 
+    let limits = service.configuration.connections
     let configuration = ApplicationConfiguration(
         address: .hostname(service.configuration.host, port: service.configuration.port),
-        serverName: "tessera")
+        serverName: "tessera",
+        availableConnectionsDelegate: MaximumAvailableConnections(limits.maximumConnections))
     // Background work runs as services of the application: started with it, stopped on graceful shutdown.
     return Application(
-        router: router, configuration: configuration, services: [KeyRingWatcher(keys: service.keys)],
+        router: router, server: .guardedHTTP1(limits), configuration: configuration, services: [KeyRingWatcher(keys: service.keys)],
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? service.configuration.port) },
         logger: logger)
 }

@@ -16,6 +16,8 @@ public struct ServerConfiguration: Sendable {
     public var maximumBodySize = 16 * 1024
     /// Register a demo client on first start when there is none.
     public var createDemoClient = true
+    /// Timeouts and the connection cap (`docs/configuration.md`, "Connections").
+    public var connections = ConnectionLimits()
 
     public init() {}
 
@@ -35,11 +37,19 @@ public struct ServerConfiguration: Sendable {
         var data: String?
         var maximumBodySize: Int?
         var createDemoClient: Bool?
+        var headerTimeout: Double?
+        var requestTimeout: Double?
+        var idleTimeout: Double?
+        var maximumConnections: Int?
 
         enum CodingKeys: String, CodingKey {
             case host, port, issuer, keys, data
             case maximumBodySize = "max_body_size"
             case createDemoClient = "demo_client"
+            case headerTimeout = "header_timeout"
+            case requestTimeout = "request_timeout"
+            case idleTimeout = "idle_timeout"
+            case maximumConnections = "max_connections"
         }
     }
 
@@ -50,7 +60,10 @@ public struct ServerConfiguration: Sendable {
         guard data.count <= 1 << 20, let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ConfigurationError("\(path) must be a JSON object of at most 1 MiB")
         }
-        let known: Set<String> = ["host", "port", "issuer", "keys", "data", "max_body_size", "demo_client"]
+        let known: Set<String> = [
+            "host", "port", "issuer", "keys", "data", "max_body_size", "demo_client", "header_timeout", "request_timeout", "idle_timeout",
+            "max_connections",
+        ]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ConfigurationError("\(path): unknown option \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))")
         }
@@ -66,6 +79,10 @@ public struct ServerConfiguration: Sendable {
         configuration.dataPath = file.data ?? configuration.dataPath
         configuration.maximumBodySize = file.maximumBodySize ?? configuration.maximumBodySize
         configuration.createDemoClient = file.createDemoClient ?? configuration.createDemoClient
+        if let seconds = file.headerTimeout { configuration.connections.headerTimeout = .seconds(seconds) }
+        if let seconds = file.requestTimeout { configuration.connections.requestTimeout = .seconds(seconds) }
+        if let seconds = file.idleTimeout { configuration.connections.idleTimeout = .seconds(seconds) }
+        configuration.connections.maximumConnections = file.maximumConnections ?? configuration.connections.maximumConnections
         try configuration.validate()
         return configuration
     }
@@ -73,6 +90,12 @@ public struct ServerConfiguration: Sendable {
     public func validate() throws {
         guard (0...65_535).contains(port) else { throw ConfigurationError("port must be 0 to 65535") }
         guard (1_024...1 << 20).contains(maximumBodySize) else { throw ConfigurationError("max_body_size must be 1 KiB to 1 MiB") }
+        for (name, value) in [
+            ("header_timeout", connections.headerTimeout), ("request_timeout", connections.requestTimeout), ("idle_timeout", connections.idleTimeout),
+        ] where !(Duration.milliseconds(100)...Duration.seconds(3_600)).contains(value) {
+            throw ConfigurationError("\(name) must be 0.1 to 3,600 seconds")
+        }
+        guard (1...1_000_000).contains(connections.maximumConnections) else { throw ConfigurationError("max_connections must be 1 to 1,000,000") }
         if let issuer {
             // RFC 8414 §2: an https URL without query or fragment (http allowed for loopback development).
             guard let url = URLComponents(string: issuer), let scheme = url.scheme, ["https", "http"].contains(scheme), url.host?.isEmpty == false,

@@ -24,6 +24,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The key folder.") var keys: String?
     @Option(help: "The data folder (clients, refresh tokens).") var data: String?
     @Option(help: "A JSON configuration file (docs/configuration.md); flags and environment override it.") var config: String?
+    @Option(help: "Seconds a request head may take from its first byte (default 10).") var headerTimeout: Double?
+    @Option(help: "Seconds a request body may take after its head (default 30).") var requestTimeout: Double?
+    @Option(help: "Seconds a kept-alive connection may stay idle (default 60).") var idleTimeout: Double?
+    @Option(help: "Connections served at once (default 4096, and below the descriptor limit).") var maxConnections: Int?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -36,12 +40,27 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.issuer = issuer ?? environment["TESSERA_ISSUER"] ?? configuration.issuer
         configuration.keysPath = keys ?? environment["TESSERA_KEYS"] ?? configuration.keysPath
         configuration.dataPath = data ?? environment["TESSERA_DATA"] ?? configuration.dataPath
+        if let headerTimeout { configuration.connections.headerTimeout = .seconds(headerTimeout) }
+        if let requestTimeout { configuration.connections.requestTimeout = .seconds(requestTimeout) }
+        if let idleTimeout { configuration.connections.idleTimeout = .seconds(idleTimeout) }
+        configuration.connections.maximumConnections = maxConnections ?? configuration.connections.maximumConnections
         do { try configuration.validate() } catch { throw CLIError("\(error)") }
+        let descriptors = raiseDescriptorLimit()
         // Logs go to standard error, unbuffered: a crash must not eat the last lines. Every value is escaped
         // on the way: requests put text in log lines.
         LoggingSystem.bootstrap { label in EscapingLogHandler(StreamLogHandler.standardError(label: label)) }
         var logger = Logger(label: "tessera")
         logger.logLevel = .info
+        // Each connection is a descriptor; the store, key files and logs need some too. A cap above what the
+        // process may open would let a flood of connections take the last descriptors (accept fails, files fail).
+        let reserve = 256
+        if configuration.connections.maximumConnections > descriptors - reserve {
+            let capped = max(1, descriptors - reserve)
+            logger.notice(
+                "connection cap lowered to fit the descriptor limit",
+                metadata: ["max_connections": .stringConvertible(capped), "descriptor_limit": .stringConvertible(descriptors)])
+            configuration.connections.maximumConnections = capped
+        }
 
         do { try await probeListeningAddress(configuration) } catch {
             throw CLIError(
@@ -99,4 +118,21 @@ private func announceDemoClient(_ service: TokenService, logger: Logger) {
         logger.error("the demo client could not be registered", metadata: ["reason": .string("\(error)")])
     }
     fflush(nil)  // all output streams: the secret must be visible while the server runs
+}
+
+/// Raises the soft limit on open descriptors to the hard limit (as servers do at start) and returns the limit.
+private func raiseDescriptorLimit() -> Int {
+    #if canImport(Glibc)
+    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    #else
+    let resource = RLIMIT_NOFILE
+    #endif
+    var limit = rlimit()
+    guard getrlimit(resource, &limit) == 0 else { return 1_024 }
+    if limit.rlim_cur < limit.rlim_max {
+        var raised = limit
+        raised.rlim_cur = limit.rlim_max
+        if setrlimit(resource, &raised) == 0 { limit = raised }
+    }
+    return Int(clamping: limit.rlim_cur)
 }

@@ -151,3 +151,27 @@ struct NameRaceTests {
         #expect(Set(users).isDisjoint(with: clients) && users.count == userWins && clients.count == clientWins)
     }
 }
+
+@Suite("Registration rules (issue 18, item 19)")
+struct RegistrationRuleTests {
+    @Test("Usernames: no quote, backslash, colon, angle bracket, bidi override, zero-width, control or space; ordinary names of any script pass")
+    func usernames() {
+        for bad in [
+            "al\"ice", "al\\ice", "al:ice", "<alice>", "ali\u{202E}ecila", "al\u{200B}ice", "al\u{FEFF}ice", "al\u{2066}ice", "al ice", "al\u{A0}ice",
+            "al\u{1}ice", "al\u{7F}ice", "al\u{E000}ice", "", String(repeating: "é", count: 128),
+        ] {
+            #expect(!UserStore.isValidUsername(bad), "\(bad.debugDescription) was accepted")
+        }
+        for good in ["alice", "alice.liddell@example.com", "Zoë", "山田太郎", "o'brien", "user_01-x"] {
+            #expect(UserStore.isValidUsername(good), "\(good) was refused")
+        }
+    }
+
+    @Test("A public client cannot be registered for the password grant")
+    func publicPasswordClient() {
+        let client = Client(
+            id: "spa", type: .public, secretDigest: nil, grants: [.password, .refreshToken], scopes: ["read"], defaultScopes: ["read"],
+            audience: "api", created: Date())
+        #expect(throws: RegistrationError(.publicClientPassword, "")) { try client.validate() }
+    }
+}

@@ -53,17 +53,18 @@ struct ResourceServerEndToEndTests {
             #expect(status == .ok && body == #"["buy milk"]"#)
             let (meStatus, _, me) = try await Self.get(client, "/me", authorization: ["Bearer \(token)"])
             #expect(meStatus == .ok && me.contains(#""sub":"alice""#) && me.contains(#""scope":"notes:read""#))
-            // /me is JSON, labelled so, and escaped: a subject may hold a quote or a backslash.
+            // /me is JSON, labelled so, and escaped: a subject may hold a quote, a backslash, control characters.
+            let oddSubject = "al\"i\\ce\u{0}\u{1B}[31m\n\u{202E}\u{200B}"
             let odd = try factory.token {
                 $0["aud"] = .string("notes-api")
-                $0["sub"] = .string(#"al"i\ce"#)
+                $0["sub"] = .string(oddSubject)
             }
             let (type, oddMe) = try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(odd)"]) { response in
                 (response.headers[.contentType], String(buffer: response.body))
             }
             #expect(type == "application/json")
-            let claims = try JSONSerialization.jsonObject(with: Data(oddMe.utf8)) as? [String: String]
-            #expect(claims?["sub"] == #"al"i\ce"#, "\(oddMe)")
+            #expect(try JSONObject(parsing: Array(oddMe.utf8))["sub"]?.stringValue?.sameBytes(as: oddSubject) == true, "\(oddMe)")
+            #expect(!oddMe.utf8.contains { $0 < 0x20 })
         }
     }
 

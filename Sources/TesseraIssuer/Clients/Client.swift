@@ -126,6 +126,12 @@ public struct Client: Codable, Sendable, Equatable {
                 throw RegistrationError(
                     .publicClientCredentials, "public client \(id) cannot use client_credentials: that grant needs a secret (RFC 6749 §4.4)")
             }
+            // RFC 9700 §2.4: the password grant MUST NOT be used; Tessera keeps it for legacy confidential clients
+            // only. A public client would let anyone holding its (public) id try passwords through it.
+            guard !allows(.password) else {
+                throw RegistrationError(
+                    .publicClientPassword, "public client \(id) cannot use the password grant: only a confidential client may (RFC 9700 §2.4)")
+            }
         }
         guard !grants.isEmpty, grants.allSatisfy(GrantType.all.contains) else {
             throw RegistrationError(.invalidGrants, "client \(id): grants must be among \(GrantType.all.map(\.rawValue).joined(separator: ", "))")

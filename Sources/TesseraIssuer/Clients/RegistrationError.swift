@@ -24,6 +24,8 @@ extension ErrorCode where Domain == RegistrationError {
     public static var invalidSecret: Self { Self("invalid_secret") }
     /// A public client registered for client_credentials (that grant needs a secret, RFC 6749 §4.4).
     public static var publicClientCredentials: Self { Self("public_client_credentials") }
+    /// A public client registered for the password grant (legacy, confidential clients only: RFC 9700 §2.4).
+    public static var publicClientPassword: Self { Self("public_client_password") }
     /// No grant, or one Tessera does not offer.
     public static var invalidGrants: Self { Self("invalid_grants") }
     /// A scope that is not an RFC 6749 §3.3 scope token, or a default scope outside the allowed ones.
@@ -42,7 +44,7 @@ extension ErrorCode where Domain == RegistrationError {
     public static var unsupportedVersion: Self { Self("unsupported_version") }
 
     // Users
-    /// Not 1 to 255 characters without spaces, control characters or ':'.
+    /// Not 1 to 255 bytes of visible characters (no space, control, format character, `:` `"` `\` `<` `>`).
     public static var invalidUsername: Self { Self("invalid_username") }
     public static var userExists: Self { Self("user_exists") }
     /// A password shorter than 8 or longer than 1,024 bytes.

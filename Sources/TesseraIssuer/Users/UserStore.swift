@@ -94,7 +94,10 @@ public struct UserStore: Sendable {
     /// A valid name, not taken by a user or a client (checked again under the lock when the user is written).
     private func checkNewUsername(_ username: String) throws {
         guard Self.isValidUsername(username) else {
-            throw RegistrationError(.invalidUsername, "a username is 1 to 255 characters without spaces, control characters or ':'")
+            throw RegistrationError(
+                .invalidUsername,
+                "a username is 1 to 255 bytes of visible characters: no space, control, zero-width or bidirectional character, and none of : \" \\ < >"
+            )
         }
         guard try !users().contains(where: { $0.username.sameBytes(as: username) }) else { throw Self.exists(username) }
         // THREATS B13: a client's own tokens carry sub = client_id; a user of the same name would be confusable.
@@ -137,8 +140,16 @@ public struct UserStore: Sendable {
 
     static let dummyHash = (try? hash("tessera-dummy-password")) ?? ""
 
+    /// 1 to 255 bytes of visible characters: no space or other separator, no control or format character
+    /// (zero-width characters, bidirectional overrides), no private-use or unassigned code point, and none of
+    /// `:` (Basic authentication), `"`, `\`, `<`, `>` (quoted or markup contexts). A name must read as what it is.
     static func isValidUsername(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 255 && !name.contains(":")
-            && name.unicodeScalars.allSatisfy { !$0.properties.isWhitespace && $0.value >= 0x20 && $0.value != 0x7F }
+        !name.isEmpty && name.utf8.count <= 255
+            && name.unicodeScalars.allSatisfy { scalar in
+                switch scalar.properties.generalCategory {
+                case .control, .format, .privateUse, .surrogate, .unassigned, .spaceSeparator, .lineSeparator, .paragraphSeparator: false
+                default: !":\"\\<>".unicodeScalars.contains(scalar)
+                }
+            }
     }
 }
