@@ -49,7 +49,7 @@ struct AuthorizePages: Sendable {
 
     func signIn(_ request: Request, context: TesseraRequestContext, limit: Int) async -> Response {
         await withForm(request, limit: limit) { form in
-            flow.signIn(form, cookie: cookie(request), address: context.remoteAddress?.ipAddress)
+            await flow.signIn(form, cookie: cookie(request), address: context.remoteAddress?.ipAddress)
         }
     }
 
@@ -57,10 +57,10 @@ struct AuthorizePages: Sendable {
         await withForm(request, limit: limit) { form in flow.consent(form, cookie: cookie(request)) }
     }
 
-    private func withForm(_ request: Request, limit: Int, _ body: ([String: String]) -> AuthorizationFlow.Answer) async -> Response {
+    private func withForm(_ request: Request, limit: Int, _ body: ([String: String]) async -> AuthorizationFlow.Answer) async -> Response {
         do {
             let form = try await formRequest(request, limit: limit)
-            return render(body(form.parameters), request: request)
+            return render(await body(form.parameters), request: request)
         } catch let error as OAuthError {
             return errorPage(error, status: .badRequest)
         } catch is BodyTooLarge {

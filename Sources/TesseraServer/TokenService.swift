@@ -166,8 +166,10 @@ public final class TokenService: Sendable {
         }
     }
 
-    public init(configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system, throttle: FailureThrottle = FailureThrottle()) throws
-    {
+    public init(
+        configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system, throttle: FailureThrottle = FailureThrottle(),
+        passwordChecker: PasswordChecker = .shared
+    ) throws {
         self.configuration = configuration
         self.throttle = throttle
         if configuration.issuerIsPlainHTTP, !configuration.issuerIsLoopback {
@@ -206,11 +208,13 @@ public final class TokenService: Sendable {
         clients = try ReloadingClientRegistry(store: clientStore) { message in logger.error("\(message)") }
         codes = AuthorizationCodeStore(clock: clock)
         let users: @Sendable () throws -> [User] = { try UserStore(dataPath: configuration.dataPath).users() }
+        // Password checks run on their own bounded pool, never on the threads that serve requests.
+        let passwords = PasswordSignIn(store: UserStore(dataPath: configuration.dataPath), checker: passwordChecker)
         sessions = BrowserSessions(clock: clock)
         authorization = AuthorizationFlow(
             issuer: configuration.issuerURL, clients: { [clients] in clients.current() },
             users: users, consents: ConsentStore(dataPath: configuration.dataPath),
-            codes: codes, sessions: sessions, throttle: throttle, clock: clock,
+            codes: codes, sessions: sessions, throttle: throttle, passwords: passwords, clock: clock,
             log: { message in logger.info("authorize", metadata: ["event": .string(message)]) })
         let store = refreshTokens
         endpoint = TokenEndpoint(
@@ -218,7 +222,7 @@ public final class TokenService: Sendable {
             handlers: [
                 .clientCredentials: ClientCredentialsGrant(),
                 .authorizationCode: AuthorizationCodeGrant(codes: codes, store: store),
-                .password: PasswordGrant(users: users, store: store, clock: clock),
+                .password: PasswordGrant(passwords: passwords, store: store, clock: clock),
                 .refreshToken: RefreshTokenGrant(store: store) { clientID, familyID in
                     logger.warning(
                         "refresh token reuse: family revoked (RFC 9700 §4.14.2)",

@@ -49,8 +49,8 @@ struct FlowFixture {
     func signIn(
         _ pending: PendingAuthorization, _ session: BrowserSession, user: String = "alice", password: String = Self.password,
         address: String? = "192.0.2.1"
-    ) -> AuthorizationFlow.Answer {
-        flow.signIn(
+    ) async -> AuthorizationFlow.Answer {
+        await flow.signIn(
             ["handle": pending.handle, "csrf_token": session.csrfToken, "username": user, "password": password], cookie: session.cookie,
             address: address)
     }
@@ -70,11 +70,11 @@ func stepName(_ step: AuthorizationFlow.Step) -> String {
 @Suite("Sign-in and consent flow (pure logic, stepped clock)")
 struct AuthorizationFlowTests {
     @Test("Sessions: a new cookie at sign-in (the old one dies); idle 30 min and absolute 12 h lifetimes; a pending request lasts 10 min")
-    func sessionLifetimes() throws {
+    func sessionLifetimes() async throws {
         let fixture = try FlowFixture()
         defer { fixture.close() }
         let (pending, anonymous) = try fixture.open()
-        let answer = fixture.signIn(pending, anonymous)
+        let answer = await fixture.signIn(pending, anonymous)
         #expect(stepName(answer.step) == "consent")
         let signedIn = try #require(answer.session)
         #expect(signedIn.cookie != anonymous.cookie && signedIn.csrfToken != anonymous.csrfToken && signedIn.username == "alice")
@@ -88,15 +88,15 @@ struct AuthorizationFlowTests {
         #expect(fixture.sessions.session(signedIn.cookie) == nil)
         let (late, session) = try fixture.open()
         fixture.clock.advance(30 * 60)
-        #expect(stepName(fixture.signIn(late, session).step) == "errorPage 403")  // the session idled out
+        #expect(stepName(await fixture.signIn(late, session).step) == "errorPage 403")  // the session idled out
         let (stale, fresh) = try fixture.open()
         fixture.clock.advance(10 * 60)
         #expect(fixture.sessions.session(fresh.cookie) != nil)
-        #expect(stepName(fixture.signIn(stale, fresh).step) == "errorPage 400")  // the request took too long
+        #expect(stepName(await fixture.signIn(stale, fresh).step) == "errorPage 400")  // the request took too long
     }
 
     @Test("Bounds: 8 open requests per browser (the oldest goes) and a bounded session table that drops anonymous sessions first")
-    func bounds() throws {
+    func bounds() async throws {
         var policy = SessionPolicy()
         policy.maximumSessions = 40
         let fixture = try FlowFixture(policy: policy)
@@ -105,19 +105,19 @@ struct AuthorizationFlowTests {
         var handles = [first.handle]
         for _ in 0..<8 { handles.append(try fixture.open(cookie: session.cookie).0.handle) }
         #expect(fixture.sessions.pending(handles[0], in: session) == nil && fixture.sessions.pending(handles[1], in: session) != nil)
-        let signedIn = try #require(fixture.signIn(fixture.sessions.pending(handles[8], in: session)!, session).session)
+        let signedIn = try #require(await fixture.signIn(fixture.sessions.pending(handles[8], in: session)!, session).session)
         for _ in 0..<200 { _ = try fixture.sessions.sessionOrNew(nil) }
         #expect(fixture.sessions.count <= 40 && fixture.sessions.session(signedIn.cookie)?.username == "alice")
     }
 
     @Test("Bounds: open requests across all browsers are capped; anonymous sessions are shed first, the signed-in one stays")
-    func pendingBound() throws {
+    func pendingBound() async throws {
         var policy = SessionPolicy()
         policy.maximumPendingTotal = 100
         let fixture = try FlowFixture(policy: policy)
         defer { fixture.close() }
         let (pending, session) = try fixture.open()
-        let signedIn = try #require(fixture.signIn(pending, session).session)
+        let signedIn = try #require(await fixture.signIn(pending, session).session)
         _ = fixture.flow.authorize(fixture.request, cookie: signedIn.cookie)  // alice's consent page stays open
         var cookies: [String] = []
         for _ in 0..<300 {
@@ -132,34 +132,37 @@ struct AuthorizationFlowTests {
     }
 
     @Test("RFC 6749 §10.10, issue 18 item 8: failures are counted per user from one address; the attacker waits, the user from elsewhere does not")
-    func throttling() throws {
+    func throttling() async throws {
         let fixture = try FlowFixture()
         defer { fixture.close() }
         let (pending, session) = try fixture.open()
         for _ in 0..<6 {
-            #expect(stepName(fixture.signIn(pending, session, user: "bob", password: "guess-guess", address: "198.51.100.7").step) == "signIn 200")
+            #expect(
+                stepName(await fixture.signIn(pending, session, user: "bob", password: "guess-guess", address: "198.51.100.7").step) == "signIn 200")
         }
         #expect(
-            stepName(fixture.signIn(pending, session, user: "bob", password: "bob's long password", address: "198.51.100.7").step) == "signIn 429")
+            stepName(await fixture.signIn(pending, session, user: "bob", password: "bob's long password", address: "198.51.100.7").step)
+                == "signIn 429")
         // bob from elsewhere is not locked out by the guesser; alice behind the guesser's address is not either.
-        #expect(stepName(fixture.signIn(pending, session, user: "bob", password: "bob's long password", address: "203.0.113.9").step) == "consent")
+        #expect(
+            stepName(await fixture.signIn(pending, session, user: "bob", password: "bob's long password", address: "203.0.113.9").step) == "consent")
         let (next, nextSession) = try fixture.open()
-        #expect(stepName(fixture.signIn(next, nextSession, address: "198.51.100.7").step) == "consent")
+        #expect(stepName(await fixture.signIn(next, nextSession, address: "198.51.100.7").step) == "consent")
         // The delay passes.
         fixture.clock.advance(2)
         let (again, fresh) = try fixture.open()
-        #expect(stepName(fixture.signIn(again, fresh, user: "bob", password: "bob's long password", address: "198.51.100.7").step) == "consent")
+        #expect(stepName(await fixture.signIn(again, fresh, user: "bob", password: "bob's long password", address: "198.51.100.7").step) == "consent")
     }
 
     @Test("prompt=none answers without a page: login_required, consent_required, or the code")
-    func promptNone() throws {
+    func promptNone() async throws {
         let fixture = try FlowFixture()
         defer { fixture.close() }
         var none = fixture.request
         none["prompt"] = "none"
         #expect(stepName(fixture.flow.authorize(none, cookie: nil).step) == "redirect login_required")
         let (pending, session) = try fixture.open()
-        let signedIn = try #require(fixture.signIn(pending, session).session)
+        let signedIn = try #require(await fixture.signIn(pending, session).session)
         #expect(stepName(fixture.flow.authorize(none, cookie: signedIn.cookie).step) == "redirect consent_required")
         try ConsentStore(dataPath: fixture.folder.appending("data")).remember(username: "alice", clientID: "app", scope: ["read"], now: Date())
         #expect(stepName(fixture.flow.authorize(none, cookie: signedIn.cookie).step) == "redirect code")
@@ -168,7 +171,7 @@ struct AuthorizationFlowTests {
     }
 
     @Test("Remembered consent: scopes add up per user and client; a subset is covered; forgetting a user or a client drops theirs")
-    func consentStore() throws {
+    func consentStore() async throws {
         let folder = try TemporaryDirectory("tessera-consent")
         defer { folder.remove() }
         let store = ConsentStore(dataPath: folder.path)

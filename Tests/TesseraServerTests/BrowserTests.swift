@@ -154,7 +154,7 @@ struct BrowserTests {
             try #require(cookie["value"] as? String), csrf,
         ]
         let log = try String(contentsOfFile: server.logPath, encoding: .utf8)
-        #expect(log.contains("path=/authorize/sign-in") && log.contains("wrong password for alice"), "\(log.prefix(600))")
+        #expect(log.contains("path=/authorize/sign-in") && log.contains("wrong password or unknown user alice"), "\(log.prefix(600))")
         for file in server.writtenFiles() {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
             for canary in canaries { #expect(bytes.range(of: Data(canary.utf8)) == nil, "\(canary.prefix(8))… found in \(file)") }

@@ -89,3 +89,56 @@ extension HardeningTests {
         }
     }
 }
+
+extension HardeningTests {
+    @Test(
+        "Item 7: a flood of password sign-ins beside client_credentials: the token requests are all answered while the flood is still being checked; beyond the queue, 503"
+    )
+    func signInFloodBesideTokens() async throws {
+        let fixture = try ServerFixture(passwordChecker: PasswordChecker(threads: 1, queueLimit: 6))
+        defer { fixture.close() }
+        try ClientStore(dataPath: fixture.service.configuration.dataPath).update { registry in
+            registry.clients.append(
+                Client(
+                    id: "legacy", type: .confidential, secretDigest: Client.digest(ofSecret: fixture.secret), grants: [.password],
+                    scopes: ["read"], defaultScopes: ["read"], audience: "api", created: Date()))
+        }
+        let legacy = "Basic " + Data("legacy:\(fixture.secret)".utf8).base64EncodedString()
+        try await fixture.run { client async throws in
+            let order = OrderLog()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<24 {
+                    group.addTask {
+                        let reply = try await post(
+                            client, "/token", "grant_type=password&username=guess\(index)&password=wrong", authorization: legacy)
+                        order.record("password \(reply.status.code) \(reply.error ?? "")")
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(100))
+                for _ in 0..<10 {
+                    group.addTask {
+                        let reply = try await post(client, "/token", "grant_type=client_credentials", authorization: fixture.basicAuth)
+                        order.record("token \(reply.status.code)")
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let events = order.events
+            let checked = events.filter { $0 == "password 400 invalid_grant" }.count
+            let refused = events.filter { $0 == "password 503 temporarily_unavailable" }.count
+            #expect(checked + refused == 24 && refused >= 24 - 6 - 1 - 2 && checked >= 1, "\(events)")
+            #expect(events.filter { $0 == "token 200" }.count == 10)
+            // Every token request was answered before the last password check finished.
+            let lastToken = try #require(events.lastIndex { $0.hasPrefix("token") })
+            let lastChecked = try #require(events.lastIndex { $0 == "password 400 invalid_grant" })
+            #expect(lastToken < lastChecked, "\(events)")
+        }
+    }
+}
+
+final class OrderLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [String] = []
+    var events: [String] { lock.withLock { stored } }
+    func record(_ event: String) { lock.withLock { stored.append(event) } }
+}

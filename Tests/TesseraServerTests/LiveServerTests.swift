@@ -184,7 +184,7 @@ extension LiveServerTests {
         _ = try await server.request("/revoke", form: ["token": canaries[5]], basic: ("web", secret))
         server.stop()
         let log = try String(contentsOfFile: server.logPath, encoding: .utf8)
-        #expect(log.contains("wrong password for alice") && log.contains("path=/token"), "\(log.prefix(600))")
+        #expect(log.contains("wrong password or unknown user alice") && log.contains("path=/token"), "\(log.prefix(600))")
         for file in server.writtenFiles() {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
             for canary in canaries {

@@ -20,7 +20,7 @@ struct ServerFixture {
 
     init(
         throttle: FailureThrottle = FailureThrottle(), clock: WallClock = .system, clients extra: [Client] = [],
-        issuer: String = "http://127.0.0.1:8080"
+        issuer: String = "http://127.0.0.1:8080", passwordChecker: PasswordChecker = .shared
     ) throws {
         folder = try TemporaryDirectory("tessera-server")
         var configuration = ServerConfiguration()
@@ -44,7 +44,7 @@ struct ServerFixture {
         }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        service = try TokenService(configuration: configuration, logger: logger, clock: clock, throttle: throttle)
+        service = try TokenService(configuration: configuration, logger: logger, clock: clock, throttle: throttle, passwordChecker: passwordChecker)
     }
 
     var basicAuth: String { "Basic " + Data("svc:\(secret)".utf8).base64EncodedString() }

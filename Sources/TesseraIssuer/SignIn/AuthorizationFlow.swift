@@ -26,6 +26,7 @@ public struct AuthorizationFlow: Sendable {
     public let issuer: String
     public let clients: @Sendable () -> ClientRegistry
     public let users: @Sendable () throws -> [User]
+    public let passwords: PasswordSignIn
     public let consents: ConsentStore
     public let codes: AuthorizationCodeStore
     public let sessions: BrowserSessions
@@ -37,11 +38,12 @@ public struct AuthorizationFlow: Sendable {
     public init(
         issuer: String, clients: @escaping @Sendable () -> ClientRegistry, users: @escaping @Sendable () throws -> [User],
         consents: ConsentStore, codes: AuthorizationCodeStore, sessions: BrowserSessions, throttle: FailureThrottle,
-        clock: WallClock = .system, log: @escaping @Sendable (String) -> Void = { _ in }
+        passwords: PasswordSignIn? = nil, clock: WallClock = .system, log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.issuer = issuer
         self.clients = clients
         self.users = users
+        self.passwords = passwords ?? PasswordSignIn(users: users)
         self.consents = consents
         self.codes = codes
         self.sessions = sessions
@@ -80,7 +82,7 @@ public struct AuthorizationFlow: Sendable {
     }
 
     /// `POST /authorize/sign-in`: `handle`, `csrf_token`, `username`, `password`, or `cancel`.
-    public func signIn(_ form: [String: String], cookie: String?, address: String?) -> Answer {
+    public func signIn(_ form: [String: String], cookie: String?, address: String?) async -> Answer {
         let pending: PendingAuthorization
         let session: BrowserSession
         switch resume(form, cookie: cookie) {
@@ -100,11 +102,17 @@ public struct AuthorizationFlow: Sendable {
                 step: .signIn(pending, message: "Too many failed sign-ins. Try again in \(wait) seconds.", username: username, status: 429),
                 session: session)
         }
-        let user: User?
-        do { user = try users().first { $0.username.sameBytes(as: username) } } catch { return failed(pending.request, error) }
-        guard password.utf8.count <= 1_024, UserStore.verify(password, for: user), let user else {
+        let found: User?
+        do { found = try await passwords.authenticate(username, password) } catch is PasswordChecker.Busy {
+            log("sign-in refused: the password check queue is full")
+            return Answer(
+                step: .signIn(pending, message: "The server is busy. Try again in a moment.", username: username, status: 503), session: session)
+        } catch {
+            return failed(pending.request, error)
+        }
+        guard let user = found else {
             throttle.recordFailure(keys)
-            log(user == nil ? "sign-in failed: unknown user" : "sign-in failed: wrong password for \(username)")
+            log("sign-in failed: wrong password or unknown user \(username)")
             return Answer(step: .signIn(pending, message: "The username or password is wrong.", username: username, status: 200), session: session)
         }
         throttle.recordSuccess(keys)

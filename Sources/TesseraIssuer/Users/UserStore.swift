@@ -46,7 +46,7 @@ public struct UserStore: Sendable {
         var users: [User] = []
     }
 
-    private let document: JSONDocument<Registry>
+    let document: JSONDocument<Registry>
 
     public init(dataPath: String) {
         self.dataPath = dataPath
@@ -124,12 +124,10 @@ public struct UserStore: Sendable {
         return removed
     }
 
-    /// Checks a password; the same work is done for unknown users, so timing does not reveal them.
-    public static func verify(_ password: String, for user: User?) -> Bool {
-        guard let hash = PasswordHash(user?.password ?? dummyHash) ?? PasswordHash(dummyHash),
-            let computed = try? hash.derive(Array(password.utf8))
-        else { return false }
-        return ConstantTime.equals(computed, hash.expected) && user != nil
+    /// Checks a password on the calling thread, at the same cost for every user of `users` (the CLI and
+    /// tests; the server checks on `PasswordChecker`'s threads).
+    public static func verify(_ password: String, for user: User?, among users: [User] = []) -> Bool {
+        PasswordChecker.verify(password, for: user, pbkdf2Ceiling: users.compactMap { PasswordHash($0.password)?.pbkdf2Iterations }.max() ?? 0)
     }
 
     static func hash(_ password: String) throws -> String {
