@@ -15,7 +15,10 @@ struct FlowFixture {
     let registry = ClientRegistry(clients: [
         Client(
             id: "app", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["read", "write"], defaultScopes: ["read"],
-            audience: "api", redirectURIs: ["https://app.example/cb"], created: Date())
+            audience: "api", redirectURIs: ["https://app.example/cb"], created: Date()),
+        Client(
+            id: "native", type: .public, secretDigest: nil, grants: [.authorizationCode], scopes: ["read"], defaultScopes: ["read"],
+            audience: "api", redirectURIs: ["http://127.0.0.1/cb", "com.example.native:/cb"], created: Date()),
     ])
 
     init(policy: SessionPolicy = SessionPolicy()) throws {
@@ -232,5 +235,27 @@ struct AuthorizationFlowTests {
         let legacy = #"{"username":"old","password_scrypt":"\#(scrypt)","created":"2026-01-01T00:00:00Z"}"#
         let decoded = try KeyStore.decoder.decode(User.self, from: Data(legacy.utf8))
         #expect(decoded.password == scrypt)
+    }
+
+    @Test(
+        "RFC 8252 §8.6, issue 18 item 16: a public client with a loopback or private-use redirect URI always gets the consent page; remembered consent counts for https"
+    )
+    func loopbackConsentIsNeverRemembered() async throws {
+        let fixture = try FlowFixture()
+        defer { fixture.close() }
+        let (pending, session) = try fixture.open()
+        let signedIn = try #require(await fixture.signIn(pending, session).session)
+        let store = ConsentStore(dataPath: fixture.folder.appending("data"))
+        try store.remember(username: "alice", clientID: "app", scope: ["read"], now: Date())
+        try store.remember(username: "alice", clientID: "native", scope: ["read"], now: Date())
+        #expect(stepName(fixture.flow.authorize(fixture.request, cookie: signedIn.cookie).step) == "redirect code")
+        for uri in ["http://127.0.0.1:51000/cb", "com.example.native:/cb"] {
+            var native = fixture.request
+            native["client_id"] = "native"
+            native["redirect_uri"] = uri
+            #expect(stepName(fixture.flow.authorize(native, cookie: signedIn.cookie).step) == "consent", "\(uri)")
+            native["prompt"] = "none"
+            #expect(stepName(fixture.flow.authorize(native, cookie: signedIn.cookie).step) == "redirect consent_required", "\(uri)")
+        }
     }
 }

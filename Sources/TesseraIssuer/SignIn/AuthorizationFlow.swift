@@ -69,7 +69,7 @@ public struct AuthorizationFlow: Sendable {
                 guard let username = signedInUser(session) else {
                     return Answer(step: .redirect(redirect(request, OAuthError(.loginRequired, "the user is not signed in"))), session: session)
                 }
-                guard try consents.covers(username: username, clientID: request.client.id, scope: request.scope) else {
+                guard try rememberedConsent(username, request) else {
                     return Answer(
                         step: .redirect(redirect(request, OAuthError(.consentRequired, "the user has not agreed to these scopes"))), session: session)
                 }
@@ -167,13 +167,23 @@ public struct AuthorizationFlow: Sendable {
         guard let username, !(request.prompt.contains("login") && !pending.signedInHere) else {
             return Answer(step: .signIn(pending, message: nil, username: nil, status: 200), session: session)
         }
-        let remembered = try consents.covers(username: username, clientID: request.client.id, scope: request.scope)
+        let remembered = try rememberedConsent(username, request)
         if request.prompt.contains("consent") || !remembered {
             return Answer(step: .consent(pending, username: username), session: session)
         }
         let location = try issueCode(request, username: username, session: session)
         sessions.close(pending.handle, in: session)
         return Answer(step: .redirect(location), session: session)
+    }
+
+    /// Whether the user's remembered consent covers the request *and may stand in for asking*. RFC 8252
+    /// §8.6: a public client whose code goes to a loopback address or a private-use scheme cannot prove who it
+    /// is — any local process can claim its client id and listen there — so such a request always shows the
+    /// consent page (and `prompt=none` answers `consent_required`). A public client with an https redirect
+    /// URI is bound to its origin, a confidential one to its secret: remembered consent counts for them.
+    private func rememberedConsent(_ username: String, _ request: AuthorizationRequest) throws -> Bool {
+        let identityAssured = request.client.type == .confidential || request.redirectURI.lowercased().hasPrefix("https://")
+        return try identityAssured && consents.covers(username: username, clientID: request.client.id, scope: request.scope)
     }
 
     /// The session's user, if they still exist (a removed user's sessions stop counting at once).
