@@ -241,3 +241,38 @@ struct AuthorizationRequestTests {
         #expect(items.first { $0.name == "state" }?.value == state && items.first { $0.name == "iss" }?.value == "https://auth.example")
     }
 }
+
+@Suite("Authorization codes: bounded (issue 18, item 10)")
+struct AuthorizationCodeBoundTests {
+    static func record(_ subject: String, client: String = "app") -> AuthorizationCodeGrantRecord {
+        AuthorizationCodeGrantRecord(clientID: client, redirectURI: nil, challenge: nil, scope: ["read"], subject: subject, authTime: Date())
+    }
+
+    @Test("One user minting codes holds at most 10 unused ones per client (the newest); others are untouched; expired codes go without a scan")
+    func perGrantBound() throws {
+        let clock = SteppedClock()
+        let codes = AuthorizationCodeStore(clock: clock.wallClock)
+        let bobs = try (0..<3).map { _ in try codes.issue(Self.record("bob")) }
+        var alices: [String] = []
+        for _ in 0..<1_000 { alices.append(try codes.issue(Self.record("alice"))) }
+        #expect(codes.count == 10 + 3)
+        // The oldest of alice's are gone; her newest ten and all of bob's still work.
+        if case .fresh = codes.redeem(alices[0], clientID: "app") { Issue.record("an evicted code was redeemed") }
+        for code in alices.suffix(10) + bobs {
+            guard case .fresh = codes.redeem(code, clientID: "app") else {
+                Issue.record("a code within the bound did not redeem")
+                continue
+            }
+        }
+        // Used codes are kept for replay detection, but no longer count as open: alice may mint ten more.
+        let more = try (0..<10).map { _ in try codes.issue(Self.record("alice")) }
+        if case .replayed = codes.redeem(alices.last!, clientID: "app") {} else { Issue.record("a replay was not recognised") }
+        // Another client of the same user has its own bound.
+        _ = try codes.issue(Self.record("alice", client: "other"))
+        #expect(codes.count == 13 + 10 + 1)
+        clock.advance(AuthorizationCodeStore.lifetime + 1)
+        _ = try codes.issue(Self.record("carol"))
+        #expect(codes.count == 1)
+        if case .fresh = codes.redeem(more[0], clientID: "app") { Issue.record("an expired code was redeemed") }
+    }
+}

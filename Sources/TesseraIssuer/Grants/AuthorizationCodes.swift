@@ -29,9 +29,15 @@ public struct AuthorizationCodeGrantRecord: Sendable {
 /// is remembered until it would have expired, so a second use is recognised and the tokens issued from
 /// it revoked (RFC 6749 §4.1.2: "the authorization server MUST deny the request and SHOULD revoke … all
 /// tokens previously issued based on that authorization code").
+///
+/// Bounded so one signed-in user cannot slow everyone by minting codes (issue 18, item 10): at most
+/// `openCodesPerGrant` unused codes per user and client (a new one replaces the oldest), at most
+/// `maximumCodes` in all; codes expire in the order they were issued, so issuing one costs no scan.
 public final class AuthorizationCodeStore: @unchecked Sendable {
     public static let lifetime: TimeInterval = 60
     static let maximumCodes = 100_000
+    /// Unused codes one user may hold for one client at a time (tabs, retries); the oldest goes first.
+    static let openCodesPerGrant = 10
 
     enum Redemption {
         case fresh(AuthorizationCodeGrantRecord)
@@ -43,6 +49,7 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
     private struct Entry {
         var record: AuthorizationCodeGrantRecord
         var expiresAt: Date
+        var grant: TokenDigest
         var used = false
         var familyID: String?
         var revokeWhenAttached = false
@@ -51,21 +58,59 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
     private let clock: WallClock
     private let lock = NSLock()
     private var entries: [TokenDigest: Entry] = [:]
+    /// Codes in the order they were issued (every code lives `lifetime`, so also the order they expire).
+    private var issued: [TokenDigest] = []
+    private var oldest = 0
+    /// The unused codes of each user and client, oldest first.
+    private var openCodes: [TokenDigest: [TokenDigest]] = [:]
 
     public init(clock: WallClock = .system) { self.clock = clock }
+
+    /// Codes held (used ones are kept until they expire, for replay detection).
+    var count: Int { lock.withLock { entries.count } }
 
     /// Issues a code for `record`.
     public func issue(_ record: AuthorizationCodeGrantRecord) throws -> String {
         let code = "tac_" + Base64URL.encode(try SecureRandom.bytes(count: 32))
+        let key = TokenDigest(of: code)
+        let grant = TokenDigest(of: record.clientID + "\u{0}" + record.subject)
         let now = clock.now()
         try lock.withLock {
-            entries = entries.filter { $0.value.expiresAt > now }
+            dropExpired(now)
             guard entries.count < Self.maximumCodes else {
                 throw OAuthError(.temporarilyUnavailable, "too many pending authorizations", log: "authorization code table full")
             }
-            entries[TokenDigest(of: code)] = Entry(record: record, expiresAt: now + Self.lifetime)
+            var open = openCodes[grant] ?? []
+            while open.count >= Self.openCodesPerGrant { entries[open.removeFirst()] = nil }
+            open.append(key)
+            openCodes[grant] = open
+            entries[key] = Entry(record: record, expiresAt: now + Self.lifetime, grant: grant)
+            issued.append(key)
         }
         return code
+    }
+
+    /// Forgets the codes that have expired, from the oldest, stopping at the first live one.
+    private func dropExpired(_ now: Date) {
+        while oldest < issued.count {
+            let key = issued[oldest]
+            if let entry = entries[key] {
+                guard entry.expiresAt <= now else { break }
+                entries[key] = nil
+                if !entry.used { closeOpen(key, of: entry.grant) }
+            }
+            oldest += 1
+        }
+        if oldest > 1_024, oldest * 2 > issued.count {
+            issued.removeFirst(oldest)
+            oldest = 0
+        }
+    }
+
+    private func closeOpen(_ key: TokenDigest, of grant: TokenDigest) {
+        guard var open = openCodes[grant] else { return }
+        open.removeAll { $0 == key }
+        openCodes[grant] = open.isEmpty ? nil : open
     }
 
     /// Atomically takes a code for `clientID`: of two concurrent redemptions exactly one is `fresh`.
@@ -85,6 +130,7 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
             }
             entry.used = true
             entries[key] = entry
+            closeOpen(key, of: entry.grant)
             return .fresh(entry.record)
         }
     }
