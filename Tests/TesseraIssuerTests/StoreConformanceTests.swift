@@ -334,3 +334,44 @@ struct StoreConformanceTests {
         #expect(before.issuedAt <= fixture.clock.now + 3_600)
     }
 }
+
+@Suite("Refresh-token stores: live families per user and client (issue 18, item 12)")
+struct FamilyCapTests {
+    @Test(
+        "Beyond 100 live families of one user and client the oldest is revoked; other pairs, revoked families and a restart keep the count right",
+        arguments: StoreKind.allCases)
+    func cap(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        let cap = RefreshTokenLedger.maximumFamiliesPerGrant
+        let bob = try await fixture.issue(subject: "bob")
+        let otherClient = try await fixture.issue(client: "other", subject: "alice")
+        // "é" precomposed and decomposed are different subjects: each has its own count.
+        let decomposed = try await fixture.issue(subject: "e\u{301}")
+        var alice: [RefreshToken] = []
+        for _ in 0..<cap { alice.append(try await fixture.issue()) }
+        #expect(try await fixture.store.record(for: alice[0])?.state == .live)
+        alice.append(try await fixture.issue())  // one over: the oldest goes
+        #expect(try await fixture.store.record(for: alice[0]) == nil)
+        await expectError(StoreCode.revoked) { _ = try await fixture.rotate(alice[0]) }
+        #expect(try await fixture.store.record(for: alice[1])?.state == .live)
+        // A family revoked by its client frees a place: the next issue revokes nothing.
+        #expect(try await fixture.store.revokeFamily(of: alice[5], clientID: "app"))
+        alice.append(try await fixture.issue())
+        #expect(try await fixture.store.record(for: alice[1])?.state == .live)
+        try fixture.reopen()  // the index is rebuilt from the log
+        alice.append(try await fixture.issue())
+        #expect(try await fixture.store.record(for: alice[1]) == nil)
+        #expect(try await fixture.store.record(for: alice[2])?.state == .live)
+        for token in [bob, otherClient, decomposed] { #expect(try await fixture.store.record(for: token)?.state == .live) }
+        let live = try await (0..<alice.count).asyncFilter { try await fixture.store.record(for: alice[$0])?.state == .live }
+        #expect(live.count == cap)
+    }
+}
+
+extension Sequence {
+    func asyncFilter(_ predicate: (Element) async throws -> Bool) async rethrows -> [Element] {
+        var kept: [Element] = []
+        for element in self where try await predicate(element) { kept.append(element) }
+        return kept
+    }
+}

@@ -23,8 +23,8 @@ extension LedgerBackedStore {
         let secret = try SecureRandom.bytes(count: RefreshToken.secretLength)
         return try await transact { ledger, now in
             do {
-                let (change, issued) = try ledger.planIssue(family, now: now, familyID: familyID, secret: secret)
-                return ([change], .success(issued))
+                let (changes, issued) = try ledger.planIssue(family, now: now, familyID: familyID, secret: secret)
+                return (changes, .success(issued))
             } catch {
                 return ([], .failure(error as? RefreshTokenStoreError ?? RefreshTokenStoreError(.invalidRequest, "\(error)")))
             }

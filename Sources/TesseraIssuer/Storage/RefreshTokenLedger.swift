@@ -17,6 +17,8 @@ enum RevocationReason: UInt8, Equatable {
     case requested = 1
     /// A rotated-away token was presented again (RFC 9700 §4.14.2).
     case reuse = 2
+    /// The oldest live family of a user and client, when a new one would exceed `maximumFamiliesPerGrant`.
+    case limit = 3
 }
 
 struct IssueEntry: Equatable {
@@ -85,8 +87,15 @@ enum RotationPlan {
 /// The pure state machine of refresh-token families, shared by every store: plans decisions without
 /// side effects, applies changes, and knows nothing of files, locks or clocks.
 struct RefreshTokenLedger {
+    /// Live families one user may hold with one client (issue 18, item 12): devices, browsers, reinstalls.
+    /// Beyond it the oldest is revoked, as Keycloak and Hydra bound sessions; an app exchanging codes in a
+    /// loop cannot grow the store without bound.
+    static let maximumFamiliesPerGrant = 100
+
     private(set) var families = FamilyTable()
     private var index: [FamilyKey: Int32] = [:]
+    /// The live families of each user and client, oldest first (by a 64-bit hash of the pair's bytes).
+    private var byGrant: [Int: GrantFamilies] = [:]
     private(set) var retries: [FamilyKey: RetryState] = [:]
     private(set) var strings: [String] = []
     private var stringIndex: [String: UInt32] = [:]
@@ -146,6 +155,38 @@ struct RefreshTokenLedger {
     private mutating func revoke(slot: Int) {
         families[slot].revoked = true
         retries[families[slot].key] = nil
+        forgetGrant(of: families[slot])
+    }
+
+    /// The hash a user and client's families are indexed under: of the client's interned id and the
+    /// subject's bytes (never `String` hashing, which goes by Unicode equivalence).
+    func grantHash(client: UInt32, subject: String) -> Int {
+        var hasher = Hasher()
+        hasher.combine(client)
+        var subject = subject
+        subject.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        return hasher.finalize()
+    }
+
+    private mutating func forgetGrant(of family: Family) {
+        let hash = grantHash(client: family.client, subject: family.subject)
+        switch byGrant[hash] {
+        case .one(let key) where key == family.key: byGrant[hash] = nil
+        case .many(var keys):
+            keys.removeAll { $0 == family.key }
+            byGrant[hash] = keys.count == 1 ? .one(keys[0]) : keys.isEmpty ? nil : .many(keys)
+        default: break
+        }
+    }
+
+    /// The live families of a user and client, oldest first.
+    func grantFamilies(client: String, subject: String) -> [FamilyKey] {
+        guard let id = stringIndex[client] else { return [] }
+        switch byGrant[grantHash(client: id, subject: subject)] {
+        case .one(let key): return [key]
+        case .many(let keys): return keys
+        case nil: return []
+        }
     }
 
     private mutating func revokeAll(where predicate: (Family) -> Bool) {
@@ -158,16 +199,29 @@ struct RefreshTokenLedger {
     /// Adds a family (from `issue` or from a snapshot).
     mutating func insert(_ family: Family, retry: RetryState?) {
         if let slot = index[family.key] {
+            if !families[Int(slot)].revoked { forgetGrant(of: families[Int(slot)]) }
             families[Int(slot)] = family
         } else {
             index[family.key] = Int32(families.count)
             families.append(family)
         }
         retries[family.key] = retry
+        if !family.revoked {
+            let hash = grantHash(client: family.client, subject: family.subject)
+            switch byGrant[hash] {
+            case nil: byGrant[hash] = .one(family.key)
+            case .one(let first): byGrant[hash] = .many([first, family.key])
+            case .many(var keys):
+                byGrant[hash] = nil  // keep the array uniquely referenced while it grows
+                keys.append(family.key)
+                byGrant[hash] = .many(keys)
+            }
+        }
     }
 
     mutating func remove(_ key: FamilyKey) {
         guard let slot = index.removeValue(forKey: key) else { return }
+        if !families[Int(slot)].revoked { forgetGrant(of: families[Int(slot)]) }
         retries[key] = nil
         let last = families.count - 1
         if Int(slot) != last {
@@ -207,7 +261,9 @@ struct RefreshTokenLedger {
 
     // MARK: Planning (pure)
 
-    func planIssue(_ new: NewRefreshTokenFamily, now: Int64, familyID: [UInt8], secret: [UInt8]) throws -> (LedgerChange, IssuedRefreshToken) {
+    /// The changes of an issue: the new family, after revoking the user and client's oldest live family when
+    /// they already hold `maximumFamiliesPerGrant`.
+    func planIssue(_ new: NewRefreshTokenFamily, now: Int64, familyID: [UInt8], secret: [UInt8]) throws -> ([LedgerChange], IssuedRefreshToken) {
         let policy = try new.policy.validated()
         try Self.validate(new)
         let scope = Scope.normalized(new.scope).joined(separator: " ")
@@ -222,7 +278,11 @@ struct RefreshTokenLedger {
             authTime: Self.date(entry.authTime), issuedAt: Self.date(now),
             expiresAt: Self.date(min(now + Int64(entry.idleLifetime), entry.absoluteExpiry)),
             familyExpiresAt: Self.date(entry.absoluteExpiry), state: .live)
-        return (.issue(entry), IssuedRefreshToken(token: token, record: record))
+        let held = grantFamilies(client: new.clientID, subject: new.subject)
+        let evicted = held.prefix(max(0, held.count - Self.maximumFamiliesPerGrant + 1)).map {
+            LedgerChange.revokeFamily($0, at: now, reason: .limit)
+        }
+        return (evicted + [.issue(entry)], IssuedRefreshToken(token: token, record: record))
     }
 
     func planRotation(
@@ -409,4 +469,10 @@ extension FamilyKey {
         }
         return String(decoding: out, as: UTF8.self)
     }
+}
+
+/// The live families of one user and client: one inline (the common case), more in an array.
+enum GrantFamilies {
+    case one(FamilyKey)
+    case many([FamilyKey])
 }
