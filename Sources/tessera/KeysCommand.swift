@@ -3,11 +3,36 @@ import Foundation
 import TesseraIssuer
 import TesseraJOSE
 
-/// The time the CLI acts at: the system clock, or `TESSERA_NOW` (Unix seconds) so tests can drive a
-/// whole rotation cycle without waiting. Printed on stderr whenever it is not the system clock.
+/// The time the CLI acts at: the system clock, or `TESSERA_NOW` (Unix seconds) so drills and tests can run a
+/// whole rotation cycle without waiting (`keys/README.md`). Whenever it is not the system clock, stderr says
+/// so once, with what it risks: a clock ahead of real time activates keys before verifiers have fetched
+/// them, as `--force` does.
 func commandNow() -> Date {
     guard let text = ProcessInfo.processInfo.environment["TESSERA_NOW"], let seconds = Double(text) else { return Date() }
-    return Date(timeIntervalSince1970: seconds)
+    let now = Date(timeIntervalSince1970: seconds)
+    clockWarning.warnOnce(now)
+    return now
+}
+
+private let clockWarning = ClockWarning()
+
+private final class ClockWarning: @unchecked Sendable {
+    private let lock = NSLock()
+    private var warned = false
+
+    func warnOnce(_ now: Date) {
+        let first = lock.withLock {
+            defer { warned = true }
+            return !warned
+        }
+        guard first else { return }
+        let ahead = now.timeIntervalSinceNow
+        let risk =
+            ahead > 1
+            ? "; it is \(Int(ahead)) s ahead of the system clock, so a rotation may activate a key before verifiers have fetched it (like --force)"
+            : ""
+        printError("warning: TESSERA_NOW is set: acting at \(iso(now)), not the system clock\(risk)")
+    }
 }
 
 func keyStoreCall<T>(_ body: () throws -> T) throws -> T {
@@ -113,54 +138,60 @@ struct KeysCommand: ParsableCommand {
         )
 
         @OptionGroup var keys: KeysOptions
-        @Option(help: "The algorithm whose key rotates (needed when several are in use).") var alg: JWSAlgorithm?
+        @Option(help: "The algorithm whose key rotates (default: every algorithm in use, each when due).") var alg: JWSAlgorithm?
         @Flag(help: "Skip the publish delay: verifiers that cached the JWKS reject the new key's tokens until they refetch.") var force = false
         @Option(name: .customLong("if-older-than"), help: "Do nothing unless the active key is older than this (e.g. 30d).") var ifOlderThan:
             Duration?
 
         func run() throws {
             let now = commandNow()
-            let outcome: (KeyRotationDecision, KeyRingEntry?) = try keyStoreCall {
+            // Without --alg, every algorithm in use rotates when due, in one change of the manifest (the cron
+            // form keeps working once a second algorithm is added).
+            let outcomes: [(JWSAlgorithm, KeyRotationDecision, KeyRingEntry?)] = try keyStoreCall {
                 try keys.store.update { ring, writer in
-                    let algorithm = try alg ?? Self.onlyAlgorithm(ring)
-                    var decision = ring.rotate(algorithm, now: now, force: force, ifOlderThan: ifOlderThan?.seconds)
-                    var generated: KeyRingEntry?
-                    if decision == .needsPendingKey {
-                        generated = try writer.addGeneratedKey(algorithm, activate: false, now: now, to: &ring)
-                        decision = ring.rotate(algorithm, now: now, force: force, ifOlderThan: ifOlderThan?.seconds)
+                    try (alg.map { [$0] } ?? Self.algorithmsInUse(ring)).map { algorithm in
+                        var decision = ring.rotate(algorithm, now: now, force: force, ifOlderThan: ifOlderThan?.seconds)
+                        var generated: KeyRingEntry?
+                        if decision == .needsPendingKey {
+                            generated = try writer.addGeneratedKey(algorithm, activate: false, now: now, to: &ring)
+                            decision = ring.rotate(algorithm, now: now, force: force, ifOlderThan: ifOlderThan?.seconds)
+                        }
+                        return (algorithm, decision, generated)
                     }
-                    return (decision, generated)
                 }
             }
-            if let generated = outcome.1 { printError("generated pending key \(generated.kid)") }
-            switch outcome.0 {
-            case .rotated(let active, let retired):
-                if force {
-                    printError(
-                        "warning: --force activated \(active.kid) without the publish delay; verifiers holding a cached JWKS reject its tokens until they refetch (at most the JWKS max-age)"
-                    )
+            var mustWait = false
+            for (algorithm, decision, generated) in outcomes {
+                let label = outcomes.count > 1 ? "\(algorithm.name) " : ""
+                if let generated { printError("\(label)generated pending key \(generated.kid)") }
+                switch decision {
+                case .rotated(let active, let retired):
+                    if force {
+                        printError(
+                            "warning: --force activated \(active.kid) without the publish delay; verifiers holding a cached JWKS reject its tokens until they refetch (at most the JWKS max-age)"
+                        )
+                    }
+                    print("\(label)active: \(active.kid)")
+                    if let retired {
+                        print("\(label)retiring: \(retired.kid) (published until \(iso(retired.removeAfter)), then `tessera keys prune`)")
+                    }
+                case .waiting(let pending, let allowedAt):
+                    printError("\(label)\(pending.kid) is published but not yet long enough: rotate at or after \(iso(allowedAt)) (or --force)")
+                    mustWait = true
+                case .notDue(let active, let dueAt):
+                    print("\(label)not due: \(active.kid) is active until \(iso(dueAt))")
+                case .needsPendingKey:
+                    throw CLIError("no pending \(algorithm.name) key could be prepared")
                 }
-                print("active: \(active.kid)")
-                if let retired { print("retiring: \(retired.kid) (published until \(iso(retired.removeAfter)), then `tessera keys prune`)") }
-            case .waiting(let pending, let allowedAt):
-                printError("\(pending.kid) is published but not yet long enough: rotate at or after \(iso(allowedAt)) (or --force)")
-                throw ExitCode(3)
-            case .notDue(let active, let dueAt):
-                print("not due: \(active.kid) is active until \(iso(dueAt))")
-            case .needsPendingKey:
-                throw CLIError("no pending key could be prepared")
             }
+            if mustWait { throw ExitCode(3) }
         }
 
-        static func onlyAlgorithm(_ ring: KeyRing) throws -> JWSAlgorithm {
-            let inUse = Set(ring.keys.filter { $0.state == .active || $0.state == .pending }.map(\.alg))
-            guard inUse.count == 1, let name = inUse.first, let algorithm = JWSAlgorithm(name: name) else {
-                throw CLIError(
-                    inUse.isEmpty
-                        ? "the key ring has no active or pending key; give --alg"
-                        : "several algorithms are in use (\(inUse.sorted().joined(separator: ", "))); give --alg")
-            }
-            return algorithm
+        /// The algorithms with an active or pending key, in a stable order.
+        static func algorithmsInUse(_ ring: KeyRing) throws -> [JWSAlgorithm] {
+            let inUse = Set(ring.keys.filter { $0.state == .active || $0.state == .pending }.map(\.alg)).sorted()
+            guard !inUse.isEmpty else { throw CLIError("the key ring has no active or pending key; give --alg") }
+            return inUse.compactMap(JWSAlgorithm.init(name:))
         }
     }
 

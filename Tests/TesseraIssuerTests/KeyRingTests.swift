@@ -207,6 +207,29 @@ struct KeyStoreTests {
         #expect(!(try await keys(["keys", "jwks"], folder: dir, now: t0).out.contains(hs.out)))
     }
 
+    @Test(
+        "Issue 18 items 4, 5: with two algorithms active the cron form rotates each when due (no --alg needed); TESSERA_NOW is announced with its risk"
+    )
+    func cronWithTwoAlgorithms() async throws {
+        let (folder, dir) = try TemporaryDirectory.holding("keys", label: "tessera-two-algs")
+        defer { folder.remove() }
+        _ = try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir, now: t0)
+        let rs = try await keys(["keys", "generate", "--alg", "RS256", "--activate"], folder: dir, now: t0)
+        #expect(rs.status == 0 && rs.err.contains("TESSERA_NOW is set") && rs.err.contains("ahead of the system clock"), "\(rs.err)")
+        let young = try await keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: t0 + 86_400)
+        #expect(young.status == 0 && young.out.contains("ES256 not due") && young.out.contains("RS256 not due"), "\(young)")
+        let due = t0 + 86_400 * 32
+        let prepared = try await keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: due)
+        #expect(prepared.status == 3 && prepared.err.contains("ES256 generated pending key") && prepared.err.contains("RS256 generated pending key"))
+        let rotated = try await keys(["keys", "rotate", "--if-older-than", "30d"], folder: dir, now: due + 360)
+        #expect(rotated.status == 0 && rotated.out.contains("ES256 active: ") && rotated.out.contains("RS256 active: "), "\(rotated)")
+        let ring = try KeyStore(path: dir).read()
+        #expect(ring.activeKeys.count == 2 && ring.keys.filter { $0.state == .retiring }.count == 2)
+        // One algorithm still works as before, output unprefixed.
+        let one = try await keys(["keys", "rotate", "--alg", "ES256", "--if-older-than", "30d"], folder: dir, now: due + 400)
+        #expect(one.status == 0 && one.out.hasPrefix("not due: "))
+    }
+
     @Test("Every exported JWK verifies a CLI-minted token with PyJWT, for every asymmetric algorithm; no JWK carries a private member")
     func interopPyJWT() async throws {
         let (folder, script) = try TemporaryDirectory.holding("verify.py", label: "tessera-interop")
