@@ -94,13 +94,14 @@ struct RefreshTokenLedger {
 
     private(set) var families = FamilyTable()
     private var index: [FamilyKey: Int32] = [:]
-    /// The live families of each user and client, oldest first (by a 64-bit hash of the pair's bytes).
-    private var byGrant: [Int: GrantFamilies] = [:]
+    /// Live families per user and client; off while a store loads (`rebuildGrants`).
+    private var grants: GrantIndex
     private(set) var retries: [FamilyKey: RetryState] = [:]
     private(set) var strings: [String] = []
     private var stringIndex: [String: UInt32] = [:]
 
-    init() {}
+    /// `indexingGrants: false` for a ledger being loaded: call `rebuildGrants()` once it is complete.
+    init(indexingGrants: Bool = true) { grants = GrantIndex(enabled: indexingGrants) }
 
     var count: Int { families.count }
 
@@ -155,38 +156,7 @@ struct RefreshTokenLedger {
     private mutating func revoke(slot: Int) {
         families[slot].revoked = true
         retries[families[slot].key] = nil
-        forgetGrant(of: families[slot])
-    }
-
-    /// The hash a user and client's families are indexed under: of the client's interned id and the
-    /// subject's bytes (never `String` hashing, which goes by Unicode equivalence).
-    func grantHash(client: UInt32, subject: String) -> Int {
-        var hasher = Hasher()
-        hasher.combine(client)
-        var subject = subject
-        subject.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
-        return hasher.finalize()
-    }
-
-    private mutating func forgetGrant(of family: Family) {
-        let hash = grantHash(client: family.client, subject: family.subject)
-        switch byGrant[hash] {
-        case .one(let key) where key == family.key: byGrant[hash] = nil
-        case .many(var keys):
-            keys.removeAll { $0 == family.key }
-            byGrant[hash] = keys.count == 1 ? .one(keys[0]) : keys.isEmpty ? nil : .many(keys)
-        default: break
-        }
-    }
-
-    /// The live families of a user and client, oldest first.
-    func grantFamilies(client: String, subject: String) -> [FamilyKey] {
-        guard let id = stringIndex[client] else { return [] }
-        switch byGrant[grantHash(client: id, subject: subject)] {
-        case .one(let key): return [key]
-        case .many(let keys): return keys
-        case nil: return []
-        }
+        grants.removed(families[slot])
     }
 
     private mutating func revokeAll(where predicate: (Family) -> Bool) {
@@ -199,29 +169,19 @@ struct RefreshTokenLedger {
     /// Adds a family (from `issue` or from a snapshot).
     mutating func insert(_ family: Family, retry: RetryState?) {
         if let slot = index[family.key] {
-            if !families[Int(slot)].revoked { forgetGrant(of: families[Int(slot)]) }
+            if !families[Int(slot)].revoked { grants.removed(families[Int(slot)]) }
             families[Int(slot)] = family
         } else {
             index[family.key] = Int32(families.count)
             families.append(family)
         }
         retries[family.key] = retry
-        if !family.revoked {
-            let hash = grantHash(client: family.client, subject: family.subject)
-            switch byGrant[hash] {
-            case nil: byGrant[hash] = .one(family.key)
-            case .one(let first): byGrant[hash] = .many([first, family.key])
-            case .many(var keys):
-                byGrant[hash] = nil  // keep the array uniquely referenced while it grows
-                keys.append(family.key)
-                byGrant[hash] = .many(keys)
-            }
-        }
+        if !family.revoked { grants.added(family, in: families) }
     }
 
     mutating func remove(_ key: FamilyKey) {
         guard let slot = index.removeValue(forKey: key) else { return }
-        if !families[Int(slot)].revoked { forgetGrant(of: families[Int(slot)]) }
+        if !families[Int(slot)].revoked { grants.removed(families[Int(slot)]) }
         retries[key] = nil
         let last = families.count - 1
         if Int(slot) != last {
@@ -259,6 +219,9 @@ struct RefreshTokenLedger {
         return removed
     }
 
+    /// Builds the per-pair index in one pass, after a load that ran without it.
+    mutating func rebuildGrants() { grants.rebuild(from: families) }
+
     // MARK: Planning (pure)
 
     /// The changes of an issue: the new family, after revoking the user and client's oldest live family when
@@ -278,8 +241,8 @@ struct RefreshTokenLedger {
             authTime: Self.date(entry.authTime), issuedAt: Self.date(now),
             expiresAt: Self.date(min(now + Int64(entry.idleLifetime), entry.absoluteExpiry)),
             familyExpiresAt: Self.date(entry.absoluteExpiry), state: .live)
-        let held = grantFamilies(client: new.clientID, subject: new.subject)
-        let evicted = held.prefix(max(0, held.count - Self.maximumFamiliesPerGrant + 1)).map {
+        let held = stringIndex[new.clientID].map { grants.families(client: $0, subject: new.subject) } ?? (count: 0, oldestFirst: [])
+        let evicted = held.oldestFirst.prefix(max(0, held.count - Self.maximumFamiliesPerGrant + 1)).map {
             LedgerChange.revokeFamily($0, at: now, reason: .limit)
         }
         return (evicted + [.issue(entry)], IssuedRefreshToken(token: token, record: record))
@@ -469,10 +432,4 @@ extension FamilyKey {
         }
         return String(decoding: out, as: UTF8.self)
     }
-}
-
-/// The live families of one user and client: one inline (the common case), more in an array.
-enum GrantFamilies {
-    case one(FamilyKey)
-    case many([FamilyKey])
 }

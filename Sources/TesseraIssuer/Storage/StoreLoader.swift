@@ -63,7 +63,7 @@ struct StoreLoader {
                 detail: "is missing (the logs jump to \(StoreFileName.log(generation)))")
         }
 
-        var ledger = RefreshTokenLedger()
+        var ledger = RefreshTokenLedger(indexingGrants: false)
         var records = 0
         if base > 0 { records += try Self.loadSnapshot(directory, base, into: &ledger) }
         var logBytes = 0
@@ -86,6 +86,7 @@ struct StoreLoader {
             lastLogBytes = result.size
             if let cut = result.torn { torn = cut }
         }
+        if mode == .open { ledger.rebuildGrants() }
         return State(
             ledger: ledger, snapshotGeneration: base, logGeneration: live.last!, logBytes: logBytes, lastLogBytes: lastLogBytes,
             files: names.sorted(), tornTail: torn, records: records)
@@ -163,7 +164,7 @@ struct StoreLoader {
     /// Compaction: folds snapshot `base` and logs `base...through` (all complete: the writer fsynced
     /// them before switching) into snapshot `generation`, then deletes what it replaces.
     static func writeSnapshot(directory: SecureDirectory, base: UInt64, through: UInt64, generation: UInt64, now: Int64) throws -> (Int, Int) {
-        var ledger = RefreshTokenLedger()
+        var ledger = RefreshTokenLedger(indexingGrants: false)
         if base > 0 { try loadSnapshot(directory, base, into: &ledger) }
         let loader = StoreLoader(directory: directory, mode: .check)
         for log in max(base, 1)...through {
