@@ -251,3 +251,11 @@ struct KeyWithdrawalTests {
         #expect(now.verificationKeys?.keys.contains { $0.keyID == first } == false)
     }
 }
+
+extension KeyWithdrawalTests {
+    @Test("Issue 18 item 3: the manifest refuses a jwks_max_age below the verifier's 10 s floor")
+    func maxAgeFloor() throws {
+        #expect(throws: KeyStoreError(.badManifest, "")) { try KeyRing(policy: KeyRingPolicy(jwksMaxAge: 9)).validate() }
+        try KeyRing(policy: KeyRingPolicy(jwksMaxAge: 10)).validate()
+    }
+}

@@ -245,15 +245,71 @@ struct RemoteJWKSTests {
         }
     }
 
-    @Test("Cache-Control lifetimes are clamped to 1 min … 24 h")
+    @Test("Cache-Control lifetimes are honoured down to the 10 s floor the key ring enforces, and up to 24 h")
     func lifetimes() {
         let source = RemoteJWKSKeySource(jwksURL: URL(string: "https://as.example/jwks")!)
         #expect(source.lifetime(from: nil) == 300)
-        #expect(source.lifetime(from: "max-age=5") == 60)
+        #expect(source.lifetime(from: "max-age=5") == 10)
+        #expect(source.lifetime(from: "max-age=10") == 10 && source.lifetime(from: "max-age=12") == 12)
         #expect(source.lifetime(from: "public, max-age=3600") == 3600)
         #expect(source.lifetime(from: "max-age=999999999") == 86_400)
-        #expect(source.lifetime(from: "no-store") == 60)
+        #expect(source.lifetime(from: "no-store") == 10)
         #expect(source.lifetime(from: "max-age=abc") == 300)
+        #expect(Int(source.policy.minimumLifetime) == JWKSCaching.minimumMaxAge)
+    }
+
+    @Test(
+        "Issue 18 item 3: with the shortest max-age the key ring allows (10 s, publish delay 12 s), a key activated after the delay verifies at once, even with the unknown-kid cooldown spent"
+    )
+    func shortMaxAgeRotation() async throws {
+        let old = try SigningKey.generate(.es256)
+        let new = try SigningKey.generate(.es256)
+        let configure: (JWKSEndpoint) -> Void = { endpoint in endpoint.cacheControl = "public, max-age=10" }
+        try await Self.withFixture(old, configure: configure) { fixture in
+            let (endpoint, clock, verifier) = (fixture.endpoint, fixture.clock, fixture.verifier)
+            _ = try await verifier.verify(try fixture.factory.token())
+            // A forged kid spends the cooldown (30 s) at once.
+            let forged = try fixture.factory.token(header: #"{"alg":"ES256","typ":"at+jwt","kid":"forged"}"#)
+            #expect(await outcome(verifier, forged) == .unknownKey)
+            // The issuer publishes the new key; the verifier refreshes in the background within the max-age.
+            clock.advance(1)
+            endpoint.keys = [old, new]
+            endpoint.etag = "\"v2\""
+            for _ in 0..<11 {
+                clock.advance(1)
+                _ = try await verifier.verify(try fixture.factory.token())
+                try await waitUntil { fixture.source.isIdle }
+            }
+            // 12 s after publication the issuer signs with the new key: its tokens verify.
+            var newFactory = TokenFactory(key: new)
+            newFactory.now = fixture.factory.now
+            _ = try await verifier.verify(try newFactory.token())
+            #expect(endpoint.requests >= 3)
+        }
+    }
+
+    @Test("Issue 18 item 3: tokens of an unknown kid that arrive while its refetch is under way join it instead of failing at once")
+    func unknownKidJoinsTheFetch() async throws {
+        let old = try SigningKey.generate(.es256)
+        let new = try SigningKey.generate(.es256)
+        try await Self.withFixture(old) { fixture in
+            let (endpoint, verifier) = (fixture.endpoint, fixture.verifier)
+            _ = try await verifier.verify(try fixture.factory.token())
+            endpoint.keys = [old, new]
+            endpoint.etag = "\"v2\""
+            endpoint.mode = .slow(.milliseconds(300))
+            var newFactory = TokenFactory(key: new)
+            newFactory.now = fixture.factory.now
+            let token = try newFactory.token()
+            let results = await withTaskGroup(of: TokenVerificationError.Code?.self) { group in
+                for _ in 0..<20 { group.addTask { await outcome(verifier, token) } }
+                var all: [TokenVerificationError.Code?] = []
+                for await result in group { all.append(result) }
+                return all
+            }
+            #expect(results.allSatisfy { $0 == nil }, "\(results)")
+            #expect(endpoint.requests == 2)
+        }
     }
 }
 

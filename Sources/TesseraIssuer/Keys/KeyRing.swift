@@ -104,6 +104,12 @@ public struct KeyRing: Codable, Sendable, Equatable {
         guard policy.jwksMaxAge >= 0, policy.clockSkew >= 0, policy.maxTokenLifetime > 0 else {
             throw KeyStoreError(.badManifest, "policy values must be non-negative (max_token_lifetime positive)")
         }
+        // Verifiers cache a JWK Set for at least this long: a shorter max-age would break the publish delay.
+        guard policy.jwksMaxAge >= JWKSCaching.minimumMaxAge else {
+            throw KeyStoreError(
+                .badManifest,
+                "jwks_max_age must be at least \(JWKSCaching.minimumMaxAge) s, the shortest cache lifetime TesseraVerifier honours (keys/README.md)")
+        }
         var kids = Set<String>()
         var actives = Set<String>()
         for key in keys {

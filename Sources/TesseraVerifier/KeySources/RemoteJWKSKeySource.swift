@@ -3,13 +3,14 @@ public import TesseraJOSE
 
 /// Trusted keys from an issuer's JWKS endpoint, cached so that requests almost never wait.
 ///
-/// - Lifetime from `Cache-Control: max-age`, clamped to `policy.minimumLifetime … maximumLifetime`;
+/// - Lifetime from `Cache-Control: max-age`, clamped to `policy.minimumLifetime` (10 s, the floor the issuer's
+///   key ring also enforces) `… maximumLifetime`;
 ///   revalidated with `If-None-Match` when the issuer sent an `ETag` (a 304 renews the lifetime).
 /// - Refreshed ahead of expiry in the background (at `refreshAhead` of the lifetime): the request that
 ///   notices it does not wait.
 /// - An unknown `kid` triggers one refresh, at most once per `unknownKeyCooldown`; during the cooldown
 ///   such tokens fail at once instead of queueing, so forged kids cannot turn the verifier into a load
-///   generator against the issuer.
+///   generator against the issuer — except while a fetch is under way: they join it and see its keys.
 /// - Concurrent callers share one fetch (single flight) with a short timeout. A caller that has to wait
 ///   (the first load, an unknown `kid`) runs the fetch in its own task, so it keeps that task's priority and
 ///   executor; the others wait for its answer. Only a refresh nobody waits for runs in a task of its own.
@@ -20,7 +21,9 @@ public import TesseraJOSE
 public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
     public struct Policy: Sendable {
         public var defaultLifetime: TimeInterval = 300
-        public var minimumLifetime: TimeInterval = 60
+        /// The issuer's `max-age` is honoured down to this floor (`JWKSCaching.minimumMaxAge`, which the key ring's
+        /// manifest also enforces): caching longer than the issuer says would refuse a newly activated key's tokens.
+        public var minimumLifetime = TimeInterval(JWKSCaching.minimumMaxAge)
         public var maximumLifetime: TimeInterval = 86_400
         /// Fraction of the lifetime after which a background refresh starts.
         public var refreshAhead: Double = 0.75
@@ -157,6 +160,9 @@ public final class RemoteJWKSKeySource: KeySource, @unchecked Sendable {
     public func keysAfterUnknownKeyID() async -> VerificationKeySet? {
         let now = clock.now()
         let allowed: Bool = state.withLock { state in
+            // A fetch under way (the one an unknown kid started, or a refresh) is joined, cooldown or not: the
+            // tokens that arrive while it runs are of the same new key, and it costs the issuer nothing more.
+            if state.waiters != nil { return true }
             if let last = state.lastUnknownKeyRefresh, now - last < policy.unknownKeyCooldown { return false }
             state.lastUnknownKeyRefresh = now
             return true
