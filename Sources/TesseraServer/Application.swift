@@ -199,25 +199,7 @@ func formRequest(_ request: Request, limit: Int) async throws -> TokenRequest {
     var request = request
     let buffer: ByteBuffer
     do { buffer = try await request.collectBody(upTo: limit) } catch { throw BodyTooLarge(limit: limit) }
-    return TokenRequest(parameters: try parseForm(String(buffer: buffer)), authorization: request.headers[.authorization])
-}
-
-/// `application/x-www-form-urlencoded` parameters; a parameter given twice is `invalid_request`
-/// (RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once").
-func parseForm(_ body: String) throws -> [String: String] {
-    var parameters: [String: String] = [:]
-    for pair in body.split(separator: "&", omittingEmptySubsequences: true) {
-        let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let name = ClientAuthenticator.formDecoded(String(parts[0])),
-            let value = ClientAuthenticator.formDecoded(parts.count > 1 ? String(parts[1]) : "")
-        else {
-            throw OAuthError(.invalidRequest, "the form body is not valid application/x-www-form-urlencoded")
-        }
-        guard parameters.updateValue(value, forKey: name) == nil else {
-            throw OAuthError(.invalidRequest, "the \(name.prefix(40)) parameter is repeated (RFC 6749 §3.2)")
-        }
-    }
-    return parameters
+    return TokenRequest(parameters: try TokenRequest.parseForm(String(buffer: buffer)), authorization: request.headers[.authorization])
 }
 
 func jsonResponse(_ status: HTTPResponse.Status, _ object: JSONObject, headers extra: HTTPFields = [:]) -> Response {

@@ -34,7 +34,7 @@ struct AuthorizePages: Sendable {
             return errorPage(OAuthError(.invalidRequest, "The authorization request is too long."), status: .badRequest)
         }
         do {
-            return render(flow.authorize(try parseForm(query), cookie: cookie(request)), request: request)
+            return render(flow.authorize(try TokenRequest.parseForm(query), cookie: cookie(request)), request: request)
         } catch let error as OAuthError {
             return errorPage(error, status: .badRequest)
         } catch {

@@ -14,6 +14,24 @@ public struct TokenRequest: Sendable {
 
     public subscript(name: String) -> String? { parameters[name] }
 
+    /// `application/x-www-form-urlencoded` parameters; a parameter given twice is `invalid_request`
+    /// (RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once").
+    public static func parseForm(_ body: String) throws -> [String: String] {
+        var parameters: [String: String] = [:]
+        for pair in body.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = ClientAuthenticator.formDecoded(String(parts[0])),
+                let value = ClientAuthenticator.formDecoded(parts.count > 1 ? String(parts[1]) : "")
+            else {
+                throw OAuthError(.invalidRequest, "the form body is not valid application/x-www-form-urlencoded")
+            }
+            guard parameters.updateValue(value, forKey: name) == nil else {
+                throw OAuthError(.invalidRequest, "the \(name.prefix(40)) parameter is repeated (RFC 6749 §3.2)")
+            }
+        }
+        return parameters
+    }
+
     /// A parameter that must be present and non-empty (RFC 6749 §5.2 `invalid_request` otherwise).
     public func required(_ name: String) throws -> String {
         guard let value = parameters[name], !value.isEmpty else {
