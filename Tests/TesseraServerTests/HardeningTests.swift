@@ -48,13 +48,7 @@ extension HardeningTests {
         defer { fixture.close() }
         let data = fixture.service.configuration.dataPath
         try UserStore(dataPath: data).add("alice", password: "correct horse battery", now: Date())
-        try ClientStore(dataPath: data).update { registry in
-            registry.clients.append(
-                Client(
-                    id: "legacy", type: .confidential, secretDigest: Client.digest(ofSecret: fixture.secret),
-                    grants: [.password, .clientCredentials], scopes: ["read"], defaultScopes: ["read"], audience: "api", created: Date()))
-        }
-        let legacy = "Basic " + Data("legacy:\(fixture.secret)".utf8).base64EncodedString()
+        let legacy = try fixture.addPasswordClient([.password, .clientCredentials])
         try await fixture.run { client async throws in
             for _ in 0..<6 {
                 #expect(
@@ -97,13 +91,7 @@ extension HardeningTests {
     func signInFloodBesideTokens() async throws {
         let fixture = try ServerFixture(passwordChecker: PasswordChecker(threads: 1, queueLimit: 6))
         defer { fixture.close() }
-        try ClientStore(dataPath: fixture.service.configuration.dataPath).update { registry in
-            registry.clients.append(
-                Client(
-                    id: "legacy", type: .confidential, secretDigest: Client.digest(ofSecret: fixture.secret), grants: [.password],
-                    scopes: ["read"], defaultScopes: ["read"], audience: "api", created: Date()))
-        }
-        let legacy = "Basic " + Data("legacy:\(fixture.secret)".utf8).base64EncodedString()
+        let legacy = try fixture.addPasswordClient([.password])
         try await fixture.run { client async throws in
             let order = OrderLog()
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -49,6 +49,18 @@ struct ServerFixture {
 
     var basicAuth: String { "Basic " + Data("svc:\(secret)".utf8).base64EncodedString() }
 
+    /// Registers the confidential client `legacy` (same secret as `svc`) with `grants`, the password grant
+    /// among them; returns its Basic `Authorization` header.
+    func addPasswordClient(_ grants: [GrantType]) throws -> String {
+        try ClientStore(dataPath: service.configuration.dataPath).update { registry in
+            registry.clients.append(
+                Client(
+                    id: "legacy", type: .confidential, secretDigest: Client.digest(ofSecret: secret), grants: grants, scopes: ["read"],
+                    defaultScopes: ["read"], audience: "api", created: Date()))
+        }
+        return "Basic " + Data("legacy:\(secret)".utf8).base64EncodedString()
+    }
+
     func run(_ mode: TestingSetup = .router, _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical

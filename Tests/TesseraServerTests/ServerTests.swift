@@ -159,13 +159,7 @@ struct PasswordGrantTests {
         try UserStore(dataPath: data).add("alice", password: "correct horse battery", now: Date())
         let file = try String(contentsOfFile: data + "/users.json", encoding: .utf8)
         #expect(!file.contains("correct horse") && file.contains("scrypt$15$8$1$"))
-        try ClientStore(dataPath: data).update { registry in
-            registry.clients.append(
-                Client(
-                    id: "legacy", type: .confidential, secretDigest: Client.digest(ofSecret: fixture.secret),
-                    grants: [.password, .refreshToken], scopes: ["read"], defaultScopes: ["read"], audience: "api", created: Date()))
-        }
-        let legacy = "Basic " + Data("legacy:\(fixture.secret)".utf8).base64EncodedString()
+        let legacy = try fixture.addPasswordClient([.password, .refreshToken])
         try await fixture.run { client in
             let signIn = try await post(client, "/token", "grant_type=password&username=alice&password=correct+horse+battery", authorization: legacy)
             #expect(signIn.status == .ok && signIn.string("scope") == "read")
