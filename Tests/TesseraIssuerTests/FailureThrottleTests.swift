@@ -1,4 +1,5 @@
 import Foundation
+import TesseraTestSupport
 import Testing
 
 @testable import TesseraIssuer
@@ -6,16 +7,9 @@ import Testing
 /// The throttle model of issue 18 (items 8, 9, 11): guesses are throttled, not their victims.
 @Suite("Failure throttle: who is held back")
 struct FailureThrottleTests {
-    final class Clock: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value: Double = 1_000
-        var now: Double { lock.withLock { value } }
-        func advance(_ delta: Double) { lock.withLock { value += delta } }
-    }
-
     @Test("Item 9: a guesser who waits out every block keeps doubling it: 1, 2, 4 … 256, then 300 s, never starting again at 1")
     func backOffKeepsDoubling() {
-        let clock = Clock()
+        let clock = Seconds()
         let throttle = FailureThrottle(now: { clock.now })
         let guesses = FailureThrottle.user("alice", address: "198.51.100.7")
         for _ in 0..<5 { throttle.recordFailure(guesses) }

@@ -188,13 +188,6 @@ struct PasswordGrantTests {
     }
 }
 
-final class Seconds: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Double = 1_000
-    var now: Double { lock.withLock { value } }
-    func advance(_ delta: Double) { lock.withLock { value += delta } }
-}
-
 @Suite("Throttling failed authentication")
 struct ThrottleTests {
     @Test("Past five free failures a key waits 1, 2, 4 … s (capped); successes clear it; failures only count")

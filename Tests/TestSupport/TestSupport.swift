@@ -72,6 +72,15 @@ public final class SteppedClock: @unchecked Sendable {
     public var wallClock: WallClock { WallClock { [self] in now } }
 }
 
+/// Monotonic seconds a test steps by hand (for throttles and other code that takes `() -> Double`).
+public final class Seconds: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Double = 1_000
+    public init() {}
+    public var now: Double { lock.withLock { value } }
+    public func advance(_ delta: Double) { lock.withLock { value += delta } }
+}
+
 /// A fresh folder under the system's temporary directory, removed by `remove()`.
 public struct TemporaryDirectory: Sendable {
     public let url: URL
