@@ -92,6 +92,7 @@ extension FileRefreshTokenStore {
         // Building the snapshot reads files for a while: keep it off the cooperative thread pool.
         let (families, bytes) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int, Int), any Error>) in
             let thread = Thread { [directory] in
+                Thread.current.name = "tessera-compact"  // from inside: see the writer thread
                 do {
                     continuation.resume(
                         returning: try StoreLoader.writeSnapshot(
@@ -104,7 +105,6 @@ extension FileRefreshTokenStore {
                     continuation.resume(throwing: error)
                 }
             }
-            thread.name = "tessera-refresh-store-compaction"
             thread.start()
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9

@@ -96,8 +96,11 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         logFD = try storeFiles { try directory.openFile(StoreFileName.log(state.logGeneration), writable: true) }
         _ = lseek(logFD, 0, SEEK_END)
         // The writer holds the store until `close()`: a store that is opened must be closed.
-        let thread = Thread { self.runFlusher() }
-        thread.name = "tessera-refresh-store-writer"
+        let thread = Thread {
+            // Named from inside (on Linux a name set before start is lost); pthread names hold 15 bytes.
+            Thread.current.name = "tessera-writer"
+            self.runFlusher()
+        }
         flusher = thread
         thread.start()
     }
