@@ -88,8 +88,8 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let limits: ConnectionLimits
     private var context: ChannelHandlerContext?
     private var deadline: Scheduled<Void>?
+    /// Between a request's head and its end.
     private var readingBody = false
-    private var awaitingHead = true
     private var outstandingResponses = 0
     private var refusing = false
 
@@ -118,7 +118,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The first bytes of a new request: its head must be complete within the header timeout.
     func bytesArrived(_ eventLoop: any EventLoop) {
-        if awaitingHead, !readingBody, deadline == nil { arm(limits.headerTimeout, on: eventLoop) }
+        if !readingBody, deadline == nil { arm(limits.headerTimeout, on: eventLoop) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -129,7 +129,6 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 refuse(context, status, reason)
                 return
             }
-            awaitingHead = false
             readingBody = true
             outstandingResponses += 1
             disarm()
@@ -138,7 +137,6 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
             break
         case .end:
             readingBody = false
-            awaitingHead = true
             // Handling time is the server's own; the next head's clock starts with its first byte.
             disarm()
         }
@@ -164,7 +162,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         guard !codings.isEmpty else { return nil }
         // RFC 9112 §6.1: a transfer coding the server does not understand SHOULD get 501.
         if let unknown = codings.first(where: { $0 != "chunked" }) {
-            return (.notImplemented, "transfer coding \(unknown.prefix(32)) is not implemented; only chunked is")
+            return (.notImplemented, "transfer coding \(unknown.prefix(32)) is not supported; only chunked is")
         }
         // RFC 9112 §6.1, §6.3: chunked once and last; an HTTP/1.0 message with Transfer-Encoding is faulty.
         if codings.count > 1 || !http11 { return (.badRequest, "the request's Transfer-Encoding is not valid framing") }

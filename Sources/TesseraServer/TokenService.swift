@@ -154,7 +154,7 @@ public final class TokenService: Sendable {
             if registry.clients.contains(where: { $0.id.sameBytes(as: Self.demoClientID) }) { return .exists(id: Self.demoClientID) }
             guard registry.clients.isEmpty else { return .notRegistered }
             // A user named demo would be confusable with the client's own tokens (THREATS B13); the lock is shared.
-            guard try !UserStore(dataPath: configuration.dataPath).users().contains(where: { $0.username.sameBytes(as: Self.demoClientID) }) else {
+            guard try UserStore(dataPath: configuration.dataPath).users().named(Self.demoClientID) == nil else {
                 return .notRegistered
             }
             registry.clients.append(

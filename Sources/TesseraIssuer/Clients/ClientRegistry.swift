@@ -45,7 +45,7 @@ public struct ClientStore: Sendable {
             guard registry.client(client.id) == nil else {
                 throw RegistrationError(.clientExists, "client \(client.id) already exists")
             }
-            guard try !UserStore(dataPath: dataPath).users().contains(where: { $0.username.sameBytes(as: client.id) }) else {
+            guard try UserStore(dataPath: dataPath).users().named(client.id) == nil else {
                 throw RegistrationError(
                     .nameTaken, "\(client.id) is a username: its client_credentials tokens (sub = client_id) would be confusable with the user's")
             }

@@ -79,9 +79,12 @@ public final class SigningKeyRing: @unchecked Sendable {
         guard !snapshot.signers.isEmpty else { throw KeyStoreError(.noActiveKey, "the key ring has no active key") }
     }
 
-    /// The key set to sign and publish with: reloaded first when the manifest changed since the last look.
+    /// The key set to sign and publish with: reloaded first when the manifest changed since the last look
+    /// (one `stat` and one lock when it did not).
     public var current: Snapshot {
-        reloadIfChanged()
+        let seen = FileFingerprint(store)
+        if let unchanged = lock.withLock({ seen == fingerprint ? snapshot : nil }) { return unchanged }
+        reloading.withLock { _ = reload(seen, onlyIfChanged: true) }
         return lock.withLock { snapshot }
     }
 
@@ -89,7 +92,7 @@ public final class SigningKeyRing: @unchecked Sendable {
     /// less every key the new manifest (when it can be read) no longer has active or published.
     @discardableResult
     public func reload() -> Bool {
-        reloading.withLock { reloadHoldingLock() }
+        reloading.withLock { reload(FileFingerprint(store), onlyIfChanged: false) }
     }
 
     /// Reloads when the manifest's inode, size or modification time changed since the last look. Callers
@@ -98,16 +101,16 @@ public final class SigningKeyRing: @unchecked Sendable {
     public func reloadIfChanged() -> Bool {
         let seen = FileFingerprint(store)
         guard lock.withLock({ seen != fingerprint }) else { return false }
-        return reloading.withLock {
-            guard lock.withLock({ FileFingerprint(store) != fingerprint }) else { return false }
-            return reloadHoldingLock()
-        }
+        return reloading.withLock { reload(seen, onlyIfChanged: true) }
     }
 
     private let reloading = NSLock()
 
-    private func reloadHoldingLock() -> Bool {
-        let seen = FileFingerprint(store)
+    /// Called holding `reloading`. `seen` is the manifest's fingerprint taken before its files are read, so
+    /// a change made during the read is noticed at the next look. With `onlyIfChanged`, a reload another
+    /// caller finished meanwhile (its fingerprint is `seen`) is not repeated.
+    private func reload(_ seen: FileFingerprint?, onlyIfChanged: Bool) -> Bool {
+        if onlyIfChanged, lock.withLock({ seen == fingerprint }) { return false }
         do {
             let next = try Self.load(store)
             lock.withLock {

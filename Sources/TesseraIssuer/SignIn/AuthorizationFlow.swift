@@ -188,7 +188,7 @@ public struct AuthorizationFlow: Sendable {
 
     /// The session's user, if they still exist (a removed user's sessions stop counting at once).
     private func signedInUser(_ session: BrowserSession) -> String? {
-        guard let username = session.username, (try? users().contains { $0.username.sameBytes(as: username) }) == true else { return nil }
+        guard let username = session.username, (try? users().named(username)) != nil else { return nil }
         return username
     }
 

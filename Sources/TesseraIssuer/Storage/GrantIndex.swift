@@ -85,7 +85,7 @@ struct GrantIndex {
             .map(\.key)
     }
 
-    /// When a family began: its absolute expiry less its client's absolute lifetime is not stored, so the
-    /// expiry itself orders a client's families by creation (one policy per client).
+    /// What orders a pair's families by creation: the creation time is not stored, but every family of one
+    /// client has the same absolute lifetime, so its absolute expiry sorts the same way.
     private static func created(_ family: Family) -> Int64 { family.absoluteExpiry }
 }

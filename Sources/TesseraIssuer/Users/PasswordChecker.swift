@@ -15,7 +15,7 @@ public final class PasswordChecker: @unchecked Sendable {
     /// The check could not be queued: too many are waiting.
     public struct Busy: Error, Sendable {}
 
-    /// The checker `tessera serve` uses: half the cores (at least one) and 32 waiting checks.
+    /// The checker `tessera serve` uses: half the cores (at least one), and 32 checks waiting beyond one per thread.
     public static let shared = PasswordChecker()
 
     public let threads: Int
@@ -31,8 +31,13 @@ public final class PasswordChecker: @unchecked Sendable {
 
     /// Whether `password` is `user`'s (false for an unknown user), at the same cost for every user of `users`.
     public func check(_ password: String, for user: User?, among users: [User]) async throws -> Bool {
-        let ceiling = users.compactMap { PasswordHash($0.password)?.pbkdf2Iterations }.max() ?? 0
+        let ceiling = Self.pbkdf2Ceiling(of: users)
         return try await run { Self.verify(password, for: user, pbkdf2Ceiling: ceiling) }
+    }
+
+    /// The highest PBKDF2 iteration count among `users` (0 when none was imported): what every check pays.
+    static func pbkdf2Ceiling(of users: [User]) -> Int {
+        users.compactMap { PasswordHash($0.password)?.pbkdf2Iterations }.max() ?? 0
     }
 
     /// Runs `work` on one of the checker's threads; throws `Busy` at once when the queue is full.
@@ -162,7 +167,7 @@ public struct PasswordSignIn: Sendable {
     public func authenticate(_ username: String, _ password: String) async throws -> User? {
         guard password.utf8.count <= 1_024 else { return nil }
         let all = try users()
-        let user = all.first { $0.username.sameBytes(as: username) }
+        let user = all.named(username)
         guard try await checker.check(password, for: user, among: all), let user else { return nil }
         if let store, UserStore.needsRehash(user) {
             // Off the request: the user is signed in either way; a failed rehash is tried again next time.

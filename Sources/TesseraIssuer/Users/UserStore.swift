@@ -36,6 +36,11 @@ public struct User: Codable, Sendable, Equatable {
     }
 }
 
+extension [User] {
+    /// The user `username` names, compared byte for byte (never by Unicode equivalence).
+    public func named(_ username: String) -> User? { first { $0.username.sameBytes(as: username) } }
+}
+
 /// `users.json` in the data folder: usernames and scrypt hashes, 0600, changed under `.users.lock`.
 public struct UserStore: Sendable {
     public let dataPath: String
@@ -85,7 +90,7 @@ public struct UserStore: Sendable {
     /// The lock is the one `clients add` takes, so a client of the same name cannot appear meanwhile.
     private func insert(_ username: String, hash: String, now: Date) throws {
         try document.update { registry in
-            guard !registry.users.contains(where: { $0.username.sameBytes(as: username) }) else { throw Self.exists(username) }
+            guard registry.users.named(username) == nil else { throw Self.exists(username) }
             guard try ClientStore(dataPath: dataPath).read().client(username) == nil else { throw Self.isClient(username) }
             registry.users.append(User(username: username, password: hash, created: now))
         }
@@ -99,7 +104,7 @@ public struct UserStore: Sendable {
                 "a username is 1 to 255 bytes of visible characters: no space, control, zero-width or bidirectional character, and none of : \" \\ < >"
             )
         }
-        guard try !users().contains(where: { $0.username.sameBytes(as: username) }) else { throw Self.exists(username) }
+        guard try users().named(username) == nil else { throw Self.exists(username) }
         // THREATS B13: a client's own tokens carry sub = client_id; a user of the same name would be confusable.
         guard try ClientStore(dataPath: dataPath).read().client(username) == nil else { throw Self.isClient(username) }
     }
@@ -127,7 +132,7 @@ public struct UserStore: Sendable {
     /// Checks a password on the calling thread, at the same cost for every user of `users` (the CLI and
     /// tests; the server checks on `PasswordChecker`'s threads).
     public static func verify(_ password: String, for user: User?, among users: [User] = []) -> Bool {
-        PasswordChecker.verify(password, for: user, pbkdf2Ceiling: users.compactMap { PasswordHash($0.password)?.pbkdf2Iterations }.max() ?? 0)
+        PasswordChecker.verify(password, for: user, pbkdf2Ceiling: PasswordChecker.pbkdf2Ceiling(of: users))
     }
 
     static func hash(_ password: String) throws -> String {
