@@ -241,6 +241,32 @@ struct FileStoreTests {
         reopened.close()
     }
 
+    @Test("A family's context (an OpenID Connect grant's sid and claims) survives the log, a restart, rotation and compaction; none stays none")
+    func familyContext() async throws {
+        let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-context")
+        defer { folder.remove() }
+        let clock = SteppedClock()
+        let context = "oidc1 sid=abc ui=email,name"
+        var store = try FileRefreshTokenStore(directory: path, options: .init(compactionThreshold: Int.max, clock: clock.wallClock))
+        let with = try await store.issue(NewRefreshTokenFamily(clientID: "app", subject: "s1", scope: ["openid"], authTime: clock.now, context: context))
+        let without = try await store.issue(family("s2"))
+        #expect(with.record.context == context && without.record.context == "")
+        await expectError(StoreCode.invalidRequest) {
+            _ = try await store.issue(
+                NewRefreshTokenFamily(clientID: "app", subject: "s3", scope: [], authTime: clock.now, context: String(repeating: "x", count: 1_025)))
+        }
+        store.close()
+        store = try FileRefreshTokenStore(directory: path, options: .init(compactionThreshold: Int.max, clock: clock.wallClock))
+        let rotated = try await store.rotate(with.token, clientID: "app", scope: nil)
+        #expect(rotated.successor.record.context == context)
+        try await store.compact()
+        store.close()
+        store = try FileRefreshTokenStore(directory: path, options: .init(clock: clock.wallClock))
+        #expect(try await store.record(for: rotated.successor.token)?.context == context)
+        #expect(try await store.record(for: without.token)?.context == "")
+        store.close()
+    }
+
     @Test("A compaction that died after writing its snapshot, or before renaming it, leaves a store that opens whole")
     func interruptedCompaction() async throws {
         let (folder, path) = try TemporaryDirectory.holding("store", label: "tessera-interrupt")

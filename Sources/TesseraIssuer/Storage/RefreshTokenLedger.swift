@@ -33,6 +33,8 @@ struct IssueEntry: Equatable {
     var absoluteExpiry: Int64
     var idleLifetime: Int32
     var retryWindow: Int32
+    /// The issuer's context of the grant (`NewRefreshTokenFamily.context`); empty for none.
+    var context = ""
 }
 
 struct RotateEntry: Equatable {
@@ -97,6 +99,8 @@ struct RefreshTokenLedger {
     /// Live families per user and client; off while a store loads (`rebuildGrants`).
     private var grants: GrantIndex
     private(set) var retries: [FamilyKey: RetryState] = [:]
+    /// The context of the families that have one (OpenID Connect grants), beside the fixed-size table.
+    private(set) var contexts: [FamilyKey: String] = [:]
     private(set) var strings: [String] = []
     private var stringIndex: [String: UInt32] = [:]
 
@@ -133,7 +137,7 @@ struct RefreshTokenLedger {
                     key: entry.key, current: entry.digest, subject: entry.subject, authTime: entry.authTime,
                     issuedAt: entry.issuedAt, absoluteExpiry: entry.absoluteExpiry, generation: 1,
                     client: intern(entry.clientID), scope: intern(entry.scope),
-                    idleLifetime: entry.idleLifetime, retryWindow: entry.retryWindow), retry: nil)
+                    idleLifetime: entry.idleLifetime, retryWindow: entry.retryWindow), retry: nil, context: entry.context)
         case .rotate(let entry):
             guard let slot = index[entry.key] else { return }
             families[Int(slot)].current = entry.digest
@@ -167,7 +171,7 @@ struct RefreshTokenLedger {
     var liveCount: Int { countFamilies { _ in true } }
 
     /// Adds a family (from `issue` or from a snapshot).
-    mutating func insert(_ family: Family, retry: RetryState?) {
+    mutating func insert(_ family: Family, retry: RetryState?, context: String = "") {
         if let slot = index[family.key] {
             if !families[Int(slot)].revoked { grants.removed(families[Int(slot)]) }
             families[Int(slot)] = family
@@ -176,6 +180,7 @@ struct RefreshTokenLedger {
             families.append(family)
         }
         retries[family.key] = retry
+        contexts[family.key] = context.isEmpty ? nil : context
         if !family.revoked { grants.added(family, in: families) }
     }
 
@@ -183,6 +188,7 @@ struct RefreshTokenLedger {
         guard let slot = index.removeValue(forKey: key) else { return }
         if !families[Int(slot)].revoked { grants.removed(families[Int(slot)]) }
         retries[key] = nil
+        contexts[key] = nil
         let last = families.count - 1
         if Int(slot) != last {
             families[Int(slot)] = families[last]
@@ -235,12 +241,12 @@ struct RefreshTokenLedger {
             key: FamilyKey(familyID: familyID), digest: TokenDigest(of: token), clientID: new.clientID,
             subject: new.subject, scope: scope, authTime: Self.seconds(new.authTime), issuedAt: now,
             absoluteExpiry: now + Int64(policy.absoluteLifetime), idleLifetime: Int32(policy.idleLifetime),
-            retryWindow: Int32(policy.retryWindow))
+            retryWindow: Int32(policy.retryWindow), context: new.context)
         let record = RefreshTokenRecord(
             familyID: entry.key.hex, clientID: entry.clientID, subject: entry.subject, scope: Self.split(scope),
             authTime: Self.date(entry.authTime), issuedAt: Self.date(now),
             expiresAt: Self.date(min(now + Int64(entry.idleLifetime), entry.absoluteExpiry)),
-            familyExpiresAt: Self.date(entry.absoluteExpiry), state: .live)
+            familyExpiresAt: Self.date(entry.absoluteExpiry), state: .live, context: new.context)
         let held = stringIndex[new.clientID].map { grants.families(client: $0, subject: new.subject) } ?? (count: 0, oldestFirst: [])
         let evicted = held.oldestFirst.prefix(max(0, held.count - Self.maximumFamiliesPerGrant + 1)).map {
             LedgerChange.revokeFamily($0, at: now, reason: .limit)
@@ -359,7 +365,7 @@ struct RefreshTokenLedger {
             familyID: family.key.hex, clientID: string(family.client), subject: family.subject,
             scope: Self.split(string(family.scope)), authTime: Self.date(family.authTime),
             issuedAt: Self.date(family.issuedAt), expiresAt: Self.date(family.expiresAt),
-            familyExpiresAt: Self.date(family.absoluteExpiry), state: state)
+            familyExpiresAt: Self.date(family.absoluteExpiry), state: state, context: contexts[family.key] ?? "")
     }
 
     /// Plans the revocation of the family `presented` belongs to. Earlier tokens of the family count
@@ -407,29 +413,8 @@ struct RefreshTokenLedger {
         guard Scope.normalized(new.scope).joined(separator: " ").utf8.count <= NewRefreshTokenFamily.maximumScopeLength else {
             throw RefreshTokenStoreError(.invalidRequest, "scope is longer than \(NewRefreshTokenFamily.maximumScopeLength) bytes")
         }
-    }
-}
-
-extension FamilyKey {
-    init?(hex: String) {
-        let digits = Array(hex.utf8)
-        guard digits.count == 32 else { return nil }
-        var bytes: [UInt8] = []
-        for index in stride(from: 0, to: 32, by: 2) {
-            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
-            bytes.append(byte)
+        guard new.context.utf8.count <= NewRefreshTokenFamily.maximumContextLength else {
+            throw RefreshTokenStoreError(.invalidRequest, "context is longer than \(NewRefreshTokenFamily.maximumContextLength) bytes")
         }
-        self.init(bytes: bytes)
-    }
-
-    var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(32)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

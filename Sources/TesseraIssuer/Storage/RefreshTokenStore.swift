@@ -102,19 +102,26 @@ public struct NewRefreshTokenFamily: Sendable {
     /// When the resource owner authenticated.
     public var authTime: Date
     public var policy: RefreshTokenPolicy
+    /// What the issuer keeps with the grant beyond the store's own fields, opaque to the store (an OpenID
+    /// Connect grant's sign-in session and claims request: `OpenIDGrant`); empty for none.
+    public var context: String
 
-    public init(clientID: String, subject: String, scope: [String], authTime: Date, policy: RefreshTokenPolicy = .standard) {
+    public init(
+        clientID: String, subject: String, scope: [String], authTime: Date, policy: RefreshTokenPolicy = .standard, context: String = ""
+    ) {
         self.clientID = clientID
         self.subject = subject
         self.scope = scope
         self.authTime = authTime
         self.policy = policy
+        self.context = context
     }
 
     /// Bounds on what a store accepts, so one request cannot bloat the store or its records.
     public static let maximumClientIDLength = 255
     public static let maximumSubjectLength = 1_024
     public static let maximumScopeLength = 4_096
+    public static let maximumContextLength = 1_024
 }
 
 /// What the store knows about one token. Never carries the token itself.
@@ -136,6 +143,8 @@ public struct RefreshTokenRecord: Sendable, Equatable {
     public var expiresAt: Date
     public var familyExpiresAt: Date
     public var state: State
+    /// `NewRefreshTokenFamily.context`, as issued.
+    public var context = ""
 }
 
 /// A token the store just minted, and its record. Hand `token` to the client; log only the record.

@@ -119,6 +119,8 @@ enum StoreFormat {
             w.string(e.clientID)
             w.string(e.scope)
             w.string(e.subject)
+            // Optional trailing member (absent when empty, so such records read as before).
+            if !e.context.isEmpty { w.string(e.context) }
         case .rotate(let e):
             w.u8(RecordType.rotate.rawValue)
             w.key(e.key)
@@ -162,11 +164,12 @@ enum StoreFormat {
             let clientID = try r.string()
             let scope = try r.string()
             let subject = try r.string()
+            let context = r.isAtEnd ? "" : try r.string()
             change = .issue(
                 IssueEntry(
                     key: key, digest: digest, clientID: clientID, subject: subject, scope: scope,
                     authTime: authTime, issuedAt: issuedAt, absoluteExpiry: absoluteExpiry,
-                    idleLifetime: idle, retryWindow: retry))
+                    idleLifetime: idle, retryWindow: retry, context: context))
         case .rotate:
             let key = try r.key()
             let generation = try r.u32()
@@ -225,6 +228,7 @@ enum StoreFormat {
             w.string(family.subject)
             w.u8(family.revoked ? 1 : 0)
             w.retry(ledger.retries[family.key])
+            if let context = ledger.contexts[family.key] { w.string(context) }
             frame(w.buffer, into: &out)
             if out.count >= 1 << 20 { try flush(&out) }
         }
@@ -285,12 +289,13 @@ enum StoreFormat {
                         let revoked = try r.u8()
                         guard revoked <= 1 else { throw FormatError("a revoked flag is neither 0 nor 1") }
                         let retry = try r.retry()
+                        let context = r.isAtEnd ? "" : try r.string()
                         ledger.insert(
                             Family(
                                 key: key, current: current, subject: subject, authTime: authTime, issuedAt: issuedAt,
                                 absoluteExpiry: absoluteExpiry, generation: generation, client: strings[Int(client)],
                                 scope: strings[Int(scope)], idleLifetime: idle, retryWindow: retryWindow,
-                                revoked: revoked == 1), retry: retry)
+                                revoked: revoked == 1), retry: retry, context: context)
                     case .snapshotEnd:
                         guard try r.u64() == expectedFamilies, UInt64(ledger.count) == expectedFamilies else {
                             throw FormatError("the family count does not match the begin record")
