@@ -6,7 +6,7 @@ struct UsersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "users",
         abstract: "Manage resource owners who can sign in (DATA/users.json: scrypt, or imported PBKDF2 hashes).",
-        subcommands: [Add.self, Remove.self, List.self]
+        subcommands: [Add.self, Set.self, Show.self, Remove.self, List.self]
     )
 
     struct Add: ParsableCommand {
@@ -21,6 +21,12 @@ struct UsersCommand: ParsableCommand {
                 "Read an existing hash from standard input (a migration): scrypt$… as Tessera writes it, or Django's pbkdf2_sha256$iterations$salt$hash."
         )
         var hashStdin = false
+        @Option(
+            name: .customLong("claim"),
+            help:
+                "A standard claim, NAME=VALUE (repeatable): email=alice@example.com, email_verified=true, name=\"Alice Liddell\", address.locality=Oxford …"
+        )
+        var claims: [String] = []
 
         func validate() throws {
             guard passwordStdin != hashStdin else {
@@ -34,11 +40,61 @@ struct UsersCommand: ParsableCommand {
             defer { secret = "" }
             let users = UserStore(dataPath: options.data)
             if hashStdin {
-                try clientCall { try users.add(username, passwordHash: secret, now: commandNow()) }
+                try clientCall { try users.add(username, passwordHash: secret, claims: claims, now: commandNow()) }
             } else {
-                try clientCall { try users.add(username, password: secret, now: commandNow()) }
+                try clientCall { try users.add(username, password: secret, claims: claims, now: commandNow()) }
             }
             print("added \(username)")
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set or remove a user's claims (OpenID Connect Core §5.1); updated_at becomes now.",
+            discussion: "An empty value removes the claim: --claim name= . Booleans are true or false; address members are address.MEMBER.")
+        @OptionGroup var options: ClientsCommand.DataOptions
+        @OptionGroup var operand: UsernameOperand
+        @Option(name: .customLong("claim"), help: "NAME=VALUE (repeatable).") var claims: [String] = []
+
+        func validate() throws {
+            guard !claims.isEmpty else { throw ValidationError("give at least one --claim NAME=VALUE") }
+        }
+
+        func run() throws {
+            let username = try operand.value()
+            try clientCall { try UserStore(dataPath: options.data).set(username, claims: claims, now: commandNow()) }
+            print("updated \(username)")
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a user: sub, creation time and claims (never the password hash).")
+        @OptionGroup var options: ClientsCommand.DataOptions
+        @OptionGroup var operand: UsernameOperand
+        @Flag(help: "Print as JSON.") var json = false
+
+        func run() throws {
+            let username = try operand.value()
+            guard let user = try clientCall({ try UserStore(dataPath: options.data).users().named(username) }) else {
+                throw CLIError("no user \(username)")
+            }
+            let created = ISO8601DateFormatter().string(from: user.created)
+            if json {
+                try printJSON([
+                    "username": user.username, "sub": user.subject, "created": created,
+                    "claims": user.releasedClaims(StandardClaims.names).jsonString.data(using: .utf8).flatMap {
+                        try? JSONSerialization.jsonObject(with: $0)
+                    }
+                        ?? [:],
+                ])
+                return
+            }
+            print("username: \(user.username)")
+            print("sub: \(user.subject)")
+            print("created: \(created)")
+            for name in StandardClaims.names.sorted() {
+                if let value = user.claims[name] { print("\(name): \(value.text)") }
+            }
         }
     }
 

@@ -18,9 +18,11 @@ struct PasswordCheckerTests {
     @Test("Item 17: an unknown user, a scrypt user and imported PBKDF2 users of different iteration counts cost the same work, right or wrong")
     func equalWork() throws {
         let users = [
-            User(username: "scrypt", password: try UserStore.hash("correct horse"), created: Date()),
-            User(username: "django-100k", password: try Self.django("correct horse", iterations: 100_000), created: Date()),
-            User(username: "django-150k", password: try Self.django("correct horse", iterations: 150_000), created: Date()),
+            User(username: "scrypt", password: try UserStore.hash("correct horse"), created: Date(), subject: UUID().uuidString),
+            User(
+                username: "django-100k", password: try Self.django("correct horse", iterations: 100_000), created: Date(), subject: UUID().uuidString),
+            User(
+                username: "django-150k", password: try Self.django("correct horse", iterations: 150_000), created: Date(), subject: UUID().uuidString),
         ]
         let ceiling = 150_000
         var works: [PasswordChecker.Work] = []

@@ -53,4 +53,9 @@ extension ErrorCode where Domain == RegistrationError {
     public static var invalidPasswordHash: Self { Self("invalid_password_hash") }
     /// A username equal to a client_id, or a client_id equal to a username (THREATS B13: `sub` would be ambiguous).
     public static var nameTaken: Self { Self("name_taken") }
+    /// A user claim that is not a standard one (OpenID Connect Core §5.1), or a value it cannot have.
+    public static var invalidClaim: Self { Self("invalid_claim") }
+    public static var unknownUser: Self { Self("unknown_user") }
+    /// An `id_token_signed_response_alg` Tessera cannot sign ID tokens with.
+    public static var invalidIDTokenAlgorithm: Self { Self("invalid_id_token_alg") }
 }

@@ -9,18 +9,45 @@ public struct User: Codable, Sendable, Equatable {
     /// for hashes imported from another system.
     public var password: String
     public var created: Date
+    /// OpenID Connect's `sub` (Core §2) and the `sub` of the user's access tokens: 128 random bits,
+    /// assigned once and never reused, so a user removed and added again is someone else to every app.
+    /// (Files written before OpenID Connect have none: `UserStore.users()` assigns them.)
+    public var subject: String
+    /// Standard claims (Core §5.1) released by scope at UserInfo, or by the `claims` request parameter.
+    public var claims: [String: ClaimValue]
 
-    public init(username: String, password: String, created: Date) {
+    public init(username: String, password: String, created: Date, subject: String, claims: [String: ClaimValue] = [:]) {
         self.username = username
         self.password = password
         self.created = created
+        self.subject = subject
+        self.claims = claims
     }
 
     enum CodingKeys: String, CodingKey {
         case username
         case password = "password_hash"
         case created
+        case subject = "sub"
+        case claims
     }
+
+    /// The user's claims as released to an app: the stored ones, `preferred_username` defaulting to the
+    /// username (Core §5.1: the name the user goes by, not an identifier), restricted to `names`.
+    public func releasedClaims(_ names: Set<String>) -> JSONObject {
+        var object = JSONObject()
+        for name in names.sorted() {
+            if let value = claims[name] {
+                object[name] = value.json
+            } else if name == "preferred_username" {
+                object[name] = .string(username)
+            }
+        }
+        return object
+    }
+
+    /// A new `sub`: 128 random bits, base64url.
+    static func newSubject() throws -> String { Base64URL.encode(try SecureRandom.bytes(count: 16)) }
     /// Files written before PBKDF2 imports existed name the member `password_scrypt`.
     enum LegacyKeys: String, CodingKey { case password = "password_scrypt" }
 
@@ -28,6 +55,8 @@ public struct User: Codable, Sendable, Equatable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         username = try container.decode(String.self, forKey: .username)
         created = try container.decode(Date.self, forKey: .created)
+        subject = try container.decodeIfPresent(String.self, forKey: .subject) ?? ""
+        claims = try container.decodeIfPresent([String: ClaimValue].self, forKey: .claims) ?? [:]
         if let hash = try container.decodeIfPresent(String.self, forKey: .password) {
             password = hash
         } else {
@@ -39,6 +68,8 @@ public struct User: Codable, Sendable, Equatable {
 extension [User] {
     /// The user `username` names, compared byte for byte (never by Unicode equivalence).
     public func named(_ username: String) -> User? { first { $0.username.sameBytes(as: username) } }
+    /// The user whose `sub` is `subject`, byte for byte.
+    public func withSubject(_ subject: String) -> User? { first { !$0.subject.isEmpty && $0.subject.sameBytes(as: subject) } }
 }
 
 /// `users.json` in the data folder: usernames and scrypt hashes, 0600, changed under `.users.lock`.
@@ -64,35 +95,73 @@ public struct UserStore: Sendable {
     /// gives for interactive logins; online guessing is further limited by throttling at the endpoint.
     static let logN = 15, r = 8, p = 1
 
-    public func users() throws -> [User] { try document.read().users }
+    /// The users. A file written before users had a `sub` gets one for each (written back once, under the lock).
+    public func users() throws -> [User] {
+        let users = try document.read().users
+        guard users.contains(where: { $0.subject.isEmpty }) else { return users }
+        return try document.update { registry in
+            for index in registry.users.indices where registry.users[index].subject.isEmpty {
+                registry.users[index].subject = try User.newSubject()
+            }
+            return registry.users
+        }
+    }
 
-    public func add(_ username: String, password: String, now: Date) throws {
+    /// Adds a user; `claims` are `NAME=VALUE` assignments (`StandardClaims.apply`).
+    public func add(_ username: String, password: String, claims: [String] = [], now: Date) throws {
         // The name's problems first: "already exists" is the answer to give, not a complaint about the password.
         try checkNewUsername(username)
+        let claims = try Self.claims(claims, now: now)
         guard (8...1_024).contains(password.utf8.count) else { throw RegistrationError(.invalidPassword, "a password is 8 to 1,024 bytes") }
-        try insert(username, hash: try Self.hash(password), now: now)
+        try insert(username, hash: try Self.hash(password), claims: claims, now: now)
+    }
+
+    /// Changes a user's claims (`NAME=VALUE`, an empty value removes one); `updated_at` becomes `now`
+    /// unless set explicitly. Returns the user as stored.
+    @discardableResult
+    public func set(_ username: String, claims assignments: [String], now: Date) throws -> User {
+        _ = try users()  // every user has a sub before one is changed
+        return try document.update { registry in
+            guard let index = registry.users.firstIndex(where: { $0.username.sameBytes(as: username) }) else {
+                throw RegistrationError(.unknownUser, "no user \(username)")
+            }
+            var claims = registry.users[index].claims
+            for assignment in assignments { try StandardClaims.apply(assignment, to: &claims) }
+            if !assignments.contains(where: { $0.hasPrefix("updated_at=") }) { claims["updated_at"] = .number(Int64(now.timeIntervalSince1970)) }
+            registry.users[index].claims = claims
+            return registry.users[index]
+        }
+    }
+
+    private static func claims(_ assignments: [String], now: Date) throws -> [String: ClaimValue] {
+        var claims: [String: ClaimValue] = [:]
+        for assignment in assignments { try StandardClaims.apply(assignment, to: &claims) }
+        if claims["updated_at"] == nil { claims["updated_at"] = .number(Int64(now.timeIntervalSince1970)) }
+        return claims
     }
 
     /// Adds a user with a hash made elsewhere (a migration): scrypt as written here, or Django's
     /// `pbkdf2_sha256` with at least `minimumPBKDF2Iterations` iterations.
-    public func add(_ username: String, passwordHash hash: String, now: Date) throws {
+    public func add(_ username: String, passwordHash hash: String, claims: [String] = [], now: Date) throws {
         try checkNewUsername(username)
+        let claims = try Self.claims(claims, now: now)
         guard PasswordHash(hash) != nil else {
             throw RegistrationError(
                 .invalidPasswordHash,
                 "the hash must be scrypt$logN$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash with at least \(PasswordHash.minimumPBKDF2Iterations) iterations"
             )
         }
-        try insert(username, hash: hash, now: now)
+        try insert(username, hash: hash, claims: claims, now: now)
     }
 
     /// Writes the user, checking under the lock that the name is still free (the checks above ran without it).
     /// The lock is the one `clients add` takes, so a client of the same name cannot appear meanwhile.
-    private func insert(_ username: String, hash: String, now: Date) throws {
+    private func insert(_ username: String, hash: String, claims: [String: ClaimValue], now: Date) throws {
+        let subject = try User.newSubject()
         try document.update { registry in
             guard registry.users.named(username) == nil else { throw Self.exists(username) }
             guard try ClientStore(dataPath: dataPath).read().client(username) == nil else { throw Self.isClient(username) }
-            registry.users.append(User(username: username, password: hash, created: now))
+            registry.users.append(User(username: username, password: hash, created: now, subject: subject, claims: claims))
         }
     }
 
