@@ -59,6 +59,14 @@ struct ClientsCommand: ParsableCommand {
             name: .customLong("allow-plain-pkce"),
             help: "Accept code_challenge_method=plain from this client (refused otherwise; S256 is always accepted).")
         var allowPlainPKCE = false
+        @Option(
+            name: .customLong("id-token-alg"),
+            help: "OpenID Connect: the alg of this client's ID tokens (default RS256; ES256, PS256 … need an active key of that alg).")
+        var idTokenAlgorithm: String?
+        @Option(
+            name: .customLong("post-logout-redirect-uri"),
+            help: "OpenID Connect: where /logout may send the browser afterwards (repeatable; exact match).")
+        var postLogoutRedirectURIs: [String] = []
         @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
 
         func run() throws {
@@ -71,7 +79,8 @@ struct ClientsCommand: ParsableCommand {
                 grants: grantTypes, scopes: scopes, defaultScopes: defaultScopes.isEmpty ? scopes : defaultScopes,
                 audience: audience, accessTokenLifetime: accessTokenLifetime,
                 refreshTokens: RefreshTokenPolicy(absoluteLifetime: refreshLifetime, idleLifetime: refreshIdle, retryWindow: retryWindow),
-                redirectURIs: redirectURIs, pkcePlainAllowed: allowPlainPKCE ? true : nil, created: commandNow())
+                redirectURIs: redirectURIs, pkcePlainAllowed: allowPlainPKCE ? true : nil, idTokenAlgorithm: idTokenAlgorithm,
+                postLogoutRedirectURIs: postLogoutRedirectURIs.isEmpty ? nil : postLogoutRedirectURIs, created: commandNow())
             try clientCall {
                 do { try options.store.add(client) } catch let error as RegistrationError where error.code == .clientExists {
                     throw CLIError("client \(id) already exists; `tessera clients rotate-secret \(id)` issues a new secret")

@@ -50,12 +50,17 @@ public struct Client: Codable, Sendable, Equatable {
     public var redirectURIs: [String]
     /// RFC 7636 `plain` accepted from this client (absent: refused; RFC 9700 §2.1.1 asks for S256).
     public var pkcePlainAllowed: Bool?
+    /// OpenID Connect: the `alg` of this client's ID tokens (absent: RS256, Core §15.1).
+    public var idTokenAlgorithm: String?
+    /// RP-Initiated Logout 1.0 §3: where `/logout` may send the browser afterwards (exact match).
+    public var postLogoutRedirectURIs: [String]?
     public var created: Date
 
     public init(
         id: String, type: Kind, secretDigest: String?, grants: [GrantType], scopes: [String], defaultScopes: [String],
         audience: String, accessTokenLifetime: Int = 600, refreshTokens: RefreshTokenPolicy = .standard,
-        redirectURIs: [String] = [], pkcePlainAllowed: Bool? = nil, created: Date
+        redirectURIs: [String] = [], pkcePlainAllowed: Bool? = nil, idTokenAlgorithm: String? = nil, postLogoutRedirectURIs: [String]? = nil,
+        created: Date
     ) {
         self.id = id
         self.type = type
@@ -68,6 +73,8 @@ public struct Client: Codable, Sendable, Equatable {
         self.refreshTokens = refreshTokens
         self.redirectURIs = redirectURIs
         self.pkcePlainAllowed = pkcePlainAllowed
+        self.idTokenAlgorithm = idTokenAlgorithm
+        self.postLogoutRedirectURIs = postLogoutRedirectURIs
         self.created = created
     }
 
@@ -82,7 +89,16 @@ public struct Client: Codable, Sendable, Equatable {
         case refreshTokens = "refresh_tokens"
         case redirectURIs = "redirect_uris"
         case pkcePlainAllowed = "pkce_plain_allowed"
+        case idTokenAlgorithm = "id_token_signed_response_alg"
+        case postLogoutRedirectURIs = "post_logout_redirect_uris"
     }
+
+    /// The algorithms an ID token may be signed with: asymmetric ones only. HS256 would need the client's
+    /// secret as the key (Core §10.1), and Tessera keeps only its digest.
+    public static let idTokenAlgorithms: [JWSAlgorithm] = JWSAlgorithm.asymmetric
+
+    /// The `alg` of this client's ID tokens.
+    public var idTokenSigningAlgorithm: JWSAlgorithm { idTokenAlgorithm.flatMap(JWSAlgorithm.init(name:)) ?? .rs256 }
 
     /// The registered redirect URI `uri` stands for, or nil. RFC 9700 §4.1.3: exact string comparison,
     /// with one exception, RFC 8252 §7.3: for a registered loopback IP literal (`http://127.0.0.1/…`,
@@ -153,6 +169,16 @@ public struct Client: Codable, Sendable, Equatable {
                 // The URI is shown escaped: it may hold the very control characters it is refused for.
                 throw RegistrationError(.invalidRedirectURI, "client \(id): redirect URI \(uri.debugDescription) \(problem)")
             }
+        }
+        for uri in postLogoutRedirectURIs ?? [] {
+            if let problem = Self.redirectURIProblem(uri) {
+                throw RegistrationError(.invalidRedirectURI, "client \(id): post-logout redirect URI \(uri.debugDescription) \(problem)")
+            }
+        }
+        if let idTokenAlgorithm, !Self.idTokenAlgorithms.contains(where: { $0.name == idTokenAlgorithm }) {
+            throw RegistrationError(
+                .invalidIDTokenAlgorithm,
+                "client \(id): id_token_signed_response_alg must be one of \(Self.idTokenAlgorithms.map(\.name).joined(separator: ", "))")
         }
         if allows(.authorizationCode), redirectURIs.isEmpty {
             throw RegistrationError(.missingRedirectURI, "client \(id): authorization_code needs at least one redirect URI")
