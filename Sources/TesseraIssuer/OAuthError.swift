@@ -44,4 +44,9 @@ extension ErrorCode where Domain == OAuthError {
     // OpenID Connect Core §3.1.2.6 (answers to prompt=none)
     public static var loginRequired: Self { Self("login_required") }
     public static var consentRequired: Self { Self("consent_required") }
+    public static var interactionRequired: Self { Self("interaction_required") }
+    /// OpenID Connect Core §3.1.2.6: request objects (`request`, `request_uri`) and dynamic registration are not offered.
+    public static var requestNotSupported: Self { Self("request_not_supported") }
+    public static var requestURINotSupported: Self { Self("request_uri_not_supported") }
+    public static var registrationNotSupported: Self { Self("registration_not_supported") }
 }

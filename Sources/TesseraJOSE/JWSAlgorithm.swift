@@ -95,3 +95,20 @@ public struct JWSAlgorithm: Hashable, Sendable, CustomStringConvertible {
     public static func == (lhs: JWSAlgorithm, rhs: JWSAlgorithm) -> Bool { lhs.name == rhs.name }
     public func hash(into hasher: inout Hasher) { hasher.combine(name) }
 }
+
+extension JWSAlgorithm {
+    /// OpenID Connect Core §3.1.3.6 (`at_hash`) and §3.3.2.11 (`c_hash`): the left half of the hash of
+    /// `value`'s ASCII bytes, with the hash of this algorithm's signature (SHA-256 for RS256, ES256, PS256
+    /// …), base64url. EdDSA has no hash of its own in its name; Ed25519 signs with SHA-512, which is what
+    /// the OpenID Foundation's errata use for it.
+    public func leftHalfHash(of value: String) -> String {
+        let bytes = Array(value.utf8)
+        let digest: [UInt8]
+        switch self.digest {
+        case .sha256: digest = TesseraJOSE.Digest.sha256(bytes)
+        case .sha384: digest = TesseraJOSE.Digest.sha384(bytes)
+        case .sha512, .none: digest = TesseraJOSE.Digest.sha512(bytes)
+        }
+        return Base64URL.encode(digest.prefix(digest.count / 2))
+    }
+}

@@ -59,11 +59,19 @@ public func buildApplication(
         }
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: snapshot.jwksJSON)))
     }
-    route(.get, "/.well-known/oauth-authorization-server") { _, _ -> Response in
-        let body = metadata(service).jsonString
-        return Response(
-            status: .ok, headers: [.contentType: "application/json", .cacheControl: "public, max-age=300"],
-            body: .init(byteBuffer: ByteBuffer(string: body)))
+    // One document at both addresses (RFC 8414 §3 and OpenID Connect Discovery §4), so they never disagree.
+    for path in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+        route(.get, path) { _, _ -> Response in
+            let body = metadata(service).jsonString
+            return Response(
+                status: .ok, headers: [.contentType: "application/json", .cacheControl: "public, max-age=300"],
+                body: .init(byteBuffer: ByteBuffer(string: body)))
+        }
+    }
+    for method in [HTTPRequest.Method.get, .post] {
+        route(method, "/userinfo") { request, context in
+            await userInfoResponse(request, endpoint: service.userInfo, limit: limit, logger: context.logger)
+        }
     }
     route(.get, "/healthz") { _, _ in
         Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "ok")))
@@ -74,6 +82,8 @@ public func buildApplication(
     route(.post, "/authorize") { request, _ in await pages.authorizePOST(request, limit: limit) }
     route(.post, "/authorize/sign-in") { request, context in await pages.signIn(request, context: context, limit: limit) }
     route(.post, "/authorize/consent") { request, _ in await pages.consent(request, limit: limit) }
+    route(.get, "/logout") { request, _ in pages.logoutGET(request, flow: service.logout) }
+    route(.post, "/logout") { request, _ in await pages.logoutPOST(request, flow: service.logout, limit: limit) }
     // Added last, so it wraps only what matched no route (Hummingbird applies middleware to later routes and
     // to its not-found responder).
     router.add(middleware: MethodNotAllowedMiddleware(allowed: allowed))
@@ -90,10 +100,15 @@ public func buildApplication(
         logger: logger)
 }
 
-/// RFC 8414 §2 metadata: what a client library needs to find and use the endpoints.
+/// RFC 8414 §2 metadata and OpenID Connect Discovery §3 provider metadata in one document: what a
+/// client library needs to find and use the endpoints.
 func metadata(_ service: TokenService) -> JSONObject {
     let issuer = service.configuration.issuerURL
-    let scopes = Set(service.clients.current().clients.flatMap(\.scopes)).sorted()
+    let scopes = Set(service.clients.current().clients.flatMap(\.scopes)).union(["openid"]).sorted()
+    // RS256 always (Core §15.1), and every other algorithm a key is active for that ID tokens may use.
+    let active = Set(service.keys.current.signers.keys)
+    let idTokenAlgorithms = ["RS256"] + Client.idTokenAlgorithms.map(\.name).filter { $0 != "RS256" && active.contains($0) }
+    let claims = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "amr"] + StandardClaims.byScope.flatMap(\.claims)
     let authMethods: JSONValue = .array([.string("client_secret_basic"), .string("client_secret_post"), .string("none")])
     return JSONObject([
         "issuer": .string(issuer),
@@ -113,6 +128,17 @@ func metadata(_ service: TokenService) -> JSONObject {
         "revocation_endpoint_auth_methods_supported": authMethods,
         "introspection_endpoint_auth_methods_supported": .array([.string("client_secret_basic"), .string("client_secret_post")]),
         "scopes_supported": .array(scopes.map(JSONValue.string)),
+        // OpenID Connect Discovery §3.
+        "userinfo_endpoint": .string(issuer + "/userinfo"),
+        "end_session_endpoint": .string(issuer + "/logout"),
+        "subject_types_supported": .array([.string("public")]),
+        "id_token_signing_alg_values_supported": .array(idTokenAlgorithms.map(JSONValue.string)),
+        "claims_supported": .array(claims.map(JSONValue.string)),
+        "claims_parameter_supported": .bool(true),
+        "request_parameter_supported": .bool(false),
+        "request_uri_parameter_supported": .bool(false),
+        "prompt_values_supported": .array(["none", "login", "consent", "select_account"].map(JSONValue.string)),
+        "claim_types_supported": .array([.string("normal")]),
     ])
 }
 

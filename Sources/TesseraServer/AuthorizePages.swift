@@ -58,9 +58,14 @@ struct AuthorizePages: Sendable {
     }
 
     private func withForm(_ request: Request, limit: Int, _ body: ([String: String]) async -> AuthorizationFlow.Answer) async -> Response {
+        await withParameters(request, limit: limit) { form in render(await body(form), request: request) }
+    }
+
+    /// Runs `body` with the parameters of a form post; an unreadable or oversized form gets an error page.
+    func withParameters(_ request: Request, limit: Int, _ body: ([String: String]) async -> Response) async -> Response {
         do {
             let form = try await formRequest(request, limit: limit)
-            return render(await body(form.parameters), request: request)
+            return await body(form.parameters)
         } catch let error as OAuthError {
             return errorPage(error, status: .badRequest)
         } catch is BodyTooLarge {
@@ -71,7 +76,7 @@ struct AuthorizePages: Sendable {
     }
 
     /// The session cookie: the first `Cookie` header value of our name.
-    private func cookie(_ request: Request) -> String? {
+    func cookie(_ request: Request) -> String? {
         for header in request.headers[values: .cookie] {
             for pair in header.split(separator: ";") {
                 let parts = pair.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
@@ -101,11 +106,14 @@ struct AuthorizePages: Sendable {
                 redirectURI: pending.request.redirectURI)
         }
         if let session = answer.session, session.cookie != cookie(request) {
-            var attributes = "\(cookieName)=\(session.cookie); Path=/; Max-Age=\(cookieLifetime); HttpOnly; SameSite=Lax"
-            if secureCookie { attributes += "; Secure" }
-            response.headers.append(HTTPField(name: .setCookie, value: attributes))
+            response.headers.append(HTTPField(name: .setCookie, value: setCookie(session.cookie, maxAge: cookieLifetime)))
         }
         return response
+    }
+
+    /// The session cookie's `Set-Cookie` value (`maxAge` 0 and an empty value clear it).
+    func setCookie(_ value: String, maxAge: Int) -> String {
+        "\(cookieName)=\(value); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Lax" + (secureCookie ? "; Secure" : "")
     }
 
     func errorPage(_ error: OAuthError, status: HTTPResponse.Status) -> Response {
@@ -122,7 +130,7 @@ struct AuthorizePages: Sendable {
     /// CSRF tokens), no Referer leaving the page (RFC 9700 §4.2.4), no framing (RFC 9700 §4.16), and a CSP
     /// that allows nothing but the inline style and form posts to here and to the client's redirect URI
     /// (browsers apply `form-action` to the redirect that follows a post).
-    private func page(_ html: String, status: HTTPResponse.Status, redirectURI: String?) -> Response {
+    func page(_ html: String, status: HTTPResponse.Status, redirectURI: String?) -> Response {
         var formTargets = "'self'"
         if let redirectURI, let source = Self.cspSource(redirectURI) { formTargets += " " + source }
         let headers: HTTPFields = [
@@ -177,9 +185,11 @@ struct AuthorizePages: Sendable {
     private func consentPage(_ pending: PendingAuthorization, csrf: String, username: String) -> String {
         let client = escape(pending.request.client.id)
         let scopes =
-            pending.request.scope.isEmpty
+            pending.request.consentScope.isEmpty
             ? "<li>sign you in (no further access)</li>"
-            : pending.request.scope.map { "<li><code>\(escape($0))</code></li>" }.joined(separator: "\n")
+            : pending.request.consentScope.map { scope in
+                ConsentWording.phrase(forScope: scope).map { "<li>\(escape($0))</li>" } ?? "<li><code>\(escape(scope))</code></li>"
+            }.joined(separator: "\n")
         let body = """
             <h1>Allow access?</h1>
             <p><strong>\(client)</strong> asks for access to your account (<strong>\(escape(username))</strong>):</p>
@@ -206,7 +216,7 @@ struct AuthorizePages: Sendable {
         """
     }
 
-    private func layout(title: String, _ body: String) -> String {
+    func layout(title: String, _ body: String) -> String {
         """
         <!doctype html>
         <html lang="en">

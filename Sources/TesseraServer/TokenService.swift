@@ -128,6 +128,10 @@ public final class TokenService: Sendable {
     public let authorization: AuthorizationFlow
     /// Failed client authentications and passwords, per client, user and address (HTTP 429 past a threshold).
     public let throttle: FailureThrottle
+    /// OpenID Connect: ID tokens, UserInfo, RP-initiated logout.
+    public let idTokens: IDTokens
+    public let userInfo: UserInfoEndpoint
+    public let logout: LogoutFlow
     private let clientStore: ClientStore
     private let clock: WallClock
 
@@ -178,14 +182,16 @@ public final class TokenService: Sendable {
                 + "and the Secure session cookie of the sign-in pages only works behind TLS"
             logger.warning("\(warning)", metadata: ["issuer": .string(configuration.issuerURL)])
         }
-        keys = try SigningKeyRing(store: KeyStore(path: configuration.keysPath), bootstrap: true, clock: clock) { event in
+        keys = try SigningKeyRing(store: KeyStore(path: configuration.keysPath), bootstrap: true, alsoBootstrap: [.rs256], clock: clock) { event in
             switch event {
             case .tightenedFolder(let path, let formerMode):
                 logger.notice(
                     "the key folder held no key yet and was open to group or others: made it private (chmod 700)",
                     metadata: ["folder": .string(path), "former_mode": .string(String(formerMode, radix: 8))])
-            case .bootstrapped(let kid):
-                logger.notice("empty key folder: generated and activated an ES256 signing key", metadata: ["kid": .string(kid)])
+            case .bootstrapped(let kid, let algorithm) where algorithm == JWSAlgorithm.rs256.name:
+                logger.notice("generated and activated an RS256 key for ID tokens (OpenID Connect Core §15.1)", metadata: ["kid": .string(kid)])
+            case .bootstrapped(let kid, let algorithm):
+                logger.notice("empty key folder: generated and activated an \(algorithm) signing key", metadata: ["kid": .string(kid)])
             case .reloaded(let active, let published) where active.isEmpty:
                 logger.critical(
                     "key ring reloaded with no active key: token requests get 503 temporarily_unavailable until one is active (tessera keys generate --activate, or keys rotate)",
@@ -211,25 +217,34 @@ public final class TokenService: Sendable {
         // Password checks run on their own bounded pool, never on the threads that serve requests.
         let passwords = PasswordSignIn(store: UserStore(dataPath: configuration.dataPath), checker: passwordChecker)
         sessions = BrowserSessions(clock: clock)
+        let idTokens = IDTokens(issuer: configuration.issuerURL, keys: keys, users: users, clock: clock)
+        self.idTokens = idTokens
         authorization = AuthorizationFlow(
             issuer: configuration.issuerURL, clients: { [clients] in clients.current() },
             users: users, consents: ConsentStore(dataPath: configuration.dataPath),
             codes: codes, sessions: sessions, throttle: throttle, passwords: passwords, clock: clock,
+            hintSubject: { idTokens.hintSubject($0) },
             log: { message in logger.info("authorize", metadata: ["event": .string(message)]) })
         let store = refreshTokens
+        userInfo = UserInfoEndpoint(issuer: configuration.issuerURL, keys: keys, store: store, users: users, clock: clock)
+        logout = LogoutFlow(
+            clients: { [clients] in clients.current() }, sessions: sessions, idTokens: idTokens,
+            log: { message in logger.info("logout", metadata: ["event": .string(message)]) })
         endpoint = TokenEndpoint(
             clients: { [clients] in clients.current() },
             handlers: [
                 .clientCredentials: ClientCredentialsGrant(),
                 .authorizationCode: AuthorizationCodeGrant(codes: codes, store: store),
                 .password: PasswordGrant(passwords: passwords, store: store, clock: clock),
-                .refreshToken: RefreshTokenGrant(store: store) { clientID, familyID in
-                    logger.warning(
-                        "refresh token reuse: family revoked (RFC 9700 §4.14.2)",
-                        metadata: ["client_id": .string(clientID), "family": .string(familyID)])
-                },
+                .refreshToken: RefreshTokenGrant(
+                    store: store, users: users,
+                    onReuse: { clientID, familyID in
+                        logger.warning(
+                            "refresh token reuse: family revoked (RFC 9700 §4.14.2)",
+                            metadata: ["client_id": .string(clientID), "family": .string(familyID)])
+                    }),
             ],
-            minter: AccessTokenMinter(issuer: configuration.issuerURL, keys: keys, clock: clock))
+            minter: AccessTokenMinter(issuer: configuration.issuerURL, keys: keys, clock: clock), idTokens: idTokens)
     }
 
     /// Flushes and closes the refresh-token store (its lock is released).

@@ -248,7 +248,8 @@ struct FileStoreTests {
         let clock = SteppedClock()
         let context = "oidc1 sid=abc ui=email,name"
         var store = try FileRefreshTokenStore(directory: path, options: .init(compactionThreshold: Int.max, clock: clock.wallClock))
-        let with = try await store.issue(NewRefreshTokenFamily(clientID: "app", subject: "s1", scope: ["openid"], authTime: clock.now, context: context))
+        let with = try await store.issue(
+            NewRefreshTokenFamily(clientID: "app", subject: "s1", scope: ["openid"], authTime: clock.now, context: context))
         let without = try await store.issue(family("s2"))
         #expect(with.record.context == context && without.record.context == "")
         await expectError(StoreCode.invalidRequest) {

@@ -184,7 +184,7 @@ struct KeyRingRobustnessTests {
         defer { folder.remove() }
         let events = EventBox()
         let ring = try SigningKeyRing(store: KeyStore(path: dir), onEvent: events.record)
-        guard case .bootstrapped(let first)? = events.all.first else {
+        guard case .bootstrapped(let first, _)? = events.all.first else {
             Issue.record("no bootstrap event")
             return
         }

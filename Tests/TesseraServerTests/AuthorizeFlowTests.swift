@@ -46,7 +46,8 @@ struct AuthorizeFlowTests {
             let keys = try VerificationKeySet(jwks: try JWKSet(json: jwks.body))
             let token = try AccessTokenVerifier(configuration: configuration, keys: keys).verify(
                 try #require(tokens.string("access_token")), using: keys)
-            #expect(token.subject == "alice" && token.clientID == "web" && token.scopes == ["read", "write"])
+            let alice = try #require(try UserStore(dataPath: fixture.server.service.configuration.dataPath).users().named("alice"))
+            #expect(token.subject == alice.subject && token.clientID == "web" && token.scopes == ["read", "write"])
             // The refresh token works for this public client.
             let refreshed = try await post(
                 client, "/token",

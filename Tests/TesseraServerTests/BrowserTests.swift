@@ -1,4 +1,5 @@
 import Foundation
+import TesseraIssuer
 import TesseraJOSE
 import TesseraTestSupport
 import TesseraVerifier
@@ -86,7 +87,9 @@ struct BrowserTests {
         try await browser.click("button[name=sign_in]")
         #expect(try await browser.evaluate("document.querySelector('h1').textContent") as? String == "Allow access?")
         #expect(
-            try await browser.evaluate("[...document.querySelectorAll('.scopes li')].map(e => e.textContent)") as? [String] == ["read", "profile"])
+            try await browser.evaluate("[...document.querySelectorAll('.scopes li')].map(e => e.textContent)") as? [String] == [
+                "read", try #require(ConsentWording.phrase(forScope: "profile")),
+            ])
         #expect(try await browser.evaluate(Self.usability) as? [String] == [])
         // The cookie the browser keeps: HttpOnly (scripts cannot read it), SameSite=Lax, host-only.
         #expect(try await browser.evaluate("document.cookie") as? String == "")
@@ -126,7 +129,8 @@ struct BrowserTests {
         configuration.leeway = 5
         let token = try AccessTokenVerifier(configuration: configuration, keys: keys).verify(
             try #require(tokens.json["access_token"] as? String), using: keys)
-        #expect(token.subject == "alice" && token.clientID == "phone-app" && token.scopes == ["read", "profile"])
+        let alice = try #require(try UserStore(dataPath: server.data).users().named("alice"))
+        #expect(token.subject == alice.subject && token.clientID == "phone-app" && token.scopes == ["read", "profile"])
         let refreshToken = try #require(tokens.json["refresh_token"] as? String)
         let refreshed = try await server.request(
             "/token", form: ["grant_type": "refresh_token", "refresh_token": refreshToken, "client_id": "phone-app"])

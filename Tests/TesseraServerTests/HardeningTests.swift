@@ -19,6 +19,9 @@ struct HardeningTests {
         defer { fixture.close() }
         let keysPath = fixture.folder.appending("keys")
         let kid = try #require(fixture.service.keys.current.signer()?.keyID)
+        // The RS256 key of ID tokens would sign access tokens in the ES256 key's place: revoke it first.
+        let idTokenKid = try #require(fixture.service.keys.current.signer(.rs256)?.keyID)
+        #expect(try await runTessera(["keys", "revoke", idTokenKid, "--keys", keysPath]).status == 0)
         try await fixture.run { client in
             let form = "grant_type=client_credentials"
             #expect(try await post(client, "/token", form, authorization: fixture.basicAuth).status == .ok)

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraIssuer
 import TesseraJOSE
 import TesseraTestSupport
 import Testing
@@ -99,7 +100,8 @@ struct LiveServerTests {
         let python = try await runChild("/usr/bin/env", ["python3", script, server.base, "web", secret, "alice", "correct horse battery"])
         #expect(python.status == 0, "\(python.err.suffix(800))")
         let result = try JSONSerialization.jsonObject(with: Data(python.out.utf8)) as? [String: Any] ?? [:]
-        #expect(result["password_sub"] as? String == "alice" && result["refreshed_sub"] as? String == "alice")
+        let alice = try #require(try UserStore(dataPath: server.data).users().named("alice"))
+        #expect(result["password_sub"] as? String == alice.subject && result["refreshed_sub"] as? String == alice.subject)
         #expect(result["rotated"] as? Bool == true && result["post_refresh_scope"] as? String == "read")
         #expect(result["replay_status"] as? Int == 400 && result["replay_error"] as? String == "invalid_grant")
         #expect(result["after_revoke_error"] as? String == "invalid_grant")

@@ -63,8 +63,10 @@ final class PlayedBrowser: @unchecked Sendable {
             Reply(status: response.status, headers: response.headers, body: String(buffer: response.body))
         }
         for header in reply.headers[values: .setCookie] {
-            let pair = header.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
-            if pair.count == 2 { cookies[String(pair[0])] = String(pair[1]) }
+            let pair = header.split(separator: ";")[0].split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard pair.count == 2 else { continue }
+            // An empty value with Max-Age=0 clears the cookie (RFC 6265 §5.3).
+            cookies[String(pair[0])] = pair[1].isEmpty || header.contains("Max-Age=0") ? nil : String(pair[1])
         }
         replies.append(reply)
         return reply

@@ -49,6 +49,14 @@ struct ServerFixture {
 
     var basicAuth: String { "Basic " + Data("svc:\(secret)".utf8).base64EncodedString() }
 
+    /// Adds the user `name` (password "correct horse battery"); returns it with its `sub`.
+    @discardableResult
+    func addUser(_ name: String = "alice") throws -> User {
+        let users = UserStore(dataPath: service.configuration.dataPath)
+        try users.add(name, password: "correct horse battery", now: Date())
+        return try #require(try users.users().named(name))
+    }
+
     /// Registers the confidential client `legacy` (same secret as `svc`) with `grants`, the password grant
     /// among them; returns its Basic `Authorization` header.
     func addPasswordClient(_ grants: [GrantType]) throws -> String {

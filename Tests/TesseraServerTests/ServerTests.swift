@@ -74,8 +74,9 @@ struct ServerTests {
     func refreshRevokeIntrospect() async throws {
         let fixture = try ServerFixture()
         defer { fixture.close() }
+        let alice = try fixture.addUser()
         let family = try await fixture.service.refreshTokens.issue(
-            NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read", "write"], authTime: Date()))
+            NewRefreshTokenFamily(clientID: "svc", subject: alice.subject, scope: ["read", "write"], authTime: Date()))
         try await fixture.run(.live) { client in
             let first = try await post(
                 client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)&scope=read", authorization: fixture.basicAuth)
@@ -83,7 +84,7 @@ struct ServerTests {
             let successor = try #require(first.string("refresh_token"))
             let introspected = try await post(client, "/introspect", "token=\(successor)", authorization: fixture.basicAuth)
             #expect(
-                introspected.json["active"] == .bool(true) && introspected.string("sub") == "alice"
+                introspected.json["active"] == .bool(true) && introspected.string("sub") == alice.subject
                     && introspected.string("token_type") == "refresh_token")
             let access = try await post(client, "/introspect", "token=\(first.string("access_token")!)", authorization: fixture.basicAuth)
             #expect(access.json["active"] == .bool(true) && access.string("client_id") == "svc" && access.string("scope") == "read")
@@ -127,7 +128,8 @@ struct ServerTests {
             )
             let etag = try #require(jwks.headers[.eTag])
             let set = try JWKSet(json: jwks.body)
-            #expect(set.keys.count == 1 && !set.containsPrivateMembers)
+            // The ES256 access-token key and the RS256 ID-token key (OpenID Connect Core §15.1).
+            #expect(set.keys.count == 2 && Set(set.keys.map(\.algorithm)) == ["ES256", "RS256"] && !set.containsPrivateMembers)
             let cached = try await get(client, "/.well-known/jwks.json", headers: [.ifNoneMatch: etag])
             #expect(cached.status == .notModified && cached.body.isEmpty)
             let metadata = try await get(client, "/.well-known/oauth-authorization-server")
@@ -135,7 +137,7 @@ struct ServerTests {
             #expect(
                 metadata.string("token_endpoint") == "http://127.0.0.1:8080/token"
                     && metadata.string("jwks_uri") == "http://127.0.0.1:8080/.well-known/jwks.json")
-            #expect(metadata.json["scopes_supported"] == .array([.string("read"), .string("write")]))
+            #expect(metadata.json["scopes_supported"] == .array([.string("openid"), .string("read"), .string("write")]))
             // RFC 8414 §2 for the code flow: the endpoint, code only (no implicit grant), S256, RFC 9207 iss.
             #expect(metadata.string("authorization_endpoint") == "http://127.0.0.1:8080/authorize")
             #expect(metadata.json["response_types_supported"] == .array([.string("code")]))
@@ -168,7 +170,9 @@ struct PasswordGrantTests {
             let rotated = try await post(client, "/token", "grant_type=refresh_token&refresh_token=\(refresh)", authorization: legacy)
             #expect(rotated.status == .ok && rotated.string("refresh_token") != refresh)
             let claims = try JSONObject(parsing: try Base64URL.decode(String(try #require(rotated.string("access_token")).split(separator: ".")[1])))
-            #expect(claims["sub"] == .string("alice") && claims["auth_time"] != nil)
+            // sub is the user's stable random identifier, not the username (OpenID Connect Core §2).
+            let alice = try #require(try UserStore(dataPath: data).users().named("alice"))
+            #expect(claims["sub"] == .string(alice.subject) && alice.subject.count == 22 && claims["auth_time"] != nil)
 
             for form in ["grant_type=password&username=alice&password=wrong", "grant_type=password&username=mallory&password=whatever1"] {
                 let refused = try await post(client, "/token", form, authorization: legacy)
@@ -275,8 +279,9 @@ struct TokenEndpointThreatTests {
     func reuseRevokesAccessTokensAtIntrospection() async throws {
         let fixture = try ServerFixture()
         defer { fixture.close() }
+        let alice = try fixture.addUser()
         let family = try await fixture.service.refreshTokens.issue(
-            NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read"], authTime: Date()))
+            NewRefreshTokenFamily(clientID: "svc", subject: alice.subject, scope: ["read"], authTime: Date()))
         try await fixture.run { client in
             let first = try await post(
                 client, "/token", "grant_type=refresh_token&refresh_token=\(family.token.rawValue)", authorization: fixture.basicAuth)
@@ -299,8 +304,9 @@ struct TokenEndpointThreatTests {
         let fixture = try ServerFixture()
         defer { fixture.close() }
         let data = fixture.service.configuration.dataPath
+        let alice = try fixture.addUser()
         let family = try await fixture.service.refreshTokens.issue(
-            NewRefreshTokenFamily(clientID: "svc", subject: "alice", scope: ["read"], authTime: Date()))
+            NewRefreshTokenFamily(clientID: "svc", subject: alice.subject, scope: ["read"], authTime: Date()))
         expectError(RegistrationError.Code.nameTaken) { try UserStore(dataPath: data).add("svc", password: "a long password", now: Date()) }
         try ClientStore(dataPath: data).update { $0.clients.removeAll { $0.id == "svc" } }
         try await fixture.run { client in

@@ -29,6 +29,9 @@ public struct AccessTokenMinter: Sendable {
         ])
         if !grant.scope.isEmpty { claims["scope"] = .string(grant.scope.joined(separator: " ")) }
         if let familyID = grant.familyID { claims[Grant.familyClaim] = .string(familyID) }
+        if let userinfo = grant.openID?.claims.userinfo, !userinfo.isEmpty, grant.scope.contains("openid") {
+            claims[OpenIDGrant.userinfoClaim] = .string(userinfo.sorted().joined(separator: " "))
+        }
         if let authTime = grant.authTime { claims["auth_time"] = .number(JSONNumber(Int64(authTime.timeIntervalSince1970.rounded(.down)))) }
         return (try JWSSigner(key: key, type: "at+jwt").sign(claims: claims), lifetime)
     }

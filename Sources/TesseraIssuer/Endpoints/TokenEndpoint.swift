@@ -7,6 +7,8 @@ public struct TokenResponse: Sendable, Equatable {
     public let expiresIn: Int
     public let refreshToken: String?
     public let scope: String
+    /// OpenID Connect Core §3.1.3.3: the ID token, when the grant's scope holds `openid`.
+    public var idToken: String? = nil
 
     /// The JSON members, in the order RFC 6749 §5.1 lists them.
     public var json: JSONObject {
@@ -15,6 +17,7 @@ public struct TokenResponse: Sendable, Equatable {
         ])
         if let refreshToken { object["refresh_token"] = .string(refreshToken) }
         if !scope.isEmpty { object["scope"] = .string(scope) }
+        if let idToken { object["id_token"] = .string(idToken) }
         return object
     }
 }
@@ -24,11 +27,17 @@ public struct TokenEndpoint: Sendable {
     public let clients: @Sendable () throws -> ClientRegistry
     public let handlers: [GrantType: any GrantHandler]
     public let minter: AccessTokenMinter
+    /// Mints ID tokens; nil: this endpoint issues none (a plain OAuth 2.0 server).
+    public let idTokens: IDTokens?
 
-    public init(clients: @escaping @Sendable () throws -> ClientRegistry, handlers: [GrantType: any GrantHandler], minter: AccessTokenMinter) {
+    public init(
+        clients: @escaping @Sendable () throws -> ClientRegistry, handlers: [GrantType: any GrantHandler], minter: AccessTokenMinter,
+        idTokens: IDTokens? = nil
+    ) {
         self.clients = clients
         self.handlers = handlers
         self.minter = minter
+        self.idTokens = idTokens
     }
 
     public func handle(_ request: TokenRequest) async throws -> TokenResponse {
@@ -43,9 +52,13 @@ public struct TokenEndpoint: Sendable {
         }
         let grant = try await handler.grant(request, client: client)
         let (token, expiresIn) = try minter.mint(grant, client: client)
-        return TokenResponse(
+        var response = TokenResponse(
             accessToken: token, expiresIn: expiresIn, refreshToken: grant.refreshToken?.rawValue,
             scope: grant.scope.joined(separator: " "))
+        if let idTokens, grant.openID != nil, grant.scope.contains("openid") {
+            response.idToken = try idTokens.mint(grant, client: client, accessToken: token)
+        }
+        return response
     }
 
     /// RFC 6749 §3.3: the requested scope must be allowed; none requested means the client's defaults.

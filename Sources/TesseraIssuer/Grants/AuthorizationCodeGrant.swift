@@ -47,7 +47,7 @@ public struct AuthorizationCodeGrant: GrantHandler {
                 issued = try await store.issue(
                     NewRefreshTokenFamily(
                         clientID: client.id, subject: record.subject, scope: record.scope,
-                        authTime: record.authTime, policy: client.refreshTokens))
+                        authTime: record.authTime, policy: client.refreshTokens, context: record.openID?.context ?? ""))
             } catch let error as RefreshTokenStoreError {
                 throw OAuthError(
                     error.code == .unavailable ? .temporarilyUnavailable : .invalidRequest, "the grant could not be stored", log: error.message)
@@ -57,9 +57,11 @@ public struct AuthorizationCodeGrant: GrantHandler {
                 throw OAuthError(
                     .invalidGrant, "the authorization code is invalid, expired or used", log: "authorization code replayed during its exchange")
             }
+            // OpenID Connect Core §11: an OpenID Connect grant is refreshable only with offline_access granted.
+            let refreshable = client.allows(.refreshToken) && (record.openID == nil || record.scope.contains("offline_access"))
             return Grant(
                 subject: record.subject, scope: record.scope, authTime: record.authTime,
-                refreshToken: client.allows(.refreshToken) ? issued.token : nil, familyID: issued.record.familyID)
+                refreshToken: refreshable ? issued.token : nil, familyID: issued.record.familyID, openID: record.openID, nonce: record.nonce)
         }
     }
 }

@@ -10,9 +10,13 @@ public struct AuthorizationCodeGrantRecord: Sendable {
     public var scope: [String]
     public var subject: String
     public var authTime: Date
+    /// OpenID Connect requests only: the session and claims request, and the `nonce` to echo.
+    public var openID: OpenIDGrant?
+    public var nonce: String?
 
     public init(
-        clientID: String, redirectURI: String?, challenge: (value: String, method: PKCE.Method)?, scope: [String], subject: String, authTime: Date
+        clientID: String, redirectURI: String?, challenge: (value: String, method: PKCE.Method)?, scope: [String], subject: String, authTime: Date,
+        openID: OpenIDGrant? = nil, nonce: String? = nil
     ) {
         self.clientID = clientID
         self.redirectURI = redirectURI
@@ -20,6 +24,8 @@ public struct AuthorizationCodeGrantRecord: Sendable {
         self.scope = scope
         self.subject = subject
         self.authTime = authTime
+        self.openID = openID
+        self.nonce = nonce
     }
 }
 

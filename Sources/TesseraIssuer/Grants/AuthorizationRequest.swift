@@ -1,4 +1,5 @@
 import Foundation
+import TesseraJOSE
 
 /// A validated authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3): what `/authorize` shows the
 /// sign-in and consent pages for, and what the code will be bound to.
@@ -12,6 +13,25 @@ public struct AuthorizationRequest: Sendable {
     public let state: String?
     public let challenge: (value: String, method: PKCE.Method)?
     public let prompt: Set<String>
+    /// OpenID Connect Core §3.1.2.1: echoed in the ID token exactly as sent.
+    public let nonce: String?
+    /// Seconds: a sign-in older than this is done again (`0`: always).
+    public let maxAge: Int?
+    /// Prefills the sign-in form's username.
+    public let loginHint: String?
+    /// An ID token this server issued earlier, naming the user the app expects (checked by the flow).
+    public let idTokenHint: String?
+    public let claims: ClaimsRequest
+
+    /// Whether this is an OpenID Connect request (Core §3.1.2.1: `openid` among the scopes).
+    public var isOpenID: Bool { scope.contains("openid") }
+
+    /// The scopes the user is asked to agree to: the requested ones, and those whose claims the `claims`
+    /// parameter names (asking for `email` by name is asking for what the `email` scope releases).
+    public var consentScope: [String] {
+        let implied = claims.all.compactMap(StandardClaims.scope(releasing:)).filter { !scope.contains($0) }
+        return scope + Set(implied).sorted()
+    }
 
     /// The outcome of validating the parameters.
     public enum Outcome: Sendable {
@@ -82,14 +102,40 @@ public struct AuthorizationRequest: Sendable {
             return fail(.invalidRequest, "code_challenge is required for public clients (PKCE, RFC 7636)")
         }
         let prompt = Set((parameters["prompt"] ?? "").split(separator: " ").map(String.init))
-        guard prompt.isSubset(of: ["none", "login", "consent"]), !(prompt.contains("none") && prompt.count > 1) else {
-            return fail(.invalidRequest, "prompt must be none, or login and/or consent")
+        guard prompt.isSubset(of: ["none", "login", "consent", "select_account"]), !(prompt.contains("none") && prompt.count > 1) else {
+            return fail(.invalidRequest, "prompt must be none, or any of login, consent and select_account")
+        }
+        // OpenID Connect Core §6 and §3.1.2.6: request objects and dynamic registration are not offered.
+        if parameters["request"] != nil { return fail(.requestNotSupported, "the request parameter (request objects) is not supported") }
+        if parameters["request_uri"] != nil { return fail(.requestURINotSupported, "request_uri is not supported") }
+        if parameters["registration"] != nil { return fail(.registrationNotSupported, "the registration parameter is not supported") }
+        let nonce = parameters["nonce"]
+        if let nonce, nonce.utf8.count > maximumNonceLength { return fail(.invalidRequest, "nonce is longer than \(maximumNonceLength) bytes") }
+        var maxAge: Int?
+        if let text = parameters["max_age"] {
+            guard let seconds = Int(text), seconds >= 0, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else {
+                return fail(.invalidRequest, "max_age must be a whole number of seconds")
+            }
+            maxAge = seconds
+        }
+        let claims: ClaimsRequest
+        do { claims = try parameters["claims"].map(ClaimsRequest.init(parsing:)) ?? ClaimsRequest() } catch let error as OAuthError {
+            return .redirectError(error, redirectURI: redirectURI, state: state)
+        } catch {
+            return fail(.invalidRequest, "claims could not be read")
+        }
+        if let hint = parameters["id_token_hint"], hint.utf8.count > UnverifiedJWS.defaultMaximumSize {
+            return fail(.invalidRequest, "id_token_hint is too long")
         }
         return .valid(
             AuthorizationRequest(
                 client: client, redirectURI: redirectURI, redirectURISent: sent != nil, scope: scope,
-                state: state, challenge: challenge, prompt: prompt))
+                state: state, challenge: challenge, prompt: prompt, nonce: nonce, maxAge: maxAge,
+                loginHint: parameters["login_hint"].map { String($0.prefix(255)) }, idTokenHint: parameters["id_token_hint"],
+                claims: claims))
     }
+
+    static let maximumNonceLength = 512
 
     /// The redirect carrying a code or an error, with `state` echoed and `iss` (RFC 9207).
     public static func redirect(to uri: String, _ parameters: [(String, String)], state: String?, issuer: String) -> String {

@@ -11,13 +11,23 @@ public struct Grant: Sendable {
     /// The refresh-token family the access token belongs to (its ID, not the token), so introspection
     /// can report it inactive once the family is revoked (RFC 9700 §4.14.2, THREATS B11).
     public var familyID: String?
+    /// OpenID Connect grants (authorization code with `openid`, and their refreshes): the session and the
+    /// claims request; with `openid` in `scope`, the token endpoint adds an ID token.
+    public var openID: OpenIDGrant?
+    /// The authorization request's `nonce`, for the ID token of the code exchange only (Core §12.2: never on refresh).
+    public var nonce: String?
 
-    public init(subject: String, scope: [String], authTime: Date? = nil, refreshToken: RefreshToken? = nil, familyID: String? = nil) {
+    public init(
+        subject: String, scope: [String], authTime: Date? = nil, refreshToken: RefreshToken? = nil, familyID: String? = nil,
+        openID: OpenIDGrant? = nil, nonce: String? = nil
+    ) {
         self.subject = subject
         self.scope = scope
         self.authTime = authTime
         self.refreshToken = refreshToken
         self.familyID = familyID
+        self.openID = openID
+        self.nonce = nonce
     }
 
     /// The private claim carrying `familyID` (a digest: safe to expose, links nothing outside Tessera).

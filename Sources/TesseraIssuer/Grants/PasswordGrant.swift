@@ -30,12 +30,12 @@ public struct PasswordGrant: GrantHandler {
             throw OAuthError(.invalidGrant, "the username or password is wrong", log: "wrong password or unknown user \(username)")
         }
         let now = clock.now()
-        var grant = Grant(subject: user.username, scope: scope, authTime: now)
+        var grant = Grant(subject: user.subject, scope: scope, authTime: now)
         if client.allows(.refreshToken) {
             do {
                 let issued = try await store.issue(
                     NewRefreshTokenFamily(
-                        clientID: client.id, subject: user.username, scope: scope, authTime: now, policy: client.refreshTokens))
+                        clientID: client.id, subject: user.subject, scope: scope, authTime: now, policy: client.refreshTokens))
                 grant.refreshToken = issued.token
                 grant.familyID = issued.record.familyID
             } catch let error as RefreshTokenStoreError {

@@ -5,9 +5,15 @@ public struct RefreshTokenGrant: GrantHandler {
     public let store: any RefreshTokenStore
     /// Told about reuse (a security event: the family was revoked) with the family ID; never the token.
     public let onReuse: (@Sendable (_ clientID: String, _ familyID: String) -> Void)?
+    /// The users, when the families belong to users of this server: a family whose user was removed is
+    /// refused (and revoked). nil: the subject is not checked (a store shared with another user registry).
+    public let users: (@Sendable () throws -> [User])?
 
-    public init(store: any RefreshTokenStore, onReuse: (@Sendable (String, String) -> Void)? = nil) {
+    public init(
+        store: any RefreshTokenStore, users: (@Sendable () throws -> [User])? = nil, onReuse: (@Sendable (String, String) -> Void)? = nil
+    ) {
         self.store = store
+        self.users = users
         self.onReuse = onReuse
     }
 
@@ -19,9 +25,18 @@ public struct RefreshTokenGrant: GrantHandler {
             // A client whose allowed scopes shrank since the grant does not keep the dropped ones.
             let scope = rotation.grantedScope.filter(client.scopes.contains)
             let record = rotation.successor.record
+            var subject = record.subject
+            if let users {
+                guard let user = Self.owner(of: record, among: try users()) else {
+                    _ = try? await store.revokeFamily(withID: record.familyID)
+                    throw OAuthError(.invalidGrant, "the refresh token is invalid, expired or revoked", log: "refresh token of a removed user")
+                }
+                subject = user.subject
+            }
+            // Core §12.2: the refreshed ID token keeps sub, aud, auth_time and sid, and has no nonce.
             return Grant(
-                subject: record.subject, scope: scope, authTime: record.authTime, refreshToken: rotation.successor.token,
-                familyID: record.familyID)
+                subject: subject, scope: scope, authTime: record.authTime, refreshToken: rotation.successor.token,
+                familyID: record.familyID, openID: OpenIDGrant(context: record.context))
         } catch let error as RefreshTokenStoreError {
             switch error.code {
             case .invalidScope:
@@ -38,5 +53,13 @@ public struct RefreshTokenGrant: GrantHandler {
                 throw OAuthError(.invalidGrant, "the refresh token is invalid, expired or revoked", log: "refresh token refused: \(error.code)")
             }
         }
+    }
+
+    /// The user a family was issued to: by `sub`; for a family issued before users had one (its subject is
+    /// a username), by name, and only a user that existed when the family began (not a later namesake).
+    static func owner(of record: RefreshTokenRecord, among users: [User]) -> User? {
+        if let user = users.withSubject(record.subject) { return user }
+        guard let user = users.named(record.subject), user.created <= record.authTime else { return nil }
+        return user
     }
 }

@@ -41,8 +41,9 @@ public final class SigningKeyRing: @unchecked Sendable {
     }
 
     public enum Event: Sendable, Equatable {
-        /// First start with an empty key folder: an ES256 key was generated and activated.
-        case bootstrapped(kid: String)
+        /// A key was generated and activated at start: ES256 for an empty key folder, and the RS256 key of
+        /// ID tokens (OpenID Connect Core §15.1) for a ring that never had one (`kid`, `alg`).
+        case bootstrapped(kid: String, algorithm: String = "ES256")
         /// First start on a folder that held no key yet but was open to group or others (a fresh clone's
         /// `keys/`, 0755): it was made 0700 before the first key was written. `formerMode` is octal, e.g. 0o755.
         case tightenedFolder(path: String, formerMode: UInt16)
@@ -58,8 +59,14 @@ public final class SigningKeyRing: @unchecked Sendable {
     private var snapshot: Snapshot
     private var fingerprint: FileFingerprint?
 
-    /// Loads the key ring. With `bootstrap`, an empty or missing key folder gets one ES256 key, active.
-    public init(store: KeyStore, bootstrap: Bool = true, clock: WallClock = .system, onEvent: (@Sendable (Event) -> Void)? = nil) throws {
+    /// Loads the key ring. With `bootstrap`, an empty or missing key folder gets one ES256 key, active, and
+    /// each of `alsoBootstrap` the ring never had a key of gets one, active at once: no verifier can hold a
+    /// cached key set that lacks it while expecting tokens of it (Core §10.1.1: an unknown kid is refetched).
+    /// A key of that algorithm revoked or removed by an operator stays gone.
+    public init(
+        store: KeyStore, bootstrap: Bool = true, alsoBootstrap: [JWSAlgorithm] = [], clock: WallClock = .system,
+        onEvent: (@Sendable (Event) -> Void)? = nil
+    ) throws {
         self.store = store
         self.clock = clock
         self.onEvent = onEvent
@@ -67,11 +74,17 @@ public final class SigningKeyRing: @unchecked Sendable {
             if let formerMode = try store.tightenIfHoldingNoKeys() {
                 onEvent?(.tightenedFolder(path: store.path, formerMode: formerMode))
             }
-            let generated: KeyRingEntry? = try store.update(create: true) { ring, writer in
-                guard ring.activeKeys.isEmpty, ring.published.isEmpty else { return nil }
-                return try writer.addGeneratedKey(.es256, activate: true, now: clock.now(), to: &ring)
+            let generated: [KeyRingEntry] = try store.update(create: true) { ring, writer in
+                var added: [KeyRingEntry] = []
+                if ring.activeKeys.isEmpty, ring.published.isEmpty {
+                    added.append(try writer.addGeneratedKey(.es256, activate: true, now: clock.now(), to: &ring))
+                }
+                for algorithm in alsoBootstrap where !ring.keys.contains(where: { $0.alg == algorithm.name }) {
+                    added.append(try writer.addGeneratedKey(algorithm, activate: true, now: clock.now(), to: &ring))
+                }
+                return added
             }
-            if let generated { onEvent?(.bootstrapped(kid: generated.kid)) }
+            for entry in generated { onEvent?(.bootstrapped(kid: entry.kid, algorithm: entry.alg)) }
         }
         fingerprint = FileFingerprint(store)
         snapshot = try Self.load(store)

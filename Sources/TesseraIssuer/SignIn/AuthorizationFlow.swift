@@ -34,12 +34,16 @@ public struct AuthorizationFlow: Sendable {
     public let clock: WallClock
     /// Called with each event worth a log line (never a password, code or cookie).
     public let log: @Sendable (String) -> Void
+    /// The `sub` of an ID token this server issued (`IDTokens.hintSubject`), nil for anything else.
+    public let hintSubject: @Sendable (String) -> String?
 
     public init(
         issuer: String, clients: @escaping @Sendable () -> ClientRegistry, users: @escaping @Sendable () throws -> [User],
         consents: ConsentStore, codes: AuthorizationCodeStore, sessions: BrowserSessions, throttle: FailureThrottle,
-        passwords: PasswordSignIn? = nil, clock: WallClock = .system, log: @escaping @Sendable (String) -> Void = { _ in }
+        passwords: PasswordSignIn? = nil, clock: WallClock = .system, hintSubject: @escaping @Sendable (String) -> String? = { _ in nil },
+        log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
+        self.hintSubject = hintSubject
         self.issuer = issuer
         self.clients = clients
         self.users = users
@@ -62,20 +66,34 @@ public struct AuthorizationFlow: Sendable {
         case .redirectError(let error, let uri, let state): return Answer(step: .redirect(redirect(uri, error, state: state)), session: nil)
         case .valid(let valid): request = valid
         }
+        let hinted: String?
+        if let hint = request.idTokenHint {
+            guard let subject = hintSubject(hint) else {
+                return Answer(
+                    step: .redirect(redirect(request, OAuthError(.invalidRequest, "id_token_hint is not an ID token this server issued"))),
+                    session: nil)
+            }
+            hinted = subject
+        } else {
+            hinted = nil
+        }
         do {
             let session = try sessions.sessionOrNew(cookie)
             if request.prompt.contains("none") {
                 // OpenID Connect Core §3.1.2.1: no page at all; say what would have been needed.
-                guard let username = signedInUser(session) else {
+                guard let user = signedInUser(session), !signInNeeded(request, session, signedInHere: false),
+                    hinted.map({ $0.sameBytes(as: user.subject) }) ?? true
+                else {
                     return Answer(step: .redirect(redirect(request, OAuthError(.loginRequired, "the user is not signed in"))), session: session)
                 }
-                guard try rememberedConsent(username, request) else {
+                guard try rememberedConsent(user.username, request) else {
                     return Answer(
                         step: .redirect(redirect(request, OAuthError(.consentRequired, "the user has not agreed to these scopes"))), session: session)
                 }
-                return Answer(step: .redirect(try issueCode(request, username: username, session: session)), session: session)
+                return Answer(step: .redirect(try issueCode(request, user: user, session: session)), session: session)
             }
-            return try advance(try sessions.open(request, in: session), session: session, username: signedInUser(session))
+            let pending = try sessions.open(request, in: session, hintedSubject: hinted)
+            return try advance(pending, session: session, user: signedInUser(session))
         } catch {
             return failed(request, error)
         }
@@ -117,10 +135,10 @@ public struct AuthorizationFlow: Sendable {
         }
         throttle.recordSuccess(keys)
         do {
-            let signedIn = try sessions.signIn(session, username: user.username, handle: pending.handle)
+            let signedIn = try sessions.signIn(session, user: user, handle: pending.handle)
             log("signed in \(user.username)")
             guard let moved = sessions.pending(pending.handle, in: signedIn) else { return expired(signedIn) }
-            return try advance(moved, session: signedIn, username: user.username)
+            return try advance(moved, session: signedIn, user: user)
         } catch {
             return failed(pending.request, error)
         }
@@ -134,16 +152,18 @@ public struct AuthorizationFlow: Sendable {
         case .answered(let answer): return answer
         case .form(let found, let owner): (pending, session) = (found, owner)
         }
-        guard let username = signedInUser(session) else {
+        guard let user = signedInUser(session) else {
             return Answer(step: .signIn(pending, message: "Your sign-in expired; sign in again.", username: nil, status: 200), session: session)
         }
+        let username = user.username
         switch form["decision"] {
         case "allow":
             do {
                 if form["remember"] == "on" {
-                    try consents.remember(username: username, clientID: pending.request.client.id, scope: pending.request.scope, now: clock.now())
+                    try consents.remember(
+                        username: username, clientID: pending.request.client.id, scope: pending.request.consentScope, now: clock.now())
                 }
-                let location = try issueCode(pending.request, username: username, session: session)
+                let location = try issueCode(pending.request, user: user, session: session)
                 sessions.close(pending.handle, in: session)
                 log("consent given by \(username) to \(pending.request.client.id)")
                 return Answer(step: .redirect(location), session: session)
@@ -159,21 +179,34 @@ public struct AuthorizationFlow: Sendable {
 
     // MARK: - Steps
 
-    /// Sign-in first (unless signed in, and not asked to again by `prompt=login`), then consent (unless
-    /// remembered, and not asked for by `prompt=consent`), then the code.
-    /// `username` is the session's user, already checked to exist.
-    private func advance(_ pending: PendingAuthorization, session: BrowserSession, username: String?) throws -> Answer {
+    /// Sign-in first (unless signed in, recently enough for `max_age`, as the user an `id_token_hint` names,
+    /// and not asked to again by `prompt=login`), then consent (unless remembered, and not asked for by
+    /// `prompt=consent`), then the code. `user` is the session's user, already checked to exist.
+    private func advance(_ pending: PendingAuthorization, session: BrowserSession, user: User?) throws -> Answer {
         let request = pending.request
-        guard let username, !(request.prompt.contains("login") && !pending.signedInHere) else {
-            return Answer(step: .signIn(pending, message: nil, username: nil, status: 200), session: session)
+        guard let user, !signInNeeded(request, session, signedInHere: pending.signedInHere),
+            pending.signedInHere || (pending.hintedSubject.map { $0.sameBytes(as: user.subject) } ?? true)
+        else {
+            return Answer(step: .signIn(pending, message: nil, username: request.loginHint, status: 200), session: session)
         }
-        let remembered = try rememberedConsent(username, request)
+        let remembered = try rememberedConsent(user.username, request)
         if request.prompt.contains("consent") || !remembered {
-            return Answer(step: .consent(pending, username: username), session: session)
+            return Answer(step: .consent(pending, username: user.username), session: session)
         }
-        let location = try issueCode(request, username: username, session: session)
+        let location = try issueCode(request, user: user, session: session)
         sessions.close(pending.handle, in: session)
         return Answer(step: .redirect(location), session: session)
+    }
+
+    /// Whether the request asks for a new sign-in although the session has one: `prompt=login` or
+    /// `select_account` (one account per session here, so choosing one is signing in), or a sign-in older
+    /// than `max_age` (Core §3.1.2.1; `max_age=0` always). A sign-in done for this very request counts.
+    private func signInNeeded(_ request: AuthorizationRequest, _ session: BrowserSession, signedInHere: Bool) -> Bool {
+        if signedInHere { return false }
+        if request.prompt.contains("login") || request.prompt.contains("select_account") { return true }
+        guard let maxAge = request.maxAge else { return false }
+        guard let authTime = session.authTime else { return true }
+        return maxAge == 0 || clock.now().timeIntervalSince(authTime) > Double(maxAge)
     }
 
     /// Whether the user's remembered consent covers the request *and may stand in for asking*. RFC 8252
@@ -183,13 +216,16 @@ public struct AuthorizationFlow: Sendable {
     /// URI is bound to its origin, a confidential one to its secret: remembered consent counts for them.
     private func rememberedConsent(_ username: String, _ request: AuthorizationRequest) throws -> Bool {
         let identityAssured = request.client.type == .confidential || request.redirectURI.lowercased().hasPrefix("https://")
-        return try identityAssured && consents.covers(username: username, clientID: request.client.id, scope: request.scope)
+        return try identityAssured && consents.covers(username: username, clientID: request.client.id, scope: request.consentScope)
     }
 
-    /// The session's user, if they still exist (a removed user's sessions stop counting at once).
-    private func signedInUser(_ session: BrowserSession) -> String? {
-        guard let username = session.username, (try? users().named(username)) != nil else { return nil }
-        return username
+    /// The session's user, if they still exist (a removed user's sessions stop counting at once, and a
+    /// new user given the same name is someone else: the `sub` must match too).
+    private func signedInUser(_ session: BrowserSession) -> User? {
+        guard let username = session.username, let user = try? users().named(username), let subject = session.subject,
+            user.subject.sameBytes(as: subject)
+        else { return nil }
+        return user
     }
 
     /// Finds the session and its open request a form refers to, checking the CSRF token first.
@@ -237,11 +273,13 @@ public struct AuthorizationFlow: Sendable {
         return Answer(step: .redirect(redirect(request, OAuthError(code, "the authorization server could not complete the request"))), session: nil)
     }
 
-    private func issueCode(_ request: AuthorizationRequest, username: String, session: BrowserSession) throws -> String {
+    private func issueCode(_ request: AuthorizationRequest, user: User, session: BrowserSession) throws -> String {
+        let openID = request.isOpenID ? OpenIDGrant(sessionID: session.sessionID ?? "", claims: request.claims) : nil
         let code = try codes.issue(
             AuthorizationCodeGrantRecord(
                 clientID: request.client.id, redirectURI: request.redirectURISent ? request.redirectURI : nil, challenge: request.challenge,
-                scope: request.scope, subject: username, authTime: session.authTime ?? clock.now()))
+                scope: request.scope, subject: user.subject, authTime: session.authTime ?? clock.now(), openID: openID,
+                nonce: request.isOpenID ? request.nonce : nil))
         return AuthorizationRequest.redirect(to: request.redirectURI, [("code", code)], state: request.state, issuer: issuer)
     }
 

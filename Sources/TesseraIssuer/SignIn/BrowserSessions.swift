@@ -26,6 +26,8 @@ public struct PendingAuthorization: Sendable {
     public let created: Date
     /// Whether the user signed in while this request was open (`prompt=login` asks for that).
     public var signedInHere = false
+    /// The `sub` of the request's `id_token_hint`, once verified: another user signed in must sign in again.
+    public var hintedSubject: String?
 }
 
 /// What a request sees of its browser session.
@@ -35,7 +37,11 @@ public struct BrowserSession: Sendable {
     /// The anti-CSRF token every form of this session carries (RFC 6749 §10.12).
     public let csrfToken: String
     public let username: String?
+    /// The signed-in user's `sub` (a user removed and added again under the same name is not this one).
+    public let subject: String?
     public let authTime: Date?
+    /// The sign-in's session id, OpenID Connect's `sid`: random, new at each sign-in, never the cookie.
+    public let sessionID: String?
 }
 
 /// Browser sessions of the sign-in and consent pages, in memory: a restart signs everyone out, which
@@ -44,7 +50,9 @@ public final class BrowserSessions: @unchecked Sendable {
     private struct Entry {
         var csrfToken: String
         var username: String?
+        var subject: String?
         var authTime: Date?
+        var sessionID: String?
         var created: Date
         var lastSeen: Date
         /// Oldest first (at most `maximumPendingPerSession`, so a linear search is cheap).
@@ -84,7 +92,9 @@ public final class BrowserSessions: @unchecked Sendable {
                 return nil
             }
             entries[key]?.lastSeen = now
-            return BrowserSession(cookie: cookie, csrfToken: entry.csrfToken, username: entry.username, authTime: entry.authTime)
+            return BrowserSession(
+                cookie: cookie, csrfToken: entry.csrfToken, username: entry.username, subject: entry.subject, authTime: entry.authTime,
+                sessionID: entry.sessionID)
         }
     }
 
@@ -98,7 +108,7 @@ public final class BrowserSessions: @unchecked Sendable {
             if entries.count >= policy.maximumSessions { evict(now: now) }
             entries[TokenDigest(of: cookie)] = Entry(csrfToken: csrf, created: now, lastSeen: now)
         }
-        return BrowserSession(cookie: cookie, csrfToken: csrf, username: nil, authTime: nil)
+        return BrowserSession(cookie: cookie, csrfToken: csrf, username: nil, subject: nil, authTime: nil, sessionID: nil)
     }
 
     /// Whether `token` is the session's CSRF token (constant time).
@@ -108,8 +118,9 @@ public final class BrowserSessions: @unchecked Sendable {
     }
 
     /// Keeps `request` in the session until sign-in and consent are done; returns it with its handle.
-    public func open(_ request: AuthorizationRequest, in session: BrowserSession) throws -> PendingAuthorization {
-        let pending = PendingAuthorization(handle: Base64URL.encode(try SecureRandom.bytes(count: 16)), request: request, created: clock.now())
+    public func open(_ request: AuthorizationRequest, in session: BrowserSession, hintedSubject: String? = nil) throws -> PendingAuthorization {
+        let pending = PendingAuthorization(
+            handle: Base64URL.encode(try SecureRandom.bytes(count: 16)), request: request, created: clock.now(), hintedSubject: hintedSubject)
         lock.withLock {
             let key = TokenDigest(of: session.cookie)
             guard var entry = entries[key] else { return }
@@ -139,22 +150,26 @@ public final class BrowserSessions: @unchecked Sendable {
 
     /// Records a sign-in. The session gets a new cookie and a new CSRF token (no session fixation: a
     /// cookie planted before the sign-in is worth nothing after it); its open requests move along.
-    public func signIn(_ session: BrowserSession, username: String, handle: String) throws -> BrowserSession {
+    public func signIn(_ session: BrowserSession, user: User, handle: String) throws -> BrowserSession {
         let cookie = "tbs_" + Base64URL.encode(try SecureRandom.bytes(count: 32))
         let csrf = Base64URL.encode(try SecureRandom.bytes(count: 32))
+        let sessionID = Base64URL.encode(try SecureRandom.bytes(count: 16))
         let now = clock.now()
         lock.withLock {
             var entry = entries.removeValue(forKey: TokenDigest(of: session.cookie)) ?? Entry(csrfToken: csrf, created: now, lastSeen: now)
-            if entry.username != username { entry.pending.removeAll { $0.handle != handle } }
+            if entry.subject != user.subject { entry.pending.removeAll { $0.handle != handle } }
             entry.csrfToken = csrf
-            entry.username = username
+            entry.username = user.username
+            entry.subject = user.subject
+            entry.sessionID = sessionID
             entry.authTime = now
             entry.created = now
             entry.lastSeen = now
             if let index = entry.pending.firstIndex(where: { $0.handle == handle }) { entry.pending[index].signedInHere = true }
             entries[TokenDigest(of: cookie)] = entry
         }
-        return BrowserSession(cookie: cookie, csrfToken: csrf, username: username, authTime: now)
+        return BrowserSession(
+            cookie: cookie, csrfToken: csrf, username: user.username, subject: user.subject, authTime: now, sessionID: sessionID)
     }
 
     /// Signs the session out (its cookie stops working).
