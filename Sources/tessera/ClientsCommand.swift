@@ -111,11 +111,13 @@ struct ClientsCommand: ParsableCommand {
             if json {
                 try printJSON(
                     registry.clients.map { client -> [String: Any] in
-                        [
+                        var object: [String: Any] = [
                             "client_id": client.id, "type": client.type.rawValue, "grants": client.grants.map(\.rawValue), "scopes": client.scopes,
                             "default_scopes": client.defaultScopes, "audience": client.audience, "access_token_lifetime": client.accessTokenLifetime,
-                            "redirect_uris": client.redirectURIs,
+                            "redirect_uris": client.redirectURIs, "id_token_signed_response_alg": client.idTokenSigningAlgorithm.name,
                         ]
+                        if let uris = client.postLogoutRedirectURIs { object["post_logout_redirect_uris"] = uris }
+                        return object
                     })
                 return
             }

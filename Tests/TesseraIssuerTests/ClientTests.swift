@@ -113,12 +113,22 @@ struct ClientTests {
             ("fragment", .invalidRedirectURI, { $0.redirectURIs = ["https://a.example/cb#x"] }),
             ("relative", .invalidRedirectURI, { $0.redirectURIs = ["/cb"] }),
             ("code without redirect", .missingRedirectURI, { $0.grants = [.authorizationCode] }),
+            // OpenID Connect: ID tokens only with an asymmetric algorithm; post-logout URIs under the redirect-URI rules.
+            ("HS256 ID tokens", .invalidIDTokenAlgorithm, { $0.idTokenAlgorithm = "HS256" }),
+            ("none ID tokens", .invalidIDTokenAlgorithm, { $0.idTokenAlgorithm = "none" }),
+            ("post-logout fragment", .invalidRedirectURI, { $0.postLogoutRedirectURIs = ["https://a.example/bye#x"] }),
+            ("post-logout plain http", .invalidRedirectURI, { $0.postLogoutRedirectURIs = ["http://a.example/bye"] }),
         ]
         for (label, code, change) in cases {
             var client = base
             change(&client)
             expectError(code, "\(label)") { try client.validate() }
         }
+        var es256 = base
+        es256.idTokenAlgorithm = "ES256"
+        es256.postLogoutRedirectURIs = ["https://a.example/bye", "http://127.0.0.1/bye"]
+        try es256.validate()
+        #expect(es256.idTokenSigningAlgorithm == .es256 && base.idTokenSigningAlgorithm == .rs256)
         var duplicate = registry
         duplicate.clients.append(base)
         expectError(RegistrationError.Code.duplicateClientID) { try duplicate.validate() }

@@ -108,6 +108,41 @@ struct LiveServerTests {
     }
 
     @Test(
+        "Interop, OpenID Connect: Authlib's relying party signs in with code + PKCE + nonce, validates the ID token (and PyJWT does too), fetches UserInfo, refreshes; Authlib validates the discovery document"
+    )
+    func authlibOpenIDConnect() async throws {
+        let server = try ServeProcess()
+        let redirect = "http://127.0.0.1:9/cb"
+        let added = try await runTessera([
+            "clients", "add", "oidc-app", "--grant", "authorization_code", "--grant", "refresh_token", "--scope", "openid", "--scope", "profile",
+            "--scope", "email", "--scope", "offline_access", "--redirect-uri", redirect, "--json", "--data", server.data,
+        ])
+        let secret = try #require((try JSONSerialization.jsonObject(with: Data(added.out.utf8)) as? [String: String])?["client_secret"])
+        let user = try await runTessera(
+            [
+                "users", "add", "alice", "--password-stdin", "--claim", "email=alice@example.com", "--claim", "name=Alice Liddell", "--data",
+                server.data,
+            ],
+            stdin: "correct horse battery\n")
+        #expect(user.status == 0, "\(user)")
+        try await server.start()
+        defer { server.stop() }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Interop/oidc_rp.py").path
+        let python = try await runChild(
+            "/usr/bin/env", ["python3", script, server.base, "oidc-app", secret, redirect, "alice", "correct horse battery"])
+        #expect(python.status == 0, "\(python.err.suffix(1_500))")
+        let result = try JSONSerialization.jsonObject(with: Data(python.out.utf8)) as? [String: Any] ?? [:]
+        let alice = try #require(try UserStore(dataPath: server.data).users().named("alice"))
+        #expect(result["metadata_valid"] as? Bool == true && result["consent_words"] as? Bool == true && result["alg"] as? String == "RS256")
+        #expect(result["authlib_sub"] as? String == alice.subject && result["pyjwt_sub"] as? String == alice.subject)
+        let info = try #require(result["userinfo"] as? [String: Any])
+        #expect(
+            info["email"] as? String == "alice@example.com" && info["name"] as? String == "Alice Liddell"
+                && info["preferred_username"] as? String == "alice")
+        #expect(result["refresh_same"] as? Bool == true)
+    }
+
+    @Test(
         "Durability end to end: SIGKILL while 8 clients refresh; after restart every refresh token a client received works, rotated-away ones do not")
     func killWhileRefreshing() async throws {
         let server = try ServeProcess()
