@@ -81,7 +81,8 @@ struct StoreCommand: AsyncParsableCommand {
 
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Revoke refresh-token families: all (key compromise, or after restoring a backup), a client's, or a subject's.",
+            abstract:
+                "Revoke refresh-token families: all (key compromise, or after restoring a backup), a client's, a user's, or a subject's.",
             discussion: """
                 After restoring the store from a backup, run `tessera store revoke --all`: the backup does not know \
                 the revocations and rotations made since it was taken, and would otherwise bring those tokens back.
@@ -98,12 +99,15 @@ struct StoreCommand: AsyncParsableCommand {
         @Option(parsing: .unconditional, help: "Revoke every family of this client.")
         var client: String?
 
-        @Option(parsing: .unconditional, help: "Revoke every family of this subject.")
+        @Option(parsing: .unconditional, help: "Revoke every family of this subject (a user's sub: `tessera users show NAME`).")
         var subject: String?
 
+        @Option(parsing: .unconditional, help: "Revoke every family of this user (by username: their sub, and families from before users had one).")
+        var user: String?
+
         func validate() throws {
-            guard [all, client != nil, subject != nil].filter({ $0 }).count == 1 else {
-                throw ValidationError("give exactly one of --all, --client ID, --subject SUB")
+            guard [all, client != nil, subject != nil, user != nil].filter({ $0 }).count == 1 else {
+                throw ValidationError("give exactly one of --all, --client ID, --user USERNAME, --subject SUB")
             }
         }
 
@@ -113,6 +117,11 @@ struct StoreCommand: AsyncParsableCommand {
                 defer { store.close() }
                 if all { return try await store.revokeAllFamilies() }
                 if let client { return try await store.revokeFamilies(ofClient: client) }
+                if let user {
+                    guard let found = try UserStore(dataPath: data).users().named(user) else { throw CLIError("no user \(user)") }
+                    // Families issued before users had a sub name the user by username.
+                    return try await store.revokeFamilies(ofSubject: found.subject) + store.revokeFamilies(ofSubject: found.username)
+                }
                 return try await store.revokeFamilies(ofSubject: subject!)
             }
             print("revoked \(count) \(count == 1 ? "family" : "families")")

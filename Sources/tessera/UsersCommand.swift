@@ -99,7 +99,9 @@ struct UsersCommand: ParsableCommand {
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a user (their refresh tokens: `tessera store revoke --subject USERNAME`).")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Remove a user: their sessions, refresh tokens and UserInfo stop working at once; their sub is never given to anyone again.")
         @OptionGroup var options: ClientsCommand.DataOptions
         @OptionGroup var operand: UsernameOperand
 

@@ -39,6 +39,15 @@ struct StoreCLITests {
         again.close()
         let revoked = try await runTessera(["store", "revoke", "--data", data, "--subject", "alice"])
         #expect(revoked.status == 0 && revoked.out == "revoked 2 families\n")
+        // --user: the user's sub, and the families issued before users had one (named by username).
+        try UserStore(dataPath: data).add("carol", password: "correct horse battery", now: Date())
+        let carol = try #require(try UserStore(dataPath: data).users().named("carol"))
+        let more = try FileRefreshTokenStore(directory: path)
+        _ = try await more.issue(family(carol.subject))
+        _ = try await more.issue(family("carol"))
+        more.close()
+        #expect(try await runTessera(["store", "revoke", "--data", data, "--user", "carol"]).out == "revoked 2 families\n")
+        #expect(try await runTessera(["store", "revoke", "--data", data, "--user", "nobody"]).status == 1)
         #expect(try await runTessera(["store", "revoke", "--data", data, "--all"]).out == "revoked 1 family\n")
         #expect(try await runTessera(["store", "revoke", "--data", data]).status == 64)
 

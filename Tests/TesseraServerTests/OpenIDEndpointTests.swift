@@ -44,6 +44,11 @@ struct OpenIDEndpointTests {
             #expect(
                 info.json
                     == JSONObject(["sub": .string(try fixture.alice.subject), "email": .string("alice@example.com"), "email_verified": .bool(true)]))
+            // THREATS F8: openid alone releases sub alone.
+            let bare = try #require(try await Self.tokens(fixture, client, browser, scope: "openid").string("access_token"))
+            #expect(
+                try await get(client, "/userinfo", headers: [.authorization: "Bearer " + bare]).json
+                    == JSONObject(["sub": .string(try fixture.alice.subject)]))
             let full = try #require(try await Self.tokens(fixture, client, browser, scope: "openid profile address phone").string("access_token"))
             let byPost = try await post(client, "/userinfo", "access_token=" + full)
             #expect(byPost.status == .ok && byPost.string("name") == "Alice Liddell" && byPost.string("preferred_username") == "alice")

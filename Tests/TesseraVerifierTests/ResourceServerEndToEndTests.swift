@@ -42,6 +42,21 @@ struct ResourceServerEndToEndTests {
         }
     }
 
+    @Test("THREATS F1: an OpenID Connect ID token (typ JWT, nonce, at_hash), even one whose aud is the API, is refused with 401 invalid_token")
+    func idTokenRefused() async throws {
+        try await Self.withResourceServer(try SigningKey.generate(.es256)) { client, factory in
+            var claims = factory.standardClaims
+            claims["aud"] = .string("notes-api")
+            claims["scope"] = .string("notes:read")
+            claims["nonce"] = .string("n-1")
+            claims["at_hash"] = .string("77QmUPtjPfzWtF2AnpK9RQ")
+            let header = #"{"alg":"ES256","typ":"JWT","kid":"\#(factory.key.keyID!)"}"#
+            let idToken = try factory.token(header: header, payload: claims.jsonString)
+            let (status, challenge, _) = try await Self.get(client, "/notes", authorization: ["Bearer \(idToken)"])
+            #expect(status == .unauthorized && challenge?.contains(#"error="invalid_token""#) == true)
+        }
+    }
+
     @Test("a token with the scope reaches the protected route; the claims are in the context")
     func success() async throws {
         try await Self.withResourceServer(try SigningKey.generate(.es256)) { client, factory in
