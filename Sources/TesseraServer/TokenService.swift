@@ -213,7 +213,8 @@ public final class TokenService: Sendable {
             options: .init(clock: clock, onEvent: { event in logger.notice("refresh-token store", metadata: ["event": .string("\(event)")]) }))
         clients = try ReloadingClientRegistry(store: clientStore) { message in logger.error("\(message)") }
         codes = AuthorizationCodeStore(clock: clock)
-        let users: @Sendable () throws -> [User] = { try UserStore(dataPath: configuration.dataPath).users() }
+        let cachedUsers = CachedUsers(store: UserStore(dataPath: configuration.dataPath))
+        let users: @Sendable () throws -> [User] = { try cachedUsers.users() }
         // Password checks run on their own bounded pool, never on the threads that serve requests.
         let passwords = PasswordSignIn(store: UserStore(dataPath: configuration.dataPath), checker: passwordChecker)
         sessions = BrowserSessions(clock: clock)

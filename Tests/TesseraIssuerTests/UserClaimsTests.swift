@@ -75,6 +75,22 @@ struct UserClaimsTests {
         #expect(try users.users().named("carol") == nil)
     }
 
+    @Test("The server's cached users see every change at once: an add, a claim set, a removal (each write is a new file)")
+    func cachedUsers() throws {
+        let folder = try TemporaryDirectory("tessera-users")
+        defer { folder.remove() }
+        let store = UserStore(dataPath: folder.path)
+        let cache = CachedUsers(store: store)
+        #expect(try cache.users().isEmpty)
+        try store.add("alice", password: "correct horse battery", now: Date())
+        let alice = try #require(try cache.users().named("alice"))
+        #expect(try cache.users().named("alice") == alice)  // a hit: the same value
+        try store.set("alice", claims: ["name=Alice"], now: Date())
+        #expect(try cache.users().named("alice")?.claims["name"] == ClaimValue.string("Alice"))
+        #expect(try store.remove("alice"))
+        #expect(try cache.users().withSubject(alice.subject) == nil)
+    }
+
     @Test("tessera users add --claim, users set --claim, users show [--json]: the sub and claims, never the password hash")
     func cli() async throws {
         let folder = try TemporaryDirectory("tessera-users")

@@ -55,7 +55,7 @@ public struct UserInfoEndpoint: Sendable {
             guard live else { throw OAuthError(.invalidToken, "the grant of this access token was revoked") }
         }
         guard let subject = claims["sub"]?.stringValue, let user = try users().withSubject(subject) else {
-            throw OAuthError(.invalidToken, "the user of this access token no longer exists")
+            throw OAuthError(.invalidToken, "the access token is not for a user of this server (removed, or a client's own token)")
         }
         var names = StandardClaims.released(by: scopes)
         if let asked = claims[OpenIDGrant.userinfoClaim]?.stringValue {

@@ -225,3 +225,22 @@ public struct UserStore: Sendable {
             }
     }
 }
+
+/// `users.json` as a running server reads it on every refresh and UserInfo call: parsed again only when the
+/// file changed (it is only ever replaced by rename, so a change is a new inode), one `lstat` otherwise.
+public final class CachedUsers: @unchecked Sendable {
+    public let store: UserStore
+    private let lock = NSLock()
+    private var cached: (fingerprint: FileFingerprint, users: [User])?
+
+    public init(store: UserStore) { self.store = store }
+
+    public func users() throws -> [User] {
+        // Taken before the read: a change made during it shows as a new fingerprint at the next call.
+        let seen = FileFingerprint(path: store.dataPath + "/" + UserStore.fileName)
+        if let seen, let hit = lock.withLock({ cached?.fingerprint == seen ? cached?.users : nil }) { return hit }
+        let users = try store.users()
+        if let seen { lock.withLock { cached = (seen, users) } }
+        return users
+    }
+}
