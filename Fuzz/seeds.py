@@ -60,6 +60,13 @@ seeds["authorize"] |= {
     "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
     "response_type=code&client_id=app&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&prompt=none&state=x",
     "response_type=token&client_id=app", "client_id=app&redirect_uri=com.example.app%3A%2Fcb&response_type=code",
+    # OpenID Connect parameters: nonce, max_age, prompt, the claims JSON, hints.
+    "response_type=code&client_id=app&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&scope=read&state=s&nonce=n-1&max_age=0"
+    "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+    "&prompt=login%20select_account&login_hint=alice&id_token_hint=eyJ.eyJ.sig"
+    "&claims=%7B%22id_token%22%3A%7B%22email%22%3A%7B%22essential%22%3Atrue%7D%7D%2C%22userinfo%22%3A%7B%22name%22%3Anull%7D%7D",
+    "response_type=code&client_id=app&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&request=eyJ&claims=%7B%22userinfo%22%3A%5B%5D%7D"
+    "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
 }
 
 for target, items in seeds.items():

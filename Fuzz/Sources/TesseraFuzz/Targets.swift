@@ -152,6 +152,11 @@ func writeStoreSeeds(to folder: String) {
                 key: key, generation: 2, digest: TokenDigest(of: "tsr_b"), issuedAt: 3,
                 retry: RetryState(previous: TokenDigest(of: "tsr_a"), seed: Array(repeating: 7, count: 32), rotatedAt: 3))),
         .revokeFamily(key, at: 4, reason: .reuse), .revokeClient("app", at: 5), .revokeSubject("alice", at: 6), .revokeAll(at: 7),
+        // A family with a context (an OpenID Connect grant's sid and claims request).
+        .issue(
+            IssueEntry(
+                key: FamilyKey(high: 3, low: 4), digest: TokenDigest(of: "tsr_c"), clientID: "rp", subject: "s", scope: "openid", authTime: 8,
+                issuedAt: 8, absoluteExpiry: 2_000_000_000, idleLifetime: 86_400, retryWindow: 0, context: "oidc1 sid=abc ui=email,name")),
     ]
     var log = StoreFormat.header(.init(kind: .log, generation: 1, createdAt: 1))
     for (index, change) in changes.enumerated() {
