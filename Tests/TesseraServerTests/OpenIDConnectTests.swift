@@ -190,7 +190,9 @@ struct OpenIDConnectTests {
             #expect(try await browser.open(fixture.oidcPath(pkce: pkce, extra: [("max_age", "-1")])).callback["error"] == "invalid_request")
             // prompt=none with an expired max_age: login_required, no page.
             let none = try await browser.open(fixture.oidcPath(pkce: pkce, extra: [("max_age", "0"), ("prompt", "none")]))
-            #expect(none.status == .seeOther && none.callback["error"] == "login_required")
+            #expect(
+                none.status == .seeOther && none.callback["error"] == "login_required"
+                    && none.callback["error_description"] == "the sign-in is older than max_age")
         }
     }
 
@@ -236,7 +238,9 @@ struct OpenIDConnectTests {
                 client, try await bobBrowser.submit(try #require(page.forms.first), button: "allow"), pkce: pkce)
             let bobHint = try #require(bobTokens.string("id_token"))
             let other = try await browser.open(fixture.oidcPath(pkce: pkce, extra: [("prompt", "none"), ("id_token_hint", bobHint)]))
-            #expect(other.status == .seeOther && other.callback["error"] == "login_required")
+            #expect(
+                other.status == .seeOther && other.callback["error"] == "login_required"
+                    && other.callback["error_description"] == "the user signed in is not the one id_token_hint names")
             // Interactive: the hinted user must sign in (the page, not a code for alice).
             #expect(try await browser.open(fixture.oidcPath(pkce: pkce, extra: [("id_token_hint", bobHint)])).body.contains("<h1>Sign in</h1>"))
             var forged = bobHint.split(separator: ".").map(String.init)

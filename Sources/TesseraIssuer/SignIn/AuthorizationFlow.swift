@@ -81,10 +81,13 @@ public struct AuthorizationFlow: Sendable {
             let session = try sessions.sessionOrNew(cookie)
             if request.prompt.contains("none") {
                 // OpenID Connect Core §3.1.2.1: no page at all; say what would have been needed.
-                guard let user = signedInUser(session), !signInNeeded(request, session, signedInHere: false),
-                    hinted.map({ $0.sameBytes(as: user.subject) }) ?? true
-                else {
-                    return Answer(step: .redirect(redirect(request, OAuthError(.loginRequired, "the user is not signed in"))), session: session)
+                func loginRequired(_ reason: String) -> Answer {
+                    Answer(step: .redirect(redirect(request, OAuthError(.loginRequired, reason))), session: session)
+                }
+                guard let user = signedInUser(session) else { return loginRequired("the user is not signed in") }
+                guard !signInNeeded(request, session, signedInHere: false) else { return loginRequired("the sign-in is older than max_age") }
+                guard hinted.map({ $0.sameBytes(as: user.subject) }) ?? true else {
+                    return loginRequired("the user signed in is not the one id_token_hint names")
                 }
                 guard try rememberedConsent(user.username, request) else {
                     return Answer(
