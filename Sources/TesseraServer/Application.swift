@@ -43,7 +43,7 @@ public func buildApplication(
     }
     let introspection = IntrospectionEndpoint(
         clients: clients, store: service.refreshTokens, keys: service.keys,
-        issuer: service.configuration.issuerURL)
+        issuer: service.configuration.issuerURL, users: service.users)
     route(.post, "/introspect") { request, context -> Response in
         await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in .json(try await introspection.handle(form))
         }

@@ -132,6 +132,8 @@ public final class TokenService: Sendable {
     public let idTokens: IDTokens
     public let userInfo: UserInfoEndpoint
     public let logout: LogoutFlow
+    /// The users (`users.json`, parsed again only when it changes).
+    public let users: @Sendable () throws -> [User]
     private let clientStore: ClientStore
     private let clock: WallClock
 
@@ -215,6 +217,7 @@ public final class TokenService: Sendable {
         codes = AuthorizationCodeStore(clock: clock)
         let cachedUsers = CachedUsers(store: UserStore(dataPath: configuration.dataPath))
         let users: @Sendable () throws -> [User] = { try cachedUsers.users() }
+        self.users = users
         // Password checks run on their own bounded pool, never on the threads that serve requests.
         let passwords = PasswordSignIn(store: UserStore(dataPath: configuration.dataPath), checker: passwordChecker)
         sessions = BrowserSessions(clock: clock)

@@ -74,9 +74,10 @@ extension HardeningTests {
         let fixture = try ServerFixture()
         defer { fixture.close() }
         try await fixture.run { client async throws in
-            // A live refresh token, issued directly into the server's store.
+            // A live refresh token of a user, issued directly into the server's store.
+            let alice = try fixture.addUser()
             let family = try await fixture.service.refreshTokens.issue(
-                NewRefreshTokenFamily(clientID: "svc", subject: "svc", scope: ["read"], authTime: Date()))
+                NewRefreshTokenFamily(clientID: "svc", subject: alice.subject, scope: ["read"], authTime: Date()))
             let live = try await post(client, "/introspect", "token=\(family.token.rawValue)", authorization: fixture.basicAuth)
             #expect(live.status == .ok && live.json["active"] == .bool(true))
             // The refuse-everything state after a failed write answers like a closed store: code `unavailable`.

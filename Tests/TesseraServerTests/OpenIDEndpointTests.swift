@@ -106,13 +106,17 @@ struct OpenIDEndpointTests {
         }
     }
 
-    @Test("A removed user's refresh token is refused (and its family revoked); the new user of the same name has a new sub")
+    @Test("A removed user's access token introspects inactive and their refresh token is refused (its family revoked); a new namesake has a new sub")
     func removedUserRefresh() async throws {
         try await AuthorizeFixture.play(extra: OIDCClients.all) { fixture, client, browser in
             let tokens = try await Self.tokens(fixture, client, browser, scope: "openid offline_access")
             let before = try fixture.alice.subject
             let users = UserStore(dataPath: fixture.server.service.configuration.dataPath)
+            let introspect = "token=" + (try #require(tokens.string("access_token")))
+            #expect(try await post(client, "/introspect", introspect, authorization: fixture.server.basicAuth).json["active"] == .bool(true))
             #expect(try users.remove("alice"))
+            // The removed user's access token is inactive at introspection at once.
+            #expect(try await post(client, "/introspect", introspect, authorization: fixture.server.basicAuth).json["active"] == .bool(false))
             try users.add("alice", password: AuthorizeFixture.password, now: Date())
             #expect(try fixture.alice.subject != before)
             let refresh = try await post(

@@ -10,16 +10,20 @@ public struct IntrospectionEndpoint: Sendable {
     public let keys: SigningKeyRing
     public let issuer: String
     public let clock: WallClock
+    /// The users, when the refresh families belong to users of this server: the tokens of a removed user are
+    /// inactive (the token endpoint refuses them), as `RefreshTokenGrant` does. nil: not checked.
+    public let users: (@Sendable () throws -> [User])?
 
     public init(
         clients: @escaping @Sendable () throws -> ClientRegistry, store: any RefreshTokenStore, keys: SigningKeyRing,
-        issuer: String, clock: WallClock = .system
+        issuer: String, clock: WallClock = .system, users: (@Sendable () throws -> [User])? = nil
     ) {
         self.clients = clients
         self.store = store
         self.keys = keys
         self.issuer = issuer
         self.clock = clock
+        self.users = users
     }
 
     public func handle(_ request: TokenRequest) async throws -> JSONObject {
@@ -32,7 +36,7 @@ public struct IntrospectionEndpoint: Sendable {
         let inactive = JSONObject(["active": .bool(false)])
         if token.hasPrefix(RefreshToken.prefix) {
             guard let record = try await readingStore({ try await store.record(for: RefreshToken(token)) }), record.state == .live,
-                record.clientID.sameBytes(as: client.id)
+                record.clientID.sameBytes(as: client.id), try users.map({ RefreshTokenGrant.owner(of: record, among: try $0()) != nil }) ?? true
             else {
                 return inactive
             }
@@ -46,6 +50,13 @@ public struct IntrospectionEndpoint: Sendable {
         guard let claims = verifiedAccessToken(token) else { return inactive }
         if case .string(let familyID)? = claims[Grant.familyClaim], try await readingStore({ try await store.isFamilyLive(familyID) }) != true {
             return inactive  // issued from a family since revoked (reuse, RFC 7009 revocation, or an operator)
+        }
+        // A user's access token (it names its family) stops being active when the user is removed.
+        if claims[Grant.familyClaim] != nil, let users, let subject = claims["sub"]?.stringValue {
+            let all = try users()
+            // Tokens minted before users had a sub name the user; a namesake added later is someone else.
+            let issued = Date(timeIntervalSince1970: TimeInterval(claims["iat"]?.numberValue?.int64Value ?? 0))
+            guard all.withSubject(subject) != nil || all.named(subject).map({ $0.created <= issued }) == true else { return inactive }
         }
         var object = JSONObject(["active": .bool(true), "token_type": .string("Bearer")])
         for name in ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "auth_time"] {
