@@ -34,15 +34,19 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         public var clock: WallClock = .system
         /// Things an operator should see: a torn tail dropped at start, compactions, I/O failures.
         public var onEvent: (@Sendable (StoreEvent) -> Void)?
+        /// Each group commit that wrote records, for metrics: how many callers it released, its bytes, and the
+        /// seconds its write and fsync took. Called on the writer thread: keep it cheap.
+        public var onCommit: (@Sendable (_ callers: Int, _ bytes: Int, _ seconds: Double) -> Void)?
 
         public init(
             durability: Durability = .fsync, compactionThreshold: Int = 64 << 20, clock: WallClock = .system,
-            onEvent: (@Sendable (StoreEvent) -> Void)? = nil
+            onEvent: (@Sendable (StoreEvent) -> Void)? = nil, onCommit: (@Sendable (Int, Int, Double) -> Void)? = nil
         ) {
             self.durability = durability
             self.compactionThreshold = compactionThreshold
             self.clock = clock
             self.onEvent = onEvent
+            self.onCommit = onCommit
         }
     }
 
@@ -103,6 +107,11 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         }
         flusher = thread
         thread.start()
+    }
+
+    /// Why the store refuses every change (a failed write or fsync, or closed), or nil while it accepts them.
+    public var refusal: String? {
+        withCondition { (try? log.checkUsable()) == nil ? (log.failure?.message ?? "the refresh-token store is closed") : nil }
     }
 
     /// Waits for queued writes, stops the writer, and releases the lock. Further calls fail.
@@ -200,9 +209,11 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
                 switchRequest = nil
                 let durableEnd = currentLogBytes
                 condition.unlock()
+                let started = DispatchTime.now().uptimeNanoseconds
                 let outcome = write(batch, switchingLog: request != nil, durableEnd: durableEnd)
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                 condition.lock()
-                let shouldCompact = finish(batch, through: lsn, outcome, request: request)
+                let shouldCompact = finish(batch, through: lsn, outcome, request: request, seconds: seconds)
                 condition.unlock()
                 if shouldCompact { startBackgroundCompaction() }
                 condition.lock()
@@ -252,7 +263,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
     /// written batch's waiters (and the compaction that asked for a new log). True when a compaction is due.
     private func finish(
         _ batch: [UInt8], through lsn: UInt64, _ outcome: Result<UInt64?, RefreshTokenStoreError>,
-        request: CheckedContinuation<UInt64, any Error>?
+        request: CheckedContinuation<UInt64, any Error>?, seconds: Double
     ) -> Bool {
         var ready: [CheckedContinuation<Void, any Error>] = []
         var failed: (RefreshTokenStoreError, [CheckedContinuation<Void, any Error>])?
@@ -267,6 +278,7 @@ public final class FileRefreshTokenStore: LedgerBackedStore, @unchecked Sendable
         let shouldCompact = log.failure == nil && !compacting && logBytesSinceSnapshot > options.compactionThreshold
         condition.unlock()
         if case .failure(let error) = outcome { options.onEvent?(.writeFailed(error.message)) }
+        if !batch.isEmpty, case .success = outcome { options.onCommit?(ready.count, batch.count, seconds) }
         for waiter in ready { waiter.resume() }
         if let (error, waiters) = failed {
             for waiter in waiters { waiter.resume(throwing: error) }
