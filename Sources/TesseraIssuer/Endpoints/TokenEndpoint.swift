@@ -29,18 +29,32 @@ public struct TokenEndpoint: Sendable {
     public let minter: AccessTokenMinter
     /// Mints ID tokens; nil: this endpoint issues none (a plain OAuth 2.0 server).
     public let idTokens: IDTokens?
+    public let events: IssuerEventSink
 
     public init(
         clients: @escaping @Sendable () throws -> ClientRegistry, handlers: [GrantType: any GrantHandler], minter: AccessTokenMinter,
-        idTokens: IDTokens? = nil
+        idTokens: IDTokens? = nil, events: @escaping IssuerEventSink = { _ in }
     ) {
         self.clients = clients
         self.handlers = handlers
         self.minter = minter
         self.idTokens = idTokens
+        self.events = events
     }
 
+    /// Answers a token request; every answer is reported (`tokenIssued` or `tokenError`).
     public func handle(_ request: TokenRequest) async throws -> TokenResponse {
+        do {
+            let (response, grantType, clientID) = try await respond(request)
+            events(.tokenIssued(grantType: grantType.rawValue, clientID: clientID))
+            return response
+        } catch let error as OAuthError {
+            events(.tokenError(code: error.code.rawValue))
+            throw error
+        }
+    }
+
+    private func respond(_ request: TokenRequest) async throws -> (TokenResponse, GrantType, String) {
         let grantName = try request.required("grant_type")
         let client = try authenticate(request, clients)
         let grantType = GrantType(grantName)
@@ -58,7 +72,7 @@ public struct TokenEndpoint: Sendable {
         if let idTokens, grant.openID != nil, grant.scope.contains("openid") {
             response.idToken = try idTokens.mint(grant, client: client, accessToken: token)
         }
-        return response
+        return (response, grantType, client.id)
     }
 
     /// RFC 6749 §3.3: the requested scope must be allowed; none requested means the client's defaults.

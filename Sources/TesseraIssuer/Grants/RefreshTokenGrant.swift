@@ -8,12 +8,15 @@ public struct RefreshTokenGrant: GrantHandler {
     /// The users, when the families belong to users of this server: a family whose user was removed is
     /// refused (and revoked). nil: the subject is not checked (a store shared with another user registry).
     public let users: (@Sendable () throws -> [User])?
+    public let events: IssuerEventSink
 
     public init(
-        store: any RefreshTokenStore, users: (@Sendable () throws -> [User])? = nil, onReuse: (@Sendable (String, String) -> Void)? = nil
+        store: any RefreshTokenStore, users: (@Sendable () throws -> [User])? = nil, events: @escaping IssuerEventSink = { _ in },
+        onReuse: (@Sendable (String, String) -> Void)? = nil
     ) {
         self.store = store
         self.users = users
+        self.events = events
         self.onReuse = onReuse
     }
 
@@ -22,6 +25,7 @@ public struct RefreshTokenGrant: GrantHandler {
         let requested = try request.scope()
         do {
             let rotation = try await store.rotate(token, clientID: client.id, scope: requested)
+            events(rotation.isRetry ? .refreshRetried : .refreshRotated)
             // A client whose allowed scopes shrank since the grant does not keep the dropped ones.
             let scope = rotation.grantedScope.filter(client.scopes.contains)
             let record = rotation.successor.record
@@ -44,6 +48,7 @@ public struct RefreshTokenGrant: GrantHandler {
             case .unavailable:
                 throw OAuthError(.temporarilyUnavailable, "the token service cannot store refresh tokens right now", log: error.message)
             case .reuseDetected:
+                events(.refreshReuse)
                 if let familyID = error.familyID { onReuse?(client.id, familyID) }
                 throw OAuthError(.invalidGrant, "the refresh token is invalid", log: "refresh token reuse: family \(error.familyID ?? "?") revoked")
             case .invalidRequest:

@@ -36,14 +36,16 @@ public struct AuthorizationFlow: Sendable {
     public let log: @Sendable (String) -> Void
     /// The `sub` of an ID token this server issued (`IDTokens.hintSubject`), nil for anything else.
     public let hintSubject: @Sendable (String) -> String?
+    public let events: IssuerEventSink
 
     public init(
         issuer: String, clients: @escaping @Sendable () -> ClientRegistry, users: @escaping @Sendable () throws -> [User],
         consents: ConsentStore, codes: AuthorizationCodeStore, sessions: BrowserSessions, throttle: FailureThrottle,
         passwords: PasswordSignIn? = nil, clock: WallClock = .system, hintSubject: @escaping @Sendable (String) -> String? = { _ in nil },
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        events: @escaping IssuerEventSink = { _ in }, log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.hintSubject = hintSubject
+        self.events = events
         self.issuer = issuer
         self.clients = clients
         self.users = users
@@ -60,6 +62,7 @@ public struct AuthorizationFlow: Sendable {
 
     /// `GET` or `POST /authorize` with the request's parameters.
     public func authorize(_ parameters: [String: String], cookie: String?) -> Answer {
+        events(.authorizationRequest)
         let request: AuthorizationRequest
         switch AuthorizationRequest.validate(parameters, registry: clients()) {
         case .errorPage(let error): return Answer(step: .errorPage(error, status: 400), session: nil)
@@ -118,6 +121,7 @@ public struct AuthorizationFlow: Sendable {
         }
         let keys = FailureThrottle.user(username, address: address)
         if let wait = throttle.retryAfter(keys) {
+            events(.signIn(.throttled))
             log("sign-in throttled after repeated failures")
             return Answer(
                 step: .signIn(pending, message: "Too many failed sign-ins. Try again in \(wait) seconds.", username: username, status: 429),
@@ -133,10 +137,12 @@ public struct AuthorizationFlow: Sendable {
         }
         guard let user = found else {
             throttle.recordFailure(keys)
+            events(.signIn(.failed))
             log("sign-in failed: wrong password or unknown user \(username)")
             return Answer(step: .signIn(pending, message: "The username or password is wrong.", username: username, status: 200), session: session)
         }
         throttle.recordSuccess(keys)
+        events(.signIn(.ok))
         do {
             let signedIn = try sessions.signIn(session, user: user, handle: pending.handle)
             log("signed in \(user.username)")
@@ -168,12 +174,14 @@ public struct AuthorizationFlow: Sendable {
                 }
                 let location = try issueCode(pending.request, user: user, session: session)
                 sessions.close(pending.handle, in: session)
+                events(.consent(allowed: true))
                 log("consent given by \(username) to \(pending.request.client.id)")
                 return Answer(step: .redirect(location), session: session)
             } catch {
                 return failed(pending.request, error)
             }
         case "deny":
+            events(.consent(allowed: false))
             return deny(pending, session: session, "the user denied the request")
         default:
             return Answer(step: .consent(pending, username: username), session: session)
