@@ -5,6 +5,7 @@ import HummingbirdCore
 public import Logging
 public import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import TesseraIssuer
 import TesseraJOSE
 
@@ -17,7 +18,10 @@ public func buildApplication(
     onListening: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     let router = Router(context: TesseraRequestContext.self)
-    router.add(middleware: RequestLogMiddleware())
+    router.add(middleware: RequestLogMiddleware(activity: service.activity))
+    // HTTP requests and durations by route and status, through swift-metrics (bootstrapped by `tessera serve`).
+    router.add(middleware: MetricsMiddleware())
+    let metrics = service.metrics
     let limit = service.configuration.maximumBodySize
     let clients: @Sendable () throws -> ClientRegistry = { [clients = service.clients] in clients.current() }
 
@@ -30,13 +34,13 @@ public func buildApplication(
     }
 
     route(.post, "/token") { request, context -> Response in
-        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in
+        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle, metrics: metrics, endpoint: "token") { form in
             .json(try await service.endpoint.handle(form).json)
         }
     }
     let revocation = RevocationEndpoint(clients: clients, store: service.refreshTokens)
     route(.post, "/revoke") { request, context -> Response in
-        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in
+        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle, metrics: metrics, endpoint: "revoke") { form in
             try await revocation.handle(form)
             return .empty
         }
@@ -45,7 +49,8 @@ public func buildApplication(
         clients: clients, store: service.refreshTokens, keys: service.keys,
         issuer: service.configuration.issuerURL, users: service.users)
     route(.post, "/introspect") { request, context -> Response in
-        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle) { form in .json(try await introspection.handle(form))
+        await oauthResponse(request, limit: limit, context: context, throttle: service.throttle, metrics: metrics, endpoint: "introspect") { form in
+            .json(try await introspection.handle(form))
         }
     }
     route(.get, "/.well-known/jwks.json") { request, _ -> Response in
@@ -55,8 +60,10 @@ public func buildApplication(
             match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == snapshot.etag })
         {
             headers[.contentType] = nil
+            metrics.jwksRequest(notModified: true)
             return Response(status: .notModified, headers: headers)
         }
+        metrics.jwksRequest(notModified: false)
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: snapshot.jwksJSON)))
     }
     // One document at both addresses (RFC 8414 §3 and OpenID Connect Discovery §4), so they never disagree.
@@ -73,8 +80,13 @@ public func buildApplication(
             await userInfoResponse(request, endpoint: service.userInfo, limit: limit, logger: context.logger)
         }
     }
-    route(.get, "/healthz") { _, _ in
-        Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "ok")))
+    // Liveness: the process answers (`/healthz` is its older name). Readiness: `Readiness`.
+    for path in ["/health/live", "/healthz"] {
+        route(.get, path) { _, _ in jsonResponse(.ok, JSONObject(["status": .string("live")])) }
+    }
+    route(.get, "/health/ready") { _, _ in
+        let readiness = Readiness(service)
+        return jsonResponse(readiness.ready ? .ok : .serviceUnavailable, readiness.json)
     }
 
     let pages = AuthorizePages(service: service)
@@ -93,9 +105,13 @@ public func buildApplication(
         address: .hostname(service.configuration.host, port: service.configuration.port),
         serverName: "tessera",
         availableConnectionsDelegate: MaximumAvailableConnections(limits.maximumConnections))
-    // Background work runs as services of the application: started with it, stopped on graceful shutdown.
+    // Background work runs as services of the application, started with it and stopped on graceful shutdown
+    // in reverse order, after the HTTP server has finished its requests: the metrics listener, the key-ring
+    // watcher, and last the refresh-token store (flushed and closed).
+    var services: [any Service] = [RefreshStoreService(service: service, logger: logger), KeyRingWatcher(keys: service.keys)]
+    if let address = service.configuration.metricsAddress { services.append(metricsApplication(service, address: address, logger: logger)) }
     return Application(
-        router: router, server: .guardedHTTP1(limits), configuration: configuration, services: [KeyRingWatcher(keys: service.keys)],
+        router: router, server: .guardedHTTP1(limits), configuration: configuration, services: services,
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? service.configuration.port) },
         logger: logger)
 }
@@ -150,7 +166,7 @@ enum OAuthBody {
 /// Parses an `application/x-www-form-urlencoded` body (RFC 6749 §3.2), runs `body`, and answers with JSON
 /// and `Cache-Control: no-store` (RFC 6749 §5.1), or the RFC 6749 §5.2 error.
 func oauthResponse(
-    _ request: Request, limit: Int, context: TesseraRequestContext, throttle: FailureThrottle,
+    _ request: Request, limit: Int, context: TesseraRequestContext, throttle: FailureThrottle, metrics: ServerMetrics, endpoint: String,
     _ body: (TokenRequest) async throws -> OAuthBody
 ) async -> Response {
     var clientKeys: [FailureThrottle.Key] = []
@@ -164,6 +180,7 @@ func oauthResponse(
         if form["grant_type"] == "password", let username = form["username"] { userKeys = FailureThrottle.user(username, address: address) }
         let keys = clientKeys + userKeys
         if let wait = throttle.retryAfter(keys) {
+            metrics.throttled(endpoint: endpoint)
             context.logger.notice(
                 "throttled after repeated failures", metadata: ["kinds": .string(Set(keys.map { "\($0.kind)" }).sorted().joined(separator: ","))])
             let object = JSONObject([
@@ -181,6 +198,7 @@ func oauthResponse(
         context.logger.info("oauth error", metadata: ["error": .string(error.code.rawValue), "detail": .string(error.logMessage)])
         // A wrong secret counts against the client; a wrong password against the user, not the client.
         if error.code == .invalidClient {
+            metrics.clientAuthenticationFailed(endpoint: endpoint)
             throttle.recordFailure(clientKeys)
         } else if error.code == .invalidGrant, !userKeys.isEmpty {
             throttle.recordFailure(userKeys)
@@ -248,13 +266,19 @@ func errorResponse(_ error: OAuthError, request: Request, status: HTTPResponse.S
     }
 }
 
-/// One log line per request: method, path, status, duration. Never a header, body, token or secret.
+/// One log line per request: method, path, status, duration, and the request id (`request_id` in JSON
+/// logs), which the response carries as `X-Request-Id` so a client's complaint can be tied to its line.
+/// Never a header, body, token or secret.
 struct RequestLogMiddleware: RouterMiddleware {
     typealias Context = TesseraRequestContext
+    let activity: RequestActivity
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
-        let response = try await next(request, context)
+        activity.begin()
+        defer { activity.end() }
+        var response = try await next(request, context)
+        response.headers[requestIDHeader] = context.id
         let elapsed = ContinuousClock.now - start
         context.logger.info(
             "request",

@@ -18,6 +18,9 @@ public struct ServerConfiguration: Sendable {
     public var createDemoClient = true
     /// Timeouts and the connection cap (`docs/configuration.md`, "Connections").
     public var connections = ConnectionLimits()
+    /// Where `/metrics` listens: its own address, loopback by default, so the main port (which a proxy may
+    /// expose) never serves it (`docs/operations.md`); nil: no metrics listener.
+    public var metricsAddress: ListenAddress? = ListenAddress(host: "127.0.0.1", port: 9464)
 
     public init() {}
 
@@ -41,6 +44,7 @@ public struct ServerConfiguration: Sendable {
         var requestTimeout: Double?
         var idleTimeout: Double?
         var maximumConnections: Int?
+        var metricsAddress: String?
 
         enum CodingKeys: String, CodingKey {
             case host, port, issuer, keys, data
@@ -50,6 +54,7 @@ public struct ServerConfiguration: Sendable {
             case requestTimeout = "request_timeout"
             case idleTimeout = "idle_timeout"
             case maximumConnections = "max_connections"
+            case metricsAddress = "metrics_address"
         }
     }
 
@@ -62,7 +67,7 @@ public struct ServerConfiguration: Sendable {
         }
         let known: Set<String> = [
             "host", "port", "issuer", "keys", "data", "max_body_size", "demo_client", "header_timeout", "request_timeout", "idle_timeout",
-            "max_connections",
+            "max_connections", "metrics_address",
         ]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ConfigurationError("\(path): unknown option \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))")
@@ -83,6 +88,7 @@ public struct ServerConfiguration: Sendable {
         if let seconds = file.requestTimeout { configuration.connections.requestTimeout = .seconds(seconds) }
         if let seconds = file.idleTimeout { configuration.connections.idleTimeout = .seconds(seconds) }
         configuration.connections.maximumConnections = file.maximumConnections ?? configuration.connections.maximumConnections
+        if let text = file.metricsAddress { configuration.metricsAddress = try ListenAddress.parse(orOff: text) }
         try configuration.validate()
         return configuration
     }
@@ -104,6 +110,31 @@ public struct ServerConfiguration: Sendable {
                 throw ConfigurationError("issuer must be an absolute http(s) URL without query, fragment or trailing slash")
             }
         }
+    }
+}
+
+/// A host and port to listen on, written `HOST:PORT` (`[::1]:9464` for an IPv6 literal).
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// `HOST:PORT`, or `off` (nil: no listener).
+    public static func parse(orOff text: String) throws -> ListenAddress? {
+        if text == "off" { return nil }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65_535).contains(port) else {
+            throw ConfigurationError("an address is HOST:PORT (for example 127.0.0.1:9464), or off; got \(text.prefix(64))")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw ConfigurationError("an address needs a host: 127.0.0.1:\(port)") }
+        return ListenAddress(host: host, port: port)
     }
 }
 
@@ -134,6 +165,10 @@ public final class TokenService: Sendable {
     public let logout: LogoutFlow
     /// The users (`users.json`, parsed again only when it changes).
     public let users: @Sendable () throws -> [User]
+    /// Counters and gauges for `/metrics`.
+    public let metrics: ServerMetrics
+    /// Requests in flight (for the shutdown log).
+    public let activity = RequestActivity()
     private let clientStore: ClientStore
     private let clock: WallClock
 
@@ -174,9 +209,11 @@ public final class TokenService: Sendable {
 
     public init(
         configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system, throttle: FailureThrottle = FailureThrottle(),
-        passwordChecker: PasswordChecker = .shared
+        passwordChecker: PasswordChecker = .shared, metrics: ServerMetrics = ServerMetrics()
     ) throws {
         self.configuration = configuration
+        self.metrics = metrics
+        let events: IssuerEventSink = { [metrics] event in metrics.record(event) }
         self.throttle = throttle
         if configuration.issuerIsPlainHTTP, !configuration.issuerIsLoopback {
             let warning =
@@ -212,7 +249,9 @@ public final class TokenService: Sendable {
         self.clock = clock
         refreshTokens = try FileRefreshTokenStore(
             directory: URL(fileURLWithPath: configuration.dataPath).appendingPathComponent(FileRefreshTokenStore.folderName).path,
-            options: .init(clock: clock, onEvent: { event in logger.notice("refresh-token store", metadata: ["event": .string("\(event)")]) }))
+            options: .init(
+                clock: clock, onEvent: { event in logger.notice("refresh-token store", metadata: ["event": .string("\(event)")]) },
+                onCommit: { [metrics] callers, bytes, seconds in metrics.storeCommit(callers: callers, bytes: bytes, seconds: seconds) }))
         clients = try ReloadingClientRegistry(store: clientStore) { message in logger.error("\(message)") }
         codes = AuthorizationCodeStore(clock: clock)
         let cachedUsers = CachedUsers(store: UserStore(dataPath: configuration.dataPath))
@@ -227,7 +266,7 @@ public final class TokenService: Sendable {
             issuer: configuration.issuerURL, clients: { [clients] in clients.current() },
             users: users, consents: ConsentStore(dataPath: configuration.dataPath),
             codes: codes, sessions: sessions, throttle: throttle, passwords: passwords, clock: clock,
-            hintSubject: { idTokens.hintSubject($0) },
+            hintSubject: { idTokens.hintSubject($0) }, events: events,
             log: { message in logger.info("authorize", metadata: ["event": .string(message)]) })
         let store = refreshTokens
         userInfo = UserInfoEndpoint(issuer: configuration.issuerURL, keys: keys, store: store, users: users, clock: clock)
@@ -241,14 +280,14 @@ public final class TokenService: Sendable {
                 .authorizationCode: AuthorizationCodeGrant(codes: codes, store: store),
                 .password: PasswordGrant(passwords: passwords, store: store, clock: clock),
                 .refreshToken: RefreshTokenGrant(
-                    store: store, users: users,
+                    store: store, users: users, events: events,
                     onReuse: { clientID, familyID in
                         logger.warning(
                             "refresh token reuse: family revoked (RFC 9700 §4.14.2)",
                             metadata: ["client_id": .string(clientID), "family": .string(familyID)])
                     }),
             ],
-            minter: AccessTokenMinter(issuer: configuration.issuerURL, keys: keys, clock: clock), idTokens: idTokens)
+            minter: AccessTokenMinter(issuer: configuration.issuerURL, keys: keys, clock: clock), idTokens: idTokens, events: events)
     }
 
     /// Flushes and closes the refresh-token store (its lock is released).

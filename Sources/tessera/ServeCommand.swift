@@ -2,19 +2,24 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
+import ServiceLifecycle
 import TesseraServer
+import UnixSignals
 
 /// `tessera serve`: the token service on loopback, on defaults that work on a fresh clone.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the token service (token, revoke, introspect, JWKS, RFC 8414 metadata).",
+        abstract: "Run the token service and OpenID provider (authorize, token, revoke, introspect, userinfo, logout, JWKS, metadata).",
         discussion: """
-            First start: creates the key folder (one ES256 key, active) and the data folder, registers a demo \
+            First start: creates the key folder (an ES256 and an RS256 key, active) and the data folder, registers a demo \
             confidential client and prints its id and secret once. Environment: TESSERA_HOST, TESSERA_PORT, \
-            TESSERA_ISSUER, TESSERA_KEYS, TESSERA_DATA, TESSERA_CONFIG (flags win over the environment, which wins \
-            over the configuration file). SIGHUP reloads the key ring (it is also \
-            polled every 2 s); SIGINT/SIGTERM shut down gracefully and flush the refresh-token store.
+            TESSERA_ISSUER, TESSERA_KEYS, TESSERA_DATA, TESSERA_CONFIG, TESSERA_METRICS_ADDRESS, TESSERA_LOG_FORMAT, \
+            TESSERA_LOG_LEVEL (flags win over the environment, which wins over the configuration file). SIGHUP reloads \
+            the key ring (it is also polled every 2 s). SIGINT/SIGTERM shut down gracefully: no new connections, the \
+            requests in flight finish (within --shutdown-timeout), the refresh-token store is flushed and closed, exit \
+            0; a second signal exits at once. Operations: docs/operations.md.
             """
     )
 
@@ -28,6 +33,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds a request body may take after its head (default 30).") var requestTimeout: Double?
     @Option(help: "Seconds a kept-alive connection may stay idle (default 60).") var idleTimeout: Double?
     @Option(help: "Connections served at once (default 4096, and below the descriptor limit).") var maxConnections: Int?
+    @Option(help: "Where /metrics listens: HOST:PORT, or off (default 127.0.0.1:9464, never the main port).") var metricsAddress: String?
+    @Option(help: "text (default) or json (one object per line).") var logFormat: String?
+    @Option(help: "trace, debug, info (default), notice, warning, error or critical.") var logLevel: String?
+    @Option(help: "Seconds a graceful shutdown waits for requests in flight before it cancels them (default 10).") var shutdownTimeout: Double = 10
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -44,13 +53,33 @@ struct ServeCommand: AsyncParsableCommand {
         if let requestTimeout { configuration.connections.requestTimeout = .seconds(requestTimeout) }
         if let idleTimeout { configuration.connections.idleTimeout = .seconds(idleTimeout) }
         configuration.connections.maximumConnections = maxConnections ?? configuration.connections.maximumConnections
-        do { try configuration.validate() } catch { throw CLIError("\(error)") }
+        do {
+            if let text = metricsAddress ?? environment["TESSERA_METRICS_ADDRESS"] {
+                configuration.metricsAddress = try ListenAddress.parse(orOff: text)
+            }
+            try configuration.validate()
+        } catch { throw CLIError("\(error)") }
+        let format = logFormat ?? environment["TESSERA_LOG_FORMAT"] ?? "text"
+        guard format == "text" || format == "json" else { throw CLIError("--log-format is text or json") }
+        let levelName = logLevel ?? environment["TESSERA_LOG_LEVEL"] ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw CLIError("--log-level is one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard shutdownTimeout > 0, shutdownTimeout <= 3_600 else { throw CLIError("--shutdown-timeout is 0 to 3,600 seconds") }
         let descriptors = raiseDescriptorLimit()
         // Logs go to standard error, unbuffered: a crash must not eat the last lines. Every value is escaped
         // on the way: requests put text in log lines.
-        LoggingSystem.bootstrap { label in EscapingLogHandler(StreamLogHandler.standardError(label: label)) }
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler =
+                format == "json" ? JSONLogHandler(label: label) : EscapingLogHandler(StreamLogHandler.standardError(label: label))
+            handler.logLevel = level
+            return handler
+        }
         var logger = Logger(label: "tessera")
-        logger.logLevel = .info
+        logger.logLevel = level
+        // Metrics: this process's registry behind swift-metrics, so Hummingbird's MetricsMiddleware reports into it too.
+        let metrics = ServerMetrics()
+        MetricsSystem.bootstrap(metrics.factory)
         // Each connection is a descriptor; the store, key files and logs need some too. A cap above what the
         // process may open would let a flood of connections take the last descriptors (accept fails, files fail).
         let reserve = 256
@@ -66,9 +95,18 @@ struct ServeCommand: AsyncParsableCommand {
             throw CLIError(
                 describeStartFailure(error, configuration: configuration) ?? "cannot listen on \(configuration.host):\(configuration.port): \(error)")
         }
+        if let address = configuration.metricsAddress {
+            var probe = configuration
+            (probe.host, probe.port) = (address.host, address.port)
+            do { try await probeListeningAddress(probe) } catch {
+                throw CLIError(
+                    "metrics: " + (describeStartFailure(error, configuration: probe) ?? "cannot listen on \(address): \(error)")
+                        + " (--metrics-address HOST:PORT moves /metrics, --metrics-address off turns it off)")
+            }
+        }
         let service: TokenService
         do {
-            service = try TokenService(configuration: configuration, logger: logger)
+            service = try TokenService(configuration: configuration, logger: logger, metrics: metrics)
         } catch {
             throw CLIError("cannot start: " + Hint.message(error, data: configuration.dataPath))
         }
@@ -78,16 +116,24 @@ struct ServeCommand: AsyncParsableCommand {
             logger.notice(
                 "tessera listening", metadata: ["address": .string("\(configuration.host):\(port)"), "issuer": .string(configuration.issuerURL)])
             announceDemoClient(service, logger: logger)
+            notifySystemd("READY=1")  // Type=notify units (deploy/tessera.service)
         }
-        // The key ring's watcher (SIGHUP and polling) runs as a service of the application.
+        // One service group: the application (its HTTP server, then the metrics listener, the key ring's watcher
+        // and the refresh-token store, shut down in that order). SIGTERM or SIGINT starts a graceful shutdown,
+        // bounded by --shutdown-timeout; a second signal exits at once.
+        var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = .milliseconds(Int64(shutdownTimeout * 1_000))
+        group.maximumCancellationDuration = .seconds(5)
+        let signals = ShutdownSignals(activity: service.activity, timeout: shutdownTimeout, logger: logger)
         do {
-            try await app.runService()
+            try await ServiceGroup(configuration: group).run()
         } catch {
             service.close()
             throw CLIError(describeStartFailure(error, configuration: configuration) ?? "\(error)")
         }
+        signals.cancel()
         service.close()
-        logger.notice("tessera stopped; the refresh-token store is flushed and closed")
+        logger.notice("tessera stopped", metadata: ["requests_in_flight": .stringConvertible(service.activity.inFlight)])
     }
 }
 
@@ -135,4 +181,39 @@ private func raiseDescriptorLimit() -> Int {
         if setrlimit(resource, &raised) == 0 { limit = raised }
     }
     return Int(clamping: limit.rlim_cur)
+}
+
+/// Watches SIGTERM and SIGINT beside the service group: the first is logged with what the shutdown will
+/// wait for (the group does the shutting down); the second ends the process at once, exit status 1.
+/// (Acknowledged refresh-token writes are already on disk: only requests in flight are cut.)
+private final class ShutdownSignals: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+    private let lock = NSLock()
+    private var seen = 0
+
+    init(activity: RequestActivity, timeout: Double, logger: Logger) {
+        sources = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
+        for source in sources {
+            source.setEventHandler { [self] in
+                let count = lock.withLock {
+                    seen += 1
+                    return seen
+                }
+                if count == 1 {
+                    notifySystemd("STOPPING=1")
+                    logger.notice(
+                        "shutting down: no new connections; finishing the requests in flight, then flushing the refresh-token store",
+                        metadata: [
+                            "requests_in_flight": .stringConvertible(activity.inFlight), "timeout_seconds": .stringConvertible(timeout),
+                        ])
+                } else {
+                    logger.critical("second signal: exiting at once", metadata: ["requests_in_flight": .stringConvertible(activity.inFlight)])
+                    _exit(1)
+                }
+            }
+            source.resume()
+        }
+    }
+
+    func cancel() { for source in sources { source.cancel() } }
 }

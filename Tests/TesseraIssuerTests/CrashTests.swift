@@ -260,49 +260,6 @@ struct CrashTests {
         }
         #expect(await store.statistics().revokedFamilies == revokedBefore, "a retry was taken for reuse")
     }
-
-    /// A shared object, compiled with the toolchain's clang, that injects faults chosen by the environment:
-    /// `TESSERA_FAIL_FDATASYNC_AT=N` makes the N-th fdatasync(2) fail with EIO; `TESSERA_FAIL_WRITE_AFTER=N`
-    /// with `TESSERA_FAIL_WRITE_MIN=B` lets all but the last byte of the first write(2) of at least B bytes
-    /// after the N-th such write through, and fails every later write to that descriptor with ENOSPC (a
-    /// disk that fills in the middle of a write). Writes to standard streams and small ones (the runtime's
-    /// wake-ups) pass untouched.
-    func buildFaultShim(in folder: TemporaryDirectory) async throws -> String {
-        let source = folder.appending("fault_shim.c")
-        let library = folder.appending("fault_shim.so")
-        try """
-        #define _GNU_SOURCE
-        #include <dlfcn.h>
-        #include <errno.h>
-        #include <stdlib.h>
-        #include <unistd.h>
-        static int calls, bigWrites, fullFD = -1;
-        int fdatasync(int fd) {
-            static int (*real)(int);
-            if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-            const char *at = getenv("TESSERA_FAIL_FDATASYNC_AT");
-            if (at && __sync_add_and_fetch(&calls, 1) == atoi(at)) { errno = EIO; return -1; }
-            return real(fd);
-        }
-        ssize_t write(int fd, const void *buffer, size_t count) {
-            static ssize_t (*real)(int, const void *, size_t);
-            if (!real) real = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
-            const char *after = getenv("TESSERA_FAIL_WRITE_AFTER");
-            const char *minimum = getenv("TESSERA_FAIL_WRITE_MIN");
-            if (after && minimum && fd > 2) {
-                if (fd == __atomic_load_n(&fullFD, __ATOMIC_SEQ_CST)) { errno = ENOSPC; return -1; }
-                if (count >= (size_t)atoi(minimum) && __sync_add_and_fetch(&bigWrites, 1) == atoi(after) + 1) {
-                    __atomic_store_n(&fullFD, fd, __ATOMIC_SEQ_CST);
-                    return real(fd, buffer, count - 1);
-                }
-            }
-            return real(fd, buffer, count);
-        }
-        """.write(toFile: source, atomically: false, encoding: .utf8)
-        let compiler = try await runChild("/usr/bin/env", ["clang", "-shared", "-fPIC", "-o", library, source, "-ldl"])
-        guard compiler.status == 0 else { throw TestSupportError("clang could not build the fsync shim: \(compiler.err)") }
-        return library
-    }
 }
 
 @Suite("Refresh-token store: system calls")

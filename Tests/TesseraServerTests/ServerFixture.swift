@@ -29,6 +29,7 @@ struct ServerFixture {
         configuration.keysPath = folder.appending("keys")
         configuration.dataPath = folder.appending("data")
         configuration.createDemoClient = false
+        configuration.metricsAddress = nil  // many fixtures run at once; /metrics is tested on `ServeProcess`
         let secret = try Client.generateSecret()
         self.secret = secret
         try ClientStore(dataPath: configuration.dataPath).update { registry in

@@ -146,7 +146,13 @@ struct ServerTests {
             #expect(
                 metadata.json["grant_types_supported"]
                     == .array(["authorization_code", "client_credentials", "refresh_token", "password"].map(JSONValue.string)))
-            #expect(try await get(client, "/healthz").body == "ok")
+            // Liveness (and /healthz, its older name) and readiness (docs/operations.md).
+            for path in ["/health/live", "/healthz"] { #expect(try await get(client, path).body == #"{"status":"live"}"#) }
+            let ready = try await get(client, "/health/ready")
+            #expect(
+                ready.status == .ok
+                    && ready.body == #"{"status":"ready","checks":{"signing_keys":{"status":"ok"},"refresh_store":{"status":"ok"}}}"#)
+            #expect(try await get(client, "/metrics").status == .notFound)  // never on the main port
         }
     }
 }
