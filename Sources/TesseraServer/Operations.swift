@@ -15,10 +15,18 @@ let requestIDHeader = HTTPField.Name("X-Request-Id")!
 public final class RequestActivity: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
+    private var finished = 0
     public init() {}
     func begin() { lock.withLock { count += 1 } }
-    func end() { lock.withLock { count -= 1 } }
+    func end() {
+        lock.withLock {
+            count -= 1
+            finished += 1
+        }
+    }
     public var inFlight: Int { lock.withLock { count } }
+    /// Requests answered since the server started.
+    public var answered: Int { lock.withLock { finished } }
 }
 
 /// The refresh-token store as a service: at graceful shutdown (after the HTTP server has finished its

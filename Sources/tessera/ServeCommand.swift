@@ -133,7 +133,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
         signals.cancel()
         service.close()
-        logger.notice("tessera stopped", metadata: ["requests_in_flight": .stringConvertible(service.activity.inFlight)])
+        logger.notice(
+            "tessera stopped",
+            metadata: [
+                "requests_drained": .stringConvertible(service.activity.answered - (signals.answeredAtSignal ?? service.activity.answered)),
+                "requests_cut": .stringConvertible(service.activity.inFlight),
+            ])
     }
 }
 
@@ -190,6 +195,10 @@ private final class ShutdownSignals: @unchecked Sendable {
     private let sources: [any DispatchSourceSignal]
     private let lock = NSLock()
     private var seen = 0
+    private var answered: Int?
+
+    /// Requests answered before the first signal (nil: no signal came).
+    var answeredAtSignal: Int? { lock.withLock { answered } }
 
     init(activity: RequestActivity, timeout: Double, logger: Logger) {
         sources = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
@@ -197,6 +206,7 @@ private final class ShutdownSignals: @unchecked Sendable {
             source.setEventHandler { [self] in
                 let count = lock.withLock {
                     seen += 1
+                    if seen == 1 { answered = activity.answered }
                     return seen
                 }
                 if count == 1 {

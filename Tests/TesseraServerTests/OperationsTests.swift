@@ -211,6 +211,7 @@ struct OperationsTests {
         let log = try String(contentsOfFile: server.logPath, encoding: .utf8)
         #expect(log.contains("shutting down: no new connections") && log.contains("requests_in_flight="), "\(log.suffix(800))")
         #expect(log.contains("refresh-token store flushed and closed") && log.contains("tessera stopped"))
+        #expect(log.contains("requests_drained=") && log.contains("requests_cut=0"), "\(log.suffix(400))")
         try await server.start()
         defer { server.stop() }
         for chain in received.chains {
