@@ -163,25 +163,10 @@ struct LiveServerTests {
         let server = try ServeProcess()
         let secret = try await prepare(server)
         try await server.start()
-        var chains: [[String]] = []
-        for _ in 0..<8 {
-            let signIn = try await server.request(
-                "/token", form: ["grant_type": "password", "username": "alice", "password": "correct horse battery"], basic: ("web", secret))
-            chains.append([try #require(signIn.json["refresh_token"] as? String)])
-        }
-        let received = ChainBox(chains)
+        let received = try await ChainBox(signingIn: 8, at: server, secret: secret)
         await withTaskGroup(of: Void.self) { group in
             for index in 0..<8 {
-                group.addTask {
-                    while true {
-                        guard
-                            let reply = try? await server.request(
-                                "/token", form: ["grant_type": "refresh_token", "refresh_token": received.last(index)], basic: ("web", secret)),
-                            reply.status == 200, let next = reply.json["refresh_token"] as? String
-                        else { return }
-                        received.append(index, next)
-                    }
-                }
+                group.addTask { await received.keepRefreshing(index, at: server, secret: secret) }
             }
             // Kill once the clients are well under way (not after a fixed time: a cold, loaded CI machine may
             // not have answered anything yet), at a random moment within the following 300 ms.
@@ -267,6 +252,31 @@ final class ChainBox: @unchecked Sendable {
     var chains: [[String]] { lock.withLock { stored } }
     func last(_ index: Int) -> String { lock.withLock { stored[index].last! } }
     func append(_ index: Int, _ token: String) { lock.withLock { stored[index].append(token) } }
+}
+
+extension ChainBox {
+    /// `count` password sign-ins of alice at the client `web`: one chain each, starting with its refresh token.
+    convenience init(signingIn count: Int, at server: ServeProcess, secret: String) async throws {
+        var chains: [[String]] = []
+        for _ in 0..<count {
+            let signIn = try await server.request(
+                "/token", form: ["grant_type": "password", "username": "alice", "password": "correct horse battery"], basic: ("web", secret))
+            chains.append([try #require(signIn.json["refresh_token"] as? String)])
+        }
+        self.init(chains)
+    }
+
+    /// Chain `index` refreshes its newest token again and again, keeping each successor, until a refresh fails.
+    func keepRefreshing(_ index: Int, at server: ServeProcess, secret: String) async {
+        while true {
+            guard
+                let reply = try? await server.request(
+                    "/token", form: ["grant_type": "refresh_token", "refresh_token": last(index)], basic: ("web", secret)),
+                reply.status == 200, let next = reply.json["refresh_token"] as? String
+            else { return }
+            append(index, next)
+        }
+    }
 }
 
 extension LiveServerTests {

@@ -183,24 +183,12 @@ struct OperationsTests {
         let server = try ServeProcess()
         let (_, web) = try await Self.prepare(server)
         try await server.start()
-        var chains: [[String]] = []
-        for _ in 0..<8 {
-            let signIn = try await server.request(
-                "/token", form: ["grant_type": "password", "username": "alice", "password": "correct horse battery"], basic: ("web", web))
-            chains.append([try #require(signIn.json["refresh_token"] as? String)])
-        }
-        let received = ChainBox(chains)
+        let received = try await ChainBox(signingIn: 8, at: server, secret: web)
         let status = try await withThrowingTaskGroup(of: Int32?.self) { group in
             for index in 0..<8 {
                 group.addTask {
-                    while true {
-                        guard
-                            let reply = try? await server.request(
-                                "/token", form: ["grant_type": "refresh_token", "refresh_token": received.last(index)], basic: ("web", web)),
-                            reply.status == 200, let next = reply.json["refresh_token"] as? String
-                        else { return nil }
-                        received.append(index, next)
-                    }
+                    await received.keepRefreshing(index, at: server, secret: web)
+                    return nil
                 }
             }
             for _ in 0..<2_000 where received.chains.map(\.count).reduce(0, +) <= 40 { try await Task.sleep(for: .milliseconds(10)) }
