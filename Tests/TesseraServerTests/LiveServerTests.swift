@@ -14,31 +14,41 @@ import FoundationNetworking
 final class ServeProcess: @unchecked Sendable {
     let folder: TemporaryDirectory
     let port: Int
-    let metricsPort: Int
     private(set) var process: ChildProcess?
     var base: String { "http://127.0.0.1:\(port)" }
-    var metricsURL: String { "http://127.0.0.1:\(metricsPort)/metrics" }
+    /// `/metrics` listens on a port the kernel picks (a random one could be a client's ephemeral port): the
+    /// log's "metrics listening" line names it.
+    var metricsURL: String {
+        get throws {
+            let log = try String(contentsOfFile: logPath, encoding: .utf8)
+            guard let line = log.split(separator: "\n").last(where: { $0.contains("metrics listening") }),
+                let port = line.firstMatch(of: /127\.0\.0\.1:(\d+)/)?.1
+            else { throw TestSupportError("no metrics listening line in the log") }
+            return "http://127.0.0.1:\(port)/metrics"
+        }
+    }
     var keys: String { folder.appending("keys") }
     var data: String { folder.appending("data") }
     var logPath: String { folder.appending("serve.log") }
 
     init() throws {
         folder = try TemporaryDirectory("tessera-live")
-        port = Int.random(in: 20_000...40_000)
-        metricsPort = Int.random(in: 40_001...60_000)
+        port = Int.random(in: 20_000...60_000)
     }
 
     func start(_ extra: [String] = [], environment: [String: String] = [:]) async throws {
         process = try ChildProcess(
             builtExecutable("tessera"),
-            ["serve", "--port", String(port), "--metrics-address", "127.0.0.1:\(metricsPort)", "--keys", keys, "--data", data] + extra,
+            ["serve", "--port", String(port), "--metrics-address", "127.0.0.1:0", "--keys", keys, "--data", data] + extra,
             environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { _, new in new },
             output: .file(logPath))
-        for _ in 0..<200 {
+        // Up to 30 s: the first seconds of a full test run on 2 cores are crowded.
+        for _ in 0..<600 {
             if (try? await request("/healthz"))?.status == 200 { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw TestSupportError("tessera serve did not answer /healthz within 10 s")
+        let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        throw TestSupportError("tessera serve did not answer /healthz within 30 s; its log ends: \(log.suffix(600))")
     }
 
     /// SIGTERM (a graceful shutdown), and its exit status once it has exited.

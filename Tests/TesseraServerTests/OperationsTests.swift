@@ -13,7 +13,7 @@ struct OperationsTests {
     /// The samples of `/metrics` as prometheus_client (PyPI) parses them: `name{label=value,…}` → value.
     static func scrape(_ server: ServeProcess) async throws -> [String: Double] {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Interop/metrics_samples.py").path
-        let python = try await runChild("/usr/bin/env", ["python3", script, server.metricsURL])
+        let python = try await runChild("/usr/bin/env", ["python3", script, try server.metricsURL])
         try #require(python.status == 0, "prometheus_client could not parse /metrics: \(python.err.suffix(800))")
         return try #require(try JSONSerialization.jsonObject(with: Data(python.out.utf8)) as? [String: Double])
     }
