@@ -65,7 +65,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: levelName) else {
             throw CLIError("--log-level is one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard shutdownTimeout > 0, shutdownTimeout <= 3_600 else { throw CLIError("--shutdown-timeout is 0 to 3,600 seconds") }
+        guard shutdownTimeout > 0, shutdownTimeout <= 3_600 else { throw CLIError("--shutdown-timeout is more than 0 and at most 3,600 seconds") }
         let descriptors = raiseDescriptorLimit()
         // Logs go to standard error, unbuffered: a crash must not eat the last lines. Every value is escaped
         // on the way: requests put text in log lines.

@@ -237,4 +237,34 @@ struct OperationsTests {
         #expect(try await server.terminate() == 0)
         #expect(try await receive() == "STOPPING=1")
     }
+
+    @Test("A second SIGTERM while a request is still in flight ends the process at once (status 1), without waiting for the shutdown timeout")
+    func secondSignalExitsAtOnce() async throws {
+        let server = try ServeProcess()
+        try await server.start(["--shutdown-timeout", "60"])
+        // A token request whose body never finishes arriving: in flight until the request timeout (30 s).
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        let head = Array(
+            "POST /token HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant".utf8)
+        _ = head.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        try await Task.sleep(for: .milliseconds(300))
+        let process = try #require(server.process)
+        process.kill(SIGTERM)
+        try await Task.sleep(for: .seconds(1))
+        #expect(process.isRunning, "the first signal waits for the request in flight")
+        let started = ContinuousClock.now
+        let status = try await server.terminate()
+        #expect(status == 1 && ContinuousClock.now - started < .seconds(10))
+        let log = try String(contentsOfFile: server.logPath, encoding: .utf8)
+        #expect(log.contains("requests_in_flight=1") && log.contains("second signal: exiting at once"), "\(log.suffix(600))")
+    }
 }
