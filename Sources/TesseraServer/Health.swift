@@ -24,7 +24,9 @@ struct Readiness {
         let needed = Dictionary(
             grouping: service.clients.current().clients.filter { $0.scopes.contains("openid") }, by: \.idTokenSigningAlgorithm.name)
         for (algorithm, clients) in needed.sorted(by: { $0.key < $1.key }) where snapshot.signers[algorithm] == nil {
-            keyProblems.append("no active \(algorithm) key for the ID tokens of \(clients.map(\.id).sorted().joined(separator: ", "))")
+            // A count, not the client ids: the answer is public (load balancers probe the main port).
+            keyProblems.append(
+                "no active \(algorithm) key for the ID tokens of \(clients.count) OpenID Connect client\(clients.count == 1 ? "" : "s")")
         }
         checks = [
             Check(name: "signing_keys", problem: keyProblems.isEmpty ? nil : keyProblems.joined(separator: "; ")),

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -54,8 +55,13 @@ func metricsApplication(_ service: TokenService, address: ListenAddress, logger:
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
             body: .init(byteBuffer: ByteBuffer(string: text)))
     }
+    // The same connection guard as the main listener: timeouts and a cap, so a slow client cannot hold it.
+    let limits = service.configuration.connections
     return Application(
-        router: router, configuration: ApplicationConfiguration(address: .hostname(address.host, port: address.port), serverName: "tessera"),
+        router: router, server: .guardedHTTP1(limits),
+        configuration: ApplicationConfiguration(
+            address: .hostname(address.host, port: address.port), serverName: "tessera",
+            availableConnectionsDelegate: MaximumAvailableConnections(limits.maximumConnections)),
         onServerRunning: { channel in
             logger.notice("metrics listening", metadata: ["address": .string("\(address.host):\(channel.localAddress?.port ?? address.port)")])
         }, logger: logger)

@@ -108,7 +108,7 @@ struct OperationsTests {
         let (status, body) = try await ready()
         let keys = (body["checks"] as? [String: Any])?["signing_keys"] as? [String: Any]
         #expect(status == 503 && body["status"] as? String == "not_ready" && keys?["status"] as? String == "fail")
-        #expect((keys?["detail"] as? String)?.contains("no active RS256 key for the ID tokens of rp") == true, "\(body)")
+        #expect((keys?["detail"] as? String)?.contains("no active RS256 key for the ID tokens of 1 OpenID Connect client") == true, "\(body)")
         #expect(try await runTessera(["keys", "generate", "--alg", "RS256", "--activate", "--keys", server.keys]).status == 0)
         #expect(try await ready().0 == 200)
         server.stop()
