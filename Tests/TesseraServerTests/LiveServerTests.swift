@@ -13,7 +13,11 @@ import FoundationNetworking
 /// A real `tessera serve` child process on a loopback port, over folders that survive restarts.
 final class ServeProcess: @unchecked Sendable {
     let folder: TemporaryDirectory
-    let port: Int
+    /// Below Linux's ephemeral range (32768–60999), where the tests' own client connections take their
+    /// ports; chosen again if the first start finds it taken (restarts keep it: tokens name it in `iss`).
+    private(set) var port: Int
+    private var started = false
+    private var portAttempts = 0
     private(set) var process: ChildProcess?
     var base: String { "http://127.0.0.1:\(port)" }
     /// `/metrics` listens on a port the kernel picks (a random one could be a client's ephemeral port): the
@@ -33,7 +37,7 @@ final class ServeProcess: @unchecked Sendable {
 
     init() throws {
         folder = try TemporaryDirectory("tessera-live")
-        port = Int.random(in: 20_000...60_000)
+        port = Int.random(in: 10_000...32_000)
     }
 
     func start(_ extra: [String] = [], environment: [String: String] = [:]) async throws {
@@ -44,7 +48,17 @@ final class ServeProcess: @unchecked Sendable {
             output: .file(logPath))
         // Up to 30 s: the first seconds of a full test run on 2 cores are crowded.
         for _ in 0..<600 {
-            if (try? await request("/healthz"))?.status == 200 { return }
+            if (try? await request("/healthz"))?.status == 200 {
+                started = true
+                return
+            }
+            if let process, !process.isRunning, !started, portAttempts < 5,
+                (try? String(contentsOfFile: logPath, encoding: .utf8))?.contains("is in use") == true
+            {
+                portAttempts += 1
+                port = Int.random(in: 10_000...32_000)
+                return try await start(extra, environment: environment)
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
