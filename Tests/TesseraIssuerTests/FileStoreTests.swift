@@ -456,3 +456,27 @@ extension FileStoreLifecycleTests {
         try await expectLive(tokens, reopening: path)
     }
 }
+
+@Suite("Ledger arithmetic on hostile records")
+struct LedgerArithmeticTests {
+    @Test("Fuzz finding: a record whose times are near Int64's ends (valid checksum, crafted values) is replayed and expired without a trap")
+    func extremeTimes() {
+        var ledger = RefreshTokenLedger()
+        for (index, issuedAt) in [Int64.max - 5, Int64.min + 5].enumerated() {
+            let key = FamilyKey(high: UInt64(index), low: 7)
+            ledger.apply(
+                .issue(
+                    IssueEntry(
+                        key: key, digest: TokenDigest(of: "tsr_\(index)"), clientID: "app", subject: "s", scope: "read", authTime: 0,
+                        issuedAt: issuedAt, absoluteExpiry: .max, idleLifetime: .max, retryWindow: -1)))
+            ledger.apply(
+                .rotate(
+                    RotateEntry(
+                        key: key, generation: 2, digest: TokenDigest(of: "tsr_\(index)b"), issuedAt: issuedAt,
+                        retry: RetryState(previous: TokenDigest(of: "tsr_\(index)"), seed: Array(repeating: 1, count: 32), rotatedAt: issuedAt))))
+        }
+        #expect(ledger.family(FamilyKey(high: 0, low: 7))?.expiresAt == .max)
+        #expect(ledger.forgetExpired(at: 1_800_000_000) == 1)  // the one issued at Int64.min + 5 is long expired
+        #expect(ledger.forgetExpired(at: .max) == 1)
+    }
+}

@@ -74,7 +74,9 @@ struct Family {
     /// their tokens is still recognised as reuse rather than as an unknown token.
     var revoked = false
 
-    var expiresAt: Int64 { min(issuedAt + Int64(idleLifetime), absoluteExpiry) }
+    /// Saturating: a record's times are trusted only as far as its checksum goes (a crafted log holding
+    /// `Int64.max` must not trap the store at start, as the fuzzer found).
+    var expiresAt: Int64 { min(issuedAt.saturatingAdd(Int64(idleLifetime)), absoluteExpiry) }
     func isExpired(at now: Int64) -> Bool { now >= expiresAt }
 }
 
@@ -217,7 +219,9 @@ struct RefreshTokenLedger {
     mutating func forgetExpired(at now: Int64) -> Int {
         let removed = removeAll { $0.isExpired(at: now) }
         for (key, retry) in retries {
-            guard let family = family(key), now - retry.rotatedAt <= Int64(family.retryWindow) else {
+            // Kept while its window lasts (or while the clock reads before it began: a clock stepped back).
+            let (age, overflow) = now.subtractingReportingOverflow(retry.rotatedAt)
+            guard let family = family(key), overflow ? retry.rotatedAt > now : age <= Int64(family.retryWindow) else {
                 retries[key] = nil
                 continue
             }
@@ -293,7 +297,7 @@ struct RefreshTokenLedger {
         }
         if presented.generation < family.generation {
             if presented.generation == family.generation - 1, let retry = retries[family.key],
-                retry.previous == presented.digest, (0...Int64(family.retryWindow)).contains(now - retry.rotatedAt)
+                retry.previous == presented.digest, Self.withinWindow(retry, of: family, at: now)
             {
                 let granted: [String]
                 switch grantedScope(requested, family: family) {
@@ -393,6 +397,12 @@ struct RefreshTokenLedger {
         RefreshToken(familyID: familyID, generation: generation, secret: Digest.hmacSHA256(key: seed, Array(token.rawValue.utf8)))
     }
 
+    /// Whether `now` is inside the retry window that began at `retry.rotatedAt` (never a trap, whatever the times).
+    static func withinWindow(_ retry: RetryState, of family: Family, at now: Int64) -> Bool {
+        let (age, overflow) = now.subtractingReportingOverflow(retry.rotatedAt)
+        return !overflow && age >= 0 && age <= Int64(family.retryWindow)
+    }
+
     static func seconds(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970.rounded(.down)) }
     static func date(_ seconds: Int64) -> Date { Date(timeIntervalSince1970: TimeInterval(seconds)) }
 
@@ -416,5 +426,12 @@ struct RefreshTokenLedger {
         guard new.context.utf8.count <= NewRefreshTokenFamily.maximumContextLength else {
             throw RefreshTokenStoreError(.invalidRequest, "context is longer than \(NewRefreshTokenFamily.maximumContextLength) bytes")
         }
+    }
+}
+
+extension Int64 {
+    func saturatingAdd(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
     }
 }
