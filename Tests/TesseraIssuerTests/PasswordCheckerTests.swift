@@ -70,7 +70,7 @@ struct PasswordCheckerTests {
                                 running.enter()
                                 defer { running.leave() }
                                 usleep(100_000)
-                                return Thread.current.name ?? ""
+                                return PasswordChecker.currentThreadName()
                             })
                     } catch { return .failure(error) }
                 }

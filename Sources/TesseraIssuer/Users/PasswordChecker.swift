@@ -1,6 +1,10 @@
 public import Foundation
 import TesseraJOSE
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Where password checks run: a few threads of their own with a bounded queue, so a flood of sign-ins
 /// (each an scrypt of 32 MiB and tens of milliseconds) cannot take the threads that serve every other
 /// request (issue 18, item 7). Beyond the queue, a check is refused at once with `Busy`: the endpoint answers
@@ -60,8 +64,10 @@ public final class PasswordChecker: @unchecked Sendable {
     }
 
     private func serve() {
-        // Named from inside: on Linux a thread takes its creator's name, and a name set before start is lost.
-        Thread.current.name = "tessera-pwcheck"  // at most 15 bytes (pthread)
+        // Named from inside, through pthread itself: on Linux a thread takes its creator's name (here a
+        // concurrency pool thread's), and Foundation's `Thread.name` setter can race with `start` and leave
+        // the kernel's name unchanged. This name is what `top -H` and the tests see.
+        Self.nameCurrentThread("tessera-pwcheck")  // at most 15 bytes (pthread)
         while true {
             condition.lock()
             while queue.isEmpty { condition.wait() }
@@ -69,6 +75,29 @@ public final class PasswordChecker: @unchecked Sendable {
             condition.unlock()
             job()
         }
+    }
+
+    /// Names the calling thread. On Linux through the kernel's own file for it (Glibc does not export
+    /// `pthread_setname_np` to Swift), then for Foundation.
+    static func nameCurrentThread(_ name: String) {
+        #if os(Linux)
+        let file = open("/proc/thread-self/comm", O_WRONLY)
+        if file >= 0 {
+            _ = Array(name.utf8.prefix(15)).withUnsafeBytes { write(file, $0.baseAddress, $0.count) }
+            close(file)
+        }
+        #endif
+        Thread.current.name = name
+    }
+
+    /// The kernel's name of the calling thread (Foundation's elsewhere).
+    static func currentThreadName() -> String {
+        #if os(Linux)
+        guard let name = try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8) else { return "" }
+        return name.hasSuffix("\n") ? String(name.dropLast()) : name
+        #else
+        return Thread.current.name ?? ""
+        #endif
     }
 
     /// What a check computed: scrypt work (N·r·p, summed) and PBKDF2 iterations. Equal for every user.
