@@ -30,7 +30,7 @@ struct RemoteJWKSTests {
         try await endpoint.run { base in
             let clock = ManualClock()
             let source = RemoteJWKSKeySource(
-                jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
+                jwksURL: base.appendingPathComponent("jwks.json"), policy: .patient,
                 http: URLSessionHTTPGetter.shared, clock: clock.monotonic, logger: logger)
             let factory = TokenFactory(key: key)
             try await body(
@@ -56,7 +56,7 @@ struct RemoteJWKSTests {
         let endpoint = JWKSEndpoint(keys: [key])
         endpoint.mode = .slow(.milliseconds(200))
         try await endpoint.run { base in
-            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"))
+            let source = RemoteJWKSKeySource(jwksURL: base.appendingPathComponent("jwks.json"), policy: .patient)
             let factory = TokenFactory(key: key)
             let verifier = try Self.verifier(source, factory)
             let token = try factory.token()
@@ -76,7 +76,7 @@ struct RemoteJWKSTests {
         try await endpoint.run { base in
             let clock = ManualClock()
             let source = RemoteJWKSKeySource(
-                jwksURL: base.appendingPathComponent("jwks.json"), policy: .init(),
+                jwksURL: base.appendingPathComponent("jwks.json"), policy: .patient,
                 http: URLSessionHTTPGetter.shared, clock: clock.monotonic)
             let oldFactory = TokenFactory(key: old)
             let newFactory = TokenFactory(key: new)
@@ -213,10 +213,10 @@ struct RemoteJWKSTests {
         try await endpoint.run { base in
             var factory = TokenFactory(key: key)
             factory.issuer = base.absoluteString
-            let source = try RemoteJWKSKeySource(issuer: base.absoluteString)
+            let source = try RemoteJWKSKeySource(issuer: base.absoluteString, policy: .patient)
             let verifier = try Self.verifier(source, factory)
             _ = try await verifier.verify(try factory.token())
-            let wrong = try RemoteJWKSKeySource(issuer: base.absoluteString + "/other")
+            let wrong = try RemoteJWKSKeySource(issuer: base.absoluteString + "/other", policy: .patient)
             #expect(await outcome(try Self.verifier(wrong, factory), try factory.token()) == .keysUnavailable)
         }
     }

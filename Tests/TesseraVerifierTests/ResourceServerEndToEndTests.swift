@@ -22,7 +22,7 @@ struct ResourceServerEndToEndTests {
             factory.issuer = base.absoluteString
             factory.audience = "notes-api"
             factory.now = Int64(Date().timeIntervalSince1970)
-            let source = try RemoteJWKSKeySource(issuer: base.absoluteString)
+            let source = try RemoteJWKSKeySource(issuer: base.absoluteString, policy: .patient)
             let verifier = try AccessTokenVerifier(configuration: .init(issuer: base.absoluteString, audience: "notes-api"), keySource: source)
             let app = buildResourceServer(verifier: verifier, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
             let configured = factory
