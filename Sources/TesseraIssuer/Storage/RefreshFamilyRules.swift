@@ -1,0 +1,162 @@
+public import Foundation
+import TesseraJOSE
+
+/// One refresh-token family as a database backend keeps it: a row. It holds digests and a retry seed,
+/// never a token, so a reader of the row cannot present or derive one (the seed alone derives nothing: a
+/// successor's secret is an HMAC of the previous *token*, which only its holder has).
+public struct RefreshFamilyRow: Sendable, Equatable {
+    /// SHA-256 (first 16 bytes) over a label and the family handle: the row's key.
+    public var key: [UInt8]
+    /// SHA-256 of the family's current token.
+    public var currentDigest: [UInt8]
+    public var generation: Int64
+    public var clientID: String
+    public var subject: String
+    /// Scope tokens joined by single spaces.
+    public var scope: String
+    public var authTime: Int64
+    /// When the current token was issued (seconds since 1970); the idle lifetime runs from here.
+    public var issuedAt: Int64
+    /// When the family's first token was issued: "oldest" when a grant holds too many families.
+    public var createdAt: Int64
+    public var absoluteExpiry: Int64
+    public var idleLifetime: Int32
+    public var retryWindow: Int32
+    /// Set only for a client with a retry window, after a rotation: what a retry re-derives the successor from.
+    public var retryPrevious: [UInt8]?
+    public var retrySeed: [UInt8]?
+    public var retryRotatedAt: Int64?
+    public var context: String
+    public var revoked: Bool
+
+    public init(
+        key: [UInt8], currentDigest: [UInt8], generation: Int64, clientID: String, subject: String, scope: String,
+        authTime: Int64, issuedAt: Int64, createdAt: Int64, absoluteExpiry: Int64, idleLifetime: Int32, retryWindow: Int32,
+        retryPrevious: [UInt8]? = nil, retrySeed: [UInt8]? = nil, retryRotatedAt: Int64? = nil, context: String = "", revoked: Bool = false
+    ) {
+        (self.key, self.currentDigest, self.generation) = (key, currentDigest, generation)
+        (self.clientID, self.subject, self.scope, self.authTime) = (clientID, subject, scope, authTime)
+        (self.issuedAt, self.createdAt, self.absoluteExpiry) = (issuedAt, createdAt, absoluteExpiry)
+        (self.idleLifetime, self.retryWindow) = (idleLifetime, retryWindow)
+        (self.retryPrevious, self.retrySeed, self.retryRotatedAt) = (retryPrevious, retrySeed, retryRotatedAt)
+        (self.context, self.revoked) = (context, revoked)
+    }
+
+    /// When the current token stops working: its idle lifetime or the family's end, whichever is first.
+    public var expiresAt: Int64 { min(issuedAt.saturatingAdd(Int64(idleLifetime)), absoluteExpiry) }
+
+    /// The family ID of `RefreshTokenRecord` (hex of `key`): safe to log.
+    public var familyID: String { FamilyKey(bytes: key).hex }
+}
+
+/// A token a client presented, split into the parts a backend looks up; only its shape has been checked.
+public struct PresentedRefreshToken: Sendable {
+    public let token: RefreshToken
+    let parsed: ParsedRefreshToken
+
+    /// Throws `malformedToken` for anything that is not a Tessera refresh token.
+    public init(_ token: RefreshToken) throws {
+        self.token = token
+        parsed = try ParsedRefreshToken(token)
+    }
+
+    /// The key of the row to look up (`RefreshFamilyRow.key`).
+    public var familyKey: [UInt8] { parsed.familyKey.bytes }
+}
+
+extension ParsedRefreshToken: @unchecked Sendable {}
+
+/// What a backend does with a presented token's family, decided by `RefreshFamilyRules.rotate`.
+public enum RefreshFamilyDecision: Sendable {
+    /// Write `row` (the rotated family), then answer `rotation`.
+    case rotate(RefreshFamilyRow, RefreshTokenRotation)
+    /// A retry inside the window: nothing to write; answer the same successor again.
+    case retry(RefreshTokenRotation)
+    /// Reuse: mark the family revoked (reason `reuse`), then throw `error`.
+    case revokeForReuse(RefreshTokenStoreError)
+    /// Change nothing; throw `error`.
+    case fail(RefreshTokenStoreError)
+}
+
+/// The refresh-token family rules every store shares, for backends that keep families as rows (PostgreSQL):
+/// the same code the file store runs (`RefreshTokenLedger`), applied to one family at a time. A backend
+/// locks the row, asks these rules, and writes what they return in the same transaction.
+public enum RefreshFamilyRules {
+    /// Live families one user may hold with one client; an issue beyond it revokes the oldest.
+    public static let maximumFamiliesPerGrant = RefreshTokenLedger.maximumFamiliesPerGrant
+
+    /// Reasons a backend records with a revocation (the file store's log codes).
+    public static let reasonRequested: Int16 = Int16(RevocationReason.requested.rawValue)
+    public static let reasonReuse: Int16 = Int16(RevocationReason.reuse.rawValue)
+    public static let reasonLimit: Int16 = Int16(RevocationReason.limit.rawValue)
+
+    public static func seconds(_ date: Date) -> Int64 { RefreshTokenLedger.seconds(date) }
+
+    /// The row key a family ID (`RefreshTokenRecord.familyID`, hex) names; nil for anything else.
+    public static func key(familyID: String) -> [UInt8]? { FamilyKey(hex: familyID)?.bytes }
+
+    /// A new family and its first token, with fresh randomness; throws `invalidRequest`/`invalidScope` for
+    /// a family no store accepts.
+    public static func issue(_ new: NewRefreshTokenFamily, now: Date) throws -> (RefreshFamilyRow, IssuedRefreshToken) {
+        let familyID = try SecureRandom.bytes(count: RefreshToken.familyIDLength)
+        let secret = try SecureRandom.bytes(count: RefreshToken.secretLength)
+        let (changes, issued) = try RefreshTokenLedger().planIssue(new, now: seconds(now), familyID: familyID, secret: secret)
+        guard case .issue(let entry) = changes.last else { preconditionFailure("an issue plan ends with its issue") }
+        let row = RefreshFamilyRow(
+            key: entry.key.bytes, currentDigest: entry.digest.bytes, generation: 1, clientID: entry.clientID, subject: entry.subject,
+            scope: entry.scope, authTime: entry.authTime, issuedAt: entry.issuedAt, createdAt: entry.issuedAt,
+            absoluteExpiry: entry.absoluteExpiry, idleLifetime: entry.idleLifetime, retryWindow: entry.retryWindow, context: entry.context)
+        return (row, issued)
+    }
+
+    /// The rotation of `presented` against its family's row (nil: no such row), at `now`.
+    public static func rotate(
+        _ presented: PresentedRefreshToken, family row: RefreshFamilyRow?, clientID: String, scope: [String]?, now: Date
+    ) throws -> RefreshFamilyDecision {
+        let seed = try SecureRandom.bytes(count: 32)
+        let ledger = ledger(holding: row)
+        switch ledger.planRotation(of: presented.token, presented.parsed, clientID: clientID, scope: scope, now: seconds(now), seed: seed) {
+        case .rotate(let change, let rotation):
+            guard case .rotate(let entry) = change, var next = row else { preconditionFailure("a rotation plan rotates its family") }
+            next.currentDigest = entry.digest.bytes
+            next.generation = Int64(entry.generation)
+            next.issuedAt = entry.issuedAt
+            next.retryPrevious = entry.retry?.previous.bytes
+            next.retrySeed = entry.retry?.seed
+            next.retryRotatedAt = entry.retry?.rotatedAt
+            return .rotate(next, rotation)
+        case .retry(let rotation): return .retry(rotation)
+        case .reuse(_, let error): return .revokeForReuse(error)
+        case .failure(let error): return .fail(error)
+        }
+    }
+
+    /// What a store knows about `presented` (nil: unknown, expired, revoked, or not this family's token).
+    public static func record(_ presented: PresentedRefreshToken, family row: RefreshFamilyRow?, now: Date) -> RefreshTokenRecord? {
+        ledger(holding: row).record(for: presented.parsed, now: seconds(now))
+    }
+
+    /// Whether a revocation request (RFC 7009) with `presented` revokes its family; throws `clientMismatch`
+    /// when `clientID` is given and does not own it.
+    public static func revokes(_ presented: PresentedRefreshToken, family row: RefreshFamilyRow?, clientID: String?) throws -> Bool {
+        try ledger(holding: row).planFamilyRevocation(presented.parsed, clientID: clientID, now: 0) != nil
+    }
+
+    /// A ledger with just this family in it: the rules run on the row exactly as on the file store's table.
+    private static func ledger(holding row: RefreshFamilyRow?) -> RefreshTokenLedger {
+        var ledger = RefreshTokenLedger(indexingGrants: false)
+        guard let row, row.key.count == 16, row.currentDigest.count == 32, let generation = UInt32(exactly: row.generation) else {
+            return ledger
+        }
+        let family = Family(
+            key: FamilyKey(bytes: row.key), current: TokenDigest(bytes: row.currentDigest), subject: row.subject, authTime: row.authTime,
+            issuedAt: row.issuedAt, absoluteExpiry: row.absoluteExpiry, generation: generation, client: ledger.intern(row.clientID),
+            scope: ledger.intern(row.scope), idleLifetime: row.idleLifetime, retryWindow: row.retryWindow, revoked: row.revoked)
+        var retry: RetryState?
+        if let previous = row.retryPrevious, previous.count == 32, let seed = row.retrySeed, let rotatedAt = row.retryRotatedAt {
+            retry = RetryState(previous: TokenDigest(bytes: previous), seed: seed, rotatedAt: rotatedAt)
+        }
+        ledger.insert(family, retry: retry, context: row.context)
+        return ledger
+    }
+}
