@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "TesseraVerifier", targets: ["TesseraVerifier"]),
         .library(name: "TesseraHummingbird", targets: ["TesseraHummingbird"]),
         .library(name: "TesseraIssuer", targets: ["TesseraIssuer"]),
+        .library(name: "TesseraPostgres", targets: ["TesseraPostgres"]),
         .executable(name: "tessera", targets: ["tessera"]),
         .executable(name: "tessera-bench", targets: ["tessera-bench"]),
         .executable(name: "tessera-store-bench", targets: ["tessera-store-bench"]),
@@ -28,6 +29,10 @@ let package = Package(
         // Metrics: the ecosystem's facade (Hummingbird's MetricsMiddleware reports through it) and its Prometheus backend.
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The PostgreSQL backend (TesseraPostgres): the Swift server ecosystem's PostgreSQL client, with its pool.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // Already in the graph through postgres-nio: named for the TLS settings of `?sslmode=` (verify-ca, verify-full, sslrootcert).
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         // `swift package generate-documentation`: the DocC catalogs of TesseraJOSE and TesseraVerifier (a plugin; no code linked).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -51,6 +56,18 @@ let package = Package(
         .target(
             name: "TesseraIssuer",
             dependencies: ["TesseraJOSE"]
+        ),
+        // The issuer's state in PostgreSQL, for several `tessera serve` on one database (issue 15).
+        .target(
+            name: "TesseraPostgres",
+            dependencies: [
+                "TesseraIssuer",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         // The token service over HTTP (Hummingbird 2): what `tessera serve` runs.
         .target(
@@ -100,6 +117,7 @@ let package = Package(
                 "TesseraVerifier",
                 "TesseraIssuer",
                 "TesseraServer",
+                "TesseraPostgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -121,7 +139,7 @@ let package = Package(
         // Helpers shared by the test targets (vector loading, hex, token tampering); not a product.
         .target(
             name: "TesseraTestSupport",
-            dependencies: ["TesseraJOSE", "TesseraVerifier"],
+            dependencies: ["TesseraJOSE", "TesseraVerifier", "TesseraPostgres"],
             path: "Tests/TestSupport"
         ),
         // Child process for the refresh-token store's crash tests: rotates until killed.
@@ -136,7 +154,9 @@ let package = Package(
         ),
         .testTarget(
             name: "TesseraIssuerTests",
-            dependencies: ["TesseraIssuer", "TesseraJOSE", "TesseraVerifier", "TesseraTestSupport", "tessera-store-harness", "tessera"]
+            dependencies: [
+                "TesseraIssuer", "TesseraJOSE", "TesseraVerifier", "TesseraPostgres", "TesseraTestSupport", "tessera-store-harness", "tessera",
+            ]
         ),
         .testTarget(
             name: "TesseraServerTests",

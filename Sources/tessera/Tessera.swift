@@ -11,7 +11,7 @@ struct Tessera: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             ServeCommand.self, VerifyCommand.self, JWKCommand.self, KeysCommand.self, TokenCommand.self, ClientsCommand.self, UsersCommand.self,
-            StoreCommand.self,
+            StoreCommand.self, DatabaseCommand.self,
         ]
     )
 }

@@ -1,14 +1,19 @@
 import Foundation
 import TesseraJOSE
+import TesseraPostgres
 import TesseraTestSupport
 import Testing
 
 @testable import TesseraIssuer
 
-/// Every `RefreshTokenStore` implementation, built fresh for one test with its own clock.
+/// Every `RefreshTokenStore` implementation, built fresh for one test with its own clock. PostgreSQL runs
+/// when a server is there (`PostgresTestServer`), and always under CI.
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    case memory, file
+    case memory, file, postgres
     var testDescription: String { rawValue }
+
+    /// The kinds this run tests: every one, or all but PostgreSQL when no server answers (see `PostgresTestServer`).
+    static var allCases: [StoreKind] { PostgresTestServer.enabled ? [.memory, .file, .postgres] : [.memory, .file] }
 }
 
 final class StoreFixture: @unchecked Sendable {
@@ -16,11 +21,14 @@ final class StoreFixture: @unchecked Sendable {
     let folder: TemporaryDirectory
     let kind: StoreKind
     private(set) var store: any RefreshTokenStore
+    private var database: TestDatabase?
+    private var pools: [PostgresDatabase] = []
 
-    init(_ kind: StoreKind) throws {
+    init(_ kind: StoreKind) async throws {
         self.kind = kind
         folder = try TemporaryDirectory("tessera-store")
         store = InMemoryRefreshTokenStore()
+        if kind == .postgres { database = try await PostgresTestServer.createDatabase() }
         store = try make()
     }
 
@@ -30,12 +38,17 @@ final class StoreFixture: @unchecked Sendable {
         switch kind {
         case .memory: return InMemoryRefreshTokenStore(clock: clock.wallClock)
         case .file: return try FileRefreshTokenStore(directory: dataPath, options: .init(clock: clock.wallClock))
+        case .postgres:
+            let pool = try database!.open()
+            pools.append(pool)
+            return PostgresRefreshTokenStore(database: pool, clock: clock.wallClock)
         }
     }
 
-    /// Closes and reopens a file store (a no-op for memory, which has nothing to reopen from).
+    /// Closes and reopens a file store; for PostgreSQL, a new pool on the same database (another instance).
+    /// A no-op for memory, which has nothing to reopen from.
     func reopen() throws {
-        guard kind == .file else { return }
+        guard kind != .memory else { return }
         (store as? FileRefreshTokenStore)?.close()
         store = try make()
     }
@@ -58,17 +71,24 @@ final class StoreFixture: @unchecked Sendable {
     deinit {
         (store as? FileRefreshTokenStore)?.close()
         folder.remove()
+        if let database {
+            let pools = pools
+            Task {
+                for pool in pools { await pool.close() }
+                await database.drop()
+            }
+        }
     }
 }
 
 /// The store's codes, named so `expectError` knows which error type is meant (FileError has some of the same names).
 typealias StoreCode = RefreshTokenStoreError.Code
 
-@Suite("RefreshTokenStore conformance (in-memory and file)")
+@Suite("RefreshTokenStore conformance (in-memory, file and PostgreSQL)")
 struct StoreConformanceTests {
     @Test("Tokens: tsr_ prefix, 256-bit secret, base64url, all distinct; records carry no token", arguments: StoreKind.allCases)
     func tokenFormat(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         var seen = Set<String>()
         for _ in 0..<200 {
             let issued = try await fixture.store.issue(
@@ -85,7 +105,7 @@ struct StoreConformanceTests {
 
     @Test("RFC 6749 §6: a live token rotates once; its successor is live, it is not", arguments: StoreKind.allCases)
     func rotation(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let first = try await fixture.issue()
         fixture.clock.advance(60)
         let rotation = try await fixture.store.rotate(first, clientID: "app", scope: nil)
@@ -101,7 +121,7 @@ struct StoreConformanceTests {
 
     @Test("RFC 9700 §4.14.2: presenting a rotated-away token revokes the whole family", arguments: StoreKind.allCases)
     func reuseRevokesFamily(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let first = try await fixture.issue()
         let second = try await fixture.rotate(first)
         let third = try await fixture.rotate(second)
@@ -121,7 +141,7 @@ struct StoreConformanceTests {
 
     @Test("RFC 9700 §4.14.2, THREATS C6: 64 concurrent rotations of one token: exactly one wins, 63 are reuse", arguments: StoreKind.allCases)
     func concurrentRotationOfOneToken(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let token = try await fixture.issue()
         let store = fixture.store
         let outcomes = await withTaskGroup(of: String.self) { group in
@@ -141,7 +161,7 @@ struct StoreConformanceTests {
 
     @Test("THREATS C6: 64 concurrent rotations of 64 distinct tokens all succeed, and the store stays consistent", arguments: StoreKind.allCases)
     func concurrentRotationOfDistinctTokens(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         var tokens: [RefreshToken] = []
         for index in 0..<64 { tokens.append(try await fixture.issue(subject: "user\(index)")) }
         let store = fixture.store
@@ -166,7 +186,7 @@ struct StoreConformanceTests {
 
     @Test("RFC 6749 §6: the access-token scope may narrow, never widen; the refresh token keeps the granted scope", arguments: StoreKind.allCases)
     func scopeNarrowing(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let token = try await fixture.issue(scope: ["read", "write", "admin"])
         await expectError(StoreCode.invalidScope) { _ = try await fixture.store.rotate(token, clientID: "app", scope: ["read", "delete"]) }
         await expectError(StoreCode.invalidScope) { _ = try await fixture.store.rotate(token, clientID: "app", scope: []) }
@@ -182,7 +202,7 @@ struct StoreConformanceTests {
 
     @Test("Lifetimes: the idle lifetime runs from the last rotation, the absolute one from issue", arguments: StoreKind.allCases)
     func lifetimes(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let policy = RefreshTokenPolicy(absoluteLifetime: 1_000, idleLifetime: 300)
         var token = try await fixture.issue(policy: policy)
         let issued = try #require(try await fixture.store.record(for: token))
@@ -209,7 +229,7 @@ struct StoreConformanceTests {
 
     @Test("Retry window: the same successor within it (no new pair), reuse outside it", arguments: StoreKind.allCases)
     func retryWindow(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let token = try await fixture.issue(policy: RefreshTokenPolicy(retryWindow: 30))
         let first = try await fixture.store.rotate(token, clientID: "app", scope: nil)
         fixture.clock.advance(30)
@@ -235,7 +255,7 @@ struct StoreConformanceTests {
 
     @Test("RFC 7009 §2.1: revoking a token ends its family; only the owning client may", arguments: StoreKind.allCases)
     func revokeFamily(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let first = try await fixture.issue()
         let second = try await fixture.rotate(first)
         let bystander = try await fixture.issue(subject: "bob")
@@ -252,7 +272,7 @@ struct StoreConformanceTests {
 
     @Test("Revocation by client, by subject, and of everything", arguments: StoreKind.allCases)
     func bulkRevocation(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let a1 = try await fixture.issue(client: "a", subject: "alice")
         let a2 = try await fixture.issue(client: "a", subject: "bob")
         let b1 = try await fixture.issue(client: "b", subject: "alice")
@@ -271,7 +291,7 @@ struct StoreConformanceTests {
 
     @Test("RFC 6749 §6: unknown, malformed, forged and other clients' tokens fail and change nothing", arguments: StoreKind.allCases)
     func plainFailures(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let token = try await fixture.issue()
         await expectError(StoreCode.clientMismatch) { _ = try await fixture.rotate(token, client: "other") }
         await expectError(StoreCode.malformedToken) { _ = try await fixture.rotate(RefreshToken("")) }
@@ -294,7 +314,7 @@ struct StoreConformanceTests {
 
     @Test("Bad input is refused with a specific code: policies, field lengths, RFC 6749 §3.3 scope characters", arguments: StoreKind.allCases)
     func badInput(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         await expectError(StoreCode.invalidRequest) { _ = try await fixture.issue(policy: RefreshTokenPolicy(retryWindow: 61)) }
         await expectError(StoreCode.invalidRequest) {
             _ = try await fixture.issue(policy: RefreshTokenPolicy(absoluteLifetime: 10, idleLifetime: 20))
@@ -316,7 +336,7 @@ struct StoreConformanceTests {
 
     @Test("THREATS C12: clock steps of ±1 h never date a successor before its predecessor nor widen the retry window", arguments: StoreKind.allCases)
     func clockSteps(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let token = try await fixture.issue(policy: RefreshTokenPolicy(retryWindow: 60))
         let issuedAt = try #require(try await fixture.store.record(for: token)).issuedAt
         fixture.clock.advance(3_600)
@@ -341,7 +361,7 @@ struct FamilyCapTests {
         "Beyond 100 live families of one user and client the oldest is revoked; other pairs, revoked families and a restart keep the count right",
         arguments: StoreKind.allCases)
     func cap(_ kind: StoreKind) async throws {
-        let fixture = try StoreFixture(kind)
+        let fixture = try await StoreFixture(kind)
         let cap = RefreshTokenLedger.maximumFamiliesPerGrant
         let bob = try await fixture.issue(subject: "bob")
         let otherClient = try await fixture.issue(client: "other", subject: "alice")

@@ -1,0 +1,222 @@
+import Foundation
+import NIOCore
+import PostgresNIO
+public import TesseraIssuer
+public import TesseraJOSE
+
+/// Refresh-token families in PostgreSQL, shared by every `tessera serve` on the database.
+///
+/// Rotation is one transaction per request under READ COMMITTED: the family's row is locked
+/// (`SELECT … FOR UPDATE`), `RefreshFamilyRules` — the same rules the file store runs — decide, and the
+/// outcome is written before the commit. Concurrent presentations of one token, on any instances, queue on
+/// that row lock: the first rotates, each later one reads the committed row and is reuse (or, inside the
+/// client's retry window, the same successor). Nothing here can fail with a serialization error, and a
+/// transaction that fails part-way is rolled back: a client that got an error may retry.
+public final class PostgresRefreshTokenStore: RefreshTokenStore {
+    let database: PostgresDatabase
+    let clock: WallClock
+
+    public init(database: PostgresDatabase, clock: WallClock = .system) {
+        self.database = database
+        self.clock = clock
+    }
+
+    public func issue(_ family: NewRefreshTokenFamily) async throws -> IssuedRefreshToken {
+        let (row, issued) = try RefreshFamilyRules.issue(family, now: clock.now())
+        try await run {
+            try await self.database.withConnection { connection in
+                _ = try await connection.execute(InsertFamily(row: row), logger: connection.logger)
+            }
+        }
+        return issued
+    }
+
+    public func rotate(_ token: RefreshToken, clientID: String, scope: [String]?) async throws -> RefreshTokenRotation {
+        let presented = try PresentedRefreshToken(token)
+        let clock = clock
+        let outcome: Result<RefreshTokenRotation, RefreshTokenStoreError> = try await run {
+            try await self.database.transaction { connection in
+                let row = try await Self.lockedRow(presented.familyKey, on: connection)
+                let now = clock.now()
+                switch try RefreshFamilyRules.rotate(presented, family: row, clientID: clientID, scope: scope, now: now) {
+                case .rotate(let next, let rotation):
+                    _ = try await connection.execute(UpdateRotation(row: next), logger: connection.logger)
+                    return .success(rotation)
+                case .retry(let rotation):
+                    return .success(rotation)
+                case .revokeForReuse(let error):
+                    try await Self.revoke(
+                        presented.familyKey, reason: RefreshFamilyRules.reasonReuse, now: RefreshFamilyRules.seconds(now), on: connection)
+                    return .failure(error)
+                case .fail(let error):
+                    return .failure(error)
+                }
+            }
+        }
+        return try outcome.get()
+    }
+
+    public func record(for token: RefreshToken) async throws -> RefreshTokenRecord? {
+        guard let presented = try? PresentedRefreshToken(token) else { return nil }
+        let row = try await run { try await self.row(presented.familyKey) }
+        return RefreshFamilyRules.record(presented, family: row, now: clock.now())
+    }
+
+    public func isFamilyLive(_ familyID: String) async throws -> Bool {
+        guard let key = RefreshFamilyRules.key(familyID: familyID) else { return false }
+        guard let row = try await run({ try await self.row(key) }) else { return false }
+        return !row.revoked && RefreshFamilyRules.seconds(clock.now()) < row.expiresAt
+    }
+
+    @discardableResult
+    public func revokeFamily(of token: RefreshToken, clientID: String?) async throws -> Bool {
+        guard let presented = try? PresentedRefreshToken(token) else { return false }
+        let now = RefreshFamilyRules.seconds(clock.now())
+        return try await run {
+            try await self.database.transaction { connection in
+                let row = try await Self.lockedRow(presented.familyKey, on: connection)
+                guard try RefreshFamilyRules.revokes(presented, family: row, clientID: clientID) else { return false }
+                return try await Self.revoke(presented.familyKey, reason: RefreshFamilyRules.reasonRequested, now: now, on: connection) > 0
+            }
+        }
+    }
+
+    @discardableResult
+    public func revokeFamily(withID familyID: String) async throws -> Bool {
+        guard let key = RefreshFamilyRules.key(familyID: familyID) else { return false }
+        let now = RefreshFamilyRules.seconds(clock.now())
+        return try await run {
+            try await self.database.withConnection { connection in
+                try await Self.revoke(key, reason: RefreshFamilyRules.reasonRequested, now: now, on: connection) > 0
+            }
+        }
+    }
+
+    @discardableResult
+    public func revokeFamilies(ofClient clientID: String) async throws -> Int {
+        try await revokeWhere("client_id", clientID)
+    }
+
+    @discardableResult
+    public func revokeFamilies(ofSubject subject: String) async throws -> Int {
+        try await revokeWhere("subject", subject)
+    }
+
+    @discardableResult
+    public func revokeAllFamilies() async throws -> Int {
+        try await revokeWhere(nil, "")
+    }
+
+    /// Deletes expired families, and retry states past every window, in batches of 1,000 rows: no long
+    /// lock, and each batch is found through an index.
+    @discardableResult
+    public func forgetExpired() async throws -> Int {
+        let now = RefreshFamilyRules.seconds(clock.now())
+        var removed = 0
+        while true {
+            let batch = try await run {
+                try await self.database.withConnection { connection in
+                    try await connection.query(
+                        """
+                        DELETE FROM refresh_families WHERE family_key IN (
+                            SELECT family_key FROM refresh_families WHERE expires_at <= \(now) LIMIT 1000)
+                        RETURNING 1
+                        """, logger: connection.logger
+                    ).collect().count
+                }
+            }
+            removed += batch
+            if batch < 1_000 { break }
+        }
+        let windowEnd = now - Int64(RefreshTokenPolicy.maximumRetryWindow)
+        while true {
+            let cleared = try await run {
+                try await self.database.withConnection { connection in
+                    try await connection.query(
+                        """
+                        UPDATE refresh_families SET retry_previous = NULL, retry_seed = NULL, retry_rotated_at = NULL
+                        WHERE family_key IN (SELECT family_key FROM refresh_families WHERE retry_rotated_at < \(windowEnd) LIMIT 1000)
+                        RETURNING 1
+                        """, logger: connection.logger
+                    ).collect().count
+                }
+            }
+            if cleared < 1_000 { break }
+        }
+        return removed
+    }
+
+    public func statistics() async -> RefreshTokenStoreStatistics {
+        let counts = try? await run {
+            try await self.database.withConnection { connection in
+                let rows = try await connection.query(
+                    """
+                    SELECT count(*) FILTER (WHERE NOT revoked), count(*) FILTER (WHERE revoked),
+                           count(*) FILTER (WHERE retry_rotated_at IS NOT NULL)
+                    FROM refresh_families
+                    """, logger: connection.logger)
+                for try await (live, revoked, retries) in rows.decode((Int, Int, Int).self) { return (live, revoked, retries) }
+                return (0, 0, 0)
+            }
+        }
+        guard let counts else { return RefreshTokenStoreStatistics(families: 0) }
+        return RefreshTokenStoreStatistics(families: counts.0, revokedFamilies: counts.1, retryRecords: counts.2)
+    }
+
+    // MARK: Rows
+
+    private func row(_ key: [UInt8]) async throws -> RefreshFamilyRow? {
+        try await database.withConnection { connection in
+            for try await row in try await connection.execute(SelectFamily(key: key), logger: connection.logger) {
+                return FamilyColumns.decode(row)
+            }
+            return nil
+        }
+    }
+
+    private static func lockedRow(_ key: [UInt8], on connection: PostgresConnection) async throws -> RefreshFamilyRow? {
+        for try await row in try await connection.execute(LockFamily(key: key), logger: connection.logger) {
+            return FamilyColumns.decode(row)
+        }
+        return nil
+    }
+
+    @discardableResult
+    private static func revoke(_ key: [UInt8], reason: Int16, now: Int64, on connection: PostgresConnection) async throws -> Int {
+        try await connection.query(
+            """
+            UPDATE refresh_families SET revoked = true, revoked_at = \(now), revoked_reason = \(reason),
+                retry_previous = NULL, retry_seed = NULL, retry_rotated_at = NULL
+            WHERE family_key = \(ByteBuffer(bytes: key)) AND NOT revoked RETURNING 1
+            """, logger: connection.logger
+        ).collect().count
+    }
+
+    /// Revokes every live family whose `column` is `value` (every family when `column` is nil).
+    private func revokeWhere(_ column: String?, _ value: String) async throws -> Int {
+        let now = RefreshFamilyRules.seconds(clock.now())
+        let reason = RefreshFamilyRules.reasonRequested
+        return try await run {
+            try await self.database.withConnection { connection in
+                let set =
+                    "SET revoked = true, revoked_at = $1, revoked_reason = $2, retry_previous = NULL, retry_seed = NULL, retry_rotated_at = NULL"
+                var bindings = PostgresBindings()
+                bindings.append(now)
+                bindings.append(reason)
+                var sql = "UPDATE refresh_families \(set) WHERE NOT revoked"
+                if let column {
+                    bindings.append(value)
+                    sql += " AND \(column) = $3"
+                }
+                return try await connection.query(PostgresQuery(unsafeSQL: sql + " RETURNING 1", binds: bindings), logger: connection.logger)
+                    .collect().count
+            }
+        }
+    }
+
+    /// Runs a database operation; the database's failures become the store's `unavailable`, which the
+    /// token endpoint answers with 503 `temporarily_unavailable`.
+    private func run<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let error as DatabaseError { throw RefreshTokenStoreError(.unavailable, error.message) }
+    }
+}

@@ -1,0 +1,148 @@
+import PostgresNIO
+
+/// Tessera's tables, as numbered steps. `tessera db migrate` applies the missing ones in one transaction
+/// under an advisory lock, so two instances migrating at once apply each step exactly once; `tessera serve`
+/// refuses a database whose version is not `Schema.current`.
+///
+/// A step is never edited once released: a change is a new step.
+public enum Schema {
+    struct Step {
+        let version: Int
+        let summary: String
+        let statements: [String]
+    }
+
+    static let steps: [Step] = [
+        Step(
+            version: 1, summary: "schema versions; refresh-token families",
+            statements: [
+                """
+                CREATE TABLE tessera_schema (
+                    version integer PRIMARY KEY,
+                    summary text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
+                // One row per family, never per token: digests only (RFC 9700 §4.14); `expires_at` is what
+                // the clean-up scans by, `serial` the order of issue. Revoked rows stay until they expire, so a late replay is
+                // still reuse.
+                """
+                CREATE TABLE refresh_families (
+                    family_key bytea PRIMARY KEY CHECK (length(family_key) = 16),
+                    serial bigint GENERATED ALWAYS AS IDENTITY,
+                    current_digest bytea NOT NULL CHECK (length(current_digest) = 32),
+                    generation bigint NOT NULL CHECK (generation BETWEEN 1 AND 4294967295),
+                    client_id text NOT NULL,
+                    subject text NOT NULL,
+                    scope text NOT NULL,
+                    auth_time bigint NOT NULL,
+                    issued_at bigint NOT NULL,
+                    created_at bigint NOT NULL,
+                    absolute_expiry bigint NOT NULL,
+                    idle_lifetime integer NOT NULL,
+                    retry_window integer NOT NULL,
+                    retry_previous bytea,
+                    retry_seed bytea,
+                    retry_rotated_at bigint,
+                    context text NOT NULL DEFAULT '',
+                    revoked boolean NOT NULL DEFAULT false,
+                    revoked_at bigint,
+                    revoked_reason smallint,
+                    expires_at bigint GENERATED ALWAYS AS (LEAST(issued_at + idle_lifetime, absolute_expiry)) STORED
+                )
+                """,
+                "CREATE INDEX refresh_families_grant ON refresh_families (client_id, subject, serial) WHERE NOT revoked",
+                "CREATE INDEX refresh_families_subject ON refresh_families (subject) WHERE NOT revoked",
+                "CREATE INDEX refresh_families_expiry ON refresh_families (expires_at)",
+                "CREATE INDEX refresh_families_retry ON refresh_families (retry_rotated_at) WHERE retry_rotated_at IS NOT NULL",
+            ])
+    ]
+
+    /// The version this build reads and writes.
+    public static var current: Int { steps.last!.version }
+
+    /// Any constant: the advisory lock every `migrate` takes for its transaction.
+    static let migrationLock: Int64 = 0x7465_7373_6572_61  // "tessera"
+
+    /// The database's schema version: 0 when it has no Tessera tables.
+    public static func version(of database: PostgresDatabase) async throws -> Int {
+        try await database.withConnection { connection in try await version(on: connection) }
+    }
+
+    static func version(on connection: PostgresConnection) async throws -> Int {
+        let exists = try await connection.query("SELECT to_regclass('tessera_schema') IS NOT NULL", logger: connection.logger)
+        for try await present in exists.decode(Bool.self) where !present { return 0 }
+        let rows = try await connection.query("SELECT coalesce(max(version), 0) FROM tessera_schema", logger: connection.logger)
+        for try await version in rows.decode(Int.self) { return version }
+        return 0
+    }
+
+    /// Brings the schema to `current`; returns the versions it applied (empty when it was already there).
+    /// Refuses a database newer than this build.
+    @discardableResult
+    public static func migrate(_ database: PostgresDatabase) async throws -> [Int] {
+        try await database.transaction { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: connection.logger)
+            let found = try await version(on: connection)
+            guard found <= current else { throw newer(found) }
+            var applied: [Int] = []
+            for step in steps where step.version > found {
+                for statement in step.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: connection.logger)
+                }
+                try await connection.query(
+                    "INSERT INTO tessera_schema (version, summary) VALUES (\(step.version), \(step.summary))", logger: connection.logger)
+                applied.append(step.version)
+            }
+            return applied
+        }
+    }
+
+    /// Throws unless the database is at exactly `current`, naming the command that fixes it.
+    public static func check(_ database: PostgresDatabase) async throws {
+        let found = try await version(of: database)
+        if found == 0 {
+            throw DatabaseError(.schemaMissing, "the database has no Tessera schema: run `tessera db migrate --database URL`")
+        }
+        if found < current {
+            throw DatabaseError(
+                .schemaOutdated, "the schema is at version \(found), this tessera needs \(current): run `tessera db migrate --database URL`")
+        }
+        if found > current { throw newer(found) }
+    }
+
+    private static func newer(_ found: Int) -> DatabaseError {
+        DatabaseError(
+            .schemaNewer,
+            "the schema is at version \(found), newer than this tessera knows (\(current)): run the tessera that migrated it, or a later one")
+    }
+}
+
+/// What `tessera db status` prints: the schema version and the rows of each Tessera table.
+public struct DatabaseStatus: Sendable {
+    public var version: Int
+    public var rows: [(table: String, count: Int)]
+
+    /// The tables of the current schema, in the order status lists them.
+    static let tables = ["refresh_families"]
+
+    /// What to do when the schema is not the one this build runs on; nil when it is.
+    public var advice: String? {
+        if version == 0 { return "no Tessera schema: run tessera db migrate" }
+        if version < Schema.current { return "older than this tessera: run tessera db migrate" }
+        if version > Schema.current { return "newer than this tessera: run a later tessera" }
+        return nil
+    }
+
+    public static func read(_ database: PostgresDatabase) async throws -> DatabaseStatus {
+        let version = try await Schema.version(of: database)
+        var rows: [(String, Int)] = []
+        for table in tables {
+            let present = try await database.strings("SELECT (to_regclass('\(table)') IS NOT NULL)::text")
+            guard present.first == "true" else { continue }
+            let count = try await database.strings("SELECT count(*)::text FROM \(table)")
+            rows.append((table, Int(count.first ?? "") ?? 0))
+        }
+        return DatabaseStatus(version: version, rows: rows)
+    }
+}

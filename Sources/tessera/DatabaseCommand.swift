@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import TesseraPostgres
+
+/// `--database URL`, also read from `TESSERA_DATABASE`: where the issuer's state lives when it is not the
+/// data folder (issue 15).
+struct DatabaseOption: ParsableArguments {
+    @Option(
+        name: .customLong("database"),
+        help: ArgumentHelp(
+            "PostgreSQL address: postgres://USER:PASSWORD@HOST:PORT/DB[?sslmode=…]; default: $TESSERA_DATABASE.",
+            valueName: "url"))
+    var address: String?
+
+    /// The address given, or `TESSERA_DATABASE`'s; nil when neither is set.
+    var resolved: String? {
+        if let address, !address.isEmpty { return address }
+        let environment = ProcessInfo.processInfo.environment["TESSERA_DATABASE"]
+        return environment.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Opens the pool the command needs, or fails naming both ways to give the address.
+    func open() throws -> PostgresDatabase {
+        guard let text = resolved else { throw CLIError("no database: give --database postgres://… or set TESSERA_DATABASE") }
+        do {
+            return try PostgresDatabase(url: DatabaseURL(text))
+        } catch let error as DatabaseError {
+            throw CLIError("--database: \(error.message)")
+        }
+    }
+}
+
+/// Runs `body` with an open pool and closes it after, whatever happens; the database's errors become
+/// messages for the user.
+func withDatabase<T>(_ option: DatabaseOption, _ body: (PostgresDatabase) async throws -> T) async throws -> T {
+    let database = try option.open()
+    do {
+        try await database.probe()
+        let value = try await body(database)
+        await database.close()
+        return value
+    } catch let error as DatabaseError {
+        await database.close()
+        throw CLIError("\(database.url): \(error.message)")
+    } catch {
+        await database.close()
+        throw error
+    }
+}
+
+/// `tessera db …`: the PostgreSQL schema.
+struct DatabaseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db",
+        abstract: "Create, upgrade and inspect the PostgreSQL schema (several tessera serve on one database).",
+        subcommands: [Migrate.self, Status.self]
+    )
+
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create or upgrade the schema: versioned, in one transaction, safe when several instances run it at once.")
+
+        @OptionGroup var database: DatabaseOption
+
+        func run() async throws {
+            try await withDatabase(database) { database in
+                let applied = try await Schema.migrate(database)
+                if applied.isEmpty {
+                    print("schema already at version \(Schema.current)")
+                } else {
+                    print(
+                        "applied version\(applied.count == 1 ? "" : "s") \(applied.map(String.init).joined(separator: ", ")): schema at \(Schema.current)"
+                    )
+                }
+            }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the schema version and how many rows each table holds.")
+
+        @OptionGroup var database: DatabaseOption
+
+        @Flag(help: "Print the status as JSON.")
+        var json = false
+
+        func run() async throws {
+            try await withDatabase(database) { database in
+                let status = try await DatabaseStatus.read(database)
+                if json {
+                    var object: [String: Any] = ["schema_version": status.version, "supported_version": Schema.current]
+                    object["tables"] = Dictionary(uniqueKeysWithValues: status.rows.map { ($0.table, $0.count) })
+                    let text = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+                    print(String(decoding: text, as: UTF8.self))
+                    return
+                }
+                print("database \(database.url)")
+                print("  schema version: \(status.version) (this tessera: \(Schema.current))\(status.advice.map { " — \($0)" } ?? "")")
+                for (table, count) in status.rows { print("  \(table): \(count) rows") }
+            }
+        }
+    }
+}

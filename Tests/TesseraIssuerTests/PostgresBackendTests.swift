@@ -1,0 +1,124 @@
+import Foundation
+import TesseraIssuer
+import TesseraJOSE
+import TesseraPostgres
+import TesseraTestSupport
+import Testing
+
+@Suite("PostgreSQL addresses (libpq's form)")
+struct DatabaseURLTests {
+    @Test("postgres:// addresses: user, password, host, port, database, sslmode, a socket folder; the password never shows")
+    func parses() throws {
+        let full = try DatabaseURL("postgres://app:s%40cret@db.internal:6432/tessera?sslmode=verify-full&sslrootcert=/etc/ca.pem")
+        #expect(full.username == "app" && full.password == "s@cret" && full.host == "db.internal" && full.port == 6432)
+        #expect(full.database == "tessera" && full.tls == .verifyFull && full.rootCertificateFile == "/etc/ca.pem")
+        #expect(!"\(full)".contains("s@cret") && !"\(full)".contains("s%40cret") && "\(full)".contains("app:***@db.internal:6432/tessera"))
+        let plain = try DatabaseURL("postgresql://app@localhost/tessera")
+        #expect(plain.port == 5432 && plain.password == nil && plain.tls == .prefer && plain.socketPath == nil)
+        let socket = try DatabaseURL("postgres://app@/tessera?host=/var/run/postgresql")
+        #expect(socket.socketPath == "/var/run/postgresql/.s.PGSQL.5432")
+    }
+
+    @Test(
+        "Refused with a reason: another scheme, no user, no database, an unknown parameter or sslmode, sslrootcert without verify",
+        arguments: [
+            "mysql://app@h/db", "postgres://h/db", "postgres://app@h/", "postgres://app@h/db?sslmod=require",
+            "postgres://app@h/db?sslmode=allow", "postgres://app@h/db?sslrootcert=/ca.pem", "postgres://app@h/db?host=relative",
+            "postgres://app@h:99999/db",
+        ])
+    func refuses(_ text: String) {
+        expectError(ErrorCode<DatabaseError>.badURL) { try DatabaseURL(text) }
+    }
+}
+
+@Suite("PostgreSQL schema: versioned, idempotent, concurrent migrations", .enabled(if: PostgresTestServer.enabled, PostgresTestServer.skipReason))
+struct SchemaTests {
+    @Test("An empty database is refused with the command to run; migrate brings it to the current version once; a second run applies nothing")
+    func migrate() async throws {
+        let database = try await PostgresTestServer.createDatabase(migrated: false)
+        let pool = try database.open()
+        #expect(try await Schema.version(of: pool) == 0)
+        let missing = await expectError(ErrorCode<DatabaseError>.schemaMissing) { try await Schema.check(pool) }
+        #expect(missing?.message.contains("tessera db migrate") == true)
+        #expect(try await Schema.migrate(pool) == Array(1...Schema.current))
+        #expect(try await Schema.migrate(pool) == [])
+        try await Schema.check(pool)
+        await pool.close()
+        await database.drop()
+    }
+
+    @Test("Eight instances migrating one database at once: each step applied exactly once, no error")
+    func concurrentMigrations() async throws {
+        let database = try await PostgresTestServer.createDatabase(migrated: false)
+        let pools = try (0..<8).map { _ in try database.open() }
+        let applied = try await withThrowingTaskGroup(of: [Int].self) { group in
+            for pool in pools { group.addTask { try await Schema.migrate(pool) } }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(applied.sorted() == Array(1...Schema.current))
+        #expect(try await pools[0].strings("SELECT count(*)::text FROM tessera_schema") == ["\(Schema.current)"])
+        for pool in pools { await pool.close() }
+        await database.drop()
+    }
+
+    @Test("A schema newer than this build is refused by check and by migrate, which changes nothing")
+    func newer() async throws {
+        let database = try await PostgresTestServer.createDatabase()
+        let pool = try database.open()
+        try await pool.execute("INSERT INTO tessera_schema (version, summary) VALUES (\(Schema.current + 1), 'from the future')")
+        let error = await expectError(ErrorCode<DatabaseError>.schemaNewer) { try await Schema.check(pool) }
+        #expect(error?.message.contains("newer") == true)
+        await expectError(ErrorCode<DatabaseError>.schemaNewer) { try await Schema.migrate(pool) }
+        #expect(try await Schema.version(of: pool) == Schema.current + 1)
+        let status = try await DatabaseStatus.read(pool)
+        #expect(status.advice?.contains("newer") == true && status.rows.map(\.table) == ["refresh_families"])
+        await pool.close()
+        await database.drop()
+    }
+}
+
+@Suite("PostgreSQL unreachable", .enabled(if: PostgresTestServer.enabled, PostgresTestServer.skipReason))
+struct DatabaseUnavailableTests {
+    @Test("A server that refuses connections: probe names the reason at once; a store operation fails with store_unavailable within the deadline")
+    func refused() async throws {
+        // A port nothing listens on (bound, then closed), so connections are refused.
+        let url = try DatabaseURL("postgres://tessera:tessera@127.0.0.1:\(try unusedLoopbackPort())/none?sslmode=disable")
+        var options = PostgresDatabase.Options()
+        options.operationTimeout = .seconds(2)
+        let pool = try PostgresDatabase(url: url, options: options)
+        let probe = await expectError(ErrorCode<DatabaseError>.unavailable) { try await pool.probe() }
+        #expect(probe?.message.contains("refused") == true, "\(String(describing: probe))")
+        let store = PostgresRefreshTokenStore(database: pool)
+        let started = ContinuousClock.now
+        await expectError(RefreshTokenStoreError.Code.unavailable) {
+            try await store.issue(NewRefreshTokenFamily(clientID: "app", subject: "alice", scope: ["read"], authTime: Date()))
+        }
+        #expect(ContinuousClock.now - started < .seconds(30), "bounded by the operation deadline, not a hang")
+        await pool.close()
+    }
+
+    @Test("A wrong password is named by probe (SQLSTATE 28P01) and never echoed")
+    func wrongPassword() async throws {
+        var url = try DatabaseURL(PostgresTestServer.adminAddress)
+        url.password = "not-the-password-\(UInt32.random(in: 0...UInt32.max))"
+        let pool = try PostgresDatabase(url: url)
+        let error = await expectError(ErrorCode<DatabaseError>.unavailable) { try await pool.probe() }
+        #expect(error?.message.contains("28P01") == true && error?.message.contains(url.password!) == false, "\(String(describing: error))")
+        await pool.close()
+    }
+}
+
+/// A loopback port that was free a moment ago.
+func unusedLoopbackPort() throws -> Int {
+    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+    }
+    guard bound else { throw TestSupportError("cannot bind a loopback port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

@@ -1,0 +1,103 @@
+import Foundation
+public import TesseraPostgres
+public import Testing
+
+/// The PostgreSQL server the tests use: `TESSERA_TEST_DATABASE` (an address whose user may create
+/// databases), or `postgres://tessera:tessera@127.0.0.1:5432/postgres?sslmode=disable`, which `.ci/run` sets up. Each test
+/// gets a database of its own, created empty and dropped after.
+///
+/// Without a server, the PostgreSQL tests are skipped and say why; under CI (`CI=true`) they run anyway
+/// and fail, so a CI machine without PostgreSQL cannot pass.
+public enum PostgresTestServer {
+    public static let adminAddress =
+        ProcessInfo.processInfo.environment["TESSERA_TEST_DATABASE"] ?? "postgres://tessera:tessera@127.0.0.1:5432/postgres?sslmode=disable"
+
+    public static var underCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
+
+    /// Whether a server answers at the address's host and port (checked once, by connecting).
+    public static let isReachable: Bool = {
+        guard let url = try? DatabaseURL(adminAddress) else { return false }
+        if let socket = url.socketPath { return FileManager.default.fileExists(atPath: socket) }
+        return loopbackAccepts(host: url.host, port: url.port)
+    }()
+
+    /// Whether the PostgreSQL tests run: a server answers, or CI insists.
+    public static var enabled: Bool { isReachable || underCI }
+
+    public static var skipReason: Comment {
+        Comment(
+            rawValue: "no PostgreSQL server at \(adminAddress.replacingOccurrences(of: ":tessera@", with: ":***@")) "
+                + "(start one, or set TESSERA_TEST_DATABASE; .ci/run does both)")
+    }
+
+    /// A new, empty database (migrated when `migrated`), named after this process so leftovers of a
+    /// crashed run can be told apart and dropped.
+    public static func createDatabase(migrated: Bool = true) async throws -> TestDatabase {
+        let admin = try PostgresDatabase(url: DatabaseURL(adminAddress))
+        defer { Task { await admin.close() } }
+        try await dropLeftovers(admin)
+        let name = "tessera_test_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
+        try await admin.execute("CREATE DATABASE \(name)")
+        var url = try DatabaseURL(adminAddress)
+        url.database = name
+        let database = TestDatabase(name: name, url: url)
+        if migrated {
+            let handle = try database.open()
+            defer { Task { await handle.close() } }
+            try await Schema.migrate(handle)
+        }
+        return database
+    }
+
+    /// Drops the test databases of processes that are gone (runs that crashed before dropping theirs).
+    private static func dropLeftovers(_ admin: PostgresDatabase) async throws {
+        for name in try await admin.strings("SELECT datname FROM pg_database WHERE datname LIKE 'tessera_test_%'") {
+            let parts = name.split(separator: "_")
+            guard parts.count == 4, let pid = Int32(parts[2]), pid != getpid(), kill(pid, 0) != 0 else { continue }
+            try? await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        }
+    }
+
+    static func loopbackAccepts(host: String, port: Int) -> Bool {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { return false }
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr(host == "localhost" ? "127.0.0.1" : host)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+}
+
+/// One test's database.
+public final class TestDatabase: Sendable {
+    public let name: String
+    public let url: DatabaseURL
+
+    init(name: String, url: DatabaseURL) {
+        self.name = name
+        self.url = url
+    }
+
+    /// The address with its password, for `--database`.
+    public var address: String {
+        "postgres://\(url.username)\(url.password.map { ":" + $0 } ?? "")@\(url.host):\(url.port)/\(name)?sslmode=disable"
+    }
+
+    /// A new pool on this database; close it when done.
+    public func open(options: PostgresDatabase.Options = PostgresDatabase.Options()) throws -> PostgresDatabase {
+        var url = url
+        url.tls = .disable
+        return try PostgresDatabase(url: url, options: options)
+    }
+
+    /// Drops the database, closing whatever still uses it.
+    public func drop() async {
+        guard let admin = try? PostgresDatabase(url: DatabaseURL(PostgresTestServer.adminAddress)) else { return }
+        try? await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        await admin.close()
+    }
+}
