@@ -31,7 +31,9 @@ struct DatabaseURLTests {
     }
 }
 
-@Suite("PostgreSQL schema: versioned, idempotent, concurrent migrations", .enabled(if: PostgresTestServer.enabled, PostgresTestServer.skipReason))
+@Suite(
+    "PostgreSQL schema: versioned, idempotent, concurrent migrations", .enabled(if: PostgresTestServer.enabled, PostgresTestServer.skipReason),
+    .postgresCleanup)
 struct SchemaTests {
     @Test("An empty database is refused with the command to run; migrate brings it to the current version once; a second run applies nothing")
     func migrate() async throws {

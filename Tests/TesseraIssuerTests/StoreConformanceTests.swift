@@ -21,8 +21,8 @@ final class StoreFixture: @unchecked Sendable {
     let folder: TemporaryDirectory
     let kind: StoreKind
     private(set) var store: any RefreshTokenStore
+    /// Closed and dropped by the suites' `.postgresCleanup` trait when the test ends.
     private var database: TestDatabase?
-    private var pools: [PostgresDatabase] = []
 
     init(_ kind: StoreKind) async throws {
         self.kind = kind
@@ -39,9 +39,7 @@ final class StoreFixture: @unchecked Sendable {
         case .memory: return InMemoryRefreshTokenStore(clock: clock.wallClock)
         case .file: return try FileRefreshTokenStore(directory: dataPath, options: .init(clock: clock.wallClock))
         case .postgres:
-            let pool = try database!.open()
-            pools.append(pool)
-            return PostgresRefreshTokenStore(database: pool, clock: clock.wallClock)
+            return PostgresRefreshTokenStore(database: try database!.open(), clock: clock.wallClock)
         }
     }
 
@@ -71,20 +69,13 @@ final class StoreFixture: @unchecked Sendable {
     deinit {
         (store as? FileRefreshTokenStore)?.close()
         folder.remove()
-        if let database {
-            let pools = pools
-            Task {
-                for pool in pools { await pool.close() }
-                await database.drop()
-            }
-        }
     }
 }
 
 /// The store's codes, named so `expectError` knows which error type is meant (FileError has some of the same names).
 typealias StoreCode = RefreshTokenStoreError.Code
 
-@Suite("RefreshTokenStore conformance (in-memory, file and PostgreSQL)")
+@Suite("RefreshTokenStore conformance (in-memory, file and PostgreSQL)", .postgresCleanup)
 struct StoreConformanceTests {
     @Test("Tokens: tsr_ prefix, 256-bit secret, base64url, all distinct; records carry no token", arguments: StoreKind.allCases)
     func tokenFormat(_ kind: StoreKind) async throws {
@@ -355,7 +346,7 @@ struct StoreConformanceTests {
     }
 }
 
-@Suite("Refresh-token stores: live families per user and client (issue 18, item 12)")
+@Suite("Refresh-token stores: live families per user and client (issue 18, item 12)", .postgresCleanup)
 struct FamilyCapTests {
     @Test(
         "Beyond 100 live families of one user and client the oldest is revoked; other pairs, revoked families and a restart keep the count right",

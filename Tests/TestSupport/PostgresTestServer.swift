@@ -41,6 +41,7 @@ public enum PostgresTestServer {
         var url = try DatabaseURL(adminAddress)
         url.database = name
         let database = TestDatabase(name: name, url: url)
+        PostgresCleanup.bin?.add(database)
         if migrated {
             let handle = try database.open()
             defer { Task { await handle.close() } }
@@ -91,7 +92,9 @@ public final class TestDatabase: Sendable {
     public func open(options: PostgresDatabase.Options = PostgresDatabase.Options()) throws -> PostgresDatabase {
         var url = url
         url.tls = .disable
-        return try PostgresDatabase(url: url, options: options)
+        let pool = try PostgresDatabase(url: url, options: options)
+        PostgresCleanup.bin?.add(pool)
+        return pool
     }
 
     /// Drops the database, closing whatever still uses it.
@@ -100,4 +103,46 @@ public final class TestDatabase: Sendable {
         try? await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
         await admin.close()
     }
+}
+
+/// Closes the pools and drops the databases a test made, once the test has ended (a trait on the suites that
+/// use `PostgresTestServer`). Not in a `deinit`: Swift may end a fixture's life at its last use, while the
+/// store it handed out is still working on the database.
+public struct PostgresCleanup: TestTrait, SuiteTrait, TestScoping {
+    public var isRecursive: Bool { true }
+
+    final class Bin: @unchecked Sendable {
+        private let lock = NSLock()
+        private var databases: [TestDatabase] = []
+        private var pools: [PostgresDatabase] = []
+        func add(_ database: TestDatabase) { lock.withLock { databases.append(database) } }
+        func add(_ pool: PostgresDatabase) { lock.withLock { pools.append(pool) } }
+
+        func empty() async {
+            let (databases, pools) = lock.withLock { (self.databases, self.pools) }
+            for pool in pools { await pool.close() }
+            for database in databases { await database.drop() }
+        }
+    }
+
+    @TaskLocal static var bin: Bin?
+
+    public func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        guard testCase != nil else { return try await function() }
+        let bin = Bin()
+        do {
+            try await Self.$bin.withValue(bin) { try await function() }
+        } catch {
+            await bin.empty()
+            throw error
+        }
+        await bin.empty()
+    }
+}
+
+extension Trait where Self == PostgresCleanup {
+    /// Drops each test's PostgreSQL databases when it ends.
+    public static var postgresCleanup: Self { PostgresCleanup() }
 }
