@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "tessera", targets: ["tessera"]),
         .executable(name: "tessera-bench", targets: ["tessera-bench"]),
         .executable(name: "tessera-store-bench", targets: ["tessera-store-bench"]),
+        .executable(name: "tessera-pg-bench", targets: ["tessera-pg-bench"]),
     ],
     dependencies: [
         // Only executables depend on Swift packages; the libraries use Foundation and libcrypto alone.
@@ -135,6 +136,11 @@ let package = Package(
         .executableTarget(
             name: "tessera-store-bench",
             dependencies: ["TesseraIssuer"]
+        ),
+        // Release-build benchmark of the PostgreSQL backend: rotations/s against pgbench's one-row update on the same server.
+        .executableTarget(
+            name: "tessera-pg-bench",
+            dependencies: ["TesseraIssuer", "TesseraPostgres"]
         ),
         // Helpers shared by the test targets (vector loading, hex, token tampering); not a product.
         .target(

@@ -119,3 +119,28 @@ struct UpdateRotation: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row {}
 }
+
+/// The optimistic rotation's write: the rotation `RefreshFamilyRules` decided on an unlocked read, applied
+/// only if the row is still what was read (same generation and digest, not revoked). One autocommit
+/// statement; a concurrent change makes it match nothing, and the caller decides again under the row lock.
+struct SwapRotation: PostgresPreparedStatement {
+    static let sql = """
+        UPDATE refresh_families SET current_digest = $2, generation = $3, issued_at = $4,
+            retry_previous = $5, retry_seed = $6, retry_rotated_at = $7
+        WHERE family_key = $1 AND generation = $8 AND current_digest = $9 AND NOT revoked
+        RETURNING 1
+        """
+    typealias Row = Int
+    var row: RefreshFamilyRow
+    var expectedGeneration: Int64
+    var expectedDigest: [UInt8]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = try UpdateRotation(row: row).makeBindings()
+        bindings.append(expectedGeneration)
+        bindings.append(ByteBuffer(bytes: expectedDigest))
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int.self) }
+}

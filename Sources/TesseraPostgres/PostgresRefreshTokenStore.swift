@@ -33,6 +33,40 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
 
     public func rotate(_ token: RefreshToken, clientID: String, scope: [String]?) async throws -> RefreshTokenRotation {
         let presented = try PresentedRefreshToken(token)
+        if let outcome = try await run({ try await self.optimisticRotation(presented, clientID: clientID, scope: scope) }) {
+            return try outcome.get()
+        }
+        return try await lockedRotation(presented, clientID: clientID, scope: scope)
+    }
+
+    /// The common case in two statements without a transaction: read the row, let the rules decide, and
+    /// write a rotation only if the row is unchanged (compare and swap on generation and digest). Nil when
+    /// the row changed meanwhile or the decision is a revocation: those are decided again under the lock.
+    private func optimisticRotation(
+        _ presented: PresentedRefreshToken, clientID: String, scope: [String]?
+    ) async throws -> Result<RefreshTokenRotation, RefreshTokenStoreError>? {
+        let clock = clock
+        return try await database.withConnection { connection -> Result<RefreshTokenRotation, RefreshTokenStoreError>? in
+            var row: RefreshFamilyRow?
+            for try await found in try await connection.execute(SelectFamily(key: presented.familyKey), logger: connection.logger) {
+                row = FamilyColumns.decode(found)
+            }
+            switch try RefreshFamilyRules.rotate(presented, family: row, clientID: clientID, scope: scope, now: clock.now()) {
+            case .rotate(let next, let rotation):
+                guard let row else { return nil }
+                let swap = SwapRotation(row: next, expectedGeneration: row.generation, expectedDigest: row.currentDigest)
+                for try await _ in try await connection.execute(swap, logger: connection.logger) { return .success(rotation) }
+                return nil
+            case .retry(let rotation): return .success(rotation)
+            case .fail(let error): return .failure(error)
+            case .revokeForReuse: return nil
+            }
+        }
+    }
+
+    /// The rotation under the family's row lock, in one transaction: the answer for every presentation
+    /// that lost a race, and for reuse, whose revocation must not be lost to one.
+    private func lockedRotation(_ presented: PresentedRefreshToken, clientID: String, scope: [String]?) async throws -> RefreshTokenRotation {
         let clock = clock
         let outcome: Result<RefreshTokenRotation, RefreshTokenStoreError> = try await run {
             try await self.database.transaction { connection in
