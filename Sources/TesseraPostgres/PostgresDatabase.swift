@@ -20,6 +20,9 @@ public final class PostgresDatabase: Sendable {
         /// The longest one operation (waiting for a connection, then its statements) takes before it fails.
         public var operationTimeout: Duration = .seconds(10)
         public var connectTimeout: Duration = .seconds(5)
+        /// The schema Tessera's tables live in (the connections' `search_path`); nil for the server's default
+        /// (`public`). Lets several deployments, or tests, share one database.
+        public var schema: String?
 
         public init() {}
     }
@@ -57,6 +60,7 @@ public final class PostgresDatabase: Sendable {
             ("idle_in_transaction_session_timeout", String(Self.milliseconds(options.operationTimeout) * 2)),
             ("application_name", url.applicationName), ("client_encoding", "UTF8"), ("TimeZone", "UTC"),
         ]
+        if let schema = options.schema { configuration.options.additionalStartupParameters.append(("search_path", schema)) }
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         runner = Task { await client.run() }
@@ -115,7 +119,7 @@ public final class PostgresDatabase: Sendable {
             configuration.options.connectTimeout = .milliseconds(Self.milliseconds(options.connectTimeout))
             let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: Self.quietLogger)
             do {
-                try await connection.query("SELECT 1", logger: Self.quietLogger)
+                _ = try await connection.query("SELECT 1", logger: Self.quietLogger).collect()
                 try await connection.close()
             } catch {
                 try? await connection.close()
@@ -130,7 +134,7 @@ public final class PostgresDatabase: Sendable {
 
     /// Runs statements Tessera wrote (administration and tests; never with request data in them).
     package func execute(_ sql: String) async throws {
-        try await withConnection { connection in _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: connection.logger) }
+        try await withConnection { connection in try await connection.run(PostgresQuery(unsafeSQL: sql)) }
     }
 
     /// The first column of every row a query Tessera wrote returns, as text.
@@ -146,14 +150,18 @@ public final class PostgresDatabase: Sendable {
 
     /// Runs `body` on a pooled connection within the operation deadline; a failure of the server, the
     /// network or the deadline is `DatabaseError.unavailable`.
-    func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await deadline { [client] in try await client.withConnection { connection in try await body(connection) } }
+    func withConnection<T: Sendable>(
+        timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await deadline(timeout) { [client] in try await client.withConnection { connection in try await body(connection) } }
     }
 
     /// Runs `body` in one transaction (READ COMMITTED) on a pooled connection, within the operation
     /// deadline: it commits when `body` returns and rolls back when it throws, so a failure changes nothing.
-    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await deadline { [client, logger] in
+    func transaction<T: Sendable>(
+        timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await deadline(timeout) { [client, logger] in
             try await client.withConnection { connection in
                 try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
             }
@@ -163,9 +171,10 @@ public final class PostgresDatabase: Sendable {
     /// Runs `body` as a task that the shared deadline timer cancels when the operation deadline passes.
     /// (One task and no timer of its own per operation: a task group racing a sleeping child cost a fifth
     /// of the rotation rate.)
-    private func deadline<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    private func deadline<T: Sendable>(_ timeout: Duration?, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let timeout = timeout ?? options.operationTimeout
         let task = Task { try await body() }
-        let ticket = deadlines.add(after: options.operationTimeout) { task.cancel() }
+        let ticket = deadlines.add(after: timeout) { task.cancel() }
         defer { deadlines.remove(ticket) }
         do {
             return try await withTaskCancellationHandler {
@@ -175,7 +184,7 @@ public final class PostgresDatabase: Sendable {
             }
         } catch {
             if deadlines.expired(ticket) {
-                throw DatabaseError(.unavailable, "PostgreSQL did not answer within \(Self.milliseconds(options.operationTimeout)) ms")
+                throw DatabaseError(.unavailable, "PostgreSQL did not answer within \(Self.milliseconds(timeout)) ms")
             }
             throw Self.translate(error)
         }
@@ -202,5 +211,13 @@ public final class PostgresDatabase: Sendable {
         default:
             return error
         }
+    }
+}
+
+extension PostgresConnection {
+    /// Runs a statement and reads its whole answer: an error the server reports while executing it is
+    /// thrown here, not lost with an unread result (the next statement would then only see 25P02).
+    func run(_ query: PostgresQuery) async throws {
+        _ = try await self.query(query, logger: logger).collect()
     }
 }

@@ -70,28 +70,29 @@ public enum Schema {
     }
 
     static func version(on connection: PostgresConnection) async throws -> Int {
-        let exists = try await connection.query("SELECT to_regclass('tessera_schema') IS NOT NULL", logger: connection.logger)
-        for try await present in exists.decode(Bool.self) where !present { return 0 }
-        let rows = try await connection.query("SELECT coalesce(max(version), 0) FROM tessera_schema", logger: connection.logger)
-        for try await version in rows.decode(Int.self) { return version }
-        return 0
+        let exists = try await connection.query("SELECT to_regclass('tessera_schema') IS NOT NULL", logger: connection.logger).collect()
+        guard try exists.first?.decode(Bool.self) == true else { return 0 }
+        let rows = try await connection.query("SELECT coalesce(max(version), 0) FROM tessera_schema", logger: connection.logger).collect()
+        return try rows.first?.decode(Int.self) ?? 0
     }
 
     /// Brings the schema to `current`; returns the versions it applied (empty when it was already there).
     /// Refuses a database newer than this build.
     @discardableResult
     public static func migrate(_ database: PostgresDatabase) async throws -> [Int] {
-        try await database.transaction { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: connection.logger)
+        // Longer bounds than a request's: another instance may be migrating, and a step may build an index.
+        try await database.transaction(timeout: .seconds(600)) { connection in
+            try await connection.run("SET LOCAL lock_timeout = '300s'")
+            try await connection.run("SET LOCAL statement_timeout = '300s'")
+            try await connection.run("SELECT pg_advisory_xact_lock(\(migrationLock))")
             let found = try await version(on: connection)
             guard found <= current else { throw newer(found) }
             var applied: [Int] = []
             for step in steps where step.version > found {
                 for statement in step.statements {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: connection.logger)
+                    try await connection.run(PostgresQuery(unsafeSQL: statement))
                 }
-                try await connection.query(
-                    "INSERT INTO tessera_schema (version, summary) VALUES (\(step.version), \(step.summary))", logger: connection.logger)
+                try await connection.run("INSERT INTO tessera_schema (version, summary) VALUES (\(step.version), \(step.summary))")
                 applied.append(step.version)
             }
             return applied

@@ -3,8 +3,8 @@ public import TesseraPostgres
 public import Testing
 
 /// The PostgreSQL server the tests use: `TESSERA_TEST_DATABASE` (an address whose user may create
-/// databases), or `postgres://tessera:tessera@127.0.0.1:5432/postgres?sslmode=disable`, which `.ci/run` sets up. Each test
-/// gets a database of its own, created empty and dropped after.
+/// databases), or `postgres://tessera:tessera@127.0.0.1:5432/postgres?sslmode=disable`, which `.ci/run` sets up. A test
+/// process makes one database; each test gets a schema of its own in it, created empty and dropped after.
 ///
 /// Without a server, the PostgreSQL tests are skipped and say why; under CI (`CI=true`) they run anyway
 /// and fail, so a CI machine without PostgreSQL cannot pass.
@@ -30,31 +30,44 @@ public enum PostgresTestServer {
                 + "(start one, or set TESSERA_TEST_DATABASE; .ci/run does both)")
     }
 
-    /// A new, empty database (migrated when `migrated`), named after this process so leftovers of a
-    /// crashed run can be told apart and dropped.
+    /// A new, empty schema (migrated when `migrated`) in this process's test database. A schema, not a
+    /// database, per test: creating a database writes a copy of its template through the WAL, and a dozen
+    /// at once under the test suite's fsync load took longer than the operation deadline.
     public static func createDatabase(migrated: Bool = true) async throws -> TestDatabase {
-        let admin = try PostgresDatabase(url: DatabaseURL(adminAddress))
-        defer { Task { await admin.close() } }
-        try await dropLeftovers(admin)
-        let name = "tessera_test_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
-        try await admin.execute("CREATE DATABASE \(name)")
-        var url = try DatabaseURL(adminAddress)
-        url.database = name
-        let database = TestDatabase(name: name, url: url)
-        PostgresCleanup.bin?.add(database)
+        let database = try await processDatabase.value
+        let schema = "s_\(UInt32.random(in: 0...UInt32.max))_\(UInt32.random(in: 0...UInt32.max))"
+        let pool = try database.pool(schema: nil)
+        defer { Task { await pool.close() } }
+        try await pool.execute("CREATE SCHEMA \(schema)")
+        let test = TestDatabase(name: database.name, schema: schema, url: database.url)
+        PostgresCleanup.bin?.add(test)
         if migrated {
-            let handle = try database.open()
+            let handle = try test.open()
             defer { Task { await handle.close() } }
             try await Schema.migrate(handle)
         }
-        return database
+        return test
     }
 
-    /// Drops the test databases of processes that are gone (runs that crashed before dropping theirs).
+    /// This process's database, named after its pid so leftovers of a crashed run can be told apart and
+    /// dropped; created at first use.
+    private static let processDatabase = Task { () throws -> TestDatabase in
+        let admin = try PostgresDatabase(url: DatabaseURL(adminAddress))
+        defer { Task { await admin.close() } }
+        try await dropLeftovers(admin)
+        let name = "tessera_test_\(getpid())"
+        try await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        try await admin.execute("CREATE DATABASE \(name)")
+        var url = try DatabaseURL(adminAddress)
+        url.database = name
+        return TestDatabase(name: name, schema: nil, url: url)
+    }
+
+    /// Drops the test databases of processes that are gone (runs that ended before dropping theirs).
     private static func dropLeftovers(_ admin: PostgresDatabase) async throws {
         for name in try await admin.strings("SELECT datname FROM pg_database WHERE datname LIKE 'tessera_test_%'") {
             let parts = name.split(separator: "_")
-            guard parts.count == 4, let pid = Int32(parts[2]), pid != getpid(), kill(pid, 0) != 0 else { continue }
+            guard parts.count >= 3, let pid = Int32(parts[2]), pid != getpid(), kill(pid, 0) != 0 else { continue }
             try? await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
         }
     }
@@ -73,35 +86,39 @@ public enum PostgresTestServer {
     }
 }
 
-/// One test's database.
+/// One test's schema in the process's test database.
 public final class TestDatabase: Sendable {
     public let name: String
+    /// The test's schema; nil for the process database itself.
+    public let schema: String?
     public let url: DatabaseURL
 
-    init(name: String, url: DatabaseURL) {
+    init(name: String, schema: String?, url: DatabaseURL) {
         self.name = name
+        self.schema = schema
         self.url = url
     }
 
-    /// The address with its password, for `--database`.
-    public var address: String {
-        "postgres://\(url.username)\(url.password.map { ":" + $0 } ?? "")@\(url.host):\(url.port)/\(name)?sslmode=disable"
-    }
-
-    /// A new pool on this database; close it when done.
+    /// A new pool on this schema; closed when the test ends.
     public func open(options: PostgresDatabase.Options = PostgresDatabase.Options()) throws -> PostgresDatabase {
-        var url = url
-        url.tls = .disable
-        let pool = try PostgresDatabase(url: url, options: options)
+        let pool = try pool(schema: schema, options: options)
         PostgresCleanup.bin?.add(pool)
         return pool
     }
 
-    /// Drops the database, closing whatever still uses it.
+    func pool(schema: String?, options: PostgresDatabase.Options = PostgresDatabase.Options()) throws -> PostgresDatabase {
+        var url = url
+        url.tls = .disable
+        var options = options
+        options.schema = schema
+        return try PostgresDatabase(url: url, options: options)
+    }
+
+    /// Drops the test's schema and everything in it.
     public func drop() async {
-        guard let admin = try? PostgresDatabase(url: DatabaseURL(PostgresTestServer.adminAddress)) else { return }
-        try? await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
-        await admin.close()
+        guard let schema, let pool = try? pool(schema: nil) else { return }
+        try? await pool.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
+        await pool.close()
     }
 }
 
