@@ -23,12 +23,13 @@ enum FamilyColumns {
     }
 }
 
-/// Hot statements, prepared once per connection (postgres-nio prepares on first use).
-struct SelectFamily: PostgresPreparedStatement {
-    static let sql = "SELECT \(FamilyColumns.list) FROM refresh_families WHERE family_key = $1"
-    typealias Row = FamilyColumns.Row
-    var key: [UInt8]
+/// A statement that reads one family's row by its key: prepared once per connection (postgres-nio
+/// prepares on first use).
+protocol FamilyByKey: PostgresPreparedStatement where Row == FamilyColumns.Row {
+    var key: [UInt8] { get }
+}
 
+extension FamilyByKey {
     func makeBindings() throws -> PostgresBindings {
         var bindings = PostgresBindings()
         bindings.append(ByteBuffer(bytes: key))
@@ -38,19 +39,17 @@ struct SelectFamily: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
+struct SelectFamily: FamilyByKey {
+    static let sql = "SELECT \(FamilyColumns.list) FROM refresh_families WHERE family_key = $1"
+    typealias Row = FamilyColumns.Row
+    var key: [UInt8]
+}
+
 /// The row lock a rotation or revocation holds until its transaction ends.
-struct LockFamily: PostgresPreparedStatement {
+struct LockFamily: FamilyByKey {
     static let sql = "SELECT \(FamilyColumns.list) FROM refresh_families WHERE family_key = $1 FOR UPDATE"
     typealias Row = FamilyColumns.Row
     var key: [UInt8]
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings()
-        bindings.append(ByteBuffer(bytes: key))
-        return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
 /// A new family, and in the same statement the revocation of the user and client's oldest live families

@@ -374,18 +374,8 @@ extension LiveServerTests {
         defer { server.stop() }
         func statusLine(_ raw: String) async throws -> String {
             try await onOwnThread {
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                let fd = try connectLoopback(port: server.port, receiveTimeout: 5)
                 defer { close(fd) }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = in_port_t(UInt16(server.port).bigEndian)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                var timeout = timeval(tv_sec: 5, tv_usec: 0)
-                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-                let connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                guard connected == 0 else { throw TestSupportError("cannot connect") }
                 let bytes = Array(raw.utf8)
                 _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
                 var buffer = [UInt8](repeating: 0, count: 4_096)

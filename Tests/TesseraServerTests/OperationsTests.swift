@@ -243,16 +243,8 @@ struct OperationsTests {
         let server = try ServeProcess()
         try await server.start(["--shutdown-timeout", "60"])
         // A token request whose body never finishes arriving: in flight until the request timeout (30 s).
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try connectLoopback(port: server.port)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(connected == 0)
         let head = Array(
             "POST /token HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant".utf8)
         _ = head.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }

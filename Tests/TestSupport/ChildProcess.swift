@@ -224,3 +224,44 @@ public func buildFaultShim(in folder: TemporaryDirectory) async throws -> String
     guard compiler.status == 0 else { throw TestSupportError("clang could not build the fsync shim: \(compiler.err)") }
     return library
 }
+
+/// A plain TCP connection to `port` on 127.0.0.1, for tests that write raw bytes; the caller closes it.
+/// `receiveTimeout` (seconds) bounds each `recv`.
+public func connectLoopback(port: Int, receiveTimeout: Int? = nil) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestSupportError("cannot make a socket") }
+    if let receiveTimeout {
+        var timeout = timeval(tv_sec: receiveTimeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+    var address = loopbackAddress(port: port)
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        close(fd)
+        throw TestSupportError("cannot connect to 127.0.0.1:\(port)")
+    }
+    return fd
+}
+
+/// A loopback port that was free a moment ago (bound by the kernel's choice, then closed).
+public func unusedLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = loopbackAddress(port: 0)
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard fd >= 0, bound else { throw TestSupportError("cannot bind a loopback port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+func loopbackAddress(port: Int) -> sockaddr_in {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return address
+}
