@@ -109,3 +109,55 @@ struct DatabaseUnavailableTests {
         await pool.close()
     }
 }
+
+@Suite(
+    "PostgreSQL refresh families across instances", .enabled(if: PostgresTestServer.enabled, PostgresTestServer.skipReason),
+    .postgresCleanup)
+struct PostgresInstancesTests {
+    /// Four pools on one schema stand in for four `tessera serve`; 64 callers present one token through them.
+    static func race(retryWindow: Int) async throws -> (successors: [String], errors: [String], store: PostgresRefreshTokenStore) {
+        let database = try await PostgresTestServer.createDatabase()
+        let stores = try (0..<4).map { _ in PostgresRefreshTokenStore(database: try database.open()) }
+        let family = NewRefreshTokenFamily(
+            clientID: "app", subject: "alice", scope: ["read"], authTime: Date(), policy: RefreshTokenPolicy(retryWindow: retryWindow))
+        let token = try await stores[0].issue(family).token
+        let outcomes = await withTaskGroup(of: Result<String, RefreshTokenStoreError>.self) { group in
+            for caller in 0..<64 {
+                group.addTask {
+                    do {
+                        return .success(try await stores[caller % 4].rotate(token, clientID: "app", scope: nil).successor.token.rawValue)
+                    } catch let error as RefreshTokenStoreError {
+                        return .failure(error)
+                    } catch {
+                        return .failure(RefreshTokenStoreError(.unavailable, "\(error)"))
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let successors = outcomes.compactMap { try? $0.get() }
+        let errors = outcomes.compactMap { outcome -> String? in
+            if case .failure(let error) = outcome { return error.code.rawValue }
+            return nil
+        }
+        return (successors, errors, stores[1])
+    }
+
+    @Test("64 concurrent presentations of one token through 4 instances: exactly one rotation, 63 reuse, and the family is revoked")
+    func oneWinner() async throws {
+        let (successors, errors, store) = try await Self.race(retryWindow: 0)
+        #expect(successors.count == 1, "\(errors)")
+        #expect(errors.count == 63 && errors.allSatisfy { $0 == "reuse_detected" }, "\(errors)")
+        let winner = try #require(successors.first)
+        await expectError(RefreshTokenStoreError.Code.revoked) { _ = try await store.rotate(RefreshToken(winner), clientID: "app", scope: nil) }
+    }
+
+    @Test("With a retry window, the same 64 presentations all get the one successor; the family stays live")
+    func retriesShareTheSuccessor() async throws {
+        let (successors, errors, store) = try await Self.race(retryWindow: 30)
+        #expect(errors.isEmpty, "\(errors)")
+        #expect(successors.count == 64 && Set(successors).count == 1)
+        let successor = try #require(successors.first)
+        #expect(try await store.record(for: RefreshToken(successor))?.state == .live)
+    }
+}
