@@ -94,14 +94,21 @@ public final class TestDatabase: Sendable {
         self.url = url
     }
 
-    /// A new pool on this schema; closed when the test ends.
-    public func open(options: PostgresDatabase.Options = PostgresDatabase.Options()) throws -> PostgresDatabase {
-        let pool = try pool(schema: schema, options: options)
+    /// A new pool on this schema; closed when the test ends. Four connections unless `options` say
+    /// otherwise: tests run in parallel, and 16 per pool ran the server out of its 100 connection slots.
+    public func open(options: PostgresDatabase.Options? = nil) throws -> PostgresDatabase {
+        let pool = try pool(schema: schema, options: options ?? Self.testOptions)
         PostgresCleanup.bin?.add(pool)
         return pool
     }
 
-    func pool(schema: String?, options: PostgresDatabase.Options = PostgresDatabase.Options()) throws -> PostgresDatabase {
+    static var testOptions: PostgresDatabase.Options {
+        var options = PostgresDatabase.Options()
+        options.maximumConnections = 4
+        return options
+    }
+
+    func pool(schema: String?, options: PostgresDatabase.Options = TestDatabase.testOptions) throws -> PostgresDatabase {
         var url = url
         url.tls = .disable
         var options = options
