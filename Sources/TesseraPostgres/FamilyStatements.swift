@@ -123,12 +123,7 @@ struct UpdateRotation: PostgresPreparedStatement {
 /// only if the row is still what was read (same generation and digest, not revoked). One autocommit
 /// statement; a concurrent change makes it match nothing, and the caller decides again under the row lock.
 struct SwapRotation: PostgresPreparedStatement {
-    static let sql = """
-        UPDATE refresh_families SET current_digest = $2, generation = $3, issued_at = $4,
-            retry_previous = $5, retry_seed = $6, retry_rotated_at = $7
-        WHERE family_key = $1 AND generation = $8 AND current_digest = $9 AND NOT revoked
-        RETURNING 1
-        """
+    static let sql = UpdateRotation.sql + " AND generation = $8 AND current_digest = $9 AND NOT revoked RETURNING 1"
     typealias Row = Int
     var row: RefreshFamilyRow
     var expectedGeneration: Int64
