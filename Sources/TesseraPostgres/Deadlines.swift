@@ -29,9 +29,7 @@ final class Deadlines: @unchecked Sendable {
     func stop() { timer.cancel() }
 
     func add(after duration: Duration, cancel: @escaping @Sendable () -> Void) -> Ticket {
-        let nanoseconds =
-            UInt64(max(0, duration.components.seconds)) * 1_000_000_000 + UInt64(max(0, duration.components.attoseconds) / 1_000_000_000)
-        let due = DispatchTime.now().uptimeNanoseconds + nanoseconds
+        let due = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, duration.nanoseconds))
         return lock.withLock {
             nextID += 1
             entries[nextID] = Entry(due: due, cancel: cancel)
@@ -54,5 +52,14 @@ final class Deadlines: @unchecked Sendable {
             return cancels
         }
         for cancel in due { cancel() }
+    }
+}
+
+extension Duration {
+    /// The whole nanoseconds of this duration, saturating at `Int64`'s ends (deadlines are minutes, not centuries).
+    var nanoseconds: Int64 {
+        let (whole, overflow) = components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let (sum, carry) = whole.addingReportingOverflow(components.attoseconds / 1_000_000_000)
+        return overflow || carry ? (components.seconds < 0 ? .min : .max) : sum
     }
 }

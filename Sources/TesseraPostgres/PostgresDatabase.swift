@@ -73,9 +73,7 @@ public final class PostgresDatabase: Sendable {
         await runner.value
     }
 
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1_000 + duration.components.attoseconds / 1_000_000_000_000_000
-    }
+    static func milliseconds(_ duration: Duration) -> Int64 { duration.nanoseconds / 1_000_000 }
 
     public static var quietLogger: Logger {
         var logger = Logger(label: "tessera.postgres")
@@ -99,7 +97,7 @@ public final class PostgresDatabase: Sendable {
 
     /// Connects once, outside the pool, and runs `SELECT 1`: fails at once with the server's own reason
     /// (a wrong password, an unknown database, a refused connection), where the pool would keep retrying
-    /// until the operation's deadline. What `tessera serve` and the `db` commands do first.
+    /// until the operation's deadline. What the `db` commands do first.
     public func probe() async throws {
         do {
             var configuration: PostgresConnection.Configuration

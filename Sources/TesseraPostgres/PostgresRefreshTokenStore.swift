@@ -6,12 +6,13 @@ public import TesseraJOSE
 
 /// Refresh-token families in PostgreSQL, shared by every `tessera serve` on the database.
 ///
-/// Rotation is one transaction per request under READ COMMITTED: the family's row is locked
-/// (`SELECT … FOR UPDATE`), `RefreshFamilyRules` — the same rules the file store runs — decide, and the
-/// outcome is written before the commit. Concurrent presentations of one token, on any instances, queue on
-/// that row lock: the first rotates, each later one reads the committed row and is reuse (or, inside the
-/// client's retry window, the same successor). Nothing here can fail with a serialization error, and a
-/// transaction that fails part-way is rolled back: a client that got an error may retry.
+/// `RefreshFamilyRules` — the rules the file store runs — make every decision; the SQL only reads and
+/// writes rows, under READ COMMITTED. A rotation reads the family's row and writes the successor with a
+/// compare-and-swap on what it read. A presentation that lost a race to another instance, and every reuse,
+/// is decided again in one transaction under the row's lock (`SELECT … FOR UPDATE`): of concurrent
+/// presentations of one token exactly one rotates, the others are reuse (or, inside the client's retry
+/// window, get the same successor). Nothing here can fail with a serialization error, and a transaction
+/// that fails part-way is rolled back: a client that got an error may retry.
 public final class PostgresRefreshTokenStore: RefreshTokenStore {
     let database: PostgresDatabase
     let clock: WallClock
@@ -47,10 +48,7 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
     ) async throws -> Result<RefreshTokenRotation, RefreshTokenStoreError>? {
         let clock = clock
         return try await database.withConnection { connection -> Result<RefreshTokenRotation, RefreshTokenStoreError>? in
-            var row: RefreshFamilyRow?
-            for try await found in try await connection.execute(SelectFamily(key: presented.familyKey), logger: connection.logger) {
-                row = FamilyColumns.decode(found)
-            }
+            let row = try await Self.first(SelectFamily(key: presented.familyKey), on: connection)
             switch try RefreshFamilyRules.rotate(presented, family: row, clientID: clientID, scope: scope, now: clock.now()) {
             case .rotate(let next, let rotation):
                 guard let row else { return nil }
@@ -70,7 +68,7 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
         let clock = clock
         let outcome: Result<RefreshTokenRotation, RefreshTokenStoreError> = try await run {
             try await self.database.transaction { connection in
-                let row = try await Self.lockedRow(presented.familyKey, on: connection)
+                let row = try await Self.first(LockFamily(key: presented.familyKey), on: connection)
                 let now = clock.now()
                 switch try RefreshFamilyRules.rotate(presented, family: row, clientID: clientID, scope: scope, now: now) {
                 case .rotate(let next, let rotation):
@@ -80,7 +78,8 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
                     return .success(rotation)
                 case .revokeForReuse(let error):
                     try await Self.revoke(
-                        presented.familyKey, reason: RefreshFamilyRules.reasonReuse, now: RefreshFamilyRules.seconds(now), on: connection)
+                        "family_key", ByteBuffer(bytes: presented.familyKey), reason: RefreshFamilyRules.reasonReuse,
+                        now: RefreshFamilyRules.seconds(now), on: connection)
                     return .failure(error)
                 case .fail(let error):
                     return .failure(error)
@@ -108,9 +107,10 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
         let now = RefreshFamilyRules.seconds(clock.now())
         return try await run {
             try await self.database.transaction { connection in
-                let row = try await Self.lockedRow(presented.familyKey, on: connection)
+                let row = try await Self.first(LockFamily(key: presented.familyKey), on: connection)
                 guard try RefreshFamilyRules.revokes(presented, family: row, clientID: clientID) else { return false }
-                return try await Self.revoke(presented.familyKey, reason: RefreshFamilyRules.reasonRequested, now: now, on: connection) > 0
+                let key = ByteBuffer(bytes: presented.familyKey)
+                return try await Self.revoke("family_key", key, reason: RefreshFamilyRules.reasonRequested, now: now, on: connection) > 0
             }
         }
     }
@@ -118,12 +118,7 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
     @discardableResult
     public func revokeFamily(withID familyID: String) async throws -> Bool {
         guard let key = RefreshFamilyRules.key(familyID: familyID) else { return false }
-        let now = RefreshFamilyRules.seconds(clock.now())
-        return try await run {
-            try await self.database.withConnection { connection in
-                try await Self.revoke(key, reason: RefreshFamilyRules.reasonRequested, now: now, on: connection) > 0
-            }
-        }
+        return try await revokeWhere("family_key", ByteBuffer(bytes: key)) > 0
     }
 
     @discardableResult
@@ -146,37 +141,19 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
     @discardableResult
     public func forgetExpired() async throws -> Int {
         let now = RefreshFamilyRules.seconds(clock.now())
-        var removed = 0
-        while true {
-            let batch = try await run {
-                try await self.database.withConnection { connection in
-                    try await connection.query(
-                        """
-                        DELETE FROM refresh_families WHERE family_key IN (
-                            SELECT family_key FROM refresh_families WHERE expires_at <= \(now) LIMIT 1000)
-                        RETURNING 1
-                        """, logger: connection.logger
-                    ).collect().count
-                }
-            }
-            removed += batch
-            if batch < 1_000 { break }
-        }
+        let removed = try await inBatches(
+            """
+            DELETE FROM refresh_families WHERE family_key IN (
+                SELECT family_key FROM refresh_families WHERE expires_at <= \(now) LIMIT 1000)
+            RETURNING 1
+            """)
         let windowEnd = now - Int64(RefreshTokenPolicy.maximumRetryWindow)
-        while true {
-            let cleared = try await run {
-                try await self.database.withConnection { connection in
-                    try await connection.query(
-                        """
-                        UPDATE refresh_families SET retry_previous = NULL, retry_seed = NULL, retry_rotated_at = NULL
-                        WHERE family_key IN (SELECT family_key FROM refresh_families WHERE retry_rotated_at < \(windowEnd) LIMIT 1000)
-                        RETURNING 1
-                        """, logger: connection.logger
-                    ).collect().count
-                }
-            }
-            if cleared < 1_000 { break }
-        }
+        _ = try await inBatches(
+            """
+            UPDATE refresh_families SET retry_previous = NULL, retry_seed = NULL, retry_rotated_at = NULL
+            WHERE family_key IN (SELECT family_key FROM refresh_families WHERE retry_rotated_at < \(windowEnd) LIMIT 1000)
+            RETURNING 1
+            """)
         return removed
     }
 
@@ -200,51 +177,58 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
     // MARK: Rows
 
     private func row(_ key: [UInt8]) async throws -> RefreshFamilyRow? {
-        try await database.withConnection { connection in
-            for try await row in try await connection.execute(SelectFamily(key: key), logger: connection.logger) {
-                return FamilyColumns.decode(row)
-            }
-            return nil
-        }
+        try await database.withConnection { connection in try await Self.first(SelectFamily(key: key), on: connection) }
     }
 
-    private static func lockedRow(_ key: [UInt8], on connection: PostgresConnection) async throws -> RefreshFamilyRow? {
-        for try await row in try await connection.execute(LockFamily(key: key), logger: connection.logger) {
-            return FamilyColumns.decode(row)
-        }
-        return nil
+    /// The row a by-key statement finds (plain, or locked until the transaction ends), if any.
+    private static func first(_ statement: some FamilyByKey, on connection: PostgresConnection) async throws -> RefreshFamilyRow? {
+        var found: RefreshFamilyRow?
+        for try await row in try await connection.execute(statement, logger: connection.logger) { found = FamilyColumns.decode(row) }
+        return found
     }
 
+    /// Revokes the live families whose `column` is `value` (every live family when `column` is nil) and
+    /// drops their retry states; returns how many.
     @discardableResult
-    private static func revoke(_ key: [UInt8], reason: Int16, now: Int64, on connection: PostgresConnection) async throws -> Int {
-        try await connection.query(
-            """
-            UPDATE refresh_families SET revoked = true, revoked_at = \(now), revoked_reason = \(reason),
+    private static func revoke(
+        _ column: String?, _ value: some PostgresEncodable, reason: Int16, now: Int64, on connection: PostgresConnection
+    ) async throws -> Int {
+        var bindings = PostgresBindings()
+        bindings.append(now)
+        bindings.append(reason)
+        var sql = """
+            UPDATE refresh_families SET revoked = true, revoked_at = $1, revoked_reason = $2,
                 retry_previous = NULL, retry_seed = NULL, retry_rotated_at = NULL
-            WHERE family_key = \(ByteBuffer(bytes: key)) AND NOT revoked RETURNING 1
-            """, logger: connection.logger
-        ).collect().count
+            WHERE NOT revoked
+            """
+        if let column {
+            try bindings.append(value)
+            sql += " AND \(column) = $3"
+        }
+        return try await connection.query(PostgresQuery(unsafeSQL: sql + " RETURNING 1", binds: bindings), logger: connection.logger)
+            .collect().count
     }
 
-    /// Revokes every live family whose `column` is `value` (every family when `column` is nil).
-    private func revokeWhere(_ column: String?, _ value: String) async throws -> Int {
+    /// `revoke` on a connection of its own, at the store's time, for a request or an operator.
+    private func revokeWhere(_ column: String?, _ value: some PostgresEncodable & Sendable) async throws -> Int {
         let now = RefreshFamilyRules.seconds(clock.now())
-        let reason = RefreshFamilyRules.reasonRequested
         return try await run {
             try await self.database.withConnection { connection in
-                let set =
-                    "SET revoked = true, revoked_at = $1, revoked_reason = $2, retry_previous = NULL, retry_seed = NULL, retry_rotated_at = NULL"
-                var bindings = PostgresBindings()
-                bindings.append(now)
-                bindings.append(reason)
-                var sql = "UPDATE refresh_families \(set) WHERE NOT revoked"
-                if let column {
-                    bindings.append(value)
-                    sql += " AND \(column) = $3"
-                }
-                return try await connection.query(PostgresQuery(unsafeSQL: sql + " RETURNING 1", binds: bindings), logger: connection.logger)
-                    .collect().count
+                try await Self.revoke(column, value, reason: RefreshFamilyRules.reasonRequested, now: now, on: connection)
             }
+        }
+    }
+
+    /// Runs `query` (a statement `RETURNING 1` that touches at most 1,000 rows) until a run touches fewer;
+    /// returns how many rows it touched in all.
+    private func inBatches(_ query: PostgresQuery) async throws -> Int {
+        var total = 0
+        while true {
+            let batch = try await run {
+                try await self.database.withConnection { connection in try await connection.query(query, logger: connection.logger).collect().count }
+            }
+            total += batch
+            if batch < 1_000 { return total }
         }
     }
 

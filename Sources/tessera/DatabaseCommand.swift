@@ -34,18 +34,15 @@ struct DatabaseOption: ParsableArguments {
 /// messages for the user.
 func withDatabase<T>(_ option: DatabaseOption, _ body: (PostgresDatabase) async throws -> T) async throws -> T {
     let database = try option.open()
+    let outcome: Result<T, any Error>
     do {
         try await database.probe()
-        let value = try await body(database)
-        await database.close()
-        return value
-    } catch let error as DatabaseError {
-        await database.close()
-        throw CLIError("\(database.url): \(error.message)")
+        outcome = .success(try await body(database))
     } catch {
-        await database.close()
-        throw error
+        outcome = .failure(error)
     }
+    await database.close()
+    do { return try outcome.get() } catch let error as DatabaseError { throw CLIError("\(database.url): \(error.message)") }
 }
 
 /// `tessera db …`: the PostgreSQL schema.
