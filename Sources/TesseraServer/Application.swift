@@ -85,16 +85,16 @@ public func buildApplication(
         route(.get, path) { _, _ in jsonResponse(.ok, JSONObject(["status": .string("live")])) }
     }
     route(.get, "/health/ready") { _, _ in
-        let readiness = Readiness(service)
+        let readiness = await Readiness(service)
         return jsonResponse(readiness.ready ? .ok : .serviceUnavailable, readiness.json)
     }
 
     let pages = AuthorizePages(service: service)
-    route(.get, "/authorize") { request, _ in pages.authorizeGET(request) }
+    route(.get, "/authorize") { request, _ in await pages.authorizeGET(request) }
     route(.post, "/authorize") { request, _ in await pages.authorizePOST(request, limit: limit) }
     route(.post, "/authorize/sign-in") { request, context in await pages.signIn(request, context: context, limit: limit) }
     route(.post, "/authorize/consent") { request, _ in await pages.consent(request, limit: limit) }
-    route(.get, "/logout") { request, _ in pages.logoutGET(request, flow: service.logout) }
+    route(.get, "/logout") { request, _ in await pages.logoutGET(request, flow: service.logout) }
     route(.post, "/logout") { request, _ in await pages.logoutPOST(request, flow: service.logout, limit: limit) }
     // Added last, so it wraps only what matched no route (Hummingbird applies middleware to later routes and
     // to its not-found responder).
@@ -108,7 +108,7 @@ public func buildApplication(
     // Background work runs as services of the application, started with it and stopped on graceful shutdown
     // in reverse order, after the HTTP server has finished its requests: the metrics listener, the key-ring
     // watcher, and last the refresh-token store (flushed and closed).
-    var services: [any Service] = [RefreshStoreService(service: service, logger: logger), KeyRingWatcher(keys: service.keys)]
+    var services: [any Service] = [BackendService(service: service), KeyRingWatcher(keys: service.keys)]
     if let address = service.configuration.metricsAddress { services.append(metricsApplication(service, address: address, logger: logger)) }
     return Application(
         router: router, server: .guardedHTTP1(limits), configuration: configuration, services: services,
@@ -166,7 +166,7 @@ enum OAuthBody {
 /// Parses an `application/x-www-form-urlencoded` body (RFC 6749 §3.2), runs `body`, and answers with JSON
 /// and `Cache-Control: no-store` (RFC 6749 §5.1), or the RFC 6749 §5.2 error.
 func oauthResponse(
-    _ request: Request, limit: Int, context: TesseraRequestContext, throttle: FailureThrottle, metrics: ServerMetrics, endpoint: String,
+    _ request: Request, limit: Int, context: TesseraRequestContext, throttle: any FailureCounting, metrics: ServerMetrics, endpoint: String,
     _ body: (TokenRequest) async throws -> OAuthBody
 ) async -> Response {
     var clientKeys: [FailureThrottle.Key] = []
@@ -179,7 +179,8 @@ func oauthResponse(
         clientKeys = FailureThrottle.client(client ?? "", address: address)
         if form["grant_type"] == "password", let username = form["username"] { userKeys = FailureThrottle.user(username, address: address) }
         let keys = clientKeys + userKeys
-        if let wait = throttle.retryAfter(keys) {
+        let check = try await throttle.check(keys)
+        if let wait = check.retryAfter {
             metrics.throttled(endpoint: endpoint)
             context.logger.notice(
                 "throttled after repeated failures", metadata: ["kinds": .string(Set(keys.map { "\($0.kind)" }).sorted().joined(separator: ","))])
@@ -189,7 +190,7 @@ func oauthResponse(
             return jsonResponse(.tooManyRequests, object, headers: [.retryAfter: String(wait)])
         }
         let result = try await body(form)
-        throttle.recordSuccess(keys)
+        try? await throttle.clear(after: check)  // the answer stands; an uncleared count only expires later
         switch result {
         case .json(let object): return jsonResponse(.ok, object)
         case .empty: return Response(status: .ok, headers: [.cacheControl: "no-store", pragma: "no-cache"])
@@ -199,9 +200,9 @@ func oauthResponse(
         // A wrong secret counts against the client; a wrong password against the user, not the client.
         if error.code == .invalidClient {
             metrics.clientAuthenticationFailed(endpoint: endpoint)
-            throttle.recordFailure(clientKeys)
+            try? await throttle.recordFailure(clientKeys)
         } else if error.code == .invalidGrant, !userKeys.isEmpty {
-            throttle.recordFailure(userKeys)
+            try? await throttle.recordFailure(userKeys)
         }
         return errorResponse(error, request: request)
     } catch let error as BodyTooLarge {

@@ -28,13 +28,13 @@ struct AuthorizePages: Sendable {
 
     // MARK: - Routes
 
-    func authorizeGET(_ request: Request) -> Response {
+    func authorizeGET(_ request: Request) async -> Response {
         let query = request.uri.query ?? ""
         guard query.utf8.count <= 8 * 1_024 else {
             return errorPage(OAuthError(.invalidRequest, "The authorization request is too long."), status: .badRequest)
         }
         do {
-            return render(flow.authorize(try TokenRequest.parseForm(query), cookie: cookie(request)), request: request)
+            return render(await flow.authorize(try TokenRequest.parseForm(query), cookie: cookie(request)), request: request)
         } catch let error as OAuthError {
             return errorPage(error, status: .badRequest)
         } catch {
@@ -44,7 +44,7 @@ struct AuthorizePages: Sendable {
 
     /// RFC 6749 §3.1: the authorization endpoint MAY take POST; the parameters are then the form body.
     func authorizePOST(_ request: Request, limit: Int) async -> Response {
-        await withForm(request, limit: limit) { form in flow.authorize(form, cookie: cookie(request)) }
+        await withForm(request, limit: limit) { form in await flow.authorize(form, cookie: cookie(request)) }
     }
 
     func signIn(_ request: Request, context: TesseraRequestContext, limit: Int) async -> Response {
@@ -54,7 +54,7 @@ struct AuthorizePages: Sendable {
     }
 
     func consent(_ request: Request, limit: Int) async -> Response {
-        await withForm(request, limit: limit) { form in flow.consent(form, cookie: cookie(request)) }
+        await withForm(request, limit: limit) { form in await flow.consent(form, cookie: cookie(request)) }
     }
 
     private func withForm(_ request: Request, limit: Int, _ body: ([String: String]) async -> AuthorizationFlow.Answer) async -> Response {

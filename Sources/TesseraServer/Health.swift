@@ -6,8 +6,8 @@ import TesseraJOSE
 ///
 /// - `signing_keys`: an active key signs access tokens, and every algorithm the registered OpenID Connect
 ///   clients' ID tokens need (`id_token_signed_response_alg`, RS256 by default) has an active key.
-/// - `refresh_store`: the refresh-token store accepts writes (not closed, not in the refuse-everything
-///   state a failed write or fsync puts it in until restart).
+/// - `refresh_store`: the store of the issuer's state accepts work: the file store is not closed and not in
+///   the refuse-everything state a failed write or fsync puts it in until restart; a database answers.
 struct Readiness {
     struct Check {
         let name: String
@@ -17,7 +17,7 @@ struct Readiness {
     let checks: [Check]
     var ready: Bool { checks.allSatisfy { $0.problem == nil } }
 
-    init(_ service: TokenService) {
+    init(_ service: TokenService) async {
         let snapshot = service.keys.current
         var keyProblems: [String] = []
         if snapshot.signer() == nil { keyProblems.append("no active key signs access tokens") }
@@ -30,7 +30,7 @@ struct Readiness {
         }
         checks = [
             Check(name: "signing_keys", problem: keyProblems.isEmpty ? nil : keyProblems.joined(separator: "; ")),
-            Check(name: "refresh_store", problem: service.refreshTokens.refusal),
+            Check(name: "refresh_store", problem: await service.backend.problem()),
         ]
     }
 

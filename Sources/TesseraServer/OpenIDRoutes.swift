@@ -10,17 +10,17 @@ import TesseraJOSE
 
 extension AuthorizePages {
     /// `GET /logout`: the parameters in the query.
-    func logoutGET(_ request: Request, flow: LogoutFlow) -> Response {
+    func logoutGET(_ request: Request, flow: LogoutFlow) async -> Response {
         let query = request.uri.query ?? ""
         guard query.utf8.count <= 24 * 1_024, let parameters = try? TokenRequest.parseForm(query) else {
             return errorPage(OAuthError(.invalidRequest, "The sign-out request could not be read."), status: .badRequest)
         }
-        return renderLogout(flow.logout(parameters, cookie: cookie(request)))
+        return renderLogout(await flow.logout(parameters, cookie: cookie(request)))
     }
 
     /// `POST /logout`: an app's request as a form, or this server's confirmation form.
     func logoutPOST(_ request: Request, flow: LogoutFlow, limit: Int) async -> Response {
-        await withParameters(request, limit: limit) { form in renderLogout(flow.logout(form, cookie: cookie(request))) }
+        await withParameters(request, limit: limit) { form in renderLogout(await flow.logout(form, cookie: cookie(request))) }
     }
 
     private func renderLogout(_ answer: LogoutFlow.Answer) -> Response {
@@ -44,7 +44,8 @@ extension AuthorizePages {
                 <p role="alert">\(escape(error.description))</p>
                 <p class="detail">Nothing was changed. Error code: <code>\(escape(error.code.rawValue))</code></p>
                 """
-            response = page(layout(title: "Sign-out error", body), status: .badRequest, redirectURI: nil)
+            let status: HTTPResponse.Status = error.code == .temporarilyUnavailable ? .serviceUnavailable : .badRequest
+            response = page(layout(title: "Sign-out error", body), status: status, redirectURI: nil)
         }
         if answer.ended { response.headers.append(HTTPField(name: .setCookie, value: setCookie("", maxAge: 0))) }
         return response

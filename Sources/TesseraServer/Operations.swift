@@ -30,19 +30,19 @@ public final class RequestActivity: @unchecked Sendable {
     public var answered: Int { lock.withLock { finished } }
 }
 
-/// The refresh-token store as a service: at graceful shutdown (after the HTTP server has finished its
-/// requests) it waits for queued writes, stops the writer and releases the store's lock.
-struct RefreshStoreService: Service {
+/// The backend as a service: its background work (following a database's changes) runs until graceful
+/// shutdown; then, after the HTTP server has finished its requests, the backend is closed (the file store
+/// waits for queued writes, stops its writer and releases its lock; a database pool closes).
+struct BackendService: Service {
     let service: TokenService
-    let logger: Logger
 
     func run() async throws {
-        try? await gracefulShutdown()
-        let statistics = await service.refreshTokens.statistics()
-        service.close()
-        logger.notice(
-            "refresh-token store flushed and closed",
-            metadata: ["families": .stringConvertible(statistics.families), "log_bytes": .stringConvertible(statistics.logBytes)])
+        await withTaskGroup(of: Void.self) { group in
+            if let background = service.backend.background { group.addTask { try? await background() } }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        await service.close()
     }
 }
 
@@ -50,7 +50,7 @@ struct RefreshStoreService: Service {
 func metricsApplication(_ service: TokenService, address: ListenAddress, logger: Logger) -> some ApplicationProtocol {
     let router = Router()
     router.get("/metrics") { _, _ -> Response in
-        let text = await service.metrics.exposition(service, readiness: Readiness(service))
+        let text = await service.metrics.exposition(service, readiness: await Readiness(service))
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
             body: .init(byteBuffer: ByteBuffer(string: text)))

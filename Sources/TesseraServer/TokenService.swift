@@ -148,29 +148,31 @@ public struct ConfigurationError: Error, CustomStringConvertible {
 public final class TokenService: Sendable {
     public let configuration: ServerConfiguration
     public let keys: SigningKeyRing
-    public let refreshTokens: FileRefreshTokenStore
-    public let clients: ReloadingClientRegistry
+    /// Where the state lives (`IssuerBackend`): the data folder, or a database shared by several instances.
+    public let backend: IssuerBackend
+    public let refreshTokens: any RefreshTokenStore
+    public let clients: any ClientDirectory
     public let endpoint: TokenEndpoint
     /// Authorization codes (60 s, single use); `/authorize` issues them, the token endpoint redeems them.
-    public let codes: AuthorizationCodeStore
-    /// Browser sessions of the sign-in and consent pages (in memory).
-    public let sessions: BrowserSessions
+    public let codes: any AuthorizationCodeRecords
+    /// Browser sessions of the sign-in and consent pages.
+    public let sessions: any BrowserSessionRecords
     /// `/authorize`: sign-in, consent, codes.
     public let authorization: AuthorizationFlow
     /// Failed client authentications and passwords, per client, user and address (HTTP 429 past a threshold).
-    public let throttle: FailureThrottle
+    public let throttle: any FailureCounting
     /// OpenID Connect: ID tokens, UserInfo, RP-initiated logout.
     public let idTokens: IDTokens
     public let userInfo: UserInfoEndpoint
     public let logout: LogoutFlow
-    /// The users (`users.json`, parsed again only when it changes).
+    /// The users (a snapshot that follows changes).
     public let users: @Sendable () throws -> [User]
     /// Counters and gauges for `/metrics`.
     public let metrics: ServerMetrics
     /// Requests in flight (for the shutdown log).
     public let activity = RequestActivity()
-    private let clientStore: ClientStore
     private let clock: WallClock
+    private let closed = ClosedOnce()
 
     /// What `registerDemoClient()` found or did.
     public enum DemoClient: Sendable, Equatable {
@@ -187,34 +189,35 @@ public final class TokenService: Sendable {
     /// Registers the demo client when no client is registered at all (and the configuration allows it).
     /// `tessera serve` calls it once it listens, so a start that fails (a port in use) registers nothing
     /// and no secret is shown for a server that never ran.
-    public func registerDemoClient() throws -> DemoClient {
+    public func registerDemoClient() async throws -> DemoClient {
         guard configuration.createDemoClient else { return .notRegistered }
+        let registry = try await backend.clientStore.read()
+        if registry.clients.contains(where: { $0.id.sameBytes(as: Self.demoClientID) }) { return .exists(id: Self.demoClientID) }
+        guard registry.clients.isEmpty else { return .notRegistered }
         let secret = try Client.generateSecret()
-        let now = clock.now()
-        return try clientStore.update { registry in
-            if registry.clients.contains(where: { $0.id.sameBytes(as: Self.demoClientID) }) { return .exists(id: Self.demoClientID) }
-            guard registry.clients.isEmpty else { return .notRegistered }
-            // A user named demo would be confusable with the client's own tokens (THREATS B13); the lock is shared.
-            guard try UserStore(dataPath: configuration.dataPath).users().named(Self.demoClientID) == nil else {
-                return .notRegistered
-            }
-            registry.clients.append(
-                Client(
-                    id: Self.demoClientID, type: .confidential, secretDigest: Client.digest(ofSecret: secret),
-                    grants: [.clientCredentials], scopes: ["read", "write"], defaultScopes: ["read"],
-                    audience: "api", created: now))
-            return .registered(id: Self.demoClientID, secret: secret)
+        let demo = Client(
+            id: Self.demoClientID, type: .confidential, secretDigest: Client.digest(ofSecret: secret),
+            grants: [.clientCredentials], scopes: ["read", "write"], defaultScopes: ["read"],
+            audience: "api", created: clock.now())
+        do {
+            // `add` checks, under the registry's lock, that no client and no user (THREATS B13) has the name.
+            try await backend.clientStore.add(demo)
+        } catch let error as RegistrationError where error.code == .clientExists {
+            return .exists(id: Self.demoClientID)  // another instance registered it meanwhile
+        } catch let error as RegistrationError where error.code == .nameTaken {
+            return .notRegistered
         }
+        return .registered(id: Self.demoClientID, secret: secret)
     }
 
+    /// `backend` nil: the data folder's (`IssuerBackend.files`), with `throttle`.
     public init(
         configuration: ServerConfiguration, logger: Logger, clock: WallClock = .system, throttle: FailureThrottle = FailureThrottle(),
-        passwordChecker: PasswordChecker = .shared, metrics: ServerMetrics = ServerMetrics()
+        passwordChecker: PasswordChecker = .shared, metrics: ServerMetrics = ServerMetrics(), backend: IssuerBackend? = nil
     ) throws {
         self.configuration = configuration
         self.metrics = metrics
         let events: IssuerEventSink = { [metrics] event in metrics.record(event) }
-        self.throttle = throttle
         if configuration.issuerIsPlainHTTP, !configuration.issuerIsLoopback {
             let warning =
                 "the issuer is plain http on a non-loopback host: tokens and passwords cross the network in clear, "
@@ -244,28 +247,24 @@ public final class TokenService: Sendable {
                 )
             }
         }
-        let clientStore = ClientStore(dataPath: configuration.dataPath)
-        self.clientStore = clientStore
         self.clock = clock
-        refreshTokens = try FileRefreshTokenStore(
-            directory: URL(fileURLWithPath: configuration.dataPath).appendingPathComponent(FileRefreshTokenStore.folderName).path,
-            options: .init(
-                clock: clock, onEvent: { event in logger.notice("refresh-token store", metadata: ["event": .string("\(event)")]) },
-                onCommit: { [metrics] callers, bytes, seconds in metrics.storeCommit(callers: callers, bytes: bytes, seconds: seconds) }))
-        clients = try ReloadingClientRegistry(store: clientStore) { message in logger.error("\(message)") }
-        codes = AuthorizationCodeStore(clock: clock)
-        let cachedUsers = CachedUsers(store: UserStore(dataPath: configuration.dataPath))
-        let users: @Sendable () throws -> [User] = { try cachedUsers.users() }
+        let backend = try backend ?? .files(dataPath: configuration.dataPath, logger: logger, clock: clock, throttle: throttle, metrics: metrics)
+        self.backend = backend
+        self.throttle = backend.throttle
+        refreshTokens = backend.refreshTokens
+        clients = backend.clients
+        codes = backend.codes
+        sessions = backend.sessions
+        let users = backend.users
         self.users = users
         // Password checks run on their own bounded pool, never on the threads that serve requests.
-        let passwords = PasswordSignIn(store: UserStore(dataPath: configuration.dataPath), checker: passwordChecker)
-        sessions = BrowserSessions(clock: clock)
+        let passwords = PasswordSignIn(users: users, checker: passwordChecker, store: backend.userStore)
         let idTokens = IDTokens(issuer: configuration.issuerURL, keys: keys, users: users, clock: clock)
         self.idTokens = idTokens
         authorization = AuthorizationFlow(
             issuer: configuration.issuerURL, clients: { [clients] in clients.current() },
-            users: users, consents: ConsentStore(dataPath: configuration.dataPath),
-            codes: codes, sessions: sessions, throttle: throttle, passwords: passwords, clock: clock,
+            users: users, consents: backend.consents,
+            codes: codes, sessions: sessions, throttle: backend.throttle, passwords: passwords, clock: clock,
             hintSubject: { idTokens.hintSubject($0) }, events: events,
             log: { message in logger.info("authorize", metadata: ["event": .string(message)]) })
         let store = refreshTokens
@@ -290,8 +289,22 @@ public final class TokenService: Sendable {
             minter: AccessTokenMinter(issuer: configuration.issuerURL, keys: keys, clock: clock), idTokens: idTokens, events: events)
     }
 
-    /// Flushes and closes the refresh-token store (its lock is released).
-    public func close() {
-        refreshTokens.close()
+    /// Releases the backend once (flushes and closes the refresh-token store, or the database's connections).
+    public func close() async {
+        guard closed.first() else { return }
+        await backend.close()
+    }
+}
+
+/// True the first time only.
+final class ClosedOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+
+    func first() -> Bool {
+        lock.withLock {
+            defer { done = true }
+            return !done
+        }
     }
 }

@@ -115,7 +115,7 @@ struct ServeCommand: AsyncParsableCommand {
         let app = buildApplication(service, logger: logger) { [logger, configuration] port in
             logger.notice(
                 "tessera listening", metadata: ["address": .string("\(configuration.host):\(port)"), "issuer": .string(configuration.issuerURL)])
-            announceDemoClient(service, logger: logger)
+            await announceDemoClient(service, logger: logger)
             notifySystemd("READY=1")  // Type=notify units (deploy/tessera.service)
         }
         // One service group: the application (its HTTP server, then the metrics listener, the key ring's watcher
@@ -128,11 +128,11 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             try await ServiceGroup(configuration: group).run()
         } catch {
-            service.close()
+            await service.close()
             throw CLIError(describeStartFailure(error, configuration: configuration) ?? "\(error)")
         }
         signals.cancel()
-        service.close()
+        await service.close()
         logger.notice(
             "tessera stopped",
             metadata: [
@@ -144,10 +144,10 @@ struct ServeCommand: AsyncParsableCommand {
 
 /// Prints the demo client's credentials when this start registered it, or how to get a secret when an
 /// earlier start did (its secret is stored only as a digest and cannot be shown again).
-private func announceDemoClient(_ service: TokenService, logger: Logger) {
+private func announceDemoClient(_ service: TokenService, logger: Logger) async {
     let issuer = service.configuration.issuerURL
     do {
-        switch try service.registerDemoClient() {
+        switch try await service.registerDemoClient() {
         case .registered(let id, let secret):
             print(
                 """

@@ -43,8 +43,8 @@ struct FlowFixture {
     }
 
     /// Opens a request in a new browser: the sign-in step, its pending request and session.
-    func open(cookie: String? = nil) throws -> (PendingAuthorization, BrowserSession) {
-        let answer = flow.authorize(request, cookie: cookie)
+    func open(cookie: String? = nil) async throws -> (PendingAuthorization, BrowserSession) {
+        let answer = await flow.authorize(request, cookie: cookie)
         guard case .signIn(let pending, _, _, _) = answer.step, let session = answer.session else { throw TestSupportError("no sign-in page") }
         return (pending, session)
     }
@@ -76,7 +76,7 @@ struct AuthorizationFlowTests {
     func sessionLifetimes() async throws {
         let fixture = try FlowFixture()
         defer { fixture.close() }
-        let (pending, anonymous) = try fixture.open()
+        let (pending, anonymous) = try await fixture.open()
         let answer = await fixture.signIn(pending, anonymous)
         #expect(stepName(answer.step) == "consent")
         let signedIn = try #require(answer.session)
@@ -89,10 +89,10 @@ struct AuthorizationFlowTests {
         }
         fixture.clock.advance(29 * 60)  // 12 h 5 min after sign-in
         #expect(fixture.sessions.session(signedIn.cookie) == nil)
-        let (late, session) = try fixture.open()
+        let (late, session) = try await fixture.open()
         fixture.clock.advance(30 * 60)
         #expect(stepName(await fixture.signIn(late, session).step) == "errorPage 403")  // the session idled out
-        let (stale, fresh) = try fixture.open()
+        let (stale, fresh) = try await fixture.open()
         fixture.clock.advance(10 * 60)
         #expect(fixture.sessions.session(fresh.cookie) != nil)
         #expect(stepName(await fixture.signIn(stale, fresh).step) == "errorPage 400")  // the request took too long
@@ -104,9 +104,9 @@ struct AuthorizationFlowTests {
         policy.maximumSessions = 40
         let fixture = try FlowFixture(policy: policy)
         defer { fixture.close() }
-        let (first, session) = try fixture.open()
+        let (first, session) = try await fixture.open()
         var handles = [first.handle]
-        for _ in 0..<8 { handles.append(try fixture.open(cookie: session.cookie).0.handle) }
+        for _ in 0..<8 { handles.append(try await fixture.open(cookie: session.cookie).0.handle) }
         #expect(fixture.sessions.pending(handles[0], in: session) == nil && fixture.sessions.pending(handles[1], in: session) != nil)
         let signedIn = try #require(await fixture.signIn(fixture.sessions.pending(handles[8], in: session)!, session).session)
         for _ in 0..<200 { _ = try fixture.sessions.sessionOrNew(nil) }
@@ -119,13 +119,13 @@ struct AuthorizationFlowTests {
         policy.maximumPendingTotal = 100
         let fixture = try FlowFixture(policy: policy)
         defer { fixture.close() }
-        let (pending, session) = try fixture.open()
+        let (pending, session) = try await fixture.open()
         let signedIn = try #require(await fixture.signIn(pending, session).session)
-        _ = fixture.flow.authorize(fixture.request, cookie: signedIn.cookie)  // alice's consent page stays open
+        _ = await fixture.flow.authorize(fixture.request, cookie: signedIn.cookie)  // alice's consent page stays open
         var cookies: [String] = []
         for _ in 0..<300 {
-            let (_, anonymous) = try fixture.open()
-            _ = try fixture.open(cookie: anonymous.cookie)
+            let (_, anonymous) = try await fixture.open()
+            _ = try await fixture.open(cookie: anonymous.cookie)
             cookies.append(anonymous.cookie)
         }
         let open = cookies.compactMap { fixture.sessions.session($0) }.count
@@ -138,7 +138,7 @@ struct AuthorizationFlowTests {
     func throttling() async throws {
         let fixture = try FlowFixture()
         defer { fixture.close() }
-        let (pending, session) = try fixture.open()
+        let (pending, session) = try await fixture.open()
         for _ in 0..<6 {
             #expect(
                 stepName(await fixture.signIn(pending, session, user: "bob", password: "guess-guess", address: "198.51.100.7").step) == "signIn 200")
@@ -149,11 +149,11 @@ struct AuthorizationFlowTests {
         // bob from elsewhere is not locked out by the guesser; alice behind the guesser's address is not either.
         #expect(
             stepName(await fixture.signIn(pending, session, user: "bob", password: "bob's long password", address: "203.0.113.9").step) == "consent")
-        let (next, nextSession) = try fixture.open()
+        let (next, nextSession) = try await fixture.open()
         #expect(stepName(await fixture.signIn(next, nextSession, address: "198.51.100.7").step) == "consent")
         // The delay passes.
         fixture.clock.advance(2)
-        let (again, fresh) = try fixture.open()
+        let (again, fresh) = try await fixture.open()
         #expect(stepName(await fixture.signIn(again, fresh, user: "bob", password: "bob's long password", address: "198.51.100.7").step) == "consent")
     }
 
@@ -163,14 +163,14 @@ struct AuthorizationFlowTests {
         defer { fixture.close() }
         var none = fixture.request
         none["prompt"] = "none"
-        #expect(stepName(fixture.flow.authorize(none, cookie: nil).step) == "redirect login_required")
-        let (pending, session) = try fixture.open()
+        #expect(stepName(await fixture.flow.authorize(none, cookie: nil).step) == "redirect login_required")
+        let (pending, session) = try await fixture.open()
         let signedIn = try #require(await fixture.signIn(pending, session).session)
-        #expect(stepName(fixture.flow.authorize(none, cookie: signedIn.cookie).step) == "redirect consent_required")
+        #expect(stepName(await fixture.flow.authorize(none, cookie: signedIn.cookie).step) == "redirect consent_required")
         try ConsentStore(dataPath: fixture.folder.appending("data")).remember(username: "alice", clientID: "app", scope: ["read"], now: Date())
-        #expect(stepName(fixture.flow.authorize(none, cookie: signedIn.cookie).step) == "redirect code")
+        #expect(stepName(await fixture.flow.authorize(none, cookie: signedIn.cookie).step) == "redirect code")
         none["scope"] = "read write"
-        #expect(stepName(fixture.flow.authorize(none, cookie: signedIn.cookie).step) == "redirect consent_required")
+        #expect(stepName(await fixture.flow.authorize(none, cookie: signedIn.cookie).step) == "redirect consent_required")
     }
 
     @Test("Remembered consent: scopes add up per user and client; a subset is covered; forgetting a user or a client drops theirs")
@@ -243,19 +243,19 @@ struct AuthorizationFlowTests {
     func loopbackConsentIsNeverRemembered() async throws {
         let fixture = try FlowFixture()
         defer { fixture.close() }
-        let (pending, session) = try fixture.open()
+        let (pending, session) = try await fixture.open()
         let signedIn = try #require(await fixture.signIn(pending, session).session)
         let store = ConsentStore(dataPath: fixture.folder.appending("data"))
         try store.remember(username: "alice", clientID: "app", scope: ["read"], now: Date())
         try store.remember(username: "alice", clientID: "native", scope: ["read"], now: Date())
-        #expect(stepName(fixture.flow.authorize(fixture.request, cookie: signedIn.cookie).step) == "redirect code")
+        #expect(stepName(await fixture.flow.authorize(fixture.request, cookie: signedIn.cookie).step) == "redirect code")
         for uri in ["http://127.0.0.1:51000/cb", "com.example.native:/cb"] {
             var native = fixture.request
             native["client_id"] = "native"
             native["redirect_uri"] = uri
-            #expect(stepName(fixture.flow.authorize(native, cookie: signedIn.cookie).step) == "consent", "\(uri)")
+            #expect(stepName(await fixture.flow.authorize(native, cookie: signedIn.cookie).step) == "consent", "\(uri)")
             native["prompt"] = "none"
-            #expect(stepName(fixture.flow.authorize(native, cookie: signedIn.cookie).step) == "redirect consent_required", "\(uri)")
+            #expect(stepName(await fixture.flow.authorize(native, cookie: signedIn.cookie).step) == "redirect consent_required", "\(uri)")
         }
     }
 }

@@ -81,7 +81,7 @@ extension HardeningTests {
             let live = try await post(client, "/introspect", "token=\(family.token.rawValue)", authorization: fixture.basicAuth)
             #expect(live.status == .ok && live.json["active"] == .bool(true))
             // The refuse-everything state after a failed write answers like a closed store: code `unavailable`.
-            fixture.service.refreshTokens.close()
+            (fixture.service.refreshTokens as? FileRefreshTokenStore)?.close()
             let refused = try await post(client, "/introspect", "token=\(family.token.rawValue)", authorization: fixture.basicAuth)
             #expect(refused.status == .serviceUnavailable && refused.error == "temporarily_unavailable", "\(refused.body)")
         }

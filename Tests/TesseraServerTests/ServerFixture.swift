@@ -78,7 +78,7 @@ struct ServerFixture {
     }
 
     func close() {
-        service.close()
+        (service.refreshTokens as? FileRefreshTokenStore)?.close()  // the fixture runs the data folder's backend
         folder.remove()
     }
 }

@@ -3,10 +3,10 @@ import TesseraJOSE
 
 /// RFC 6749 §4.1.3 + RFC 7636 §4.5: the code exchange at `/token`.
 public struct AuthorizationCodeGrant: GrantHandler {
-    public let codes: AuthorizationCodeStore
+    public let codes: any AuthorizationCodeRecords
     public let store: any RefreshTokenStore
 
-    public init(codes: AuthorizationCodeStore, store: any RefreshTokenStore) {
+    public init(codes: any AuthorizationCodeRecords, store: any RefreshTokenStore) {
         self.codes = codes
         self.store = store
     }
@@ -14,7 +14,7 @@ public struct AuthorizationCodeGrant: GrantHandler {
     public func grant(_ request: TokenRequest, client: Client) async throws -> Grant {
         let code = try request.required("code")
         let verifier = request["code_verifier"]
-        switch codes.redeem(code, clientID: client.id) {
+        switch try await codes.redeem(code, clientID: client.id) {
         case .failed(let reason):
             throw OAuthError(.invalidGrant, "the authorization code is invalid, expired or used", log: reason)
         case .replayed(let familyID):
@@ -52,7 +52,7 @@ public struct AuthorizationCodeGrant: GrantHandler {
                 throw OAuthError(
                     error.code == .unavailable ? .temporarilyUnavailable : .invalidRequest, "the grant could not be stored", log: error.message)
             }
-            if codes.attach(familyID: issued.record.familyID, to: code) {
+            if try await codes.attach(familyID: issued.record.familyID, to: code) {
                 _ = try? await store.revokeFamily(withID: issued.record.familyID)
                 throw OAuthError(
                     .invalidGrant, "the authorization code is invalid, expired or used", log: "authorization code replayed during its exchange")

@@ -39,18 +39,11 @@ public struct AuthorizationCodeGrantRecord: Sendable {
 /// Bounded so one signed-in user cannot slow everyone by minting codes (issue 18, item 10): at most
 /// `openCodesPerGrant` unused codes per user and client (a new one replaces the oldest), at most
 /// `maximumCodes` in all; codes expire in the order they were issued, so issuing one costs no scan.
-public final class AuthorizationCodeStore: @unchecked Sendable {
+public final class AuthorizationCodeStore: AuthorizationCodeRecords, @unchecked Sendable {
     public static let lifetime: TimeInterval = 60
     static let maximumCodes = 100_000
     /// Unused codes one user may hold for one client at a time (tabs, retries); the oldest goes first.
     static let openCodesPerGrant = 10
-
-    enum Redemption {
-        case fresh(AuthorizationCodeGrantRecord)
-        /// Already used: revoke the family it started (nil while the first redemption has not attached it yet).
-        case replayed(familyID: String?)
-        case failed(String)
-    }
 
     private struct Entry {
         var record: AuthorizationCodeGrantRecord
@@ -121,7 +114,7 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
 
     /// Atomically takes a code for `clientID`: of two concurrent redemptions exactly one is `fresh`.
     /// Another client's code fails without being spent (it is not that client's to burn).
-    func redeem(_ code: String, clientID: String) -> Redemption {
+    public func redeem(_ code: String, clientID: String) -> AuthorizationCodeRedemption {
         let key = TokenDigest(of: code)
         let now = clock.now()
         return lock.withLock {
@@ -142,7 +135,7 @@ public final class AuthorizationCodeStore: @unchecked Sendable {
     }
 
     /// Records the family the redemption started; true when a replay arrived meanwhile and it must be revoked.
-    func attach(familyID: String, to code: String) -> Bool {
+    public func attach(familyID: String, to code: String) -> Bool {
         lock.withLock {
             let key = TokenDigest(of: code)
             entries[key]?.familyID = familyID

@@ -41,12 +41,12 @@ public struct LogoutFlow: Sendable {
     }
 
     public let clients: @Sendable () -> ClientRegistry
-    public let sessions: BrowserSessions
+    public let sessions: any BrowserSessionRecords
     public let idTokens: IDTokens
     public let log: @Sendable (String) -> Void
 
     public init(
-        clients: @escaping @Sendable () -> ClientRegistry, sessions: BrowserSessions, idTokens: IDTokens,
+        clients: @escaping @Sendable () -> ClientRegistry, sessions: any BrowserSessionRecords, idTokens: IDTokens,
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.clients = clients
@@ -56,7 +56,7 @@ public struct LogoutFlow: Sendable {
     }
 
     /// `GET` or `POST /logout`. A post of the confirmation page carries `confirm` (`yes` or `no`) and `csrf_token`.
-    public func logout(_ parameters: [String: String], cookie: String?) -> Answer {
+    public func logout(_ parameters: [String: String], cookie: String?) async -> Answer {
         let request: LogoutRequest
         switch validate(parameters) {
         case .failure(let error):
@@ -64,7 +64,12 @@ public struct LogoutFlow: Sendable {
             return Answer(step: .errorPage(error), session: nil, ended: false)
         case .success(let valid): request = valid
         }
-        guard let session = sessions.session(cookie), session.subject != nil else {
+        let unavailable = Answer(
+            step: .errorPage(OAuthError(.temporarilyUnavailable, "Signing out is unavailable for a moment. Try again shortly.")), session: nil,
+            ended: false)
+        let found: BrowserSession?
+        do { found = try await sessions.session(cookie) } catch { return unavailable }
+        guard let session = found, session.subject != nil else {
             return Answer(step: finished(request), session: nil, ended: false)  // nobody is signed in here
         }
         if let decision = parameters["confirm"] {
@@ -77,7 +82,7 @@ public struct LogoutFlow: Sendable {
         } else if !(request.hintedSubject.map { $0.sameBytes(as: session.subject ?? "") } ?? false) {
             return Answer(step: .confirm(request), session: session, ended: false)
         }
-        sessions.end(session)
+        do { try await sessions.end(session) } catch { return unavailable }
         log("signed out \(session.username ?? "?")" + (request.clientID.map { " at the request of \($0)" } ?? ""))
         return Answer(step: finished(request), session: session, ended: true)
     }

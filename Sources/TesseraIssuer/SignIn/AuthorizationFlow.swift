@@ -27,10 +27,10 @@ public struct AuthorizationFlow: Sendable {
     public let clients: @Sendable () -> ClientRegistry
     public let users: @Sendable () throws -> [User]
     public let passwords: PasswordSignIn
-    public let consents: ConsentStore
-    public let codes: AuthorizationCodeStore
-    public let sessions: BrowserSessions
-    public let throttle: FailureThrottle
+    public let consents: any ConsentRecords
+    public let codes: any AuthorizationCodeRecords
+    public let sessions: any BrowserSessionRecords
+    public let throttle: any FailureCounting
     public let clock: WallClock
     /// Called with each event worth a log line (never a password, code or cookie).
     public let log: @Sendable (String) -> Void
@@ -40,7 +40,7 @@ public struct AuthorizationFlow: Sendable {
 
     public init(
         issuer: String, clients: @escaping @Sendable () -> ClientRegistry, users: @escaping @Sendable () throws -> [User],
-        consents: ConsentStore, codes: AuthorizationCodeStore, sessions: BrowserSessions, throttle: FailureThrottle,
+        consents: any ConsentRecords, codes: any AuthorizationCodeRecords, sessions: any BrowserSessionRecords, throttle: any FailureCounting,
         passwords: PasswordSignIn? = nil, clock: WallClock = .system, hintSubject: @escaping @Sendable (String) -> String? = { _ in nil },
         events: @escaping IssuerEventSink = { _ in }, log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
@@ -61,7 +61,7 @@ public struct AuthorizationFlow: Sendable {
     // MARK: - The three entry points
 
     /// `GET` or `POST /authorize` with the request's parameters.
-    public func authorize(_ parameters: [String: String], cookie: String?) -> Answer {
+    public func authorize(_ parameters: [String: String], cookie: String?) async -> Answer {
         events(.authorizationRequest)
         let request: AuthorizationRequest
         switch AuthorizationRequest.validate(parameters, registry: clients()) {
@@ -81,7 +81,7 @@ public struct AuthorizationFlow: Sendable {
             hinted = nil
         }
         do {
-            let session = try sessions.sessionOrNew(cookie)
+            let session = try await sessions.sessionOrNew(cookie)
             if request.prompt.contains("none") {
                 // OpenID Connect Core §3.1.2.1: no page at all; say what would have been needed.
                 func loginRequired(_ reason: String) -> Answer {
@@ -92,14 +92,14 @@ public struct AuthorizationFlow: Sendable {
                 guard hinted.map({ $0.sameBytes(as: user.subject) }) ?? true else {
                     return loginRequired("the user signed in is not the one id_token_hint names")
                 }
-                guard try rememberedConsent(user.username, request) else {
+                guard try await rememberedConsent(user.username, request) else {
                     return Answer(
                         step: .redirect(redirect(request, OAuthError(.consentRequired, "the user has not agreed to these scopes"))), session: session)
                 }
-                return Answer(step: .redirect(try issueCode(request, user: user, session: session)), session: session)
+                return Answer(step: .redirect(try await issueCode(request, user: user, session: session)), session: session)
             }
-            let pending = try sessions.open(request, in: session, hintedSubject: hinted)
-            return try advance(pending, session: session, user: signedInUser(session))
+            let pending = try await sessions.open(request, in: session, hintedSubject: hinted)
+            return try await advance(pending, session: session, user: signedInUser(session))
         } catch {
             return failed(request, error)
         }
@@ -109,18 +109,20 @@ public struct AuthorizationFlow: Sendable {
     public func signIn(_ form: [String: String], cookie: String?, address: String?) async -> Answer {
         let pending: PendingAuthorization
         let session: BrowserSession
-        switch resume(form, cookie: cookie) {
+        switch await resume(form, cookie: cookie) {
         case .answered(let answer): return answer
         case .form(let found, let owner): (pending, session) = (found, owner)
         }
-        if form["cancel"] != nil { return deny(pending, session: session, "the user cancelled the sign-in") }
+        if form["cancel"] != nil { return await deny(pending, session: session, "the user cancelled the sign-in") }
         let username = String((form["username"] ?? "").prefix(255))
         let password = form["password"] ?? ""
         guard !username.isEmpty, !password.isEmpty else {
             return Answer(step: .signIn(pending, message: "Enter your username and password.", username: username, status: 400), session: session)
         }
         let keys = FailureThrottle.user(username, address: address)
-        if let wait = throttle.retryAfter(keys) {
+        let check: FailureCheck
+        do { check = try await throttle.check(keys) } catch { return failed(pending.request, error) }
+        if let wait = check.retryAfter {
             events(.signIn(.throttled))
             log("sign-in throttled after repeated failures")
             return Answer(
@@ -136,28 +138,28 @@ public struct AuthorizationFlow: Sendable {
             return failed(pending.request, error)
         }
         guard let user = found else {
-            throttle.recordFailure(keys)
+            do { try await throttle.recordFailure(keys) } catch { return failed(pending.request, error) }
             events(.signIn(.failed))
             log("sign-in failed: wrong password or unknown user \(username)")
             return Answer(step: .signIn(pending, message: "The username or password is wrong.", username: username, status: 200), session: session)
         }
-        throttle.recordSuccess(keys)
         events(.signIn(.ok))
         do {
-            let signedIn = try sessions.signIn(session, user: user, handle: pending.handle)
+            try await throttle.clear(after: check)
+            let signedIn = try await sessions.signIn(session, user: user, handle: pending.handle)
             log("signed in \(user.username)")
-            guard let moved = sessions.pending(pending.handle, in: signedIn) else { return expired(signedIn) }
-            return try advance(moved, session: signedIn, user: user)
+            guard let moved = try await sessions.pending(pending.handle, in: signedIn) else { return expired(signedIn) }
+            return try await advance(moved, session: signedIn, user: user)
         } catch {
             return failed(pending.request, error)
         }
     }
 
     /// `POST /authorize/consent`: `handle`, `csrf_token`, `decision` (`allow` or `deny`), `remember`.
-    public func consent(_ form: [String: String], cookie: String?) -> Answer {
+    public func consent(_ form: [String: String], cookie: String?) async -> Answer {
         let pending: PendingAuthorization
         let session: BrowserSession
-        switch resume(form, cookie: cookie) {
+        switch await resume(form, cookie: cookie) {
         case .answered(let answer): return answer
         case .form(let found, let owner): (pending, session) = (found, owner)
         }
@@ -169,11 +171,11 @@ public struct AuthorizationFlow: Sendable {
         case "allow":
             do {
                 if form["remember"] == "on" {
-                    try consents.remember(
+                    try await consents.remember(
                         username: username, clientID: pending.request.client.id, scope: pending.request.consentScope, now: clock.now())
                 }
-                let location = try issueCode(pending.request, user: user, session: session)
-                sessions.close(pending.handle, in: session)
+                let location = try await issueCode(pending.request, user: user, session: session)
+                try await sessions.close(pending.handle, in: session)
                 events(.consent(allowed: true))
                 log("consent given by \(username) to \(pending.request.client.id)")
                 return Answer(step: .redirect(location), session: session)
@@ -182,7 +184,7 @@ public struct AuthorizationFlow: Sendable {
             }
         case "deny":
             events(.consent(allowed: false))
-            return deny(pending, session: session, "the user denied the request")
+            return await deny(pending, session: session, "the user denied the request")
         default:
             return Answer(step: .consent(pending, username: username), session: session)
         }
@@ -193,19 +195,19 @@ public struct AuthorizationFlow: Sendable {
     /// Sign-in first (unless signed in, recently enough for `max_age`, as the user an `id_token_hint` names,
     /// and not asked to again by `prompt=login`), then consent (unless remembered, and not asked for by
     /// `prompt=consent`), then the code. `user` is the session's user, already checked to exist.
-    private func advance(_ pending: PendingAuthorization, session: BrowserSession, user: User?) throws -> Answer {
+    private func advance(_ pending: PendingAuthorization, session: BrowserSession, user: User?) async throws -> Answer {
         let request = pending.request
         guard let user, !signInNeeded(request, session, signedInHere: pending.signedInHere),
             pending.signedInHere || (pending.hintedSubject.map { $0.sameBytes(as: user.subject) } ?? true)
         else {
             return Answer(step: .signIn(pending, message: nil, username: request.loginHint, status: 200), session: session)
         }
-        let remembered = try rememberedConsent(user.username, request)
+        let remembered = try await rememberedConsent(user.username, request)
         if request.prompt.contains("consent") || !remembered {
             return Answer(step: .consent(pending, username: user.username), session: session)
         }
-        let location = try issueCode(request, user: user, session: session)
-        sessions.close(pending.handle, in: session)
+        let location = try await issueCode(request, user: user, session: session)
+        try await sessions.close(pending.handle, in: session)
         return Answer(step: .redirect(location), session: session)
     }
 
@@ -225,9 +227,10 @@ public struct AuthorizationFlow: Sendable {
     /// is — any local process can claim its client id and listen there — so such a request always shows the
     /// consent page (and `prompt=none` answers `consent_required`). A public client with an https redirect
     /// URI is bound to its origin, a confidential one to its secret: remembered consent counts for them.
-    private func rememberedConsent(_ username: String, _ request: AuthorizationRequest) throws -> Bool {
+    private func rememberedConsent(_ username: String, _ request: AuthorizationRequest) async throws -> Bool {
         let identityAssured = request.client.type == .confidential || request.redirectURI.lowercased().hasPrefix("https://")
-        return try identityAssured && consents.covers(username: username, clientID: request.client.id, scope: request.consentScope)
+        guard identityAssured else { return false }
+        return try await consents.covers(username: username, clientID: request.client.id, scope: request.consentScope)
     }
 
     /// The session's user, if they still exist (a removed user's sessions stop counting at once, and a
@@ -240,8 +243,12 @@ public struct AuthorizationFlow: Sendable {
     }
 
     /// Finds the session and its open request a form refers to, checking the CSRF token first.
-    private func resume(_ form: [String: String], cookie: String?) -> Resumed {
-        guard let session = sessions.session(cookie), BrowserSessions.checkCSRF(form["csrf_token"], for: session) else {
+    private func resume(_ form: [String: String], cookie: String?) async -> Resumed {
+        let found: BrowserSession?
+        do { found = try await sessions.session(cookie) } catch {
+            return .answered(Answer(step: .errorPage(Self.unavailable, status: 503), session: nil))
+        }
+        guard let session = found, BrowserSessions.checkCSRF(form["csrf_token"], for: session) else {
             log("form refused: missing or wrong CSRF token, or no session")
             return .answered(
                 Answer(
@@ -251,11 +258,15 @@ public struct AuthorizationFlow: Sendable {
                             "This form did not come from this sign-in page, or the page expired. Go back to the application and start again.",
                             log: "missing or wrong CSRF token, or no session cookie"), status: 403), session: nil))
         }
-        guard let pending = sessions.pending(form["handle"], in: session) else { return .answered(expired(session)) }
+        let open: PendingAuthorization?
+        do { open = try await sessions.pending(form["handle"], in: session) } catch {
+            return .answered(Answer(step: .errorPage(Self.unavailable, status: 503), session: session))
+        }
+        guard let pending = open else { return .answered(expired(session)) }
         // The client may have been changed or removed since the request was opened.
         guard let client = clients().client(pending.request.client.id), client.registeredRedirectURI(matching: pending.request.redirectURI) != nil
         else {
-            sessions.close(pending.handle, in: session)
+            try? await sessions.close(pending.handle, in: session)
             return .answered(
                 Answer(
                     step: .errorPage(OAuthError(.invalidRequest, "The application is no longer registered for this sign-in."), status: 400),
@@ -263,6 +274,9 @@ public struct AuthorizationFlow: Sendable {
         }
         return .form(pending, session)
     }
+
+    /// The page shown when the session store cannot be reached (no request to redirect to yet).
+    static let unavailable = OAuthError(.temporarilyUnavailable, "Sign-in is unavailable for a moment. Try again shortly.")
 
     private func expired(_ session: BrowserSession) -> Answer {
         Answer(
@@ -272,8 +286,9 @@ public struct AuthorizationFlow: Sendable {
             session: session)
     }
 
-    private func deny(_ pending: PendingAuthorization, session: BrowserSession, _ reason: String) -> Answer {
-        sessions.close(pending.handle, in: session)
+    private func deny(_ pending: PendingAuthorization, session: BrowserSession, _ reason: String) async -> Answer {
+        // Closing is tidying up: the request expires anyway, and the denial must reach the client.
+        try? await sessions.close(pending.handle, in: session)
         log(reason)
         return Answer(step: .redirect(redirect(pending.request, OAuthError(.accessDenied, reason))), session: session)
     }
@@ -284,9 +299,9 @@ public struct AuthorizationFlow: Sendable {
         return Answer(step: .redirect(redirect(request, OAuthError(code, "the authorization server could not complete the request"))), session: nil)
     }
 
-    private func issueCode(_ request: AuthorizationRequest, user: User, session: BrowserSession) throws -> String {
+    private func issueCode(_ request: AuthorizationRequest, user: User, session: BrowserSession) async throws -> String {
         let openID = request.isOpenID ? OpenIDGrant(sessionID: session.sessionID ?? "", claims: request.claims) : nil
-        let code = try codes.issue(
+        let code = try await codes.issue(
             AuthorizationCodeGrantRecord(
                 clientID: request.client.id, redirectURI: request.redirectURISent ? request.redirectURI : nil, challenge: request.challenge,
                 scope: request.scope, subject: user.subject, authTime: session.authTime ?? clock.now(), openID: openID,

@@ -46,7 +46,7 @@ public struct BrowserSession: Sendable {
 
 /// Browser sessions of the sign-in and consent pages, in memory: a restart signs everyone out, which
 /// costs a user one more sign-in and keeps no session secret on disk. Bounded in number and age.
-public final class BrowserSessions: @unchecked Sendable {
+public final class BrowserSessions: BrowserSessionRecords, @unchecked Sendable {
     private struct Entry {
         var csrfToken: String
         var username: String?

@@ -160,10 +160,13 @@ extension UserStore {
     /// Whether a user's stored hash should be replaced by the current scrypt at their next sign-in.
     public static func needsRehash(_ user: User) -> Bool { PasswordHash(user.password)?.isCurrentScrypt != true }
 
-    /// Replaces `username`'s hash by the current scrypt of `password`, if the stored hash is still `old`
-    /// (a password changed meanwhile wins). Called after a successful check, so `password` is the user's.
-    public func rehash(_ username: String, password: String, replacing old: String) throws {
-        let new = try Self.hash(password)
+    /// The current scrypt of `password`, for `replaceHash` (run it on the checker's threads: it is the
+    /// expensive part).
+    public static func currentHash(of password: String) throws -> String { try hash(password) }
+
+    /// Replaces `username`'s hash by `new`, if the stored hash is still `old` (a password changed
+    /// meanwhile wins). Called after a successful check, with the current scrypt of the user's password.
+    public func replaceHash(_ username: String, with new: String, replacing old: String) throws {
         try document.update { registry in
             guard let index = registry.users.firstIndex(where: { $0.username.sameBytes(as: username) }), registry.users[index].password == old
             else { return }
@@ -178,9 +181,9 @@ public struct PasswordSignIn: Sendable {
     public let users: @Sendable () throws -> [User]
     public let checker: PasswordChecker
     /// Where a user's hash is replaced by the current scrypt after a successful check (nil: never).
-    public let store: UserStore?
+    public let store: (any UserRegistryStore)?
 
-    public init(users: @escaping @Sendable () throws -> [User], checker: PasswordChecker = .shared, store: UserStore? = nil) {
+    public init(users: @escaping @Sendable () throws -> [User], checker: PasswordChecker = .shared, store: (any UserRegistryStore)? = nil) {
         self.users = users
         self.checker = checker
         self.store = store
@@ -201,7 +204,10 @@ public struct PasswordSignIn: Sendable {
         if let store, UserStore.needsRehash(user) {
             // Off the request: the user is signed in either way; a failed rehash is tried again next time.
             let checker = checker
-            Task.detached { _ = try? await checker.run { try? store.rehash(user.username, password: password, replacing: user.password) } }
+            Task.detached {
+                guard let new = try? await checker.run({ try? UserStore.currentHash(of: password) }) ?? nil else { return }
+                try? await store.replaceHash(user.username, with: new, replacing: user.password)
+            }
         }
         return user
     }
