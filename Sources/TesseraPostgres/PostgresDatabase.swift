@@ -1,4 +1,5 @@
 public import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 public import PostgresNIO
@@ -33,6 +34,15 @@ public final class PostgresDatabase: Sendable {
     let logger: Logger
     private let runner: Task<Void, Never>
     private let deadlines = Deadlines()
+    private let outageState = NIOLockedValueBox<String?>(nil)
+
+    /// Set while the server is known to be down (`PostgresMaintenance`'s last look failed): requests then
+    /// fail at once with 503 instead of each waiting out its deadline, and a load balancer sees readiness
+    /// fail. Cleared by the next look that succeeds.
+    public var outage: String? {
+        get { outageState.withLockedValue { $0 } }
+        set { outageState.withLockedValue { $0 = newValue } }
+    }
 
     /// Starts the pool (connections open on first use). Call `close()` when done.
     /// `logger` gets the pool's own events (a connection that failed, and why); by default only errors.
@@ -143,6 +153,17 @@ public final class PostgresDatabase: Sendable {
                 values.append(value)
             }
             return values
+        }
+    }
+
+    /// Runs `query` (a statement `RETURNING 1` that touches at most 1,000 rows) until a run touches fewer,
+    /// each run on its own: no long lock. Returns how many rows it touched in all.
+    func inBatches(_ query: PostgresQuery) async throws -> Int {
+        var total = 0
+        while true {
+            let batch = try await withConnection { connection in try await connection.query(query, logger: connection.logger).collect().count }
+            total += batch
+            if batch < 1_000 { return total }
         }
     }
 

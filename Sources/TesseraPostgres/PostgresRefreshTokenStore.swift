@@ -219,22 +219,14 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
         }
     }
 
-    /// Runs `query` (a statement `RETURNING 1` that touches at most 1,000 rows) until a run touches fewer;
-    /// returns how many rows it touched in all.
     private func inBatches(_ query: PostgresQuery) async throws -> Int {
-        var total = 0
-        while true {
-            let batch = try await run {
-                try await self.database.withConnection { connection in try await connection.query(query, logger: connection.logger).collect().count }
-            }
-            total += batch
-            if batch < 1_000 { return total }
-        }
+        try await run { try await database.inBatches(query) }
     }
 
     /// Runs a database operation; the database's failures become the store's `unavailable`, which the
     /// token endpoint answers with 503 `temporarily_unavailable`.
     private func run<T>(_ body: () async throws -> T) async throws -> T {
+        if let outage = database.outage { throw RefreshTokenStoreError(.unavailable, outage) }
         do { return try await body() } catch let error as DatabaseError { throw RefreshTokenStoreError(.unavailable, error.message) }
     }
 }

@@ -55,7 +55,98 @@ public enum Schema {
                 "CREATE INDEX refresh_families_subject ON refresh_families (subject) WHERE NOT revoked",
                 "CREATE INDEX refresh_families_expiry ON refresh_families (expires_at)",
                 "CREATE INDEX refresh_families_retry ON refresh_families (retry_rotated_at) WHERE retry_rotated_at IS NOT NULL",
-            ])
+            ]),
+        Step(
+            version: 2, summary: "clients, users, consents, authorization codes, browser sessions, failure counts",
+            statements: [
+                // Clients and users as the JSON documents clients.json and users.json hold for each (their
+                // fields change with features; the keys they are found by are columns). Identifiers are
+                // COLLATE "C": compared and ordered byte for byte. `position` keeps the order of registration.
+                """
+                CREATE TABLE clients (
+                    client_id text COLLATE "C" PRIMARY KEY,
+                    position bigint GENERATED ALWAYS AS IDENTITY,
+                    document text NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE users (
+                    username text COLLATE "C" PRIMARY KEY,
+                    position bigint GENERATED ALWAYS AS IDENTITY,
+                    subject text COLLATE "C" NOT NULL UNIQUE,
+                    document text NOT NULL
+                )
+                """,
+                // Bumped in the transaction of every change to clients or users: what instances poll to reload.
+                "CREATE TABLE registry_changes (name text PRIMARY KEY, generation bigint NOT NULL)",
+                "INSERT INTO registry_changes (name, generation) VALUES ('clients', 0), ('users', 0)",
+                """
+                CREATE TABLE consents (
+                    username text COLLATE "C" NOT NULL,
+                    client_id text COLLATE "C" NOT NULL,
+                    scopes text NOT NULL,
+                    granted double precision NOT NULL,
+                    PRIMARY KEY (username, client_id)
+                )
+                """,
+                "CREATE INDEX consents_client ON consents (client_id)",
+                // Codes by SHA-256 only; a used code stays until it expires, so a replay is recognised.
+                """
+                CREATE TABLE authorization_codes (
+                    code_digest bytea PRIMARY KEY CHECK (length(code_digest) = 32),
+                    serial bigint GENERATED ALWAYS AS IDENTITY,
+                    grant_digest bytea NOT NULL,
+                    client_id text COLLATE "C" NOT NULL,
+                    record text NOT NULL,
+                    expires_at double precision NOT NULL,
+                    used boolean NOT NULL DEFAULT false,
+                    family_id text,
+                    revoke_when_attached boolean NOT NULL DEFAULT false
+                )
+                """,
+                "CREATE INDEX authorization_codes_open ON authorization_codes (grant_digest, serial) WHERE NOT used",
+                "CREATE INDEX authorization_codes_expiry ON authorization_codes (expires_at)",
+                // Sessions by the SHA-256 of their cookie; a sign-in gives the row a new cookie.
+                """
+                CREATE TABLE browser_sessions (
+                    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    cookie_digest bytea NOT NULL UNIQUE CHECK (length(cookie_digest) = 32),
+                    csrf_token text NOT NULL,
+                    username text COLLATE "C",
+                    subject text COLLATE "C",
+                    auth_time double precision,
+                    session_id text,
+                    created double precision NOT NULL,
+                    last_seen double precision NOT NULL
+                )
+                """,
+                "CREATE INDEX browser_sessions_last_seen ON browser_sessions (last_seen)",
+                "CREATE INDEX browser_sessions_created ON browser_sessions (created)",
+                // An open authorization request keeps its parameters, validated again whenever it is resumed.
+                """
+                CREATE TABLE pending_authorizations (
+                    handle text COLLATE "C" PRIMARY KEY,
+                    session bigint NOT NULL REFERENCES browser_sessions (id) ON DELETE CASCADE,
+                    parameters text NOT NULL,
+                    created double precision NOT NULL,
+                    signed_in_here boolean NOT NULL DEFAULT false,
+                    hinted_subject text
+                )
+                """,
+                "CREATE INDEX pending_authorizations_session ON pending_authorizations (session, created)",
+                "CREATE INDEX pending_authorizations_created ON pending_authorizations (created)",
+                // Failure counts by the throttle's key digest; times are the database's clock, which every
+                // instance shares.
+                """
+                CREATE TABLE failure_counts (
+                    key text COLLATE "C" PRIMARY KEY,
+                    failures integer NOT NULL,
+                    last_failure double precision NOT NULL,
+                    blocked_until double precision NOT NULL DEFAULT 0
+                )
+                """,
+                "CREATE INDEX failure_counts_quiet ON failure_counts ((GREATEST(last_failure, blocked_until)))",
+            ]),
     ]
 
     /// The version this build reads and writes.
@@ -125,7 +216,9 @@ public struct DatabaseStatus: Sendable {
     public var rows: [(table: String, count: Int)]
 
     /// The tables of the current schema, in the order status lists them.
-    static let tables = ["refresh_families"]
+    static let tables = [
+        "refresh_families", "clients", "users", "consents", "authorization_codes", "browser_sessions", "pending_authorizations", "failure_counts",
+    ]
 
     /// What to do when the schema is not the one this build runs on; nil when it is.
     public var advice: String? {

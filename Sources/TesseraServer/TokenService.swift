@@ -21,6 +21,10 @@ public struct ServerConfiguration: Sendable {
     /// Where `/metrics` listens: its own address, loopback by default, so the main port (which a proxy may
     /// expose) never serves it (`docs/operations.md`); nil: no metrics listener.
     public var metricsAddress: ListenAddress? = ListenAddress(host: "127.0.0.1", port: 9464)
+    /// PostgreSQL address (`postgres://…`) of the state several instances share; nil: the data folder.
+    public var database: String?
+    /// Connections to PostgreSQL this instance opens at most.
+    public var databasePoolSize = 16
 
     public init() {}
 
@@ -45,6 +49,8 @@ public struct ServerConfiguration: Sendable {
         var idleTimeout: Double?
         var maximumConnections: Int?
         var metricsAddress: String?
+        var database: String?
+        var databasePoolSize: Int?
 
         enum CodingKeys: String, CodingKey {
             case host, port, issuer, keys, data
@@ -55,6 +61,8 @@ public struct ServerConfiguration: Sendable {
             case idleTimeout = "idle_timeout"
             case maximumConnections = "max_connections"
             case metricsAddress = "metrics_address"
+            case database
+            case databasePoolSize = "database_pool_size"
         }
     }
 
@@ -67,7 +75,7 @@ public struct ServerConfiguration: Sendable {
         }
         let known: Set<String> = [
             "host", "port", "issuer", "keys", "data", "max_body_size", "demo_client", "header_timeout", "request_timeout", "idle_timeout",
-            "max_connections", "metrics_address",
+            "max_connections", "metrics_address", "database", "database_pool_size",
         ]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ConfigurationError("\(path): unknown option \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))")
@@ -89,6 +97,8 @@ public struct ServerConfiguration: Sendable {
         if let seconds = file.idleTimeout { configuration.connections.idleTimeout = .seconds(seconds) }
         configuration.connections.maximumConnections = file.maximumConnections ?? configuration.connections.maximumConnections
         if let text = file.metricsAddress { configuration.metricsAddress = try ListenAddress.parse(orOff: text) }
+        configuration.database = file.database
+        configuration.databasePoolSize = file.databasePoolSize ?? configuration.databasePoolSize
         try configuration.validate()
         return configuration
     }
@@ -102,6 +112,7 @@ public struct ServerConfiguration: Sendable {
             throw ConfigurationError("\(name) must be 0.1 to 3,600 seconds")
         }
         guard (1...1_000_000).contains(connections.maximumConnections) else { throw ConfigurationError("max_connections must be 1 to 1,000,000") }
+        guard (1...1_000).contains(databasePoolSize) else { throw ConfigurationError("database_pool_size must be 1 to 1,000") }
         if let issuer {
             // RFC 8414 §2: an https URL without query or fragment (http allowed for loopback development).
             guard let url = URLComponents(string: issuer), let scheme = url.scheme, ["https", "http"].contains(scheme), url.host?.isEmpty == false,

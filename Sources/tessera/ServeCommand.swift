@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import Metrics
 import ServiceLifecycle
+import TesseraPostgres
 import TesseraServer
 import UnixSignals
 
@@ -37,6 +38,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "text (default) or json (one object per line).") var logFormat: String?
     @Option(help: "trace, debug, info (default), notice, warning, error or critical.") var logLevel: String?
     @Option(help: "Seconds a graceful shutdown waits for requests in flight before it cancels them (default 10).") var shutdownTimeout: Double = 10
+    @OptionGroup var database: DatabaseOption
+    @Option(help: "Connections to PostgreSQL this instance opens at most (default 16).") var databasePoolSize: Int?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -53,6 +56,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let requestTimeout { configuration.connections.requestTimeout = .seconds(requestTimeout) }
         if let idleTimeout { configuration.connections.idleTimeout = .seconds(idleTimeout) }
         configuration.connections.maximumConnections = maxConnections ?? configuration.connections.maximumConnections
+        configuration.database = database.resolved ?? configuration.database
+        configuration.databasePoolSize = databasePoolSize ?? configuration.databasePoolSize
         do {
             if let text = metricsAddress ?? environment["TESSERA_METRICS_ADDRESS"] {
                 configuration.metricsAddress = try ListenAddress.parse(orOff: text)
@@ -104,12 +109,15 @@ struct ServeCommand: AsyncParsableCommand {
                         + " (--metrics-address HOST:PORT moves /metrics, --metrics-address off turns it off)")
             }
         }
+        let backend = try await openDatabase(configuration, logger: logger)
         let service: TokenService
         do {
-            service = try TokenService(configuration: configuration, logger: logger, metrics: metrics)
+            service = try TokenService(configuration: configuration, logger: logger, metrics: metrics, backend: backend)
         } catch {
+            await backend?.close()
             throw CLIError("cannot start: " + Hint.message(error, data: configuration.dataPath))
         }
+        logger.notice("issuer state", metadata: ["in": .string(service.backend.location)])
         // Nothing is announced and no demo client registered before the port is bound: a start that fails
         // (a port in use) must not print a secret for a server that never ran.
         let app = buildApplication(service, logger: logger) { [logger, configuration] port in
@@ -142,6 +150,24 @@ struct ServeCommand: AsyncParsableCommand {
     }
 }
 
+/// The PostgreSQL backend when the configuration names a database (nil: the data folder's). Refuses to start,
+/// saying why and what to run, when the database cannot be reached or its schema is not this build's.
+private func openDatabase(_ configuration: ServerConfiguration, logger: Logger) async throws -> IssuerBackend? {
+    guard let address = configuration.database else { return nil }
+    var options = PostgresDatabase.Options()
+    options.maximumConnections = configuration.databasePoolSize
+    let database: PostgresDatabase
+    do { database = try PostgresDatabase(url: DatabaseURL(address), options: options) } catch let error as DatabaseError {
+        throw CLIError("--database: \(error.message)")
+    }
+    do {
+        return try await IssuerBackend.postgres(database, logger: logger)
+    } catch {
+        await database.close()
+        throw CLIError("cannot start: \(database.url): \((error as? DatabaseError)?.message ?? "\(error)")")
+    }
+}
+
 /// Prints the demo client's credentials when this start registered it, or how to get a secret when an
 /// earlier start did (its secret is stored only as a digest and cannot be shown again).
 private func announceDemoClient(_ service: TokenService, logger: Logger) async {
@@ -160,7 +186,7 @@ private func announceDemoClient(_ service: TokenService, logger: Logger) async {
             print(
                 """
                 the demo client "\(id)" was registered by an earlier start, which showed its secret once (only its SHA-256 is kept).
-                a new secret: tessera clients rotate-secret \(id)\(service.configuration.dataPath == "data" ? "" : " --data \(service.configuration.dataPath)")
+                a new secret: tessera clients rotate-secret \(id)\(service.configuration.database != nil ? " --database URL" : service.configuration.dataPath == "data" ? "" : " --data \(service.configuration.dataPath)")
                 """)
         case .notRegistered:
             break

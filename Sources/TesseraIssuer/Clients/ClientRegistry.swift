@@ -42,15 +42,16 @@ public struct ClientStore: Sendable {
     /// `users add` takes too (THREATS B13: a client's own tokens carry sub = client_id).
     public func add(_ client: Client) throws {
         try update { registry in
-            guard registry.client(client.id) == nil else {
-                throw RegistrationError(.clientExists, "client \(client.id) already exists")
-            }
-            guard try UserStore(dataPath: dataPath).users().named(client.id) == nil else {
-                throw RegistrationError(
-                    .nameTaken, "\(client.id) is a username: its client_credentials tokens (sub = client_id) would be confusable with the user's")
-            }
+            guard registry.client(client.id) == nil else { throw Self.exists(client.id) }
+            guard try UserStore(dataPath: dataPath).users().named(client.id) == nil else { throw Self.isUser(client.id) }
             registry.clients.append(client)
         }
+    }
+
+    public static func exists(_ id: String) -> RegistrationError { RegistrationError(.clientExists, "client \(id) already exists") }
+
+    public static func isUser(_ id: String) -> RegistrationError {
+        RegistrationError(.nameTaken, "\(id) is a username: its client_credentials tokens (sub = client_id) would be confusable with the user's")
     }
 
     /// The registry; empty when there is no file yet.

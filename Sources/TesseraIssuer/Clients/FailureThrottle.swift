@@ -38,7 +38,7 @@ public final class FailureThrottle: @unchecked Sendable {
 
         public init() {}
 
-        func freeFailures(_ kind: Key.Kind) -> Int {
+        public func freeFailures(_ kind: Key.Kind) -> Int {
             switch kind {
             case .clientAtAddress, .userAtAddress: freeFailures
             case .user: userFreeFailures
@@ -72,8 +72,13 @@ public final class FailureThrottle: @unchecked Sendable {
             low = digest[8..<16].reduce(0) { $0 << 8 | UInt64($1) }
         }
 
+        /// What a shared store files the count under: the kind and the 128-bit digest, in hex.
+        public var storageKey: String {
+            String(format: "%02x%016llx%016llx", kind.rawValue, high, low)
+        }
+
         /// Cleared by a success of what it names (the count of a whole user or address is not).
-        var clearedBySuccess: Bool { kind == .clientAtAddress || kind == .userAtAddress }
+        public var clearedBySuccess: Bool { kind == .clientAtAddress || kind == .userAtAddress }
     }
 
     /// The keys of a client authentication: the client from this address, and the address.

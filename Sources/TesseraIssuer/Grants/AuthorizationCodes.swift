@@ -43,7 +43,7 @@ public final class AuthorizationCodeStore: AuthorizationCodeRecords, @unchecked 
     public static let lifetime: TimeInterval = 60
     static let maximumCodes = 100_000
     /// Unused codes one user may hold for one client at a time (tabs, retries); the oldest goes first.
-    static let openCodesPerGrant = 10
+    public static let openCodesPerGrant = 10
 
     private struct Entry {
         var record: AuthorizationCodeGrantRecord
@@ -70,7 +70,7 @@ public final class AuthorizationCodeStore: AuthorizationCodeRecords, @unchecked 
 
     /// Issues a code for `record`.
     public func issue(_ record: AuthorizationCodeGrantRecord) throws -> String {
-        let code = "tac_" + Base64URL.encode(try SecureRandom.bytes(count: 32))
+        let code = try Self.newCode()
         let key = TokenDigest(of: code)
         let grant = TokenDigest(of: record.clientID + "\u{0}" + record.subject)
         let now = clock.now()
@@ -88,6 +88,9 @@ public final class AuthorizationCodeStore: AuthorizationCodeRecords, @unchecked 
         }
         return code
     }
+
+    /// A new code: `tac_` + 256 random bits.
+    public static func newCode() throws -> String { "tac_" + Base64URL.encode(try SecureRandom.bytes(count: 32)) }
 
     /// Forgets the codes that have expired, from the oldest, stopping at the first live one.
     private func dropExpired(_ now: Date) {
@@ -141,5 +144,53 @@ public final class AuthorizationCodeStore: AuthorizationCodeRecords, @unchecked 
             entries[key]?.familyID = familyID
             return entries[key]?.revokeWhenAttached ?? false
         }
+    }
+}
+
+extension AuthorizationCodeGrantRecord {
+    private struct Stored: Codable {
+        var clientID: String
+        var redirectURI: String?
+        var challenge: String?
+        var challengeMethod: String?
+        var scope: [String]
+        var subject: String
+        var authTime: Double
+        var openID: String?
+        var nonce: String?
+
+        enum CodingKeys: String, CodingKey {
+            case clientID = "client_id"
+            case redirectURI = "redirect_uri"
+            case challenge
+            case challengeMethod = "challenge_method"
+            case scope, subject
+            case authTime = "auth_time"
+            case openID = "openid"
+            case nonce
+        }
+    }
+
+    /// The record as a shared store keeps it (JSON; the OpenID Connect part in its refresh-family context form).
+    public func serialized() throws -> String {
+        let stored = Stored(
+            clientID: clientID, redirectURI: redirectURI, challenge: challenge?.value, challengeMethod: challenge?.method.rawValue, scope: scope,
+            subject: subject, authTime: authTime.timeIntervalSince1970, openID: openID?.context, nonce: nonce)
+        return String(decoding: try JSONEncoder().encode(stored), as: UTF8.self)
+    }
+
+    /// Reads what `serialized()` wrote.
+    public init(serialized text: String) throws {
+        let stored = try JSONDecoder().decode(Stored.self, from: Data(text.utf8))
+        var challenge: (String, PKCE.Method)?
+        if let value = stored.challenge {
+            guard let method = stored.challengeMethod.flatMap(PKCE.Method.init(rawValue:)) else {
+                throw OAuthError(.serverError, "a stored authorization code has an unknown challenge method")
+            }
+            challenge = (value, method)
+        }
+        self.init(
+            clientID: stored.clientID, redirectURI: stored.redirectURI, challenge: challenge, scope: stored.scope, subject: stored.subject,
+            authTime: Date(timeIntervalSince1970: stored.authTime), openID: stored.openID.flatMap(OpenIDGrant.init(context:)), nonce: stored.nonce)
     }
 }

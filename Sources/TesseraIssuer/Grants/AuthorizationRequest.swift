@@ -22,6 +22,9 @@ public struct AuthorizationRequest: Sendable {
     /// An ID token this server issued earlier, naming the user the app expects (checked by the flow).
     public let idTokenHint: String?
     public let claims: ClaimsRequest
+    /// The parameters it was validated from: what a shared session store keeps, to validate again when the
+    /// request is resumed (the client may have changed meanwhile).
+    public let parameters: [String: String]
 
     /// Whether this is an OpenID Connect request (Core §3.1.2.1: `openid` among the scopes).
     public var isOpenID: Bool { scope.contains("openid") }
@@ -132,7 +135,7 @@ public struct AuthorizationRequest: Sendable {
                 client: client, redirectURI: redirectURI, redirectURISent: sent != nil, scope: scope,
                 state: state, challenge: challenge, prompt: prompt, nonce: nonce, maxAge: maxAge,
                 loginHint: parameters["login_hint"].map { String($0.prefix(255)) }, idTokenHint: parameters["id_token_hint"],
-                claims: claims))
+                claims: claims, parameters: parameters))
     }
 
     static let maximumNonceLength = 512

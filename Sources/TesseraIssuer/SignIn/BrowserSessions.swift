@@ -28,6 +28,14 @@ public struct PendingAuthorization: Sendable {
     public var signedInHere = false
     /// The `sub` of the request's `id_token_hint`, once verified: another user signed in must sign in again.
     public var hintedSubject: String?
+
+    public init(handle: String, request: AuthorizationRequest, created: Date, signedInHere: Bool = false, hintedSubject: String? = nil) {
+        self.handle = handle
+        self.request = request
+        self.created = created
+        self.signedInHere = signedInHere
+        self.hintedSubject = hintedSubject
+    }
 }
 
 /// What a request sees of its browser session.
@@ -42,6 +50,23 @@ public struct BrowserSession: Sendable {
     public let authTime: Date?
     /// The sign-in's session id, OpenID Connect's `sid`: random, new at each sign-in, never the cookie.
     public let sessionID: String?
+
+    public init(cookie: String, csrfToken: String, username: String?, subject: String?, authTime: Date?, sessionID: String?) {
+        self.cookie = cookie
+        self.csrfToken = csrfToken
+        self.username = username
+        self.subject = subject
+        self.authTime = authTime
+        self.sessionID = sessionID
+    }
+
+    /// A new session cookie (`tbs_` + 256 random bits) and CSRF token.
+    public static func newSecrets() throws -> (cookie: String, csrfToken: String) {
+        ("tbs_" + Base64URL.encode(try SecureRandom.bytes(count: 32)), Base64URL.encode(try SecureRandom.bytes(count: 32)))
+    }
+
+    /// A new pending request's handle (128 random bits) and a sign-in's `sid`.
+    public static func newHandle() throws -> String { Base64URL.encode(try SecureRandom.bytes(count: 16)) }
 }
 
 /// Browser sessions of the sign-in and consent pages, in memory: a restart signs everyone out, which
@@ -101,8 +126,7 @@ public final class BrowserSessions: BrowserSessionRecords, @unchecked Sendable {
     /// The session of `cookie`, or a new anonymous one.
     public func sessionOrNew(_ cookie: String?) throws -> BrowserSession {
         if let existing = session(cookie) { return existing }
-        let cookie = "tbs_" + Base64URL.encode(try SecureRandom.bytes(count: 32))
-        let csrf = Base64URL.encode(try SecureRandom.bytes(count: 32))
+        let (cookie, csrf) = try BrowserSession.newSecrets()
         let now = clock.now()
         lock.withLock {
             if entries.count >= policy.maximumSessions { evict(now: now) }
@@ -120,7 +144,7 @@ public final class BrowserSessions: BrowserSessionRecords, @unchecked Sendable {
     /// Keeps `request` in the session until sign-in and consent are done; returns it with its handle.
     public func open(_ request: AuthorizationRequest, in session: BrowserSession, hintedSubject: String? = nil) throws -> PendingAuthorization {
         let pending = PendingAuthorization(
-            handle: Base64URL.encode(try SecureRandom.bytes(count: 16)), request: request, created: clock.now(), hintedSubject: hintedSubject)
+            handle: try BrowserSession.newHandle(), request: request, created: clock.now(), hintedSubject: hintedSubject)
         lock.withLock {
             let key = TokenDigest(of: session.cookie)
             guard var entry = entries[key] else { return }
@@ -151,9 +175,8 @@ public final class BrowserSessions: BrowserSessionRecords, @unchecked Sendable {
     /// Records a sign-in. The session gets a new cookie and a new CSRF token (no session fixation: a
     /// cookie planted before the sign-in is worth nothing after it); its open requests move along.
     public func signIn(_ session: BrowserSession, user: User, handle: String) throws -> BrowserSession {
-        let cookie = "tbs_" + Base64URL.encode(try SecureRandom.bytes(count: 32))
-        let csrf = Base64URL.encode(try SecureRandom.bytes(count: 32))
-        let sessionID = Base64URL.encode(try SecureRandom.bytes(count: 16))
+        let (cookie, csrf) = try BrowserSession.newSecrets()
+        let sessionID = try BrowserSession.newHandle()
         let now = clock.now()
         lock.withLock {
             var entry = entries.removeValue(forKey: TokenDigest(of: session.cookie)) ?? Entry(csrfToken: csrf, created: now, lastSeen: now)

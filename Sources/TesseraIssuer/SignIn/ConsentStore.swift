@@ -8,6 +8,13 @@ public struct Consent: Codable, Sendable, Equatable {
     public var scopes: [String]
     public var granted: Date
 
+    public init(username: String, clientID: String, scopes: [String], granted: Date) {
+        self.username = username
+        self.clientID = clientID
+        self.scopes = scopes
+        self.granted = granted
+    }
+
     enum CodingKeys: String, CodingKey {
         case username
         case clientID = "client_id"

@@ -111,9 +111,37 @@ public struct UserStore: Sendable {
     public func add(_ username: String, password: String, claims: [String] = [], now: Date) throws {
         // The name's problems first: "already exists" is the answer to give, not a complaint about the password.
         try checkNewUsername(username)
+        try insert(try Self.newUser(username, password: password, claims: claims, now: now))
+    }
+
+    /// A new user's record, checked (name, claims, password) and hashed with scrypt; not stored yet, and
+    /// not checked against the names already taken (the store does that under its lock).
+    public static func newUser(_ username: String, password: String, claims: [String], now: Date) throws -> User {
+        try checkName(username)
         let claims = try Self.claims(claims, now: now)
         guard (8...1_024).contains(password.utf8.count) else { throw RegistrationError(.invalidPassword, "a password is 8 to 1,024 bytes") }
-        try insert(username, hash: try Self.hash(password), claims: claims, now: now)
+        return User(username: username, password: try hash(password), created: now, subject: try User.newSubject(), claims: claims)
+    }
+
+    /// A new user's record with a hash made elsewhere (a migration); see `add(_:passwordHash:claims:now:)`.
+    public static func newUser(_ username: String, passwordHash hash: String, claims: [String], now: Date) throws -> User {
+        try checkName(username)
+        let claims = try Self.claims(claims, now: now)
+        guard PasswordHash(hash) != nil else {
+            throw RegistrationError(
+                .invalidPasswordHash,
+                "the hash must be scrypt$logN$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash with at least \(PasswordHash.minimumPBKDF2Iterations) iterations"
+            )
+        }
+        return User(username: username, password: hash, created: now, subject: try User.newSubject(), claims: claims)
+    }
+
+    /// `user` with `assignments` applied; `updated_at` becomes `now` unless set explicitly.
+    public static func changing(_ user: User, claims assignments: [String], now: Date) throws -> User {
+        var user = user
+        for assignment in assignments { try StandardClaims.apply(assignment, to: &user.claims) }
+        if !assignments.contains(where: { $0.hasPrefix("updated_at=") }) { user.claims["updated_at"] = .number(Int64(now.timeIntervalSince1970)) }
+        return user
     }
 
     /// Changes a user's claims (`NAME=VALUE`, an empty value removes one); `updated_at` becomes `now`
@@ -125,10 +153,7 @@ public struct UserStore: Sendable {
             guard let index = registry.users.firstIndex(where: { $0.username.sameBytes(as: username) }) else {
                 throw RegistrationError(.unknownUser, "no user \(username)")
             }
-            var claims = registry.users[index].claims
-            for assignment in assignments { try StandardClaims.apply(assignment, to: &claims) }
-            if !assignments.contains(where: { $0.hasPrefix("updated_at=") }) { claims["updated_at"] = .number(Int64(now.timeIntervalSince1970)) }
-            registry.users[index].claims = claims
+            registry.users[index] = try Self.changing(registry.users[index], claims: assignments, now: now)
             return registry.users[index]
         }
     }
@@ -144,46 +169,43 @@ public struct UserStore: Sendable {
     /// `pbkdf2_sha256` with at least `minimumPBKDF2Iterations` iterations.
     public func add(_ username: String, passwordHash hash: String, claims: [String] = [], now: Date) throws {
         try checkNewUsername(username)
-        let claims = try Self.claims(claims, now: now)
-        guard PasswordHash(hash) != nil else {
-            throw RegistrationError(
-                .invalidPasswordHash,
-                "the hash must be scrypt$logN$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash with at least \(PasswordHash.minimumPBKDF2Iterations) iterations"
-            )
-        }
-        try insert(username, hash: hash, claims: claims, now: now)
+        try insert(try Self.newUser(username, passwordHash: hash, claims: claims, now: now))
     }
 
     /// Writes the user, checking under the lock that the name is still free (the checks above ran without it).
     /// The lock is the one `clients add` takes, so a client of the same name cannot appear meanwhile.
-    private func insert(_ username: String, hash: String, claims: [String: ClaimValue], now: Date) throws {
-        let subject = try User.newSubject()
+    private func insert(_ user: User) throws {
         try document.update { registry in
-            guard registry.users.named(username) == nil else { throw Self.exists(username) }
-            guard try ClientStore(dataPath: dataPath).read().client(username) == nil else { throw Self.isClient(username) }
-            registry.users.append(User(username: username, password: hash, created: now, subject: subject, claims: claims))
+            guard registry.users.named(user.username) == nil else { throw Self.exists(user.username) }
+            guard try ClientStore(dataPath: dataPath).read().client(user.username) == nil else { throw Self.isClient(user.username) }
+            registry.users.append(user)
         }
     }
 
     /// A valid name, not taken by a user or a client (checked again under the lock when the user is written).
     private func checkNewUsername(_ username: String) throws {
-        guard Self.isValidUsername(username) else {
-            throw RegistrationError(
-                .invalidUsername,
-                "a username is 1 to 255 bytes of visible characters: no space, control, zero-width or bidirectional character, and none of : \" \\ < >"
-            )
-        }
+        try Self.checkName(username)
         guard try users().named(username) == nil else { throw Self.exists(username) }
         // THREATS B13: a client's own tokens carry sub = client_id; a user of the same name would be confusable.
         guard try ClientStore(dataPath: dataPath).read().client(username) == nil else { throw Self.isClient(username) }
     }
 
-    private static func isClient(_ username: String) -> RegistrationError {
+    /// Refuses a name that is not a valid username (`isValidUsername`).
+    public static func checkName(_ username: String) throws {
+        guard isValidUsername(username) else {
+            throw RegistrationError(
+                .invalidUsername,
+                "a username is 1 to 255 bytes of visible characters: no space, control, zero-width or bidirectional character, and none of : \" \\ < >"
+            )
+        }
+    }
+
+    public static func isClient(_ username: String) -> RegistrationError {
         RegistrationError(
             .nameTaken, "\(username) is a client_id: a user of the same name could not be told apart from the client's own tokens (sub)")
     }
 
-    private static func exists(_ username: String) -> RegistrationError {
+    public static func exists(_ username: String) -> RegistrationError {
         RegistrationError(.userExists, "user \(username) already exists")
     }
 

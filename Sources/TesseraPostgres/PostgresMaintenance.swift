@@ -1,0 +1,129 @@
+public import Foundation
+public import Logging
+import PostgresNIO
+public import TesseraIssuer
+
+/// What a `tessera serve` on PostgreSQL does beside its requests: every second it follows the client and
+/// user registries (one small query when nothing changed), and every minute it deletes what has expired —
+/// codes, browser sessions and their open requests, quiet failure counts, refresh-token families — in
+/// batches of 1,000 rows through their expiry indexes. Several instances doing it at once only share the work.
+///
+/// Its last look at the database is also the instance's readiness: `problem` says why it failed.
+public final class PostgresMaintenance: @unchecked Sendable {
+    let database: PostgresDatabase
+    let registries: PostgresRegistries
+    let refreshTokens: PostgresRefreshTokenStore
+    let failures: PostgresFailureCounts
+    let policy: SessionPolicy
+    let clock: WallClock
+    let logger: Logger
+    private let lock = NSLock()
+    private var lastProblem: String?
+
+    public init(
+        database: PostgresDatabase, registries: PostgresRegistries, refreshTokens: PostgresRefreshTokenStore, failures: PostgresFailureCounts,
+        policy: SessionPolicy = SessionPolicy(), clock: WallClock = .system, logger: Logger
+    ) {
+        self.database = database
+        self.registries = registries
+        self.refreshTokens = refreshTokens
+        self.failures = failures
+        self.policy = policy
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// How long one look waits for the database: the longest a load balancer keeps sending requests that
+    /// each wait out their own deadline, before they fail at once.
+    static let lookTimeout: Duration = .seconds(2)
+
+    /// Nil while the last look at the database succeeded; why it failed otherwise.
+    public var problem: String? { lock.withLock { lastProblem } }
+
+    /// One look: reloads changed registries. Throws what the database said.
+    public func refresh() async throws {
+        do {
+            try await registries.refresh(timeout: Self.lookTimeout)
+            database.outage = nil
+            let recovered = lock.withLock {
+                defer { lastProblem = nil }
+                return lastProblem != nil
+            }
+            if recovered { logger.notice("PostgreSQL answers again") }
+        } catch {
+            let message = (error as? DatabaseError)?.message ?? "\(error)"
+            database.outage = "PostgreSQL: \(message)"
+            let first = lock.withLock {
+                defer { lastProblem = "PostgreSQL: \(message)" }
+                return lastProblem == nil
+            }
+            if first {
+                logger.error("PostgreSQL does not answer: requests that need it get 503 until it does", metadata: ["reason": .string(message)])
+            }
+            throw error
+        }
+    }
+
+    /// Runs until cancelled.
+    public func run(interval: Duration = .seconds(1), sweepEvery: Int = 60) async throws {
+        var ticks = 0
+        while !Task.isCancelled {
+            try await Task.sleep(for: interval)
+            try? await refresh()
+            ticks += 1
+            if ticks % sweepEvery == 0, problem == nil {
+                do { try await sweep() } catch {
+                    logger.warning("clean-up of expired rows failed; tried again next minute", metadata: ["reason": .string("\(error)")])
+                }
+            }
+        }
+    }
+
+    /// Deletes expired rows; returns how many of each.
+    @discardableResult
+    public func sweep() async throws -> [String: Int] {
+        let now = clock.now().timeIntervalSince1970
+        var removed: [String: Int] = [:]
+        removed["authorization_codes"] = try await database.inBatches(
+            """
+            DELETE FROM authorization_codes WHERE code_digest IN (
+                SELECT code_digest FROM authorization_codes WHERE expires_at <= \(now) LIMIT 1000)
+            RETURNING 1
+            """)
+        removed["pending_authorizations"] = try await database.inBatches(
+            """
+            DELETE FROM pending_authorizations WHERE handle IN (
+                SELECT handle FROM pending_authorizations WHERE created <= \(now - policy.pendingLifetime) LIMIT 1000)
+            RETURNING 1
+            """)
+        removed["browser_sessions"] =
+            try await database.inBatches(
+                """
+                DELETE FROM browser_sessions WHERE id IN (
+                    SELECT id FROM browser_sessions WHERE last_seen <= \(now - policy.idleLifetime) LIMIT 1000)
+                RETURNING 1
+                """)
+            + database.inBatches(
+                """
+                DELETE FROM browser_sessions WHERE id IN (
+                    SELECT id FROM browser_sessions WHERE created <= \(now - policy.absoluteLifetime) LIMIT 1000)
+                RETURNING 1
+                """)
+        // Past `maximumSessions`, anonymous sessions go first, least recently seen first, down to three quarters
+        // (a flood of new visitors displaces its own kind before it can sign anybody out).
+        let (limit, target) = (policy.maximumSessions, policy.maximumSessions * 3 / 4)
+        removed["browser_sessions", default: 0] += try await database.withConnection { connection in
+            try await connection.query(
+                """
+                DELETE FROM browser_sessions WHERE id IN (
+                    SELECT id FROM browser_sessions ORDER BY (username IS NOT NULL), last_seen
+                    LIMIT (SELECT CASE WHEN count(*) > \(limit) THEN count(*) - \(target) ELSE 0 END FROM browser_sessions))
+                RETURNING 1
+                """, logger: connection.logger
+            ).collect().count
+        }
+        removed["failure_counts"] = try await failures.forgetQuiet()
+        removed["refresh_families"] = try await refreshTokens.forgetExpired()
+        return removed
+    }
+}

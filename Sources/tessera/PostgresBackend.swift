@@ -1,0 +1,36 @@
+import Foundation
+import Logging
+import TesseraIssuer
+import TesseraJOSE
+import TesseraPostgres
+import TesseraServer
+
+extension IssuerBackend {
+    /// Every store on one PostgreSQL database, for several `tessera serve` behind a load balancer. Fails at
+    /// once, with the command that fixes it, when the database cannot be reached or its schema is not the one
+    /// this build knows; loads the client and user registries before the server listens.
+    static func postgres(_ database: PostgresDatabase, clock: WallClock = .system, logger: Logger) async throws -> IssuerBackend {
+        try await database.probe()
+        try await Schema.check(database)
+        let registries = PostgresRegistries(database: database)
+        let refreshTokens = PostgresRefreshTokenStore(database: database, clock: clock)
+        let failures = PostgresFailureCounts(database: database)
+        let policy = SessionPolicy()
+        let maintenance = PostgresMaintenance(
+            database: database, registries: registries, refreshTokens: refreshTokens, failures: failures, policy: policy, clock: clock,
+            logger: logger)
+        try await maintenance.refresh()
+        let clients = registries.clients
+        let users = registries.users
+        return IssuerBackend(
+            location: database.url.description, refreshTokens: refreshTokens, clients: clients, clientStore: clients,
+            users: { users.current() }, userStore: users, consents: PostgresConsents(database: database),
+            codes: PostgresAuthorizationCodes(database: database, clock: clock),
+            sessions: PostgresBrowserSessions(database: database, policy: policy, clock: clock, clients: { clients.current() }),
+            throttle: failures, problem: { maintenance.problem }, background: { try await maintenance.run() },
+            close: {
+                await database.close()
+                logger.notice("PostgreSQL connections closed")
+            })
+    }
+}
