@@ -179,7 +179,10 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            exclude: ["Interop/authlib_client.py", "Interop/connection_flood.py", "Interop/oidc_rp.py", "Interop/metrics_samples.py"]
+            exclude: [
+                "Interop/authlib_client.py", "Interop/connection_flood.py", "Interop/oidc_rp.py", "Interop/metrics_samples.py",
+                "Interop/code_across.py", "Interop/tcp_proxy.py",
+            ]
         ),
         .testTarget(
             name: "TesseraHummingbirdTests",

@@ -6,8 +6,10 @@ public import TesseraJOSE
 ///
 /// Understood parameters: `sslmode` (`disable`, `prefer` — libpq's default —, `require`, `verify-ca`,
 /// `verify-full`), `sslrootcert` (a PEM file of trusted roots for the `verify-*` modes), `host` (a Unix
-/// socket folder, as in `postgres:///tessera?host=/var/run/postgresql`), `application_name`. Anything
-/// else is refused by name, so a typo is not silently ignored. `description` never shows the password.
+/// socket folder, as in `postgres:///tessera?host=/var/run/postgresql`), `application_name`, and Tessera's
+/// own `schema` (the PostgreSQL schema its tables live in, the connections' `search_path`: several
+/// deployments on one database). Anything else is refused by name, so a typo is not silently ignored.
+/// `description` never shows the password.
 public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
     public enum TLSMode: String, Sendable, CaseIterable {
         case disable, prefer, require
@@ -25,6 +27,8 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
     public var tls: TLSMode
     public var rootCertificateFile: String?
     public var applicationName: String
+    /// The PostgreSQL schema of Tessera's tables; nil: the server's default (`public`).
+    public var schema: String?
 
     public init(_ text: String) throws {
         guard text.hasPrefix("postgres://") || text.hasPrefix("postgresql://"), let components = URLComponents(string: text) else {
@@ -57,8 +61,15 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
                 guard value.hasPrefix("/") else { throw DatabaseError(.badURL, "host= takes the absolute path of a Unix socket folder") }
                 socketFolder = value
             case "application_name": applicationName = value
+            case "schema":
+                // An identifier, unquoted: it becomes the search_path of every connection.
+                guard (1...63).contains(value.utf8.count),
+                    value.utf8.allSatisfy({ $0 == 0x5F || (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) }),
+                    !(0x30...0x39).contains(value.utf8.first!)
+                else { throw DatabaseError(.badURL, "schema= takes a lower-case identifier: letters, digits and _, at most 63") }
+                schema = value
             default:
-                throw DatabaseError(.badURL, "unknown parameter \(Self.quoted(item.name)) (sslmode, sslrootcert, host, application_name)")
+                throw DatabaseError(.badURL, "unknown parameter \(Self.quoted(item.name)) (sslmode, sslrootcert, host, application_name, schema)")
             }
         }
         if rootCertificateFile != nil, tls != .verifyCA, tls != .verifyFull {
@@ -71,9 +82,9 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
 
     /// The address with the password replaced: what logs and errors may show.
     public var description: String {
-        let place = socketFolder.map { "?host=\($0)" } ?? ""
+        let parameters = [socketFolder.map { "host=\($0)" }, schema.map { "schema=\($0)" }].compactMap { $0 }
         let secret = password == nil ? "" : ":***"
-        return "postgres://\(username)\(secret)@\(host):\(port)/\(database)\(place)"
+        return "postgres://\(username)\(secret)@\(host):\(port)/\(database)" + (parameters.isEmpty ? "" : "?" + parameters.joined(separator: "&"))
     }
 
     /// Printable ASCII only, at most 40 characters: request-derived or mistyped text stays harmless in a message.

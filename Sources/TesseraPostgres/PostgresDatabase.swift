@@ -70,7 +70,7 @@ public final class PostgresDatabase: Sendable {
             ("idle_in_transaction_session_timeout", String(Self.milliseconds(options.operationTimeout) * 2)),
             ("application_name", url.applicationName), ("client_encoding", "UTF8"), ("TimeZone", "UTC"),
         ]
-        if let schema = options.schema { configuration.options.additionalStartupParameters.append(("search_path", schema)) }
+        if let schema = options.schema ?? url.schema { configuration.options.additionalStartupParameters.append(("search_path", schema)) }
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         runner = Task { await client.run() }

@@ -176,6 +176,12 @@ public enum Schema {
             try await connection.run("SET LOCAL lock_timeout = '300s'")
             try await connection.run("SET LOCAL statement_timeout = '300s'")
             try await connection.run("SELECT pg_advisory_xact_lock(\(migrationLock))")
+            if let schema = database.options.schema ?? database.url.schema {
+                // Created only when missing (creating needs a privilege on the database that using does not).
+                let exists = try await connection.query("SELECT 1 FROM pg_namespace WHERE nspname = \(schema)", logger: connection.logger).collect()
+                // The name is a plain identifier (`DatabaseURL` checks it; tests make their own).
+                if exists.isEmpty { try await connection.run(PostgresQuery(unsafeSQL: "CREATE SCHEMA \"\(schema)\"")) }
+            }
             let found = try await version(on: connection)
             guard found <= current else { throw newer(found) }
             var applied: [Int] = []

@@ -23,19 +23,19 @@ func printJSON(_ object: Any) throws {
     print(String(decoding: data, as: UTF8.self))
 }
 
-struct ClientsCommand: ParsableCommand {
+struct ClientsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clients",
-        abstract: "Register and manage OAuth clients (kept in DATA/clients.json, secrets stored only as SHA-256).",
+        abstract: "Register and manage OAuth clients (DATA/clients.json, or the --database; secrets stored only as SHA-256).",
         subcommands: [Add.self, List.self, Remove.self, RotateSecret.self]
     )
 
     struct DataOptions: ParsableArguments {
         @Option(help: "The data folder.") var data = StoreCommand.defaultData
-        var store: ClientStore { ClientStore(dataPath: data) }
+        @OptionGroup var database: DatabaseOption
     }
 
-    struct Add: ParsableCommand {
+    struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Register a client; a confidential client's secret is printed once and never stored.",
             discussion: "Without --grant: client_credentials for a confidential client, authorization_code and refresh_token for a public one."
@@ -69,7 +69,7 @@ struct ClientsCommand: ParsableCommand {
         var postLogoutRedirectURIs: [String] = []
         @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
 
-        func run() throws {
+        func run() async throws {
             let id = try operand.value()
             let secret = isPublic ? nil : try Client.generateSecret()
             let grantTypes =
@@ -81,8 +81,8 @@ struct ClientsCommand: ParsableCommand {
                 refreshTokens: RefreshTokenPolicy(absoluteLifetime: refreshLifetime, idleLifetime: refreshIdle, retryWindow: retryWindow),
                 redirectURIs: redirectURIs, pkcePlainAllowed: allowPlainPKCE ? true : nil, idTokenAlgorithm: idTokenAlgorithm,
                 postLogoutRedirectURIs: postLogoutRedirectURIs.isEmpty ? nil : postLogoutRedirectURIs, created: commandNow())
-            try clientCall {
-                do { try options.store.add(client) } catch let error as RegistrationError where error.code == .clientExists {
+            try await options.withState { state in
+                do { try await state.clients.add(client) } catch let error as RegistrationError where error.code == .clientExists {
                     throw CLIError("client \(id) already exists; `tessera clients rotate-secret \(id)` issues a new secret")
                 }
             }
@@ -100,14 +100,14 @@ struct ClientsCommand: ParsableCommand {
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List registered clients (never their secrets).")
 
         @OptionGroup var options: DataOptions
         @Flag(help: "Print as JSON.") var json = false
 
-        func run() throws {
-            let registry = try clientCall { try options.store.read() }
+        func run() async throws {
+            let registry = try await options.withState { state in try await state.clients.read() }
             if json {
                 try printJSON(
                     registry.clients.map { client -> [String: Any] in
@@ -130,27 +130,27 @@ struct ClientsCommand: ParsableCommand {
         }
     }
 
-    struct Remove: ParsableCommand {
+    struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a client (its refresh tokens: `tessera store revoke --client ID`).")
 
         @OptionGroup var options: DataOptions
         @OptionGroup var operand: ClientIDOperand
 
-        func run() throws {
+        func run() async throws {
             let id = try operand.value()
-            try clientCall {
-                try options.store.update { registry in
+            try await options.withState { state in
+                try await state.clients.update { registry in
                     guard registry.client(id) != nil else { throw CLIError("no client \(id); `tessera clients list` shows them") }
                     registry.clients.removeAll { $0.id.sameBytes(as: id) }
                 }
                 // A client registered later under the same id must ask users again.
-                try ConsentStore(dataPath: options.data).forget(clientID: id)
+                try await state.consents.forget(username: nil, clientID: id)
             }
             print("removed \(id)")
         }
     }
 
-    struct RotateSecret: ParsableCommand {
+    struct RotateSecret: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "rotate-secret",
             abstract: "Replace a confidential client's secret; the old one stops working at once."
@@ -160,11 +160,11 @@ struct ClientsCommand: ParsableCommand {
         @OptionGroup var operand: ClientIDOperand
         @Flag(help: "Print {client_id, client_secret} as JSON.") var json = false
 
-        func run() throws {
+        func run() async throws {
             let id = try operand.value()
             let secret = try Client.generateSecret()
-            try clientCall {
-                try options.store.update { registry in
+            try await options.withState { state in
+                try await state.clients.update { registry in
                     guard let index = registry.clients.firstIndex(where: { $0.id.sameBytes(as: id) }) else { throw CLIError("no client \(id)") }
                     guard registry.clients[index].type == .confidential else { throw CLIError("\(id) is a public client: it has no secret") }
                     registry.clients[index].secretDigest = Client.digest(ofSecret: secret)

@@ -50,7 +50,7 @@ struct DatabaseCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "db",
         abstract: "Create, upgrade and inspect the PostgreSQL schema (several tessera serve on one database).",
-        subcommands: [Migrate.self, Status.self]
+        subcommands: [Migrate.self, Status.self, Import.self]
     )
 
     struct Migrate: AsyncParsableCommand {
@@ -70,6 +70,28 @@ struct DatabaseCommand: AsyncParsableCommand {
                     )
                 }
             }
+        }
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move an embedded deployment (clients, users, consents, live refresh tokens) into a freshly migrated database.",
+            discussion: """
+                Stop the tessera serve that uses the data folder first (its store is locked while it runs). Every refresh \
+                token issued before the move keeps working after it; sign-in sessions and pending codes are not moved. \
+                The data folder is only read: keep it until the servers on the database run as they should.
+                """)
+
+        @Option(help: "The data folder to import from.") var data = StoreCommand.defaultData
+        @OptionGroup var database: DatabaseOption
+
+        func run() async throws {
+            let summary = try await withDatabase(database) { pool in
+                try await clientCall { try await DataFolderImport.run(dataPath: data, into: pool) }
+            }
+            print(
+                "imported \(summary.clients) clients, \(summary.users) users, \(summary.consents) consents, \(summary.families) refresh-token families"
+            )
         }
     }
 

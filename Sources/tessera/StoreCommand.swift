@@ -6,7 +6,8 @@ import TesseraIssuer
 struct StoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "store",
-        abstract: "Check, repair, or revoke in the refresh-token store (stop the server first: one process per store).",
+        abstract:
+            "Check, repair, or revoke in the refresh-token store (stop the server first: one process per store; revoke also takes --database, with the servers running).",
         subcommands: [Check.self, Repair.self, Revoke.self]
     )
 
@@ -89,8 +90,7 @@ struct StoreCommand: AsyncParsableCommand {
                 """
         )
 
-        @Option(help: "The data folder (the store is its refresh-tokens/ folder).")
-        var data = StoreCommand.defaultData
+        @OptionGroup var options: ClientsCommand.DataOptions
 
         @Flag(help: "Revoke every family.")
         var all = false
@@ -112,17 +112,19 @@ struct StoreCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let count = try await storeCallAsync(data: data) {
-                let store = try FileRefreshTokenStore(directory: StoreCommand.storePath(data))
-                defer { store.close() }
-                if all { return try await store.revokeAllFamilies() }
-                if let client { return try await store.revokeFamilies(ofClient: client) }
-                if let user {
-                    guard let found = try UserStore(dataPath: data).users().named(user) else { throw CLIError("no user \(user)") }
-                    // Families issued before users had a sub name the user by username.
-                    return try await store.revokeFamilies(ofSubject: found.subject) + store.revokeFamilies(ofSubject: found.username)
+            let count = try await storeCallAsync(data: options.data) {
+                try await options.withState { state in
+                    let store = try state.refreshTokens()
+                    defer { (store as? FileRefreshTokenStore)?.close() }
+                    if all { return try await store.revokeAllFamilies() }
+                    if let client { return try await store.revokeFamilies(ofClient: client) }
+                    if let user {
+                        guard let found = try await state.users.users().named(user) else { throw CLIError("no user \(user)") }
+                        // Families issued before users had a sub name the user by username.
+                        return try await store.revokeFamilies(ofSubject: found.subject) + store.revokeFamilies(ofSubject: found.username)
+                    }
+                    return try await store.revokeFamilies(ofSubject: subject!)
                 }
-                return try await store.revokeFamilies(ofSubject: subject!)
             }
             print("revoked \(count) \(count == 1 ? "family" : "families")")
         }

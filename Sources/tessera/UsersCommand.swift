@@ -2,14 +2,14 @@ import ArgumentParser
 import Foundation
 import TesseraIssuer
 
-struct UsersCommand: ParsableCommand {
+struct UsersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "users",
-        abstract: "Manage resource owners who can sign in (DATA/users.json: scrypt, or imported PBKDF2 hashes).",
+        abstract: "Manage resource owners who can sign in (DATA/users.json, or the --database: scrypt, or imported PBKDF2 hashes).",
         subcommands: [Add.self, Set.self, Show.self, Remove.self, List.self]
     )
 
-    struct Add: ParsableCommand {
+    struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Add a user; the password is read from standard input (never an argument: it would show in ps and shell history).")
         @OptionGroup var options: ClientsCommand.DataOptions
@@ -34,21 +34,23 @@ struct UsersCommand: ParsableCommand {
             }
         }
 
-        func run() throws {
+        func run() async throws {
             let username = try operand.value()
             var secret = readLine(strippingNewline: true) ?? ""
             defer { secret = "" }
-            let users = UserStore(dataPath: options.data)
-            if hashStdin {
-                try clientCall { try users.add(username, passwordHash: secret, claims: claims, now: commandNow()) }
-            } else {
-                try clientCall { try users.add(username, password: secret, claims: claims, now: commandNow()) }
+            let (password, isHash) = (secret, hashStdin)
+            try await options.withState { state in
+                if isHash {
+                    try await state.users.add(username, passwordHash: password, claims: claims, now: commandNow())
+                } else {
+                    try await state.users.add(username, password: password, claims: claims, now: commandNow())
+                }
             }
             print("added \(username)")
         }
     }
 
-    struct Set: ParsableCommand {
+    struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Set or remove a user's claims (OpenID Connect Core §5.1); updated_at becomes now.",
             discussion: "An empty value removes the claim: --claim name= . Booleans are true or false; address members are address.MEMBER.")
@@ -60,22 +62,22 @@ struct UsersCommand: ParsableCommand {
             guard !claims.isEmpty else { throw ValidationError("give at least one --claim NAME=VALUE") }
         }
 
-        func run() throws {
+        func run() async throws {
             let username = try operand.value()
-            try clientCall { try UserStore(dataPath: options.data).set(username, claims: claims, now: commandNow()) }
+            try await options.withState { state in try await state.users.set(username, claims: claims, now: commandNow()) }
             print("updated \(username)")
         }
     }
 
-    struct Show: ParsableCommand {
+    struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a user: sub, creation time and claims (never the password hash).")
         @OptionGroup var options: ClientsCommand.DataOptions
         @OptionGroup var operand: UsernameOperand
         @Flag(help: "Print as JSON.") var json = false
 
-        func run() throws {
+        func run() async throws {
             let username = try operand.value()
-            guard let user = try clientCall({ try UserStore(dataPath: options.data).users().named(username) }) else {
+            guard let user = try await options.withState({ state in try await state.users.users().named(username) }) else {
                 throw CLIError("no user \(username)")
             }
             let created = ISO8601DateFormatter().string(from: user.created)
@@ -98,26 +100,26 @@ struct UsersCommand: ParsableCommand {
         }
     }
 
-    struct Remove: ParsableCommand {
+    struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
                 "Remove a user: their sessions, refresh tokens and UserInfo stop working at once; their sub is never given to anyone again.")
         @OptionGroup var options: ClientsCommand.DataOptions
         @OptionGroup var operand: UsernameOperand
 
-        func run() throws {
+        func run() async throws {
             let username = try operand.value()
-            guard try clientCall({ try UserStore(dataPath: options.data).remove(username) }) else { throw CLIError("no user \(username)") }
+            guard try await options.withState({ state in try await state.users.remove(username) }) else { throw CLIError("no user \(username)") }
             print("removed \(username)")
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List usernames.")
         @OptionGroup var options: ClientsCommand.DataOptions
 
-        func run() throws {
-            for user in try clientCall({ try UserStore(dataPath: options.data).users() }) { print(user.username) }
+        func run() async throws {
+            for user in try await options.withState({ state in try await state.users.users() }) { print(user.username) }
         }
     }
 }

@@ -31,11 +31,14 @@ final class ServeProcess: @unchecked Sendable {
             return "http://127.0.0.1:\(port)/metrics"
         }
     }
-    var keys: String { folder.appending("keys") }
+    /// The key folder: its own, or one several instances share.
+    var keys: String { sharedKeys ?? folder.appending("keys") }
+    private let sharedKeys: String?
     var data: String { folder.appending("data") }
     var logPath: String { folder.appending("serve.log") }
 
-    init() throws {
+    init(keys: String? = nil) throws {
+        sharedKeys = keys
         folder = try TemporaryDirectory("tessera-live")
         port = Int.random(in: 10_000...32_000)
     }

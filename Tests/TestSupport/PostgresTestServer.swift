@@ -94,6 +94,17 @@ public final class TestDatabase: Sendable {
         self.url = url
     }
 
+    /// The address a child process (`tessera serve --database`) reaches this schema at.
+    public var address: String {
+        var components = URLComponents(string: PostgresTestServer.adminAddress)!
+        components.path = "/" + name
+        var items = (components.queryItems ?? []).filter { $0.name != "schema" && $0.name != "sslmode" }
+        items.append(URLQueryItem(name: "sslmode", value: "disable"))
+        if let schema { items.append(URLQueryItem(name: "schema", value: schema)) }
+        components.queryItems = items
+        return components.string!
+    }
+
     /// A new pool on this schema; closed when the test ends. Four connections unless `options` say
     /// otherwise: tests run in parallel, and 16 per pool ran the server out of its 100 connection slots.
     public func open(options: PostgresDatabase.Options? = nil) throws -> PostgresDatabase {

@@ -160,3 +160,26 @@ public enum RefreshFamilyRules {
         return ledger
     }
 }
+
+extension FileRefreshTokenStore {
+    /// Every family that has not expired, live and revoked, as rows (a revoked one stays so a late replay
+    /// is still reuse): what `tessera db import` copies into a database. A family's first issue time is not
+    /// kept by the file store; its current token's issue time stands in for it.
+    public func exportFamilies() async throws -> [RefreshFamilyRow] { try await rows() }
+}
+
+extension LedgerBackedStore {
+    func rows() async throws -> [RefreshFamilyRow] {
+        try await inspect { ledger, now in
+            ledger.families.filter { !$0.isExpired(at: now) }.map { family in
+                let retry = ledger.retries[family.key]
+                return RefreshFamilyRow(
+                    key: family.key.bytes, currentDigest: family.current.bytes, generation: Int64(family.generation),
+                    clientID: ledger.string(family.client), subject: family.subject, scope: ledger.string(family.scope),
+                    authTime: family.authTime, issuedAt: family.issuedAt, createdAt: family.issuedAt, absoluteExpiry: family.absoluteExpiry,
+                    idleLifetime: family.idleLifetime, retryWindow: family.retryWindow, retryPrevious: retry?.previous.bytes,
+                    retrySeed: retry?.seed, retryRotatedAt: retry?.rotatedAt, context: ledger.contexts[family.key] ?? "", revoked: family.revoked)
+            }
+        }
+    }
+}
