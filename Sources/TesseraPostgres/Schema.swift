@@ -222,7 +222,7 @@ public struct DatabaseStatus: Sendable {
     public var rows: [(table: String, count: Int)]
 
     /// The tables of the current schema, in the order status lists them.
-    static let tables = [
+    public static let tables = [
         "refresh_families", "clients", "users", "consents", "authorization_codes", "browser_sessions", "pending_authorizations", "failure_counts",
     ]
 

@@ -4,10 +4,6 @@ import TesseraPostgres
 import TesseraTestSupport
 import Testing
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
-
 /// Three `tessera serve` processes on one PostgreSQL schema and one key folder, as behind a load balancer.
 final class Cluster: @unchecked Sendable {
     let database: TestDatabase
@@ -18,14 +14,6 @@ final class Cluster: @unchecked Sendable {
     let secret: String
     static let password = "correct horse battery"
     static let redirectURI = "https://app.example/cb"
-    /// Up to 64 requests in flight per instance (URLSession's default is a handful per host).
-    let session: URLSession = {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = 64
-        configuration.timeoutIntervalForRequest = 30
-        return URLSession(configuration: configuration)
-    }()
-
     /// `address`: where the instances reach the database (a proxy in front of it, for outage tests).
     init(retryWindow: Int = 0, address: ((TestDatabase) -> String)? = nil) async throws {
         database = try await PostgresTestServer.createDatabase()
@@ -56,15 +44,18 @@ final class Cluster: @unchecked Sendable {
         keys.remove()
     }
 
+    /// A form post with the client's Basic credentials, on a connection of its own (`loopbackHTTP`).
     func post(_ server: Int, _ path: String, _ form: [String: String]) async throws -> (status: Int, json: [String: Any]) {
-        var request = URLRequest(url: URL(string: servers[server].base + path)!)
-        request.httpMethod = "POST"
-        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-        request.setValue("Basic " + Data("web:\(secret)".utf8).base64EncodedString(), forHTTPHeaderField: "Authorization")
-        request.httpBody = Data(formEncode(form.map { ($0.key, $0.value) }).utf8)
-        let (body, response) = try await session.data(for: request)
-        return ((response as! HTTPURLResponse).statusCode, (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:])
+        let reply = try await loopbackHTTP(
+            port: servers[server].port, method: "POST", path: path,
+            headers: [
+                ("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", "Basic " + Data("web:\(secret)".utf8).base64EncodedString()),
+            ], body: formEncode(form.map { ($0.key, $0.value) }))
+        return (reply.status, (try? JSONSerialization.jsonObject(with: Data(reply.body.utf8))) as? [String: Any] ?? [:])
     }
+
+    /// The status of a GET at `server`.
+    func status(_ server: Int, _ path: String) async throws -> Int { try await loopbackHTTP(port: servers[server].port, path: path).status }
 
     /// A password grant at `server`: the first refresh token of a new family.
     func signIn(at server: Int) async throws -> String {
@@ -230,9 +221,9 @@ struct MultiInstanceTests {
             #expect(clock.now - started < .seconds(12))
         }
         try await Task.sleep(for: .seconds(3))
-        for server in cluster.servers {
-            #expect(try await server.request("/health/ready").status == 503)
-            #expect(try await server.request("/health/live").status == 200)
+        for server in 0..<3 {
+            #expect(try await cluster.status(server, "/health/ready") == 503)
+            #expect(try await cluster.status(server, "/health/live") == 200)
         }
         proxy = try await startProxy()
         // Back by itself: each instance answers again once its next look at the database succeeds.

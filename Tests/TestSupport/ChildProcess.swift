@@ -265,3 +265,54 @@ func loopbackAddress(port: Int) -> sockaddr_in {
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     return address
 }
+
+/// One HTTP/1.1 request to a loopback port on a thread of its own, on a connection of its own that the
+/// server closes after answering: no client library between the test and the server, and every wait
+/// bounded by `timeout` seconds (a server killed mid-request is an error, never a stall). The body is read
+/// to the end of the connection; a chunked one is decoded.
+public func loopbackHTTP(
+    port: Int, method: String = "GET", path: String, headers: [(String, String)] = [], body: String = "", timeout: Int = 30
+) async throws -> (status: Int, body: String) {
+    try await onOwnThread {
+        let fd = try connectLoopback(port: port, receiveTimeout: timeout)
+        defer { close(fd) }
+        var sendTimeout = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        if method != "GET" { head += "Content-Length: \(body.utf8.count)\r\n" }
+        let request = Array((head + "\r\n" + body).utf8)
+        var sent = 0
+        while sent < request.count {
+            let count = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard count > 0 else { throw TestSupportError("sending to 127.0.0.1:\(port) failed: \(String(cString: strerror(errno)))") }
+            sent += count
+        }
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count == 0 { break }
+            guard count > 0 else { throw TestSupportError("no answer from 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
+            response += buffer[0..<count]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        guard let split = text.range(of: "\r\n\r\n"), let status = Int(text.split(separator: " ", maxSplits: 2).dropFirst().first ?? "") else {
+            throw TestSupportError("not an HTTP answer from 127.0.0.1:\(port): \(text.prefix(200))")
+        }
+        let header = text[..<split.lowerBound].lowercased()
+        var payload = String(text[split.upperBound...])
+        if header.contains("transfer-encoding: chunked") {
+            var decoded = ""
+            var rest = Substring(payload)
+            while let line = rest.range(of: "\r\n"), let size = Int(rest[..<line.lowerBound], radix: 16), size > 0 {
+                let start = line.upperBound
+                let end = rest.utf8.index(start, offsetBy: size)
+                decoded += rest[start..<end]
+                rest = rest[end...].dropFirst(2)
+            }
+            payload = decoded
+        }
+        return (status, payload)
+    }
+}
