@@ -1,7 +1,7 @@
 import Foundation
 import NIOCore
 import PostgresNIO
-public import TesseraIssuer
+import TesseraIssuer
 
 /// `tessera db import`: an embedded deployment's state moved into PostgreSQL in one transaction — the
 /// clients, the users (their `sub` and password hashes as they are), remembered consents, and every

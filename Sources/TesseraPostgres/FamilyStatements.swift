@@ -138,3 +138,37 @@ struct SwapRotation: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int.self) }
 }
+
+/// Whole rotations in one autocommit statement (`PredictedRotation`), for every caller of a batch: the
+/// rules' conditions for rotating without a scope parameter, each predicted successor written, the rows
+/// returned as left. A presentation whose conditions fail changes nothing (the store then decides it the
+/// ordinary way). Two presentations of one token in a batch: the row is updated once, by one of them, and
+/// only that one finds its successor in the returned row.
+struct PredictedSwaps: PostgresPreparedStatement {
+    static let sql = """
+        UPDATE refresh_families SET current_digest = v_successor, generation = generation + 1, issued_at = GREATEST(v_now, issued_at),
+            retry_previous = CASE WHEN retry_window > 0 THEN v_presented END, retry_seed = CASE WHEN retry_window > 0 THEN v_seed END,
+            retry_rotated_at = CASE WHEN retry_window > 0 THEN v_now END
+        FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::bigint[])
+            AS v(v_key, v_successor, v_now, v_presented, v_seed, v_client, v_generation)
+        WHERE family_key = v_key AND client_id = v_client AND NOT revoked AND expires_at > v_now
+            AND generation = v_generation AND generation < 4294967295 AND current_digest = v_presented
+        RETURNING \(FamilyColumns.list)
+        """
+    typealias Row = FamilyColumns.Row
+    var batch: [(predicted: PredictedRotation, clientID: String)]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings()
+        bindings.append(batch.map { ByteBuffer(bytes: $0.predicted.familyKey) })
+        bindings.append(batch.map { ByteBuffer(bytes: $0.predicted.successorDigest) })
+        bindings.append(batch.map(\.predicted.now))
+        bindings.append(batch.map { ByteBuffer(bytes: $0.predicted.presentedDigest) })
+        bindings.append(batch.map { ByteBuffer(bytes: $0.predicted.seed) })
+        bindings.append(batch.map(\.clientID))
+        bindings.append(batch.map(\.predicted.presentedGeneration))
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}

@@ -2,7 +2,7 @@ public import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
-public import PostgresNIO
+import PostgresNIO
 
 /// A pool of connections to one PostgreSQL database, bounded in size and in time: what every store of the
 /// PostgreSQL backend shares.

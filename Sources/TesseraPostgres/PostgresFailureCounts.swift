@@ -23,7 +23,7 @@ public struct PostgresFailureCounts: FailureCounting {
         let found = try await database.serving { connection in
             var rows: [(String, Double)] = []
             let query = PostgresQuery(
-                unsafeSQL: "SELECT key, blocked_until - \(Self.now) FROM failure_counts WHERE key = ANY($1)", binds: try Self.binds(names))
+                unsafeSQL: "SELECT key, blocked_until - \(Self.now) FROM failure_counts WHERE key = ANY($1)", binds: Self.binds(names))
             for try await row in try await connection.query(query, logger: connection.logger).decode((String, Double).self) { rows.append(row) }
             return rows
         }
@@ -63,7 +63,7 @@ public struct PostgresFailureCounts: FailureCounting {
         guard !check.clearable.isEmpty else { return }
         let names = check.clearable.map(\.storageKey)
         try await database.serving { connection in
-            try await connection.run(PostgresQuery(unsafeSQL: "DELETE FROM failure_counts WHERE key = ANY($1)", binds: try Self.binds(names)))
+            try await connection.run(PostgresQuery(unsafeSQL: "DELETE FROM failure_counts WHERE key = ANY($1)", binds: Self.binds(names)))
         }
     }
 
@@ -77,9 +77,9 @@ public struct PostgresFailureCounts: FailureCounting {
         return try await database.inBatches(PostgresQuery(unsafeSQL: sql))
     }
 
-    private static func binds(_ names: [String]) throws -> PostgresBindings {
+    private static func binds(_ names: [String]) -> PostgresBindings {
         var binds = PostgresBindings()
-        try binds.append(names)
+        binds.append(names)
         return binds
     }
 }

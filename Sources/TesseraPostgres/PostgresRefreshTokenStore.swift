@@ -16,10 +16,12 @@ public import TesseraJOSE
 public final class PostgresRefreshTokenStore: RefreshTokenStore {
     let database: PostgresDatabase
     let clock: WallClock
+    private let batches: RotationBatches
 
     public init(database: PostgresDatabase, clock: WallClock = .system) {
         self.database = database
         self.clock = clock
+        batches = RotationBatches(database: database)
     }
 
     public func issue(_ family: NewRefreshTokenFamily) async throws -> IssuedRefreshToken {
@@ -34,13 +36,29 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
 
     public func rotate(_ token: RefreshToken, clientID: String, scope: [String]?) async throws -> RefreshTokenRotation {
         let presented = try PresentedRefreshToken(token)
+        if scope == nil {
+            // The common case in one statement: the successor predicted, written only if this is the live token.
+            let predicted = try RefreshFamilyRules.predict(presented, now: clock.now())
+            if let rotation = try await run({ try await self.predictedRotation(predicted, clientID: clientID) }) { return rotation }
+        }
         if let outcome = try await run({ try await self.optimisticRotation(presented, clientID: clientID, scope: scope) }) {
             return try outcome.get()
         }
         return try await lockedRotation(presented, clientID: clientID, scope: scope)
     }
 
-    /// The common case in two statements without a transaction: read the row, let the rules decide, and
+    /// The predicted rotation, written with the others of its batch; nil when it matched nothing (not the
+    /// live token, not this client's, or not live).
+    private func predictedRotation(_ predicted: PredictedRotation, clientID: String) async throws -> RefreshTokenRotation? {
+        guard let row = try await batches.rotate(predicted, clientID: clientID) else { return nil }
+        guard let rotation = predicted.rotation(row: row) else {
+            // The statement's conditions are the rules' own: a row it rotated always holds the successor.
+            throw DatabaseError(.unavailable, "a one-statement rotation left a row the rules do not recognise")
+        }
+        return rotation
+    }
+
+    /// When the one-statement rotation does not apply: two statements without a transaction: read the row, let the rules decide, and
     /// write a rotation only if the row is unchanged (compare and swap on generation and digest). Nil when
     /// the row changed meanwhile or the decision is a revocation: those are decided again under the lock.
     private func optimisticRotation(

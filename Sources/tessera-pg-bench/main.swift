@@ -17,8 +17,9 @@ import Glibc
 struct Options {
     var database = ProcessInfo.processInfo.environment["TESSERA_DATABASE"] ?? ""
     var seconds = 5.0
-    /// Rotations against PostgreSQL only, at 64 callers (for a profiler).
+    /// Rotations against PostgreSQL only, at `callers` callers (for a profiler).
     var postgresOnly = false
+    var callers = 64
 
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -27,8 +28,9 @@ struct Options {
             case "--database": database = iterator.next() ?? ""
             case "--seconds": seconds = Double(iterator.next() ?? "") ?? seconds
             case "--postgres-only": postgresOnly = true
+            case "--callers": callers = Int(iterator.next() ?? "") ?? callers
             default:
-                print("usage: tessera-pg-bench --database postgres://USER:PASSWORD@HOST:PORT/DB [--seconds S]")
+                print("usage: tessera-pg-bench --database postgres://USER:PASSWORD@HOST:PORT/DB [--seconds S] [--postgres-only [--callers N]]")
                 exit(2)
             }
         }
@@ -156,7 +158,8 @@ do {
     print("server: \(try await pool.strings("SHOW server_version").first ?? "?"); synchronous_commit, fsync: \(settings.first ?? "?")")
     print("\ncallers   pgbench tps   postgres rotations/s   ratio   file store rotations/s (fsync on)")
     if options.postgresOnly {
-        print(String(format: "64 callers: %.0f rotations/s", try await rotations(in: store, callers: 64, seconds: options.seconds)))
+        let rate = try await rotations(in: store, callers: options.callers, seconds: options.seconds)
+        print(String(format: "%d callers: %.0f rotations/s", options.callers, rate))
     }
     for callers in options.postgresOnly ? [] : [1, 16, 64] {
         let raw = try pgbench(url, clients: callers, seconds: options.seconds, script: script)

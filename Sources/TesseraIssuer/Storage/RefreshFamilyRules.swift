@@ -183,3 +183,42 @@ extension LedgerBackedStore {
         }
     }
 }
+
+/// A rotation decided before the row is read, for a backend that rotates in one statement: the successor
+/// the rules would derive if the presented token is its family's live token (`RefreshFamilyRules.predict`).
+/// The backend writes it with a statement whose conditions are exactly the rules' conditions for a rotation
+/// without a scope parameter — the row's client is `clientID`, it is neither revoked nor expired at `now`,
+/// its generation is `presentedGeneration` (below 2³²−1) and its digest `presentedDigest` — and builds the
+/// answer from the row the statement returns (`rotation(row:)`). When nothing matched, the backend decides
+/// the ordinary way (retry, reuse, an error).
+public struct PredictedRotation: Sendable {
+    public let successor: RefreshToken
+    public let successorDigest: [UInt8]
+    public let presentedDigest: [UInt8]
+    public let presentedGeneration: Int64
+    public let familyKey: [UInt8]
+    /// What a retry inside the window re-derives the successor from (written only for a client with a window).
+    public let seed: [UInt8]
+    public let now: Int64
+
+    /// The answer, from the row as the statement left it; nil if that row does not hold this successor.
+    public func rotation(row: RefreshFamilyRow) -> RefreshTokenRotation? {
+        guard let presented = try? PresentedRefreshToken(successor),
+            let record = RefreshFamilyRules.record(presented, family: row, now: RefreshTokenLedger.date(now))
+        else { return nil }
+        return RefreshTokenRotation(
+            successor: IssuedRefreshToken(token: successor, record: record), grantedScope: RefreshTokenLedger.split(row.scope), isRetry: false)
+    }
+}
+
+extension RefreshFamilyRules {
+    /// The rotation of `presented` if it is its family's live token (see `PredictedRotation`), with fresh randomness.
+    public static func predict(_ presented: PresentedRefreshToken, now: Date) throws -> PredictedRotation {
+        let seed = try SecureRandom.bytes(count: 32)
+        let parsed = presented.parsed
+        let successor = RefreshTokenLedger.successor(of: presented.token, familyID: parsed.familyID, generation: parsed.generation &+ 1, seed: seed)
+        return PredictedRotation(
+            successor: successor, successorDigest: TokenDigest(of: successor).bytes, presentedDigest: parsed.digest.bytes,
+            presentedGeneration: Int64(parsed.generation), familyKey: parsed.familyKey.bytes, seed: seed, now: seconds(now))
+    }
+}
