@@ -19,6 +19,7 @@ public final class PostgresMaintenance: @unchecked Sendable {
     let logger: Logger
     private let lock = NSLock()
     private var lastProblem: String?
+    private var lastLook: Double = 0
 
     public init(
         database: PostgresDatabase, registries: PostgresRegistries, refreshTokens: PostgresRefreshTokenStore, failures: PostgresFailureCounts,
@@ -40,8 +41,16 @@ public final class PostgresMaintenance: @unchecked Sendable {
     /// Nil while the last look at the database succeeded; why it failed otherwise.
     public var problem: String? { lock.withLock { lastProblem } }
 
+    /// Seconds the last look at the database took (`tessera_database_look_seconds`).
+    public var lookSeconds: Double { lock.withLock { lastLook } }
+
     /// One look: reloads changed registries. Throws what the database said.
     public func refresh() async throws {
+        let started = ContinuousClock.now
+        defer {
+            let elapsed = ContinuousClock.now - started
+            lock.withLock { lastLook = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18 }
+        }
         do {
             try await registries.refresh(timeout: Self.lookTimeout)
             database.outage = nil

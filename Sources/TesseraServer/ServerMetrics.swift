@@ -91,6 +91,7 @@ public final class ServerMetrics: Sendable {
         gauge("tessera_refresh_families", [("state", "revoked")], Double(statistics.revokedFamilies))
         gauge("tessera_refresh_store_log_bytes", [], Double(statistics.logBytes))
         gauge("tessera_ready", [], readiness.ready ? 1 : 0)
+        for (name, labels, value) in service.backend.gauges() { gauge(name, labels, value) }
         return registry.emitToString()
     }
 }

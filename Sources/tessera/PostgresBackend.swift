@@ -22,7 +22,7 @@ extension IssuerBackend {
         try await maintenance.refresh()
         let clients = registries.clients
         let users = registries.users
-        return IssuerBackend(
+        var backend = IssuerBackend(
             location: database.url.description, refreshTokens: refreshTokens, clients: clients, clientStore: clients,
             users: { users.current() }, userStore: users, consents: PostgresConsents(database: database),
             codes: PostgresAuthorizationCodes(database: database, clock: clock),
@@ -32,5 +32,14 @@ extension IssuerBackend {
                 await database.close()
                 logger.notice("PostgreSQL connections closed")
             })
+        let poolSize = Double(database.options.maximumConnections)
+        backend.gauges = {
+            [
+                ("tessera_database_up", [], maintenance.problem == nil ? 1 : 0),
+                ("tessera_database_look_seconds", [], maintenance.lookSeconds),
+                ("tessera_database_pool_connections_max", [], poolSize),
+            ]
+        }
+        return backend
     }
 }

@@ -54,6 +54,13 @@ final class Cluster: @unchecked Sendable {
         return (reply.status, (try? JSONSerialization.jsonObject(with: Data(reply.body.utf8))) as? [String: Any] ?? [:])
     }
 
+    /// The value of an unlabelled gauge in `server`'s `/metrics`.
+    func gauge(_ server: Int, _ name: String) async throws -> Double? {
+        guard let port = Int(try servers[server].metricsURL.split(separator: ":").last?.split(separator: "/").first ?? "") else { return nil }
+        let text = try await loopbackHTTP(port: port, path: "/metrics").body
+        return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
     /// The status of a GET at `server`.
     func status(_ server: Int, _ path: String) async throws -> Int { try await loopbackHTTP(port: servers[server].port, path: path).status }
 
@@ -208,6 +215,7 @@ struct MultiInstanceTests {
         let load = cluster.load(clients: clients, into: acknowledged)
         try await Task.sleep(for: .seconds(1))
         let beforeOutage = acknowledged.rotations
+        #expect(try await cluster.gauge(0, "tessera_database_up") == 1)
         proxy.kill()
         proxy.wait()
         // Requests in flight or arriving now fail with 503, each within the operation deadline (10 s).
@@ -221,6 +229,7 @@ struct MultiInstanceTests {
             #expect(clock.now - started < .seconds(12))
         }
         try await Task.sleep(for: .seconds(3))
+        #expect(try await cluster.gauge(1, "tessera_database_up") == 0)
         for server in 0..<3 {
             #expect(try await cluster.status(server, "/health/ready") == 503)
             #expect(try await cluster.status(server, "/health/live") == 200)
