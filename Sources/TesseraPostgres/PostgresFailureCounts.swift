@@ -22,9 +22,7 @@ public struct PostgresFailureCounts: FailureCounting {
         let names = keys.map(\.storageKey)
         let found = try await database.serving { connection in
             var rows: [(String, Double)] = []
-            let query = PostgresQuery(
-                unsafeSQL: "SELECT key, blocked_until - \(Self.now) FROM failure_counts WHERE key = ANY($1)", binds: Self.binds(names))
-            for try await row in try await connection.query(query, logger: connection.logger).decode((String, Double).self) { rows.append(row) }
+            for try await row in try await connection.execute(CountsOf(keys: names), logger: connection.logger) { rows.append(row) }
             return rows
         }
         let wait = found.map(\.1).max() ?? 0
@@ -82,4 +80,20 @@ public struct PostgresFailureCounts: FailureCounting {
         binds.append(names)
         return binds
     }
+}
+
+/// The counts of a request's keys, and how long each is still blocked: on every client authentication and
+/// password check, so prepared once per connection.
+struct CountsOf: PostgresPreparedStatement {
+    static let sql = "SELECT key, blocked_until - extract(epoch FROM clock_timestamp()) FROM failure_counts WHERE key = ANY($1)"
+    typealias Row = (String, Double)
+    var keys: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings()
+        bindings.append(keys)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

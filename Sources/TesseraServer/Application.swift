@@ -80,9 +80,15 @@ public func buildApplication(
             await userInfoResponse(request, endpoint: service.userInfo, limit: limit, logger: context.logger)
         }
     }
-    // Liveness: the process answers (`/healthz` is its older name). Readiness: `Readiness`.
+    // Liveness: the process answers (`/healthz` is its older name), 200 whatever its store says — restarting
+    // an instance would not bring a database back — but the body says when the store cannot be used.
+    // Readiness (`Readiness`) is what takes an instance out of a load balancer.
     for path in ["/health/live", "/healthz"] {
-        route(.get, path) { _, _ in jsonResponse(.ok, JSONObject(["status": .string("live")])) }
+        route(.get, path) { _, _ in
+            var body = JSONObject(["status": .string("live")])
+            if await service.backend.problem() != nil { body["store"] = .string("unavailable") }
+            return jsonResponse(.ok, body)
+        }
     }
     route(.get, "/health/ready") { _, _ in
         let readiness = await Readiness(service)

@@ -273,3 +273,52 @@ struct StateConformanceTests {
         }
     }
 }
+
+@Suite(
+    "PostgreSQL upkeep: the clean-up and the start-up checks", .postgresCleanup,
+    .enabled(if: PostgresTestServer.enabled, PostgresTestServer.skipReason))
+struct PostgresUpkeepTests {
+    @Test("The clean-up deletes expired codes, idle sessions with their open requests and quiet failure counts, and keeps what is live")
+    func sweep() async throws {
+        let database = try await PostgresTestServer.createDatabase()
+        let pool = try database.open()
+        let clock = SteppedClock()
+        let registries = PostgresRegistries(database: pool)
+        try await registries.clients.add(StateFixture.app)
+        try await registries.refresh()
+        let codes = PostgresAuthorizationCodes(database: pool, clock: clock.wallClock)
+        let sessions = PostgresBrowserSessions(database: pool, clock: clock.wallClock, clients: { registries.clients.current() })
+        let failures = PostgresFailureCounts(database: pool)
+        let maintenance = PostgresMaintenance(
+            database: pool, registries: registries, refreshTokens: PostgresRefreshTokenStore(database: pool, clock: clock.wallClock),
+            failures: failures, clock: clock.wallClock, logger: PostgresDatabase.quietLogger)
+        let old = try await sessions.sessionOrNew(nil)
+        guard case .valid(let request) = AuthorizationRequest.validate(StateFixture.request, registry: registries.clients.current()) else {
+            throw TestSupportError("the request does not validate")
+        }
+        _ = try await sessions.open(request, in: old, hintedSubject: nil)
+        _ = try await codes.issue(StateFixture.record())
+        try await failures.recordFailure(FailureThrottle.client("app", address: "192.0.2.1"))
+        // The failure counts run on the database's clock: age this one past its window by hand.
+        try await pool.execute("UPDATE failure_counts SET last_failure = last_failure - 3600, blocked_until = 0")
+        clock.advance(SessionPolicy().idleLifetime)
+        let live = try await sessions.sessionOrNew(nil)
+        let removed = try await maintenance.sweep()
+        #expect(removed["authorization_codes"] == 1 && removed["browser_sessions"] == 1 && removed["failure_counts"] == 2, "\(removed)")
+        #expect(try await pool.strings("SELECT count(*)::text FROM pending_authorizations") == ["0"])
+        #expect(try await sessions.session(live.cookie) != nil)
+        #expect(try await maintenance.sweep().values.reduce(0, +) == 0)
+    }
+
+    @Test("tessera serve refuses a database without the schema, naming the command that makes it")
+    func serveRefusesUnmigrated() async throws {
+        let database = try await PostgresTestServer.createDatabase(migrated: false)
+        let folder = try TemporaryDirectory("tessera-unmigrated")
+        defer { folder.remove() }
+        let serve = try await runTessera([
+            "serve", "--port", "0", "--metrics-address", "off", "--keys", folder.appending("keys"), "--database", database.address,
+        ])
+        #expect(serve.status != 0 && serve.err.contains("tessera db migrate"), "\(serve.err)")
+        #expect(!serve.err.contains("tessera:tessera@"), "the password must not show")
+    }
+}
