@@ -78,37 +78,3 @@ public enum DataFolderImport {
         }
     }
 }
-
-/// A family as it stood in the file store: every column, the retry state and revocation included.
-struct ImportFamily: PostgresPreparedStatement {
-    static let sql = """
-        INSERT INTO refresh_families (\(FamilyColumns.list))
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-        """
-    typealias Row = ()
-    var row: RefreshFamilyRow
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings()
-        bindings.append(ByteBuffer(bytes: row.key))
-        bindings.append(ByteBuffer(bytes: row.currentDigest))
-        bindings.append(row.generation)
-        bindings.append(row.clientID)
-        bindings.append(row.subject)
-        bindings.append(row.scope)
-        bindings.append(row.authTime)
-        bindings.append(row.issuedAt)
-        bindings.append(row.createdAt)
-        bindings.append(row.absoluteExpiry)
-        bindings.append(row.idleLifetime)
-        bindings.append(row.retryWindow)
-        bindings.append(row.retryPrevious.map { ByteBuffer(bytes: $0) })
-        bindings.append(row.retrySeed.map { ByteBuffer(bytes: $0) })
-        bindings.append(row.retryRotatedAt)
-        bindings.append(row.context)
-        bindings.append(row.revoked)
-        return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws {}
-}

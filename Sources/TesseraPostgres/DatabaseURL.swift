@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import TesseraJOSE
 
 /// A `postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=…` address, as libpq spells it (PostgreSQL manual

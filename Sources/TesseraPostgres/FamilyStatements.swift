@@ -14,6 +14,29 @@ enum FamilyColumns {
         Int64?, String, Bool
     )
 
+    /// A row's values in the order of `list` ($1 … $17).
+    static func bindings(_ row: RefreshFamilyRow) -> PostgresBindings {
+        var bindings = PostgresBindings()
+        bindings.append(ByteBuffer(bytes: row.key))
+        bindings.append(ByteBuffer(bytes: row.currentDigest))
+        bindings.append(row.generation)
+        bindings.append(row.clientID)
+        bindings.append(row.subject)
+        bindings.append(row.scope)
+        bindings.append(row.authTime)
+        bindings.append(row.issuedAt)
+        bindings.append(row.createdAt)
+        bindings.append(row.absoluteExpiry)
+        bindings.append(row.idleLifetime)
+        bindings.append(row.retryWindow)
+        bindings.append(row.retryPrevious.map { ByteBuffer(bytes: $0) })
+        bindings.append(row.retrySeed.map { ByteBuffer(bytes: $0) })
+        bindings.append(row.retryRotatedAt)
+        bindings.append(row.context)
+        bindings.append(row.revoked)
+        return bindings
+    }
+
     static func decode(_ row: Row) -> RefreshFamilyRow {
         RefreshFamilyRow(
             key: Array(row.0.readableBytesView), currentDigest: Array(row.1.readableBytesView), generation: row.2, clientID: row.3,
@@ -58,38 +81,39 @@ struct LockFamily: FamilyByKey {
 struct InsertFamily: PostgresPreparedStatement {
     static let sql = """
         WITH evicted AS (
-            UPDATE refresh_families SET revoked = true, revoked_at = $8, revoked_reason = $13,
+            UPDATE refresh_families SET revoked = true, revoked_at = $8, revoked_reason = $18,
                 retry_previous = NULL, retry_seed = NULL, retry_rotated_at = NULL
             WHERE family_key IN (
                 SELECT family_key FROM refresh_families
                 WHERE client_id = $4 AND subject = $5 AND NOT revoked AND expires_at > $8
-                ORDER BY serial DESC OFFSET $14)
+                ORDER BY serial DESC OFFSET $19)
             RETURNING 1)
-        INSERT INTO refresh_families (family_key, current_digest, generation, client_id, subject, scope, auth_time, issued_at,
-            created_at, absolute_expiry, idle_lifetime, retry_window, context)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)
+        \(ImportFamily.sql)
         """
     typealias Row = ()
     var row: RefreshFamilyRow
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings()
-        bindings.append(ByteBuffer(bytes: row.key))
-        bindings.append(ByteBuffer(bytes: row.currentDigest))
-        bindings.append(row.generation)
-        bindings.append(row.clientID)
-        bindings.append(row.subject)
-        bindings.append(row.scope)
-        bindings.append(row.authTime)
-        bindings.append(row.issuedAt)
-        bindings.append(row.absoluteExpiry)
-        bindings.append(row.idleLifetime)
-        bindings.append(row.retryWindow)
-        bindings.append(row.context)
+        var bindings = FamilyColumns.bindings(row)
         bindings.append(RefreshFamilyRules.reasonLimit)
         bindings.append(Int64(RefreshFamilyRules.maximumFamiliesPerGrant - 1))
         return bindings
     }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {}
+}
+
+/// A family written whole, every column as the row holds it: a new one (`InsertFamily`), or one moved from
+/// the file store with its retry state and revocation (`tessera db import`).
+struct ImportFamily: PostgresPreparedStatement {
+    static let sql = """
+        INSERT INTO refresh_families (\(FamilyColumns.list))
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        """
+    typealias Row = ()
+    var row: RefreshFamilyRow
+
+    func makeBindings() throws -> PostgresBindings { FamilyColumns.bindings(row) }
 
     func decodeRow(_ row: PostgresRow) throws -> Row {}
 }

@@ -23,18 +23,8 @@ public final class PostgresRegistries: @unchecked Sendable {
     /// Any constant, shared with nothing else: the transaction lock over both namespaces.
     static let namesLock: Int64 = 0x7465_7373_6e61_6d65  // "tessname"
 
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        return encoder
-    }()
-
-    static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return decoder
-    }()
+    static let encoder = DocumentCoding.encoder(pretty: false)
+    static let decoder = DocumentCoding.decoder
 
     static func document(_ value: some Encodable) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
 

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// One JSON document in a private folder (`clients.json`, `users.json`): read whole without a lock (it is
 /// only ever replaced by rename), changed under the folder's lock file, written 0600 with fsync, rename
@@ -59,5 +59,23 @@ struct JSONDocument<Value: Codable & Equatable>: Sendable {
         } catch let error as FileError {
             throw OAuthError(.invalidRequest, error.message)
         }
+    }
+}
+
+/// How the JSON documents (`clients.json`, `users.json`, the key manifest) write their values: sorted keys,
+/// dates in ISO 8601. A backend that keeps the same documents elsewhere (a database row per client) uses it too.
+public enum DocumentCoding {
+    public static func encoder(pretty: Bool) -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if pretty { encoder.outputFormatting.insert(.prettyPrinted) }
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }
+
+    public static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
     }
 }

@@ -221,18 +221,8 @@ public struct KeyStore: Sendable {
         }
     }
 
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        return encoder
-    }()
-
-    static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return decoder
-    }()
+    static let encoder = DocumentCoding.encoder(pretty: true)
+    static let decoder = DocumentCoding.decoder
 
     static func describe(_ error: any Error) -> String {
         switch error {
