@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TesseraIssuer
+import TesseraPostgres
 
 /// `tessera store …`: inspect, repair and revoke in the refresh-token store while the server is stopped.
 struct StoreCommand: AsyncParsableCommand {
@@ -18,18 +19,22 @@ struct StoreCommand: AsyncParsableCommand {
         URL(fileURLWithPath: data).appendingPathComponent(FileRefreshTokenStore.folderName).path
     }
 
-    struct Check: ParsableCommand {
+    struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Read every file of the store and report; changes nothing. Exit 1 on damage, naming file and offset."
+            abstract:
+                "Read every file of the store (or, with --database, every client and user row) and report; changes nothing. Exit 1 on damage."
         )
 
         @Option(help: "The data folder (the store is its refresh-tokens/ folder).")
         var data = StoreCommand.defaultData
 
+        @OptionGroup var database: DatabaseOption
+
         @Flag(help: "Print the report as JSON.")
         var json = false
 
-        func run() throws {
+        func run() async throws {
+            if database.resolved != nil { return try await checkDatabase() }
             let report = try storeCall(data: data) { try FileRefreshTokenStore.check(directory: StoreCommand.storePath(data)) }
             if json {
                 var object: [String: Any] = [
@@ -53,6 +58,29 @@ struct StoreCommand: AsyncParsableCommand {
         }
     }
 
+}
+
+extension StoreCommand.Check {
+    /// The database's check: the documents read back, the registry validated, the rows counted.
+    func checkDatabase() async throws {
+        let report = try await withDatabase(database) { pool in try await DatabaseCheck.run(pool) }
+        if json {
+            let object: [String: Any] = [
+                "schema_version": report.schemaVersion, "clients": report.clients, "users": report.users, "consents": report.consents,
+                "families": report.liveFamilies, "revoked_families": report.revokedFamilies, "problems": report.problems,
+            ]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+        } else {
+            print("database: \(report.problems.isEmpty ? "intact" : "\(report.problems.count) problem(s)") (schema \(report.schemaVersion))")
+            print("  clients: \(report.clients), users: \(report.users), consents: \(report.consents)")
+            print("  families: \(report.liveFamilies) live, \(report.revokedFamilies) revoked (kept until they expire)")
+            for problem in report.problems { print("  \(problem)") }
+        }
+        if !report.problems.isEmpty { throw ExitCode(1) }
+    }
+}
+
+extension StoreCommand {
     struct Repair: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make a damaged store usable: keep every intact record before the damage, move the rest aside, revoke every family.",
@@ -68,6 +96,16 @@ struct StoreCommand: AsyncParsableCommand {
 
         @Flag(help: "Do not revoke every family after a repair (unsafe: see above).")
         var keepFamilies = false
+
+        @OptionGroup var database: DatabaseOption
+
+        func validate() throws {
+            guard database.resolved == nil else {
+                throw ValidationError(
+                    "repair is for the data folder's store: PostgreSQL recovers its own pages after a crash; `tessera store check --database` reports what its rows hold (unset TESSERA_DATABASE to repair a data folder)"
+                )
+            }
+        }
 
         func run() async throws {
             let repair = try await storeCallAsync(data: data) {

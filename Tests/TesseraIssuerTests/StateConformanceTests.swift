@@ -321,4 +321,19 @@ struct PostgresUpkeepTests {
         #expect(serve.status != 0 && serve.err.contains("tessera db migrate"), "\(serve.err)")
         #expect(!serve.err.contains("tessera:tessera@"), "the password must not show")
     }
+
+    @Test("tessera store check --database reads every client and user back: intact, then a hand-edited row named, exit 1")
+    func storeCheck() async throws {
+        let database = try await PostgresTestServer.createDatabase()
+        let added = try await runTessera(["clients", "add", "svc", "--scope", "read", "--database", database.address])
+        #expect(added.status == 0, "\(added.err)")
+        let intact = try await runTessera(["store", "check", "--database", database.address])
+        #expect(intact.status == 0 && intact.out.contains("intact") && intact.out.contains("clients: 1"), "\(intact.out) \(intact.err)")
+        let pool = try database.open()
+        try await pool.execute("UPDATE clients SET document = '{\"id\": \"svc\"' WHERE client_id = 'svc'")
+        let damaged = try await runTessera(["store", "check", "--database", database.address, "--json"])
+        #expect(damaged.status == 1 && damaged.out.contains("clients row \\\"svc\\\""), "\(damaged.out) \(damaged.err)")
+        let repair = try await runTessera(["store", "repair", "--database", database.address])
+        #expect(repair.status != 0 && repair.err.contains("PostgreSQL recovers"), "\(repair.err)")
+    }
 }
