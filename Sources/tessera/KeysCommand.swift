@@ -69,8 +69,25 @@ struct KeysCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Manage the signing key ring: generate, list, rotate without downtime, revoke, prune, publish.",
-        subcommands: [Generate.self, List.self, Rotate.self, Revoke.self, Prune.self, JWKS.self]
+        subcommands: [Generate.self, List.self, Rotate.self, Revoke.self, Prune.self, JWKS.self, NewKEK.self]
     )
+
+    struct NewKEK: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "new-kek",
+            abstract: "Create a key-encryption key: 32 random bytes in a new file, mode 0600, never overwriting one.",
+            discussion: """
+                It encrypts signing keys kept in a database (AES-256-GCM) and must never be stored beside them: keep it \
+                on each instance's disk or in a secret store, and back it up apart from the database.
+                """)
+
+        @Option(help: "The file to create.") var out: String
+
+        func run() throws {
+            let key = try keyStoreCall { try KeyEncryptionKey.create(at: out) }
+            print("created \(out) (key-encryption key \(key.id))")
+        }
+    }
 
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(

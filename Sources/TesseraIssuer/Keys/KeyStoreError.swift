@@ -32,4 +32,6 @@ extension ErrorCode where Domain == KeyStoreError {
     public static var rotationNotAllowed: Self { Self("rotation_not_allowed") }
     /// Reading or writing the folder failed.
     public static var io: Self { Self("io_error") }
+    /// The key-encryption key file is missing, not 32 bytes, or does not open a sealed key (issue 16).
+    public static var badKeyEncryptionKey: Self { Self("bad_key_encryption_key") }
 }
