@@ -1,9 +1,9 @@
 import Foundation
 import HummingbirdCore
-public import Logging
-public import NIOCore
+import Logging
+import NIOCore
 import NIOHTTP1
-public import NIOHTTPTypes
+import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import TesseraIssuer
 
