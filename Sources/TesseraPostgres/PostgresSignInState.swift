@@ -50,18 +50,18 @@ public struct PostgresConsents: ConsentRecords {
     }
 
     public func remember(username: String, clientID: String, scope: [String], now: Date) async throws {
-        let scopes = scope.sorted().joined(separator: " ")
-        try await database.serving(transaction: true) { connection in
-            // The row lock keeps two tabs' "remember" from losing each other's scopes.
-            var merged = Set(scope)
-            let rows = try await connection.query(
-                "SELECT scopes FROM consents WHERE username = \(username) AND client_id = \(clientID) FOR UPDATE", logger: connection.logger)
-            for try await existing in rows.decode(String.self) { merged.formUnion(Self.scopes(existing)) }
-            let all = merged.sorted().joined(separator: " ")
+        let scopes = Set(scope).sorted().joined(separator: " ")
+        try await database.serving { connection in
+            // One statement: the upsert merges with the row as it stands when it takes the row's lock, so two
+            // tabs' "remember" at two instances never lose each other's scopes. Scope tokens are ASCII: "C"
+            // order is Swift's.
             try await connection.run(
                 """
-                INSERT INTO consents (username, client_id, scopes, granted) VALUES (\(username), \(clientID), \(scopes), \(epoch(now)))
-                ON CONFLICT (username, client_id) DO UPDATE SET scopes = \(all), granted = excluded.granted
+                INSERT INTO consents AS c (username, client_id, scopes, granted) VALUES (\(username), \(clientID), \(scopes), \(epoch(now)))
+                ON CONFLICT (username, client_id) DO UPDATE SET granted = excluded.granted, scopes = (
+                    SELECT string_agg(token, ' ' ORDER BY token COLLATE "C") FROM (
+                        SELECT DISTINCT unnest(string_to_array(c.scopes || ' ' || excluded.scopes, ' ')) AS token) merged
+                    WHERE token <> '')
                 """)
         }
     }

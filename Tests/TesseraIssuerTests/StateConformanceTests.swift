@@ -337,3 +337,22 @@ struct PostgresUpkeepTests {
         #expect(repair.status != 0 && repair.err.contains("PostgreSQL recovers"), "\(repair.err)")
     }
 }
+
+extension StateConformanceTests {
+    @Test(
+        "Consents: 16 concurrent \"remember\"s of different scopes for one user and client, at two instances, keep every scope",
+        arguments: Kind.allCases)
+    func concurrentConsents(kind: Kind) async throws {
+        let fixture = try await StateFixture(kind)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<16 {
+                let consents = index % 2 == 0 ? fixture.one.consents : fixture.other.consents
+                group.addTask { try await consents.remember(username: "alice", clientID: "app", scope: ["s\(index)"], now: Date()) }
+            }
+            try await group.waitForAll()
+        }
+        let all = (0..<16).map { "s\($0)" }
+        #expect(try await fixture.other.consents.covers(username: "alice", clientID: "app", scope: all))
+        #expect(try await fixture.one.consents.consents().first?.scopes == all.sorted())
+    }
+}
