@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import Metrics
 import ServiceLifecycle
+import TesseraIssuer
 import TesseraPostgres
 import TesseraServer
 import UnixSignals
@@ -118,6 +119,11 @@ struct ServeCommand: AsyncParsableCommand {
             throw CLIError("cannot start: " + Hint.message(error, data: configuration.dataPath))
         }
         logger.notice("issuer state", metadata: ["in": .string(service.backend.location)])
+        if configuration.database != nil, FileManager.default.fileExists(atPath: configuration.dataPath + "/" + ClientStore.fileName) {
+            logger.warning(
+                "the data folder holds clients, users or refresh tokens that this server does not use: it runs on the database; tessera db import moves them",
+                metadata: ["data": .string(configuration.dataPath)])
+        }
         // Nothing is announced and no demo client registered before the port is bound: a start that fails
         // (a port in use) must not print a secret for a server that never ran.
         let app = buildApplication(service, logger: logger) { [logger, configuration] port in
