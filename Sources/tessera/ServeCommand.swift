@@ -18,7 +18,8 @@ struct ServeCommand: AsyncParsableCommand {
             First start: creates the key folder (an ES256 and an RS256 key, active) and the data folder, registers a demo \
             confidential client and prints its id and secret once. Environment: TESSERA_HOST, TESSERA_PORT, \
             TESSERA_ISSUER, TESSERA_KEYS, TESSERA_DATA, TESSERA_CONFIG, TESSERA_METRICS_ADDRESS, TESSERA_LOG_FORMAT, \
-            TESSERA_LOG_LEVEL (flags win over the environment, which wins over the configuration file). SIGHUP reloads \
+            TESSERA_LOG_LEVEL, TESSERA_DATABASE (flags win over the environment, which wins over the configuration file). \
+            With --database the issuer's state is in PostgreSQL, shared by every instance on it (docs/postgresql.md). SIGHUP reloads \
             the key ring (it is also polled every 2 s). SIGINT/SIGTERM shut down gracefully: no new connections, the \
             requests in flight finish (within --shutdown-timeout), the refresh-token store is flushed and closed, exit \
             0; a second signal exits at once. Operations: docs/operations.md.
