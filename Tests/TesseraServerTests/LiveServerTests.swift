@@ -85,20 +85,16 @@ final class ServeProcess: @unchecked Sendable {
         self.process = nil
     }
 
+    /// One request on a connection of its own (`loopbackHTTP`: every wait bounded; URLSession on Linux once
+    /// stalled a run for ten minutes after a server it was talking to was killed).
     func request(_ path: String, form: [String: String]? = nil, basic: (String, String)? = nil) async throws -> (status: Int, json: [String: Any]) {
-        var request = URLRequest(url: URL(string: base + path)!)
-        request.timeoutInterval = 5
-        if let form {
-            request.httpMethod = "POST"
-            request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-            request.httpBody = Data(formEncode(form.map { ($0.key, $0.value) }).utf8)
-        }
-        if let (id, secret) = basic {
-            request.setValue("Basic " + Data("\(id):\(secret)".utf8).base64EncodedString(), forHTTPHeaderField: "Authorization")
-        }
-        let (body, response) = try await URLSession.shared.data(for: request)
-        let json = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:]
-        return ((response as! HTTPURLResponse).statusCode, json)
+        var headers: [(String, String)] = []
+        if form != nil { headers.append(("Content-Type", "application/x-www-form-urlencoded")) }
+        if let (id, secret) = basic { headers.append(("Authorization", "Basic " + Data("\(id):\(secret)".utf8).base64EncodedString())) }
+        let reply = try await loopbackHTTP(
+            port: port, method: form == nil ? "GET" : "POST", path: path, headers: headers,
+            body: form.map { formEncode($0.map { ($0.key, $0.value) }) } ?? "", timeout: 5)
+        return (reply.status, (try? JSONSerialization.jsonObject(with: Data(reply.body.utf8))) as? [String: Any] ?? [:])
     }
 
     /// Every file the server wrote: its log and what is under the data and key folders.
@@ -316,11 +312,9 @@ extension LiveServerTests {
         _ = try await server.request("/token", form: ["grant_type": hostile], basic: ("web", secret))
         _ = try await server.request("/token", form: ["grant_type": "password", "username": hostile, "password": "wrong"], basic: ("web", secret))
         // A repeated parameter whose name holds a line feed (sent raw, percent-encoded in the body).
-        var request = URLRequest(url: URL(string: server.base + "/token")!)
-        request.httpMethod = "POST"
-        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-        request.httpBody = Data("a%0AFORGED%00=1&a%0AFORGED%00=2&grant_type=client_credentials".utf8)
-        _ = try await URLSession.shared.data(for: request)
+        _ = try await loopbackHTTP(
+            port: server.port, method: "POST", path: "/token", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+            body: "a%0AFORGED%00=1&a%0AFORGED%00=2&grant_type=client_credentials", timeout: 5)
         server.stop()
         let log = try Data(contentsOf: URL(fileURLWithPath: server.logPath))
         for byte: UInt8 in [0x00, 0x1B, 0x0D] { #expect(!log.contains(byte), "raw byte \(byte) in the log") }

@@ -94,12 +94,7 @@ struct OperationsTests {
                 "clients", "add", "rp", "--public", "--scope", "openid", "--redirect-uri", "https://rp.example/cb", "--data", server.data,
             ]).status == 0)
         try await server.start()
-        func ready() async throws -> (Int, [String: Any]) {
-            var request = URLRequest(url: URL(string: server.base + "/health/ready")!)
-            request.timeoutInterval = 5
-            let (body, response) = try await URLSession.shared.data(for: request)
-            return ((response as? HTTPURLResponse)?.statusCode ?? 0, (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:])
-        }
+        func ready() async throws -> (Int, [String: Any]) { try await server.request("/health/ready") }
         #expect(try await ready().0 == 200)
         #expect(try await server.request("/health/live").status == 200)
         let ring = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: server.keys + "/keyring.json"))) as? [String: Any]
