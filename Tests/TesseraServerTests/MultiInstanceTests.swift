@@ -218,7 +218,8 @@ struct MultiInstanceTests {
         #expect(try await cluster.gauge(0, "tessera_database_up") == 1)
         proxy.kill()
         proxy.wait()
-        // Requests in flight or arriving now fail with 503, each within the operation deadline (10 s).
+        // Requests in flight or arriving now fail with 503, each within the operation deadline (10 s; the bound
+        // checked leaves room for a loaded machine: it is about not hanging, not about speed).
         var statuses: [Int] = []
         let clock = ContinuousClock()
         for server in 0..<3 {
@@ -226,7 +227,7 @@ struct MultiInstanceTests {
             let reply = try await cluster.refresh(token, at: server)
             statuses.append(reply.status)
             #expect(reply.status == 503 && reply.json["error"] as? String == "temporarily_unavailable", "\(reply)")
-            #expect(clock.now - started < .seconds(12))
+            #expect(clock.now - started < .seconds(20))
         }
         try await Task.sleep(for: .seconds(3))
         #expect(try await cluster.gauge(1, "tessera_database_up") == 0)
@@ -240,7 +241,7 @@ struct MultiInstanceTests {
         var recovered: [Bool] = []
         for server in 0..<3 {
             var ok = false
-            for _ in 0..<40 where !ok {
+            for _ in 0..<160 where !ok {
                 if try await cluster.servers[server].request("/health/ready").status == 200 {
                     ok = true
                 } else {
