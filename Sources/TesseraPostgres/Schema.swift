@@ -147,6 +147,29 @@ public enum Schema {
                 """,
                 "CREATE INDEX failure_counts_quiet ON failure_counts ((GREATEST(last_failure, blocked_until)))",
             ]),
+        Step(
+            version: 3, summary: "the signing key ring, private keys sealed under a key-encryption key",
+            statements: [
+                // The manifest (`keys/keyring.json`'s content: policy, states, times) in one row, changed under
+                // its row lock; every change bumps `generation`, which instances watch.
+                """
+                CREATE TABLE key_ring (
+                    id smallint PRIMARY KEY CHECK (id = 1),
+                    manifest text NOT NULL,
+                    generation bigint NOT NULL
+                )
+                """,
+                // Private keys only sealed (AES-256-GCM, the kid and algorithm as associated data) under the key
+                // named by `kek_id`, which never enters the database.
+                """
+                CREATE TABLE signing_keys (
+                    kid text COLLATE "C" PRIMARY KEY,
+                    alg text NOT NULL,
+                    kek_id text NOT NULL,
+                    sealed bytea NOT NULL
+                )
+                """,
+            ]),
     ]
 
     /// The version this build reads and writes.
@@ -224,6 +247,7 @@ public struct DatabaseStatus: Sendable {
     /// The tables of the current schema, in the order status lists them.
     public static let tables = [
         "refresh_families", "clients", "users", "consents", "authorization_codes", "browser_sessions", "pending_authorizations", "failure_counts",
+        "signing_keys",
     ]
 
     /// What to do when the schema is not the one this build runs on; nil when it is.

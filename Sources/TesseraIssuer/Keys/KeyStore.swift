@@ -72,20 +72,7 @@ public struct KeyStore: Sendable {
         guard let bytes = try readFile(entry.file, in: directory, requirePrivate: true) else {
             throw KeyStoreError(.badKeyFile, "\(path)/\(entry.file) (key \(entry.kid)) is missing", kid: entry.kid)
         }
-        let text = String(decoding: bytes, as: UTF8.self)
-        do {
-            let key =
-                algorithm.isSymmetric
-                ? try SigningKey(jwk: try JWK(json: text), algorithm: algorithm)
-                : try SigningKey(pemRepresentation: text, algorithm: algorithm, keyID: entry.kid)
-            let matches = algorithm.isSymmetric ? key.keyID == entry.kid : try key.thumbprint() == entry.kid
-            guard matches else {
-                throw KeyStoreError(.badKeyFile, "\(path)/\(entry.file) holds a different key than kid \(entry.kid)")
-            }
-            return key
-        } catch let error as JOSEError {
-            throw KeyStoreError(.badKeyFile, "\(path)/\(entry.file) (key \(entry.kid)) cannot be read: \(error.message)")
-        }
+        return try KeyMaterial.signingKey(bytes, entry: entry, algorithm: algorithm, source: "\(path)/\(entry.file)")
     }
 
     /// The public JWK Set the server publishes: every pending, active and retiring asymmetric key.
@@ -247,19 +234,7 @@ public struct KeyStoreWriter {
     public func addGeneratedKey(_ algorithm: JWSAlgorithm, activate: Bool, now: Date, to ring: inout KeyRing) throws -> KeyRingEntry {
         // Refused before a file is written, so a refusal leaves nothing behind.
         if activate { try ring.checkActivation(algorithm) }
-        let key: SigningKey
-        let kid: String
-        let bytes: [UInt8]
-        if algorithm.isSymmetric {
-            kid = "hs-" + Base64URL.encode(try SecureRandom.bytes(count: 12))
-            key = try SigningKey.generate(algorithm, keyID: kid)
-            bytes = Array(try key.privateJWK().jsonString.utf8)
-        } else {
-            let generated = try SigningKey.generate(algorithm)
-            kid = try generated.thumbprint()!
-            key = generated
-            bytes = Array(try key.pemRepresentation().utf8)
-        }
+        let (kid, bytes) = try KeyMaterial.generate(algorithm)
         let file = kid + (algorithm.isSymmetric ? ".jwk" : ".pem")
         try store.wrap { try directory.writeAtomically(file) { try writeAll($0, bytes) } }
         return try ring.add(kid: kid, algorithm: algorithm, file: file, now: now, activate: activate)
@@ -290,4 +265,36 @@ public struct KeyStoreWriter {
 /// open(2) of a folder, never through a symlink (outside `KeyStore`, whose `open(create:locking:)` hides the C call).
 private func openFolder(_ path: String) -> Int32 {
     open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+}
+
+/// A signing key's private material as the key ring keeps it, wherever it keeps it (a file of the key folder,
+/// or a sealed row of a database): PKCS#8 PEM for asymmetric keys, whose kid is their RFC 7638 thumbprint;
+/// a private JWK for HMAC secrets, whose kid is random.
+public enum KeyMaterial {
+    /// A new key of `algorithm`: its kid and its private material.
+    public static func generate(_ algorithm: JWSAlgorithm) throws -> (kid: String, material: [UInt8]) {
+        if algorithm.isSymmetric {
+            let kid = "hs-" + Base64URL.encode(try SecureRandom.bytes(count: 12))
+            return (kid, Array(try SigningKey.generate(algorithm, keyID: kid).privateJWK().jsonString.utf8))
+        }
+        let key = try SigningKey.generate(algorithm)
+        return (try key.thumbprint()!, Array(try key.pemRepresentation().utf8))
+    }
+
+    /// The signing key `material` holds for `entry`, refused unless it is that key (`source` names where it
+    /// was read, for the message).
+    public static func signingKey(_ material: [UInt8], entry: KeyRingEntry, algorithm: JWSAlgorithm, source: String) throws -> SigningKey {
+        let text = String(decoding: material, as: UTF8.self)
+        do {
+            let key =
+                algorithm.isSymmetric
+                ? try SigningKey(jwk: try JWK(json: text), algorithm: algorithm)
+                : try SigningKey(pemRepresentation: text, algorithm: algorithm, keyID: entry.kid)
+            let matches = algorithm.isSymmetric ? key.keyID == entry.kid : try key.thumbprint() == entry.kid
+            guard matches else { throw KeyStoreError(.badKeyFile, "\(source) holds a different key than kid \(entry.kid)", kid: entry.kid) }
+            return key
+        } catch let error as JOSEError {
+            throw KeyStoreError(.badKeyFile, "\(source) (key \(entry.kid)) cannot be read: \(error.message)", kid: entry.kid)
+        }
+    }
 }

@@ -1,0 +1,162 @@
+public import Foundation
+import NIOCore
+import PostgresNIO
+public import TesseraIssuer
+public import TesseraJOSE
+
+/// The signing key ring in PostgreSQL (issue 16): the manifest the key folder keeps in `keyring.json` in one
+/// row, and each private key in a row of its own, sealed with AES-256-GCM under a key-encryption key that
+/// never enters the database (`KeyEncryptionKey`), the kid and algorithm bound as associated data. The
+/// rules — states, publish delay, retention — are `KeyRing`'s, as for the folder; only the storage differs.
+///
+/// Every change runs in one transaction under the manifest row's lock, so two operators (or instances) never
+/// lose each other's change, and a key is written in the same transaction as the manifest entry naming it.
+public struct PostgresKeyRing: Sendable {
+    let database: PostgresDatabase
+    public let kek: KeyEncryptionKey
+
+    public init(database: PostgresDatabase, kek: KeyEncryptionKey) {
+        self.database = database
+        self.kek = kek
+    }
+
+    /// The validated ring; `noKeyRing` when none was made yet.
+    public func read() async throws -> KeyRing {
+        let (ring, _) = try await database.withConnection { connection in try await Self.manifest(on: connection, locking: false) }
+        guard let ring else { throw KeyStoreError(.noKeyRing, "the database holds no key ring yet: tessera keys generate --database URL makes one") }
+        return ring
+    }
+
+    /// The signing key of `entry`, unsealed and checked to be that key.
+    public func signingKey(_ entry: KeyRingEntry) async throws -> SigningKey {
+        let kek = kek
+        let rows = try await database.withConnection { connection in
+            var found: [(String, String, ByteBuffer)] = []
+            for try await row in try await connection.query(
+                "SELECT alg, kek_id, sealed FROM signing_keys WHERE kid = \(entry.kid)", logger: connection.logger
+            ).decode((String, String, ByteBuffer).self) { found.append(row) }
+            return found
+        }
+        return try Self.unseal(rows.first, entry: entry, kek: kek)
+    }
+
+    /// The JWK Set to publish: every pending, active and retiring asymmetric key.
+    public func publishedJWKS(_ ring: KeyRing) async throws -> JWKSet {
+        var keys: [SigningKey] = []
+        for entry in ring.published where entry.algorithm?.isSymmetric == false { keys.append(try await signingKey(entry)) }
+        return try JWKSet(publicKeysOf: keys)
+    }
+
+    /// Runs `body` on the ring under the manifest row's lock and writes the ring, and the keys `body` generated,
+    /// in the same transaction. `create`: an empty ring when there is none.
+    public func update<T: Sendable>(create: Bool = false, _ body: @escaping @Sendable (inout KeyRing, KeyGenerator) throws -> T) async throws -> T {
+        let kek = kek
+        return try await database.transaction { connection in
+            if create {
+                // A row to lock even for the first key: two first generations at once must queue, not both insert.
+                let empty = String(decoding: try DocumentCoding.encoder(pretty: false).encode(KeyRing()), as: UTF8.self)
+                try await connection.run("INSERT INTO key_ring (id, manifest, generation) VALUES (1, \(empty), 0) ON CONFLICT (id) DO NOTHING")
+            }
+            let (found, generation) = try await Self.manifest(on: connection, locking: true)
+            guard var ring = found ?? (create ? KeyRing() : nil) else {
+                throw KeyStoreError(.noKeyRing, "the database holds no key ring yet: tessera keys generate --database URL makes one")
+            }
+            let before = ring
+            let generator = KeyGenerator()
+            let result = try body(&ring, generator)
+            try ring.validate()
+            for (kid, algorithm, material) in generator.generated {
+                let sealed = ByteBuffer(bytes: try kek.seal(material, kid: kid, algorithm: algorithm))
+                try await connection.run("INSERT INTO signing_keys (kid, alg, kek_id, sealed) VALUES (\(kid), \(algorithm), \(kek.id), \(sealed))")
+            }
+            // A revoked key's material is needed no more, nor a pruned one's.
+            let needed = ring.keys.filter { $0.state != .revoked }.map(\.kid)
+            try await connection.run("DELETE FROM signing_keys WHERE NOT (kid = ANY(\(needed)))")
+            if ring != before {
+                let manifest = String(decoding: try DocumentCoding.encoder(pretty: false).encode(ring), as: UTF8.self)
+                try await connection.run(
+                    """
+                    INSERT INTO key_ring (id, manifest, generation) VALUES (1, \(manifest), \(generation + 1))
+                    ON CONFLICT (id) DO UPDATE SET manifest = excluded.manifest, generation = excluded.generation
+                    """)
+            }
+            return result
+        }
+    }
+
+    /// Generates a key (pending, or active when no key of its algorithm is) and returns its entry.
+    public func generate(_ algorithm: JWSAlgorithm, activate: Bool, now: Date) async throws -> KeyRingEntry {
+        try await update(create: true) { ring, generator in try generator.add(algorithm, activate: activate, now: now, to: &ring) }
+    }
+
+    /// Re-seals every private key under `newKEK` in one transaction: all keys move, or none does (a failure,
+    /// or the process killed part-way, leaves every key under the old key only). Returns how many moved.
+    @discardableResult
+    public func rewrap(to newKEK: KeyEncryptionKey) async throws -> Int {
+        let kek = kek
+        return try await database.transaction(timeout: .seconds(120)) { connection in
+            _ = try await Self.manifest(on: connection, locking: true)
+            var rows: [(String, String, String, ByteBuffer)] = []
+            for try await row in try await connection.query("SELECT kid, alg, kek_id, sealed FROM signing_keys FOR UPDATE", logger: connection.logger)
+                .decode((String, String, String, ByteBuffer).self)
+            { rows.append(row) }
+            for (kid, algorithm, kekID, sealed) in rows {
+                guard kekID == kek.id else {
+                    throw KeyStoreError(
+                        .badKeyEncryptionKey, "key \(kid) is sealed under key-encryption key \(kekID), not \(kek.id): nothing was changed")
+                }
+                let material = try kek.unseal(Array(sealed.readableBytesView), kid: kid, algorithm: algorithm)
+                let resealed = ByteBuffer(bytes: try newKEK.seal(material, kid: kid, algorithm: algorithm))
+                try await connection.run("UPDATE signing_keys SET kek_id = \(newKEK.id), sealed = \(resealed) WHERE kid = \(kid)")
+            }
+            try await connection.run("UPDATE key_ring SET generation = generation + 1")
+            return rows.count
+        }
+    }
+
+    /// The manifest row and its generation (nil and 0 when there is none), locked when asked.
+    static func manifest(on connection: PostgresConnection, locking: Bool) async throws -> (KeyRing?, Int64) {
+        let query: PostgresQuery =
+            locking ? "SELECT manifest, generation FROM key_ring WHERE id = 1 FOR UPDATE" : "SELECT manifest, generation FROM key_ring WHERE id = 1"
+        for try await (text, generation) in try await connection.query(query, logger: connection.logger).decode((String, Int64).self) {
+            let ring: KeyRing
+            do { ring = try DocumentCoding.decoder.decode(KeyRing.self, from: Data(text.utf8)) } catch {
+                throw KeyStoreError(.badManifest, "the database's key ring does not parse: \(error)")
+            }
+            try ring.validate()
+            return (ring, generation)
+        }
+        return (nil, 0)
+    }
+
+    static func unseal(_ row: (String, String, ByteBuffer)?, entry: KeyRingEntry, kek: KeyEncryptionKey) throws -> SigningKey {
+        guard let algorithm = entry.algorithm else { throw KeyStoreError(.badManifest, "key \(entry.kid): unknown algorithm \(entry.alg)") }
+        guard let (alg, kekID, sealed) = row else {
+            throw KeyStoreError(.badKeyFile, "the database holds no private key for kid \(entry.kid)", kid: entry.kid)
+        }
+        guard kekID == kek.id else {
+            throw KeyStoreError(
+                .badKeyEncryptionKey,
+                "key \(entry.kid) is sealed under key-encryption key \(kekID), and this instance has \(kek.id): give it that key's file",
+                kid: entry.kid)
+        }
+        guard alg == entry.alg else {
+            throw KeyStoreError(.badKeyFile, "the database's key \(entry.kid) is for \(alg), not \(entry.alg)", kid: entry.kid)
+        }
+        let material = try kek.unseal(Array(sealed.readableBytesView), kid: entry.kid, algorithm: alg)
+        return try KeyMaterial.signingKey(material, entry: entry, algorithm: algorithm, source: "the database's key \(entry.kid)")
+    }
+}
+
+/// What `PostgresKeyRing.update` hands its body: generates keys, which the update seals and writes with the ring.
+public final class KeyGenerator: @unchecked Sendable {
+    private(set) var generated: [(kid: String, algorithm: String, material: [UInt8])] = []
+
+    /// Generates a key of `algorithm` and adds it to `ring` (pending, or active).
+    public func add(_ algorithm: JWSAlgorithm, activate: Bool, now: Date, to ring: inout KeyRing) throws -> KeyRingEntry {
+        if activate { try ring.checkActivation(algorithm) }
+        let (kid, material) = try KeyMaterial.generate(algorithm)
+        generated.append((kid, algorithm.name, material))
+        return try ring.add(kid: kid, algorithm: algorithm, file: kid, now: now, activate: activate)
+    }
+}

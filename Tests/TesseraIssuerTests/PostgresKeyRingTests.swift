@@ -1,0 +1,123 @@
+import Foundation
+import TesseraJOSE
+import TesseraPostgres
+import TesseraTestSupport
+import Testing
+
+@testable import TesseraIssuer
+
+@Suite(
+    "The key ring in PostgreSQL, private keys sealed (issue 16)", .postgresCleanup,
+    .enabled(if: PostgresTestServer.enabled, PostgresTestServer.skipReason))
+struct PostgresKeyRingTests {
+    final class Fixture: @unchecked Sendable {
+        let folder: TemporaryDirectory
+        let database: TestDatabase
+        let pool: PostgresDatabase
+        let kek: KeyEncryptionKey
+        let ring: PostgresKeyRing
+
+        init() async throws {
+            folder = try TemporaryDirectory("tessera-pg-keys")
+            database = try await PostgresTestServer.createDatabase()
+            pool = try database.open()
+            kek = try KeyEncryptionKey.create(at: folder.appending("kek"))
+            ring = PostgresKeyRing(database: pool, kek: kek)
+        }
+
+        deinit { folder.remove() }
+    }
+
+    @Test("Keys generated into the database sign, and verify with the published JWK Set; the ring keeps the folder's rules")
+    func generateAndSign() async throws {
+        let fixture = try await Fixture()
+        let es256 = try await fixture.ring.generate(.es256, activate: true, now: Date())
+        let rs256 = try await fixture.ring.generate(.rs256, activate: false, now: Date())
+        let ring = try await fixture.ring.read()
+        #expect(ring.active(.es256)?.kid == es256.kid && ring.entry(rs256.kid)?.state == .pending)
+        let key = try await fixture.ring.signingKey(es256)
+        let token = try JWSSigner(key: key).sign(payload: Array("hello".utf8))
+        let jwks = try await fixture.ring.publishedJWKS(ring)
+        #expect(Set(jwks.keys.compactMap(\.keyID)) == [es256.kid, rs256.kid])
+        #expect(token.split(separator: ".").count == 3)
+        // The folder's rules: a second active key of one algorithm is refused, and nothing is written.
+        await #expect(throws: KeyStoreError.self) { _ = try await fixture.ring.generate(.es256, activate: true, now: Date()) }
+        #expect(try await fixture.ring.read().keys.count == 2)
+        #expect(try await fixture.pool.strings("SELECT count(*)::text FROM signing_keys") == ["2"])
+    }
+
+    @Test("Another key-encryption key is refused by name; a sealed key moved to another kid's row does not open")
+    func wrongKeyAndMovedCiphertext() async throws {
+        let fixture = try await Fixture()
+        let one = try await fixture.ring.generate(.es256, activate: true, now: Date())
+        let two = try await fixture.ring.generate(.es256, activate: false, now: Date())
+        let stranger = PostgresKeyRing(database: fixture.pool, kek: try KeyEncryptionKey.create(at: fixture.folder.appending("other")))
+        do {
+            _ = try await stranger.signingKey(one)
+            Issue.record("unsealed with another key-encryption key")
+        } catch let error as KeyStoreError {
+            #expect(error.code == .badKeyEncryptionKey && error.message.contains(fixture.kek.id) && error.message.contains(stranger.kek.id))
+        }
+        try await fixture.pool.execute(
+            "UPDATE signing_keys SET sealed = (SELECT sealed FROM signing_keys WHERE kid = '\(two.kid)') WHERE kid = '\(one.kid)'")
+        await #expect(throws: KeyStoreError.self) { _ = try await fixture.ring.signingKey(one) }
+        #expect(try await fixture.ring.signingKey(two).keyID == two.kid)
+    }
+
+    @Test("pg_dump of the database holds the kids but no private key material in the clear")
+    func dumpHoldsNoPrivateKey() async throws {
+        let fixture = try await Fixture()
+        let es256 = try await fixture.ring.generate(.es256, activate: true, now: Date())
+        _ = try await fixture.ring.generate(.rs256, activate: true, now: Date())
+        _ = try await fixture.ring.generate(.hs256, activate: true, now: Date())
+        let url = try DatabaseURL(fixture.database.address)
+        let dump = try await runChild(
+            "/usr/bin/env", ["pg_dump", "-h", url.host, "-p", String(url.port), "-U", url.username, "-n", fixture.database.schema!, url.database],
+            environment: ProcessInfo.processInfo.environment.merging(["PGPASSWORD": url.password ?? ""]) { $1 })
+        #expect(dump.status == 0, "\(dump.err)")
+        #expect(dump.out.contains(es256.kid))
+        for secret in ["PRIVATE KEY", "\"d\":", "\"k\":", "\"p\":", "\"dp\":"] { #expect(!dump.out.contains(secret), "\(secret) in the dump") }
+    }
+
+    @Test("Rewrap moves every key to the new key-encryption key in one transaction; a failure part-way changes nothing")
+    func rewrap() async throws {
+        let fixture = try await Fixture()
+        var entries: [KeyRingEntry] = []
+        for algorithm in [JWSAlgorithm.es256, .rs256, .es384] {
+            entries.append(try await fixture.ring.generate(algorithm, activate: true, now: Date()))
+        }
+        let newKEK = try KeyEncryptionKey.create(at: fixture.folder.appending("new"))
+        // A row that does not open (changed by hand): the rewrap fails, and every key stays under the old key.
+        try await fixture.pool.execute(
+            "UPDATE signing_keys SET sealed = set_byte(sealed, 19, get_byte(sealed, 19) # 1) WHERE kid = '\(entries[2].kid)'")
+        await #expect(throws: KeyStoreError.self) { try await fixture.ring.rewrap(to: newKEK) }
+        #expect(try await fixture.pool.strings("SELECT DISTINCT kek_id FROM signing_keys") == [fixture.kek.id])
+        #expect(try await fixture.ring.signingKey(entries[0]).keyID == entries[0].kid)
+        // Without the damaged key, every key moves.
+        let damaged = entries[2].kid
+        _ = try await fixture.ring.update { ring, _ in _ = try ring.revoke(damaged, now: Date()) }
+        #expect(try await fixture.ring.rewrap(to: newKEK) == 2)
+        let moved = PostgresKeyRing(database: fixture.pool, kek: newKEK)
+        for entry in entries.prefix(2) {
+            #expect(try await moved.signingKey(entry).keyID == entry.kid)
+            await #expect(throws: KeyStoreError.self) { _ = try await fixture.ring.signingKey(entry) }
+        }
+    }
+
+    @Test("Nine generations at once from two pools (two instances), the ring's first among them: every key in the ring, every key sealed, none lost")
+    func concurrentChanges() async throws {
+        let fixture = try await Fixture()
+        let second = PostgresKeyRing(database: try fixture.database.open(), kek: fixture.kek)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { _ = try await fixture.ring.generate(.es256, activate: true, now: Date()) }
+            for index in 0..<8 {
+                let ring = index % 2 == 0 ? fixture.ring : second
+                group.addTask { _ = try await ring.generate(.es256, activate: false, now: Date()) }
+            }
+            try await group.waitForAll()
+        }
+        let ring = try await second.read()
+        #expect(ring.keys.count == 9)
+        for entry in ring.keys { #expect(try await fixture.ring.signingKey(entry).keyID == entry.kid) }
+    }
+}
