@@ -160,3 +160,67 @@ public final class KeyGenerator: @unchecked Sendable {
         return try ring.add(kid: kid, algorithm: algorithm, file: kid, now: now, activate: activate)
     }
 }
+
+extension PostgresKeyRing {
+    /// The manifest's change counter (0 when there is no ring yet).
+    public func generation() async throws -> Int64 {
+        try await database.withConnection { connection in
+            for try await generation in try await connection.query("SELECT generation FROM key_ring WHERE id = 1", logger: connection.logger)
+                .decode(Int64.self)
+            { return generation }
+            return 0
+        }
+    }
+
+    /// What a server signs with and publishes, loaded from the database.
+    public func snapshot() async throws -> SigningKeyRing.Snapshot {
+        let ring = try await read()
+        var signers: [String: SigningKey] = [:]
+        for entry in ring.activeKeys { signers[entry.alg] = try await signingKey(entry) }
+        return SigningKeyRing.Snapshot(ring: ring, signers: signers, jwks: try await publishedJWKS(ring))
+    }
+
+    /// The folder's bootstrap rules for a server's start: an empty ring gets an active ES256 key, and each of
+    /// `alsoBootstrap` the ring never had a key of gets one, active at once. Several instances starting at
+    /// once queue on the manifest's lock: one generates, the others find its keys.
+    public func bootstrap(alsoBootstrap: [JWSAlgorithm], now: Date) async throws -> [KeyRingEntry] {
+        try await update(create: true) { ring, generator in
+            var added: [KeyRingEntry] = []
+            if ring.activeKeys.isEmpty, ring.published.isEmpty { added.append(try generator.add(.es256, activate: true, now: now, to: &ring)) }
+            for algorithm in alsoBootstrap where !ring.keys.contains(where: { $0.alg == algorithm.name }) {
+                added.append(try generator.add(algorithm, activate: true, now: now, to: &ring))
+            }
+            return added
+        }
+    }
+}
+
+/// Keeps a server's `SigningKeyRing` on the database's ring: looks at the manifest's counter (one small query)
+/// and, when it moved, loads the whole key set and swaps it in. A state that cannot be loaded is reported and
+/// the current key set kept, less every key the new manifest withdraws (a revoked key stops signing).
+public final class PostgresKeyRingFollower: @unchecked Sendable {
+    let ring: PostgresKeyRing
+    public let signing: SigningKeyRing
+    private let lock = NSLock()
+    private var seen: Int64
+
+    public init(ring: PostgresKeyRing, signing: SigningKeyRing, generation: Int64) {
+        self.ring = ring
+        self.signing = signing
+        seen = generation
+    }
+
+    /// One look; true when a new key set was swapped in.
+    @discardableResult
+    public func follow() async throws -> Bool {
+        let generation = try await ring.generation()
+        guard lock.withLock({ generation != seen }) else { return false }
+        do {
+            signing.replace(with: try await ring.snapshot())
+        } catch {
+            if let manifest = try? await ring.read() { signing.withdraw(to: manifest, because: "\(error)") }
+        }
+        lock.withLock { seen = generation }
+        return true
+    }
+}

@@ -20,6 +20,8 @@ public final class PostgresMaintenance: @unchecked Sendable {
     private let lock = NSLock()
     private var lastProblem: String?
     private var lastLook: Double = 0
+    /// The server's key ring when the database keeps it: followed at every look.
+    public var keys: PostgresKeyRingFollower?
 
     public init(
         database: PostgresDatabase, registries: PostgresRegistries, refreshTokens: PostgresRefreshTokenStore, failures: PostgresFailureCounts,
@@ -53,6 +55,7 @@ public final class PostgresMaintenance: @unchecked Sendable {
         }
         do {
             try await registries.refresh(timeout: Self.lookTimeout)
+            try await keys?.follow()
             database.outage = nil
             let recovered = lock.withLock {
                 defer { lastProblem = nil }

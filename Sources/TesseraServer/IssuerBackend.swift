@@ -25,6 +25,8 @@ public struct IssuerBackend: Sendable {
     public var background: (@Sendable () async throws -> Void)?
     /// Releases the store once the server has answered its last request (flush, lock, connections).
     public var close: @Sendable () async -> Void
+    /// The signing key ring when the backend keeps it (a database's, sealed); nil: the key folder's.
+    public var keys: SigningKeyRing?
     /// The backend's own gauges for `/metrics` (name, labels, value); none for the data folder's.
     public var gauges: @Sendable () -> [(name: String, labels: [(String, String)], value: Double)] = { [] }
 

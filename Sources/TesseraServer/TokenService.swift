@@ -25,6 +25,9 @@ public struct ServerConfiguration: Sendable {
     public var database: String?
     /// Connections to PostgreSQL this instance opens at most.
     public var databasePoolSize = 16
+    /// With `database`: the key-encryption key file that makes the key ring the database's too (issue 16);
+    /// nil: the key folder.
+    public var keyEncryptionKeyFile: String?
 
     public init() {}
 
@@ -51,6 +54,7 @@ public struct ServerConfiguration: Sendable {
         var metricsAddress: String?
         var database: String?
         var databasePoolSize: Int?
+        var keyEncryptionKeyFile: String?
 
         enum CodingKeys: String, CodingKey {
             case host, port, issuer, keys, data
@@ -63,6 +67,7 @@ public struct ServerConfiguration: Sendable {
             case metricsAddress = "metrics_address"
             case database
             case databasePoolSize = "database_pool_size"
+            case keyEncryptionKeyFile = "key_encryption_key_file"
         }
     }
 
@@ -75,7 +80,7 @@ public struct ServerConfiguration: Sendable {
         }
         let known: Set<String> = [
             "host", "port", "issuer", "keys", "data", "max_body_size", "demo_client", "header_timeout", "request_timeout", "idle_timeout",
-            "max_connections", "metrics_address", "database", "database_pool_size",
+            "max_connections", "metrics_address", "database", "database_pool_size", "key_encryption_key_file",
         ]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ConfigurationError("\(path): unknown option \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))")
@@ -99,6 +104,7 @@ public struct ServerConfiguration: Sendable {
         if let text = file.metricsAddress { configuration.metricsAddress = try ListenAddress.parse(orOff: text) }
         configuration.database = file.database
         configuration.databasePoolSize = file.databasePoolSize ?? configuration.databasePoolSize
+        configuration.keyEncryptionKeyFile = file.keyEncryptionKeyFile
         try configuration.validate()
         return configuration
     }
@@ -113,6 +119,9 @@ public struct ServerConfiguration: Sendable {
         }
         guard (1...1_000_000).contains(connections.maximumConnections) else { throw ConfigurationError("max_connections must be 1 to 1,000,000") }
         guard (1...1_000).contains(databasePoolSize) else { throw ConfigurationError("database_pool_size must be 1 to 1,000") }
+        if keyEncryptionKeyFile != nil, database == nil {
+            throw ConfigurationError("key_encryption_key_file seals keys kept in a database: it needs database (--database) too")
+        }
         if let issuer {
             // RFC 8414 §2: an https URL without query or fragment (http allowed for loopback development).
             guard let url = URLComponents(string: issuer), let scheme = url.scheme, ["https", "http"].contains(scheme), url.host?.isEmpty == false,
@@ -235,31 +244,13 @@ public final class TokenService: Sendable {
                 + "and the Secure session cookie of the sign-in pages only works behind TLS"
             logger.warning("\(warning)", metadata: ["issuer": .string(configuration.issuerURL)])
         }
-        keys = try SigningKeyRing(store: KeyStore(path: configuration.keysPath), bootstrap: true, alsoBootstrap: [.rs256], clock: clock) { event in
-            switch event {
-            case .tightenedFolder(let path, let formerMode):
-                logger.notice(
-                    "the key folder held no key yet and was open to group or others: made it private (chmod 700)",
-                    metadata: ["folder": .string(path), "former_mode": .string(String(formerMode, radix: 8))])
-            case .bootstrapped(let kid, let algorithm) where algorithm == JWSAlgorithm.rs256.name:
-                logger.notice("generated and activated an RS256 key for ID tokens (OpenID Connect Core §15.1)", metadata: ["kid": .string(kid)])
-            case .bootstrapped(let kid, let algorithm):
-                logger.notice("empty key folder: generated and activated an \(algorithm) signing key", metadata: ["kid": .string(kid)])
-            case .reloaded(let active, let published) where active.isEmpty:
-                logger.critical(
-                    "key ring reloaded with no active key: token requests get 503 temporarily_unavailable until one is active (tessera keys generate --activate, or keys rotate)",
-                    metadata: ["published": .stringConvertible(published)])
-            case .reloaded(let active, let published):
-                logger.info(
-                    "key ring reloaded", metadata: ["active": .string(active.joined(separator: ",")), "published": .stringConvertible(published)])
-            case .reloadFailed(let reason):
-                logger.error(
-                    "key ring not reloaded; the previous keys stay in use, less any the new manifest withdraws", metadata: ["reason": .string(reason)]
-                )
-            }
-        }
-        self.clock = clock
         let backend = try backend ?? .files(dataPath: configuration.dataPath, logger: logger, clock: clock, throttle: throttle, metrics: metrics)
+        keys =
+            try backend.keys
+            ?? SigningKeyRing(
+                store: KeyStore(path: configuration.keysPath), bootstrap: true, alsoBootstrap: [.rs256], clock: clock,
+                onEvent: Self.logKeyEvents(logger))
+        self.clock = clock
         self.backend = backend
         self.throttle = backend.throttle
         refreshTokens = backend.refreshTokens
@@ -298,6 +289,33 @@ public final class TokenService: Sendable {
                     }),
             ],
             minter: AccessTokenMinter(issuer: configuration.issuerURL, keys: keys, clock: clock), idTokens: idTokens, events: events)
+    }
+
+    /// The log lines of a key ring's events (the folder's, or a database's).
+    public static func logKeyEvents(_ logger: Logger) -> @Sendable (SigningKeyRing.Event) -> Void {
+        { event in
+            switch event {
+            case .tightenedFolder(let path, let formerMode):
+                logger.notice(
+                    "the key folder held no key yet and was open to group or others: made it private (chmod 700)",
+                    metadata: ["folder": .string(path), "former_mode": .string(String(formerMode, radix: 8))])
+            case .bootstrapped(let kid, let algorithm) where algorithm == JWSAlgorithm.rs256.name:
+                logger.notice("generated and activated an RS256 key for ID tokens (OpenID Connect Core §15.1)", metadata: ["kid": .string(kid)])
+            case .bootstrapped(let kid, let algorithm):
+                logger.notice("empty key ring: generated and activated an \(algorithm) signing key", metadata: ["kid": .string(kid)])
+            case .reloaded(let active, let published) where active.isEmpty:
+                logger.critical(
+                    "key ring reloaded with no active key: token requests get 503 temporarily_unavailable until one is active (tessera keys generate --activate, or keys rotate)",
+                    metadata: ["published": .stringConvertible(published)])
+            case .reloaded(let active, let published):
+                logger.info(
+                    "key ring reloaded", metadata: ["active": .string(active.joined(separator: ",")), "published": .stringConvertible(published)])
+            case .reloadFailed(let reason):
+                logger.error(
+                    "key ring not reloaded; the previous keys stay in use, less any the new manifest withdraws", metadata: ["reason": .string(reason)]
+                )
+            }
+        }
     }
 
     /// Releases the backend once (flushes and closes the refresh-token store, or the database's connections).

@@ -9,7 +9,9 @@ extension IssuerBackend {
     /// Every store on one PostgreSQL database, for several `tessera serve` behind a load balancer. Fails at
     /// once, with the command that fixes it, when the database cannot be reached or its schema is not the one
     /// this build knows; loads the client and user registries before the server listens.
-    static func postgres(_ database: PostgresDatabase, clock: WallClock = .system, logger: Logger) async throws -> IssuerBackend {
+    static func postgres(
+        _ database: PostgresDatabase, keyEncryptionKey: KeyEncryptionKey? = nil, clock: WallClock = .system, logger: Logger
+    ) async throws -> IssuerBackend {
         try await database.probe()
         try await Schema.check(database)
         let registries = PostgresRegistries(database: database)
@@ -19,6 +21,20 @@ extension IssuerBackend {
         let maintenance = PostgresMaintenance(
             database: database, registries: registries, refreshTokens: refreshTokens, failures: failures, policy: policy, clock: clock,
             logger: logger)
+        // With a key-encryption key the key ring is the database's too (issue 16): bootstrapped like an empty
+        // key folder by whichever instance starts first, and followed at every look.
+        var signing: SigningKeyRing?
+        if let keyEncryptionKey {
+            let ring = PostgresKeyRing(database: database, kek: keyEncryptionKey)
+            let onEvent = TokenService.logKeyEvents(logger)
+            for entry in try await ring.bootstrap(alsoBootstrap: [.rs256], now: clock.now()) {
+                onEvent(.bootstrapped(kid: entry.kid, algorithm: entry.alg))
+            }
+            let generation = try await ring.generation()
+            let keys = try SigningKeyRing(snapshot: try await ring.snapshot(), clock: clock, onEvent: onEvent)
+            maintenance.keys = PostgresKeyRingFollower(ring: ring, signing: keys, generation: generation)
+            signing = keys
+        }
         try await maintenance.refresh()
         let clients = registries.clients
         let users = registries.users
@@ -32,6 +48,7 @@ extension IssuerBackend {
                 await database.close()
                 logger.notice("PostgreSQL connections closed")
             })
+        backend.keys = signing
         let poolSize = Double(database.options.maximumConnections)
         backend.gauges = {
             [

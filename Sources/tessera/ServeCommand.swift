@@ -42,6 +42,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds a graceful shutdown waits for requests in flight before it cancels them (default 10).") var shutdownTimeout: Double = 10
     @OptionGroup var database: DatabaseOption
     @Option(help: "Connections to PostgreSQL this instance opens at most (default 16).") var databasePoolSize: Int?
+    @Option(
+        help: "With --database: keep the signing key ring in the database too, private keys sealed under this key file (tessera keys new-kek).")
+    var keyEncryptionKeyFile: String?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -60,6 +63,8 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.connections.maximumConnections = maxConnections ?? configuration.connections.maximumConnections
         configuration.database = database.resolved ?? configuration.database
         configuration.databasePoolSize = databasePoolSize ?? configuration.databasePoolSize
+        configuration.keyEncryptionKeyFile =
+            keyEncryptionKeyFile ?? environment["TESSERA_KEY_ENCRYPTION_KEY_FILE"] ?? configuration.keyEncryptionKeyFile
         do {
             if let text = metricsAddress ?? environment["TESSERA_METRICS_ADDRESS"] {
                 configuration.metricsAddress = try ListenAddress.parse(orOff: text)
@@ -167,11 +172,18 @@ private func openDatabase(_ configuration: ServerConfiguration, logger: Logger) 
     do { database = try PostgresDatabase(url: DatabaseURL(address), options: options) } catch let error as DatabaseError {
         throw CLIError("--database: \(error.message)")
     }
+    var keyEncryptionKey: KeyEncryptionKey?
+    if let file = configuration.keyEncryptionKeyFile {
+        do { keyEncryptionKey = try KeyEncryptionKey(file: file) } catch let error as KeyStoreError {
+            await database.close()
+            throw CLIError("--key-encryption-key-file: \(error.message)")
+        }
+    }
     do {
-        return try await IssuerBackend.postgres(database, logger: logger)
+        return try await IssuerBackend.postgres(database, keyEncryptionKey: keyEncryptionKey, logger: logger)
     } catch {
         await database.close()
-        throw CLIError("cannot start: \(database.url): \((error as? DatabaseError)?.message ?? "\(error)")")
+        throw CLIError("cannot start: \(database.url): \((error as? DatabaseError)?.message ?? (error as? KeyStoreError)?.message ?? "\(error)")")
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraIssuer
 import TesseraJOSE
 import TesseraPostgres
 import TesseraTestSupport
@@ -15,7 +16,7 @@ final class Cluster: @unchecked Sendable {
     static let password = "correct horse battery"
     static let redirectURI = "https://app.example/cb"
     /// `address`: where the instances reach the database (a proxy in front of it, for outage tests).
-    init(retryWindow: Int = 0, address: ((TestDatabase) -> String)? = nil) async throws {
+    init(retryWindow: Int = 0, instances: Int = 3, serveArguments: [String] = [], address: ((TestDatabase) -> String)? = nil) async throws {
         database = try await PostgresTestServer.createDatabase()
         keys = try TemporaryDirectory("tessera-cluster-keys")
         let url = address?(database) ?? database.address
@@ -32,11 +33,11 @@ final class Cluster: @unchecked Sendable {
         let user = try await runTessera(["users", "add", "alice", "--password-stdin"], environment: environment, stdin: Self.password + "\n")
         guard user.status == 0 else { throw TestSupportError("users add --database failed: \(user.err)") }
         var servers: [ServeProcess] = []
-        for _ in 0..<3 { servers.append(try ServeProcess(keys: keys.path)) }
+        for _ in 0..<instances { servers.append(try ServeProcess(keys: keys.path)) }
         self.servers = servers
         issuer = servers[0].base
         // The first start makes the key ring; the others read it.
-        for server in servers { try await server.start(["--database", url, "--issuer", issuer]) }
+        for server in servers { try await server.start(["--database", url, "--issuer", issuer] + serveArguments) }
     }
 
     func stop() {
@@ -280,5 +281,59 @@ final class Acknowledged: @unchecked Sendable {
                 count += 1
             }
         }
+    }
+}
+
+extension MultiInstanceTests {
+    @Test(
+        "Issue 16: with a key-encryption key the key ring is the database's: instances with no shared folder publish one JWK Set with one ETag, verify each other's tokens, and drop a revoked key within seconds; a wrong key-encryption key stops a start"
+    )
+    func sharedKeyRing() async throws {
+        let secrets = try TemporaryDirectory("tessera-cluster-kek")
+        defer { secrets.remove() }
+        let kekPath = secrets.appending("kek")
+        let kek = try KeyEncryptionKey.create(at: kekPath)
+        let cluster = try await Cluster(instances: 2, serveArguments: ["--key-encryption-key-file", kekPath])
+        defer { cluster.stop() }
+        // Nothing private on disk: the instances' key folders stay empty.
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: cluster.keys.path))?.isEmpty ?? true)
+        func jwks(_ server: Int) async throws -> (etag: String?, kids: Set<String>) {
+            let reply = try await loopbackHTTP(port: cluster.servers[server].port, path: "/.well-known/jwks.json")
+            let object = try JSONSerialization.jsonObject(with: Data(reply.body.utf8)) as? [String: Any]
+            let kids = (object?["keys"] as? [[String: Any]] ?? []).compactMap { $0["kid"] as? String }
+            return (reply.headers["etag"], Set(kids))
+        }
+        let (first, second) = (try await jwks(0), try await jwks(1))
+        #expect(first.kids.count == 2 && first.kids == second.kids)
+        #expect(first.etag != nil && first.etag == second.etag)
+        // A token minted at A is active at B (B verifies it with the same keys).
+        let token = try #require(
+            try await cluster.post(0, "/token", ["grant_type": "password", "username": "alice", "password": Cluster.password]).json["access_token"]
+                as? String)
+        #expect(try await cluster.post(1, "/introspect", ["token": token]).json["active"] as? Bool == true)
+        // Revoke the signing key in the database: both instances stop publishing and signing with it.
+        let header = try JSONSerialization.jsonObject(with: Data(try Base64URL.decode(String(token.split(separator: ".")[0])))) as? [String: Any]
+        let kid = try #require(header?["kid"] as? String)
+        let pool = try cluster.database.open()
+        _ = try await PostgresKeyRing(database: pool, kek: kek).update { ring, _ in _ = try ring.revoke(kid, now: Date()) }
+        var gone = [false, false]
+        for _ in 0..<40 where gone.contains(false) {
+            for server in 0..<2 where !gone[server] { gone[server] = !(try await jwks(server).kids.contains(kid)) }
+            if gone.contains(false) { try await Task.sleep(for: .milliseconds(250)) }
+        }
+        #expect(gone == [true, true], "the revoked key is published within 10 s by neither instance")
+        for server in 0..<2 {
+            let fresh = try await cluster.post(server, "/token", ["grant_type": "password", "username": "alice", "password": Cluster.password])
+            let signed = fresh.json["access_token"] as? String
+            #expect(signed.map { !$0.hasPrefix(String(token.split(separator: ".")[0])) } ?? true, "still signing with the revoked key")
+        }
+        // A start with another key-encryption key is refused, naming it.
+        let stranger = secrets.appending("other")
+        try KeyEncryptionKey.create(at: stranger)
+        let refused = try await runTessera([
+            "serve", "--port", "0", "--metrics-address", "off", "--keys", secrets.appending("keys"), "--database", cluster.database.address,
+            "--key-encryption-key-file", stranger,
+        ])
+        #expect(refused.status != 0 && refused.err.contains("key-encryption key"), "\(refused.err)")
     }
 }

@@ -272,7 +272,7 @@ func loopbackAddress(port: Int) -> sockaddr_in {
 /// to the end of the connection; a chunked one is decoded.
 public func loopbackHTTP(
     port: Int, method: String = "GET", path: String, headers: [(String, String)] = [], body: String = "", timeout: Int = 30
-) async throws -> (status: Int, body: String) {
+) async throws -> (status: Int, body: String, headers: [String: String]) {
     try await onOwnThread {
         let fd = try connectLoopback(port: port, receiveTimeout: timeout)
         defer { close(fd) }
@@ -301,6 +301,11 @@ public func loopbackHTTP(
             throw TestSupportError("not an HTTP answer from 127.0.0.1:\(port): \(text.prefix(200))")
         }
         let header = text[..<split.lowerBound].lowercased()
+        var headers: [String: String] = [:]
+        for line in text[..<split.lowerBound].split(separator: "\r\n").dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+        }
         var payload = String(text[split.upperBound...])
         if header.contains("transfer-encoding: chunked") {
             var decoded = ""
@@ -313,6 +318,6 @@ public func loopbackHTTP(
             }
             payload = decoded
         }
-        return (status, payload)
+        return (status, payload, headers)
     }
 }

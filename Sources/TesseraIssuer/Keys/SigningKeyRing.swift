@@ -52,7 +52,8 @@ public final class SigningKeyRing: @unchecked Sendable {
         case reloadFailed(String)
     }
 
-    public let store: KeyStore
+    /// The key folder; nil for a ring kept elsewhere (a database), whose owner swaps snapshots in (`replace`).
+    public let store: KeyStore?
     private let clock: WallClock
     private let onEvent: (@Sendable (Event) -> Void)?
     private let lock = NSLock()
@@ -92,9 +93,37 @@ public final class SigningKeyRing: @unchecked Sendable {
         guard !snapshot.signers.isEmpty else { throw KeyStoreError(.noActiveKey, "the key ring has no active key") }
     }
 
+    /// A ring kept outside a key folder: starts from `snapshot`; its owner follows the source and calls
+    /// `replace` (or `withdraw`) when it changes.
+    public init(snapshot: Snapshot, clock: WallClock = .system, onEvent: (@Sendable (Event) -> Void)? = nil) throws {
+        store = nil
+        self.clock = clock
+        self.onEvent = onEvent
+        self.snapshot = snapshot
+        guard !snapshot.signers.isEmpty else { throw KeyStoreError(.noActiveKey, "the key ring has no active key") }
+    }
+
+    /// Swaps in a whole new key set (a ring kept outside a key folder).
+    public func replace(with next: Snapshot) {
+        lock.withLock { snapshot = next }
+        onEvent?(.reloaded(activeKids: next.ring.activeKeys.map(\.kid), published: next.jwks.keys.count))
+    }
+
+    /// Keeps the current key set less every key `ring` no longer has active or published: what a ring whose
+    /// new state cannot be loaded whole still obeys (a revoked key stops signing).
+    public func withdraw(to ring: KeyRing, because reason: String) {
+        let withdrawn = lock.withLock {
+            let kept = snapshot.restricted(to: ring)
+            snapshot = kept.snapshot
+            return kept.withdrawn
+        }
+        onEvent?(.reloadFailed(reason + (withdrawn.isEmpty ? "" : "; withdrawn all the same: \(withdrawn.joined(separator: ", "))")))
+    }
+
     /// The key set to sign and publish with: reloaded first when the manifest changed since the last look
     /// (one `stat` and one lock when it did not).
     public var current: Snapshot {
+        guard let store else { return lock.withLock { snapshot } }
         let seen = FileFingerprint(store)
         if let unchanged = lock.withLock({ seen == fingerprint ? snapshot : nil }) { return unchanged }
         reloading.withLock { _ = reload(seen, onlyIfChanged: true) }
@@ -105,13 +134,15 @@ public final class SigningKeyRing: @unchecked Sendable {
     /// less every key the new manifest (when it can be read) no longer has active or published.
     @discardableResult
     public func reload() -> Bool {
-        reloading.withLock { reload(FileFingerprint(store), onlyIfChanged: false) }
+        guard let store else { return false }
+        return reloading.withLock { reload(FileFingerprint(store), onlyIfChanged: false) }
     }
 
     /// Reloads when the manifest's inode, size or modification time changed since the last look. Callers
     /// that arrive during a reload wait for it: none of them may go on with a key it withdraws.
     @discardableResult
     public func reloadIfChanged() -> Bool {
+        guard let store else { return false }
         let seen = FileFingerprint(store)
         guard lock.withLock({ seen != fingerprint }) else { return false }
         return reloading.withLock { reload(seen, onlyIfChanged: true) }
@@ -123,6 +154,7 @@ public final class SigningKeyRing: @unchecked Sendable {
     /// a change made during the read is noticed at the next look. With `onlyIfChanged`, a reload another
     /// caller finished meanwhile (its fingerprint is `seen`) is not repeated.
     private func reload(_ seen: FileFingerprint?, onlyIfChanged: Bool) -> Bool {
+        guard let store else { return false }
         if onlyIfChanged, lock.withLock({ seen == fingerprint }) { return false }
         do {
             let next = try Self.load(store)
@@ -164,7 +196,9 @@ public final class SigningKeyRing: @unchecked Sendable {
 }
 
 extension SigningKeyRing.Snapshot {
-    init(ring: KeyRing, signers: [String: SigningKey], jwks: JWKSet) {
+    /// The key set of `ring`: its active keys by algorithm, and the JWK Set it publishes (the ETag is the
+    /// document's digest, so every instance serving the same key set serves the same ETag).
+    public init(ring: KeyRing, signers: [String: SigningKey], jwks: JWKSet) {
         let json = jwks.jsonString
         self.init(
             ring: ring, signers: signers, jwks: jwks, verificationKeys: try? VerificationKeySet(jwks: jwks), jwksJSON: json,
