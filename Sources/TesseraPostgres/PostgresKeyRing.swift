@@ -86,7 +86,7 @@ public struct PostgresKeyRing: Sendable {
 
     /// Generates a key (pending, or active when no key of its algorithm is) and returns its entry.
     public func generate(_ algorithm: JWSAlgorithm, activate: Bool, now: Date) async throws -> KeyRingEntry {
-        try await update(create: true) { ring, generator in try generator.add(algorithm, activate: activate, now: now, to: &ring) }
+        try await update(create: true) { ring, generator in try generator.addGeneratedKey(algorithm, activate: activate, now: now, to: &ring) }
     }
 
     /// Re-seals every private key under `newKEK` in one transaction: all keys move, or none does (a failure,
@@ -149,11 +149,11 @@ public struct PostgresKeyRing: Sendable {
 }
 
 /// What `PostgresKeyRing.update` hands its body: generates keys, which the update seals and writes with the ring.
-public final class KeyGenerator: @unchecked Sendable {
+public final class KeyGenerator: KeyAdding, @unchecked Sendable {
     private(set) var generated: [(kid: String, algorithm: String, material: [UInt8])] = []
 
     /// Generates a key of `algorithm` and adds it to `ring` (pending, or active).
-    public func add(_ algorithm: JWSAlgorithm, activate: Bool, now: Date, to ring: inout KeyRing) throws -> KeyRingEntry {
+    public func addGeneratedKey(_ algorithm: JWSAlgorithm, activate: Bool, now: Date, to ring: inout KeyRing) throws -> KeyRingEntry {
         if activate { try ring.checkActivation(algorithm) }
         let (kid, material) = try KeyMaterial.generate(algorithm)
         generated.append((kid, algorithm.name, material))
@@ -186,9 +186,11 @@ extension PostgresKeyRing {
     public func bootstrap(alsoBootstrap: [JWSAlgorithm], now: Date) async throws -> [KeyRingEntry] {
         try await update(create: true) { ring, generator in
             var added: [KeyRingEntry] = []
-            if ring.activeKeys.isEmpty, ring.published.isEmpty { added.append(try generator.add(.es256, activate: true, now: now, to: &ring)) }
+            if ring.activeKeys.isEmpty, ring.published.isEmpty {
+                added.append(try generator.addGeneratedKey(.es256, activate: true, now: now, to: &ring))
+            }
             for algorithm in alsoBootstrap where !ring.keys.contains(where: { $0.alg == algorithm.name }) {
-                added.append(try generator.add(algorithm, activate: true, now: now, to: &ring))
+                added.append(try generator.addGeneratedKey(algorithm, activate: true, now: now, to: &ring))
             }
             return added
         }

@@ -62,10 +62,17 @@ struct KeysOptions: ParsableArguments {
     @Option(name: .customLong("keys"), help: "The key folder.")
     var path = "keys"
 
+    @OptionGroup var database: DatabaseOption
+
+    @Option(
+        name: .customLong("key-encryption-key-file"),
+        help: "With --database: the key file that seals the private keys (default: $TESSERA_KEY_ENCRYPTION_KEY_FILE).")
+    var keyEncryptionKeyFile: String?
+
     var store: KeyStore { KeyStore(path: path) }
 }
 
-struct KeysCommand: ParsableCommand {
+struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Manage the signing key ring: generate, list, rotate without downtime, revoke, prune, publish.",
@@ -89,7 +96,7 @@ struct KeysCommand: ParsableCommand {
         }
     }
 
-    struct Generate: ParsableCommand {
+    struct Generate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Generate a key (pending: published, not yet signing) and print its kid.",
             discussion: "--activate makes it sign at once, allowed only when no key of its algorithm is active (the first key)."
@@ -99,19 +106,24 @@ struct KeysCommand: ParsableCommand {
         @Option(help: "The algorithm the key is for.") var alg: JWSAlgorithm
         @Flag(help: "Activate at once (only when no key of this algorithm is active).") var activate = false
 
-        func run() throws {
+        func run() async throws {
             if alg.isSymmetric {
                 printError(
                     "warning: an \(alg.name) key is a shared secret: it is never published in the JWKS, and every verifier given it can also mint tokens"
                 )
             }
-            if let formerMode = try keyStoreCall({ try keys.store.tightenIfHoldingNoKeys() }) {
+            if keys.database.resolved == nil, let formerMode = try keyStoreCall({ try keys.store.tightenIfHoldingNoKeys() }) {
                 printError("\(keys.store.path) held no key yet and was mode \(String(formerMode, radix: 8)): made it private (chmod 700)")
             }
-            let entry = try keyStoreCall { try keys.store.generate(alg, activate: activate, now: commandNow()) }
+            let (alg, activate, now) = (alg, activate, commandNow())
+            let (entry, ring) = try await keys.withRing { access in
+                let entry = try await access.update(create: true) { ring, adder in
+                    try adder.addGeneratedKey(alg, activate: activate, now: now, to: &ring)
+                }
+                return (entry, try await access.read())
+            }
             print(entry.kid)
             if !activate {
-                let ring = try keyStoreCall { try keys.store.read() }
                 printError(
                     "pending: published now; `tessera keys rotate --alg \(alg.name)` may activate it from \(iso(entry.created + TimeInterval(ring.policy.publishDelay)))"
                 )
@@ -119,14 +131,14 @@ struct KeysCommand: ParsableCommand {
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List every key: kid, algorithm, state, dates.")
 
         @OptionGroup var keys: KeysOptions
         @Flag(help: "Print the manifest's keys as JSON.") var json = false
 
-        func run() throws {
-            let ring = try keyStoreCall { try keys.store.read() }
+        func run() async throws {
+            let ring = try await keys.withRing { try await $0.read() }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -142,7 +154,7 @@ struct KeysCommand: ParsableCommand {
         }
     }
 
-    struct Rotate: ParsableCommand {
+    struct Rotate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Activate the newest pending key published long enough; retire the active one.",
             discussion: """
@@ -160,18 +172,19 @@ struct KeysCommand: ParsableCommand {
         @Option(name: .customLong("if-older-than"), help: "Do nothing unless the active key is older than this (e.g. 30d).") var ifOlderThan:
             Duration?
 
-        func run() throws {
+        func run() async throws {
             let now = commandNow()
+            let (alg, force, ifOlderThan) = (alg, force, ifOlderThan?.seconds)
             // Without --alg, every algorithm in use rotates when due, in one change of the manifest (the cron
             // form keeps working once a second algorithm is added).
-            let outcomes: [(JWSAlgorithm, KeyRotationDecision, KeyRingEntry?)] = try keyStoreCall {
-                try keys.store.update { ring, writer in
+            let outcomes: [(JWSAlgorithm, KeyRotationDecision, KeyRingEntry?)] = try await keys.withRing { access in
+                try await access.update(create: false) { ring, writer in
                     try (alg.map { [$0] } ?? Self.algorithmsInUse(ring)).map { algorithm in
-                        var decision = ring.rotate(algorithm, now: now, force: force, ifOlderThan: ifOlderThan?.seconds)
+                        var decision = ring.rotate(algorithm, now: now, force: force, ifOlderThan: ifOlderThan)
                         var generated: KeyRingEntry?
                         if decision == .needsPendingKey {
                             generated = try writer.addGeneratedKey(algorithm, activate: false, now: now, to: &ring)
-                            decision = ring.rotate(algorithm, now: now, force: force, ifOlderThan: ifOlderThan?.seconds)
+                            decision = ring.rotate(algorithm, now: now, force: force, ifOlderThan: ifOlderThan)
                         }
                         return (algorithm, decision, generated)
                     }
@@ -212,7 +225,7 @@ struct KeysCommand: ParsableCommand {
         }
     }
 
-    struct Revoke: ParsableCommand {
+    struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Withdraw keys at once (compromise): out of the JWKS, never sign again, files deleted.",
             discussion: "A kid is a base64url thumbprint and may begin with '-'; it is still taken as a kid, not an option.")
@@ -221,42 +234,41 @@ struct KeysCommand: ParsableCommand {
         // Every word that is not one of this command's options is a kid (see Operands.swift).
         @Argument(parsing: .allUnrecognized, help: ArgumentHelp("The kid(s) to revoke.", valueName: "kid")) var kids: [String] = []
 
-        func run() throws {
+        func run() async throws {
             guard !kids.isEmpty else { throw usageError("name the kid to revoke (`tessera keys list` shows them)") }
-            let now = commandNow()
-            // All or none: one manifest write revokes every named kid, or an unknown kid changes nothing.
-            let entries = try keyStoreCall { try keys.store.update { ring, _ in try kids.map { try ring.revoke($0, now: now) } } }
-            // The manifest no longer names a usable key: delete the files once that is durable.
-            try keyStoreCall { try keys.store.update { _, writer in for entry in entries { writer.removeFile(of: entry) } } }
+            let (now, kids) = (commandNow(), kids)
+            let (entries, ring) = try await keys.withRing { access in
+                // All or none: one manifest write revokes every named kid, or an unknown kid changes nothing.
+                let entries = try await access.update(create: false) { ring, _ in try kids.map { try ring.revoke($0, now: now) } }
+                // The manifest no longer names a usable key: delete its material once that is durable.
+                try await access.removeLeftovers(entries)
+                return (entries, try? await access.read())
+            }
             for kid in kids {
                 print("revoked \(kid): removed from the JWKS; tokens it signed stop verifying when verifiers refresh their keys")
             }
-            let ring = try? keys.store.read()
             for algorithm in Set(entries.compactMap(\.algorithm)).sorted(by: { $0.name < $1.name }) where ring?.active(algorithm) == nil {
                 printError("warning: no \(algorithm.name) key is active now; run `tessera keys rotate --alg \(algorithm.name) --force`")
             }
         }
     }
 
-    struct Prune: ParsableCommand {
+    struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove retiring keys whose tokens have all expired, and their files.")
 
         @OptionGroup var keys: KeysOptions
 
-        func run() throws {
+        func run() async throws {
             let now = commandNow()
-            let removed: [KeyRingEntry] = try keyStoreCall {
-                let gone = try keys.store.update { ring, _ in ring.prune(now: now) }
+            let (removed, left) = try await keys.withRing { access in
+                let gone = try await access.update(create: false) { ring, _ in ring.prune(now: now) }
                 // Files go after the manifest stops naming them; orphans from an earlier crash go too.
-                try keys.store.update { ring, writer in
-                    for entry in gone { writer.removeFile(of: entry) }
-                    for orphan in try writer.orphanFiles(ring) { writer.removeFile(named: orphan) }
-                }
-                return gone
+                try await access.removeLeftovers(gone)
+                return (gone, try await access.read())
             }
             for entry in removed { print("removed \(entry.kid)") }
             // What is left to prune later, so an operator knows when to come back.
-            let waiting = try keyStoreCall { try keys.store.read() }.keys.filter { $0.state == .retiring }
+            let waiting = left.keys.filter { $0.state == .retiring }
                 .sorted { ($0.removeAfter ?? .distantFuture) < ($1.removeAfter ?? .distantFuture) }
             if removed.isEmpty { print(waiting.isEmpty ? "nothing to prune: no key is retiring" : "nothing to prune yet") }
             for entry in waiting {
@@ -265,13 +277,13 @@ struct KeysCommand: ParsableCommand {
         }
     }
 
-    struct JWKS: ParsableCommand {
+    struct JWKS: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the public JWK Set exactly as the server publishes it.")
 
         @OptionGroup var keys: KeysOptions
 
-        func run() throws {
-            let jwks = try keyStoreCall { try keys.store.publishedJWKS(try keys.store.read()) }
+        func run() async throws {
+            let jwks = try await keys.withRing { access in try await access.publishedJWKS(try await access.read()) }
             print(jwks.jsonString)
         }
     }

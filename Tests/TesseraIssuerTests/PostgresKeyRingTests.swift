@@ -121,3 +121,38 @@ struct PostgresKeyRingTests {
         for entry in ring.keys { #expect(try await fixture.ring.signingKey(entry).keyID == entry.kid) }
     }
 }
+
+extension PostgresKeyRingTests {
+    @Test("tessera keys generate, rotate, jwks, prune and revoke on the database, the clock moved by TESSERA_NOW as the key-folder drills do")
+    func commands() async throws {
+        let fixture = try await Fixture()
+        let base = ["--database", fixture.database.address, "--key-encryption-key-file", fixture.folder.appending("kek")]
+        func keys(_ arguments: [String], at time: Date = Date()) async throws -> (status: Int32, out: String, err: String) {
+            try await runTessera(["keys"] + arguments + base, environment: ["TESSERA_NOW": String(Int(time.timeIntervalSince1970))])
+        }
+        let start = Date()
+        let first = try await keys(["generate", "--alg", "ES256", "--activate"], at: start)
+        #expect(first.status == 0, "\(first.err)")
+        let kid1 = first.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Due, but the new key must be published long enough first: exit 3.
+        let waiting = try await keys(["rotate", "--alg", "ES256"], at: start)
+        #expect(waiting.status == 3 && waiting.err.contains("generated pending key"), "\(waiting.err)")
+        let policy = try await fixture.ring.read().policy
+        let later = start + TimeInterval(policy.publishDelay + 10)
+        let rotated = try await keys(["rotate", "--alg", "ES256"], at: later)
+        #expect(rotated.status == 0 && rotated.out.contains("retiring: \(kid1)"), "\(rotated.out) \(rotated.err)")
+        let jwks = try await keys(["jwks"], at: later)
+        #expect(jwks.status == 0 && jwks.out.contains(kid1) && !jwks.out.contains("\"d\""), "\(jwks.err)")
+        let pruned = try await keys(["prune"], at: later + TimeInterval(policy.retention + 10))
+        #expect(pruned.status == 0 && pruned.out.contains("removed \(kid1)"), "\(pruned.out) \(pruned.err)")
+        let listed = try await keys(["list", "--json"], at: later)
+        #expect(!listed.out.contains(kid1) && listed.out.contains("\"active\""), "\(listed.out)")
+        // What a running server loads: the key rotated in is the one that signs.
+        let ring = try await fixture.ring.read()
+        let active = try #require(ring.active(.es256))
+        #expect(try await fixture.ring.signingKey(active).keyID == active.kid && active.kid != kid1)
+        // Without the key-encryption key nothing is touched.
+        let missing = try await runTessera(["keys", "list", "--database", fixture.database.address])
+        #expect(missing.status != 0 && missing.err.contains("--key-encryption-key-file"), "\(missing.err)")
+    }
+}

@@ -224,8 +224,14 @@ public struct KeyStore: Sendable {
     }
 }
 
+/// Adds a newly generated key to a ring inside an update, wherever the ring keeps private keys (a key
+/// file written first; or a sealed row written in the same transaction).
+public protocol KeyAdding {
+    func addGeneratedKey(_ algorithm: JWSAlgorithm, activate: Bool, now: Date, to ring: inout KeyRing) throws -> KeyRingEntry
+}
+
 /// What `KeyStore.update` hands its body for writing key files inside the lock.
-public struct KeyStoreWriter {
+public struct KeyStoreWriter: KeyAdding {
     let directory: SecureDirectory
     let store: KeyStore
 
