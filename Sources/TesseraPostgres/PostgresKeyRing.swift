@@ -226,3 +226,34 @@ public final class PostgresKeyRingFollower: @unchecked Sendable {
         return true
     }
 }
+
+extension PostgresKeyRing {
+    /// `tessera db import --keys`: a key folder's ring moved in whole, in one transaction — the manifest as it
+    /// stands (kids, states, times, policy) and every key it still needs, sealed. Refuses a database that
+    /// already holds keys: two rings are never merged. Returns how many keys were sealed.
+    public func importFolder(_ store: KeyStore) async throws -> Int {
+        let ring = try store.read()
+        var materials: [(kid: String, algorithm: String, material: [UInt8])] = []
+        for entry in ring.keys where entry.state != .revoked { materials.append((entry.kid, entry.alg, try store.material(of: entry))) }
+        let kek = kek
+        let sealed = try materials.map { ($0.kid, $0.algorithm, ByteBuffer(bytes: try kek.seal($0.material, kid: $0.kid, algorithm: $0.algorithm))) }
+        let manifest = String(decoding: try DocumentCoding.encoder(pretty: false).encode(ring), as: UTF8.self)
+        return try await database.transaction { connection in
+            let (found, _) = try await Self.manifest(on: connection, locking: true)
+            let held =
+                try await connection.query("SELECT count(*) FROM signing_keys", logger: connection.logger).collect().first?.decode(Int64.self) ?? 0
+            guard found?.keys.isEmpty ?? true, held == 0 else {
+                throw KeyStoreError(.badManifest, "the database already holds a key ring: import into one that has none")
+            }
+            try await connection.run(
+                """
+                INSERT INTO key_ring (id, manifest, generation) VALUES (1, \(manifest), 1)
+                ON CONFLICT (id) DO UPDATE SET manifest = excluded.manifest, generation = key_ring.generation + 1
+                """)
+            for (kid, algorithm, bytes) in sealed {
+                try await connection.run("INSERT INTO signing_keys (kid, alg, kek_id, sealed) VALUES (\(kid), \(algorithm), \(kek.id), \(bytes))")
+            }
+            return sealed.count
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TesseraIssuer
 import TesseraPostgres
 
 /// `--database URL`, also read from `TESSERA_DATABASE`: where the issuer's state lives when it is not the
@@ -75,23 +76,41 @@ struct DatabaseCommand: AsyncParsableCommand {
 
     struct Import: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Move an embedded deployment (clients, users, consents, live refresh tokens) into a freshly migrated database.",
+            abstract:
+                "Move an embedded deployment (clients, users, consents, live refresh tokens; with --keys, the key ring) into a freshly migrated database.",
             discussion: """
                 Stop the tessera serve that uses the data folder first (its store is locked while it runs). Every refresh \
                 token issued before the move keeps working after it; sign-in sessions and pending codes are not moved. \
                 The data folder is only read: keep it until the servers on the database run as they should.
                 """)
 
-        @Option(help: "The data folder to import from.") var data = StoreCommand.defaultData
+        @Option(help: "The data folder to import from (default data; with --keys alone, none).") var data: String?
+        @Option(help: "A key folder to import: its ring with kids, states and times, private keys sealed (needs --key-encryption-key-file).")
+        var keys: String?
+        @Option(name: .customLong("key-encryption-key-file"), help: "The key file that seals imported private keys (tessera keys new-kek).")
+        var keyEncryptionKeyFile: String?
         @OptionGroup var database: DatabaseOption
 
         func run() async throws {
-            let summary = try await withDatabase(database) { pool in
-                try await clientCall { try await DataFolderImport.run(dataPath: data, into: pool) }
+            let kek: KeyEncryptionKey? = try keys.map { _ in
+                guard let file = keyEncryptionKeyFile ?? ProcessInfo.processInfo.environment["TESSERA_KEY_ENCRYPTION_KEY_FILE"] else {
+                    throw CLIError("--keys seals the private keys: give --key-encryption-key-file FILE (tessera keys new-kek --out FILE makes one)")
+                }
+                return try keyStoreCall { try KeyEncryptionKey(file: file) }
             }
-            print(
-                "imported \(summary.clients) clients, \(summary.users) users, \(summary.consents) consents, \(summary.families) refresh-token families"
-            )
+            let dataPath = data ?? (keys == nil ? StoreCommand.defaultData : nil)
+            try await withDatabase(database) { pool in
+                if let dataPath {
+                    let summary = try await clientCall { try await DataFolderImport.run(dataPath: dataPath, into: pool) }
+                    print(
+                        "imported \(summary.clients) clients, \(summary.users) users, \(summary.consents) consents, \(summary.families) refresh-token families"
+                    )
+                }
+                if let keys, let kek {
+                    let count = try await keyStoreCall { try await PostgresKeyRing(database: pool, kek: kek).importFolder(KeyStore(path: keys)) }
+                    print("imported the key ring of \(keys): \(count) keys sealed under key-encryption key \(kek.id)")
+                }
+            }
         }
     }
 

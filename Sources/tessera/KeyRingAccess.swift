@@ -10,6 +10,7 @@ protocol KeyRingAccess: Sendable {
     func read() async throws -> KeyRing
     func update<T: Sendable>(create: Bool, _ body: @escaping @Sendable (inout KeyRing, any KeyAdding) throws -> T) async throws -> T
     func publishedJWKS(_ ring: KeyRing) async throws -> JWKSet
+    func signingKey(_ entry: KeyRingEntry) async throws -> SigningKey
     /// Deletes what revoked or pruned keys leave behind: their files, and orphans of an earlier crash (the
     /// database drops a key's row in the transaction that stops needing it).
     func removeLeftovers(_ entries: [KeyRingEntry]) async throws
@@ -25,6 +26,8 @@ struct FolderKeyRing: KeyRingAccess {
     }
 
     func publishedJWKS(_ ring: KeyRing) async throws -> JWKSet { try store.publishedJWKS(ring) }
+
+    func signingKey(_ entry: KeyRingEntry) async throws -> SigningKey { try store.signingKey(entry) }
 
     func removeLeftovers(_ entries: [KeyRingEntry]) async throws {
         try store.update { ring, writer in
@@ -45,6 +48,8 @@ struct DatabaseKeyRing: KeyRingAccess {
 
     func publishedJWKS(_ keys: KeyRing) async throws -> JWKSet { try await ring.publishedJWKS(keys) }
 
+    func signingKey(_ entry: KeyRingEntry) async throws -> SigningKey { try await ring.signingKey(entry) }
+
     func removeLeftovers(_ entries: [KeyRingEntry]) async throws {}
 }
 
@@ -53,13 +58,18 @@ extension KeysOptions {
     /// become messages for the user.
     func withRing<T>(_ body: (any KeyRingAccess) async throws -> T) async throws -> T {
         guard database.resolved != nil else { return try await keyStoreCall { try await body(FolderKeyRing(store: store)) } }
+        return try await withDatabaseRing { ring in try await body(DatabaseKeyRing(ring: ring)) }
+    }
+
+    /// The database's key ring under the key-encryption key named by `--key-encryption-key-file`.
+    func withDatabaseRing<T>(_ body: (PostgresKeyRing) async throws -> T) async throws -> T {
         guard let file = keyEncryptionKeyFile ?? ProcessInfo.processInfo.environment["TESSERA_KEY_ENCRYPTION_KEY_FILE"] else {
             throw CLIError("--database keeps private keys sealed: give --key-encryption-key-file FILE (tessera keys new-kek --out FILE makes one)")
         }
         let kek = try keyStoreCall { try KeyEncryptionKey(file: file) }
         return try await withDatabase(database) { pool in
             try await Schema.check(pool)
-            return try await keyStoreCall { try await body(DatabaseKeyRing(ring: PostgresKeyRing(database: pool, kek: kek))) }
+            return try await keyStoreCall { try await body(PostgresKeyRing(database: pool, kek: kek)) }
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TesseraIssuer
 import TesseraJOSE
+import TesseraPostgres
 
 /// The time the CLI acts at: the system clock, or `TESSERA_NOW` (Unix seconds) so drills and tests can run a
 /// whole rotation cycle without waiting (`keys/README.md`). Whenever it is not the system clock, stderr says
@@ -76,8 +77,27 @@ struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Manage the signing key ring: generate, list, rotate without downtime, revoke, prune, publish.",
-        subcommands: [Generate.self, List.self, Rotate.self, Revoke.self, Prune.self, JWKS.self, NewKEK.self]
+        subcommands: [Generate.self, List.self, Rotate.self, Revoke.self, Prune.self, JWKS.self, NewKEK.self, Rewrap.self]
     )
+
+    struct Rewrap: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-seal every private key of the database's key ring under a new key-encryption key, in one transaction.",
+            discussion: """
+                All keys move or none does: a failure, or the process killed part-way, leaves every key under the old \
+                key. Then give every instance the new key file (and keep the old one until they all run with it).
+                """)
+
+        @OptionGroup var keys: KeysOptions
+        @Option(name: .customLong("new-key-encryption-key-file"), help: "The new key file (tessera keys new-kek --out FILE).") var newFile: String
+
+        func run() async throws {
+            guard keys.database.resolved != nil else { throw CLIError("rewrap is for a key ring in a database: give --database URL") }
+            let newKEK = try keyStoreCall { try KeyEncryptionKey(file: newFile) }
+            let count = try await keys.withDatabaseRing { ring in try await ring.rewrap(to: newKEK) }
+            print("re-sealed \(count) key\(count == 1 ? "" : "s") under key-encryption key \(newKEK.id)")
+        }
+    }
 
     struct NewKEK: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -3,14 +3,14 @@ import Foundation
 import TesseraIssuer
 import TesseraJOSE
 
-struct TokenCommand: ParsableCommand {
+struct TokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "token",
         abstract: "Mint tokens for testing and scripts.",
         subcommands: [Mint.self]
     )
 
-    struct Mint: ParsableCommand {
+    struct Mint: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print an RFC 9068 access token signed with the active key.",
             discussion: "The lifetime may not exceed the key ring's max_token_lifetime: a longer-lived token could outlive its key's publication."
@@ -25,10 +25,9 @@ struct TokenCommand: ParsableCommand {
         @Option(help: "The issuer (iss).") var issuer = "http://127.0.0.1:8080"
         @Option(help: "The algorithm of the active key to sign with (needed when several are active).") var alg: JWSAlgorithm?
 
-        func run() throws {
-            let store = keys.store
-            let token: String = try keyStoreCall {
-                let ring = try store.read()
+        func run() async throws {
+            let token: String = try await keys.withRing { access in
+                let ring = try await access.read()
                 guard ttl > 0, ttl <= ring.policy.maxTokenLifetime else {
                     throw CLIError("--ttl must be between 1 and the key ring's max_token_lifetime (\(ring.policy.maxTokenLifetime) s)")
                 }
@@ -46,7 +45,7 @@ struct TokenCommand: ParsableCommand {
                     "jti": .string(Base64URL.encode(try SecureRandom.bytes(count: 16))), "client_id": .string(clientID),
                 ])
                 if !scope.isEmpty { claims["scope"] = .string(scope) }
-                return try JWSSigner(key: try store.signingKey(entry), type: "at+jwt").sign(claims: claims)
+                return try JWSSigner(key: try await access.signingKey(entry), type: "at+jwt").sign(claims: claims)
             }
             print(token)
         }

@@ -156,3 +156,44 @@ extension PostgresKeyRingTests {
         #expect(missing.status != 0 && missing.err.contains("--key-encryption-key-file"), "\(missing.err)")
     }
 }
+
+extension PostgresKeyRingTests {
+    @Test(
+        "tessera db import --keys moves a key folder in with its kids, states and times; token mint and rewrap work on it; a second import is refused"
+    )
+    func importRewrapMint() async throws {
+        let fixture = try await Fixture()
+        let folder = KeyStore(path: fixture.folder.appending("keys"))
+        let active = try folder.generate(.es256, activate: true, now: Date(timeIntervalSince1970: 1_800_000_000))
+        let pending = try folder.generate(.rs256, activate: false, now: Date(timeIntervalSince1970: 1_800_000_100))
+        let kekFile = fixture.folder.appending("kek")
+        let imported = try await runTessera([
+            "db", "import", "--keys", folder.path, "--database", fixture.database.address, "--key-encryption-key-file", kekFile,
+        ])
+        #expect(imported.status == 0 && imported.out.contains("2 keys sealed"), "\(imported.out) \(imported.err)")
+        #expect(try await fixture.ring.read() == (try folder.read()))
+        #expect(try await fixture.ring.signingKey(pending).keyID == pending.kid)
+        let again = try await runTessera([
+            "db", "import", "--keys", folder.path, "--database", fixture.database.address, "--key-encryption-key-file", kekFile,
+        ])
+        #expect(again.status != 0 && again.err.contains("already holds a key ring"), "\(again.err)")
+
+        let mint = ["token", "mint", "--sub", "alice", "--client-id", "app", "--aud", "api", "--database", fixture.database.address]
+        let minted = try await runTessera(mint + ["--key-encryption-key-file", kekFile])
+        #expect(minted.status == 0 && minted.out.split(separator: ".").count == 3, "\(minted.err)")
+        let header =
+            try JSONSerialization.jsonObject(
+                with: Data(try Base64URL.decode(String(minted.out.split(separator: ".")[0])))) as? [String: Any]
+        #expect(header?["kid"] as? String == active.kid)
+
+        let newFile = fixture.folder.appending("kek-2")
+        #expect(try await runTessera(["keys", "new-kek", "--out", newFile]).status == 0)
+        let rewrapped = try await runTessera([
+            "keys", "rewrap", "--new-key-encryption-key-file", newFile, "--database", fixture.database.address, "--key-encryption-key-file", kekFile,
+        ])
+        #expect(rewrapped.status == 0 && rewrapped.out.contains("re-sealed 2 keys"), "\(rewrapped.err)")
+        #expect(try await runTessera(mint + ["--key-encryption-key-file", newFile]).status == 0)
+        let old = try await runTessera(mint + ["--key-encryption-key-file", kekFile])
+        #expect(old.status != 0 && old.err.contains("key-encryption key"), "\(old.err)")
+    }
+}

@@ -37,7 +37,10 @@ final class Cluster: @unchecked Sendable {
         self.servers = servers
         issuer = servers[0].base
         // The first start makes the key ring; the others read it.
-        for server in servers { try await server.start(["--database", url, "--issuer", issuer] + serveArguments) }
+        // Four connections each: the suite's other PostgreSQL tests run beside them on a server with 100 slots.
+        for server in servers {
+            try await server.start(["--database", url, "--issuer", issuer, "--database-pool-size", "4"] + serveArguments)
+        }
     }
 
     func stop() {

@@ -67,6 +67,17 @@ public struct KeyStore: Sendable {
         return try signingKey(entry, in: directory)
     }
 
+    /// A key's private material as its file holds it (checked to be that key): what a move of the key ring
+    /// into a database copies.
+    public func material(of entry: KeyRingEntry) throws -> [UInt8] {
+        let directory = try open(create: false, locking: .none)
+        _ = try signingKey(entry, in: directory)
+        guard let bytes = try readFile(entry.file, in: directory, requirePrivate: true) else {
+            throw KeyStoreError(.badKeyFile, "\(path)/\(entry.file) (key \(entry.kid)) is missing", kid: entry.kid)
+        }
+        return bytes
+    }
+
     func signingKey(_ entry: KeyRingEntry, in directory: SecureDirectory) throws -> SigningKey {
         guard let algorithm = entry.algorithm else { throw KeyStoreError(.badManifest, "key \(entry.kid): unknown algorithm \(entry.alg)") }
         guard let bytes = try readFile(entry.file, in: directory, requirePrivate: true) else {
