@@ -136,12 +136,17 @@ let package = Package(
         // Release-build benchmark of the refresh-token store: rotations/s with and without fsync, start-up at 1 M families.
         .executableTarget(
             name: "tessera-store-bench",
+            dependencies: ["TesseraIssuer", "TesseraBenchSupport"]
+        ),
+        // The rotation load both refresh-token benchmarks measure with.
+        .target(
+            name: "TesseraBenchSupport",
             dependencies: ["TesseraIssuer"]
         ),
         // Release-build benchmark of the PostgreSQL backend: rotations/s against pgbench's one-row update on the same server.
         .executableTarget(
             name: "tessera-pg-bench",
-            dependencies: ["TesseraIssuer", "TesseraPostgres"]
+            dependencies: ["TesseraIssuer", "TesseraPostgres", "TesseraBenchSupport"]
         ),
         // Helpers shared by the test targets (vector loading, hex, token tampering); not a product.
         .target(

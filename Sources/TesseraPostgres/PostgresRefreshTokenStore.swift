@@ -7,8 +7,10 @@ public import TesseraJOSE
 /// Refresh-token families in PostgreSQL, shared by every `tessera serve` on the database.
 ///
 /// `RefreshFamilyRules` — the rules the file store runs — make every decision; the SQL only reads and
-/// writes rows, under READ COMMITTED. A rotation reads the family's row and writes the successor with a
-/// compare-and-swap on what it read. A presentation that lost a race to another instance, and every reuse,
+/// writes rows, under READ COMMITTED. A token presented without a scope is rotated in one conditional
+/// statement, grouped with the others presented meanwhile (`RotationBatches`); when that matches nothing, or a
+/// scope is asked for, the store reads the family's row and writes the successor with a compare-and-swap on
+/// what it read. A presentation that lost a race to another instance, and every reuse,
 /// is decided again in one transaction under the row's lock (`SELECT … FOR UPDATE`): of concurrent
 /// presentations of one token exactly one rotates, the others are reuse (or, inside the client's retry
 /// window, get the same successor). Nothing here can fail with a serialization error, and a transaction
@@ -58,8 +60,8 @@ public final class PostgresRefreshTokenStore: RefreshTokenStore {
         return rotation
     }
 
-    /// When the one-statement rotation does not apply: two statements without a transaction: read the row, let the rules decide, and
-    /// write a rotation only if the row is unchanged (compare and swap on generation and digest). Nil when
+    /// When the one-statement rotation does not apply, two statements without a transaction: read the row, let
+    /// the rules decide, and write a rotation only if the row is unchanged (compare and swap on generation and digest). Nil when
     /// the row changed meanwhile or the decision is a revocation: those are decided again under the lock.
     private func optimisticRotation(
         _ presented: PresentedRefreshToken, clientID: String, scope: [String]?

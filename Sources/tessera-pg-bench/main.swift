@@ -7,6 +7,7 @@
 //   - durable refresh-token rotations/s of PostgresRefreshTokenStore, and of the file store beside it;
 // at 1, 16 and 64 concurrent callers, each rotating its own family in a loop, and the ratio to pgbench.
 import Foundation
+import TesseraBenchSupport
 import TesseraIssuer
 import TesseraPostgres
 
@@ -39,35 +40,6 @@ struct Options {
             exit(2)
         }
     }
-}
-
-func monotonic() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-
-func newFamily(_ index: Int) -> NewRefreshTokenFamily {
-    NewRefreshTokenFamily(clientID: "client-\(index % 8)", subject: "user-\(index)", scope: ["openid", "profile", "read"], authTime: Date())
-}
-
-/// Rotations per second, `callers` tasks each rotating its own family for `seconds`.
-func rotations(in store: any RefreshTokenStore, callers: Int, seconds: Double) async throws -> Double {
-    var tokens: [RefreshToken] = []
-    for index in 0..<callers { tokens.append(try await store.issue(newFamily(index * 8)).token) }
-    let deadline = monotonic() + seconds
-    let start = monotonic()
-    let total = try await withThrowingTaskGroup(of: Int.self) { group in
-        for token in tokens {
-            group.addTask {
-                var current = token
-                var count = 0
-                while monotonic() < deadline {
-                    current = try await store.rotate(current, clientID: "client-0", scope: nil).successor.token
-                    count += 1
-                }
-                return count
-            }
-        }
-        return try await group.reduce(0, +)
-    }
-    return Double(total) / (monotonic() - start)
 }
 
 /// pgbench's TPS for one prepared one-row UPDATE per transaction, `clients` connections.

@@ -10,6 +10,7 @@
 // `--check` exits 1 when a target of the issue is missed (≥ 10,000 durable rotations/s at 64 callers;
 // start < 2 s and < 250 MB at 1 M families).
 import Foundation
+import TesseraBenchSupport
 import TesseraIssuer
 
 #if canImport(Glibc)
@@ -40,8 +41,6 @@ struct Options {
     }
 }
 
-func monotonic() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-
 /// VmRSS and VmHWM (peak) of this process, in MB.
 func residentMemory() -> (current: Double, peak: Double) {
     let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
@@ -50,12 +49,6 @@ func residentMemory() -> (current: Double, peak: Double) {
         return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
     }
     return (field("VmRSS"), field("VmHWM"))
-}
-
-func newFamily(_ index: Int) -> NewRefreshTokenFamily {
-    NewRefreshTokenFamily(
-        clientID: "client-\(index % 8)", subject: "user-\(index)", scope: ["openid", "profile", "read"],
-        authTime: Date())
 }
 
 /// write(2) + fdatasync(2) of a 150-byte record, appended: the raw cost of one durable append.
@@ -82,28 +75,6 @@ func rotations(directory: String, callers: Int, durability: FileRefreshTokenStor
     let store = try FileRefreshTokenStore(directory: directory, options: .init(durability: durability))
     defer { store.close() }
     return try await rotations(in: store, callers: callers, seconds: seconds)
-}
-
-func rotations(in store: FileRefreshTokenStore, callers: Int, seconds: Double) async throws -> Double {
-    var tokens: [RefreshToken] = []
-    for index in 0..<callers { tokens.append(try await store.issue(newFamily(index * 8)).token) }
-    let deadline = monotonic() + seconds
-    let start = monotonic()
-    let total = try await withThrowingTaskGroup(of: Int.self) { group in
-        for token in tokens {
-            group.addTask {
-                var current = token
-                var count = 0
-                while monotonic() < deadline {
-                    current = try await store.rotate(current, clientID: "client-0", scope: nil).successor.token
-                    count += 1
-                }
-                return count
-            }
-        }
-        return try await group.reduce(0, +)
-    }
-    return Double(total) / (monotonic() - start)
 }
 
 let options = Options(CommandLine.arguments)
