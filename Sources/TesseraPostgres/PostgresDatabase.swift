@@ -240,3 +240,45 @@ extension PostgresConnection {
         _ = try await self.query(query, logger: logger).collect()
     }
 }
+
+extension PostgresDatabase {
+    /// The channel every Tessera schema's change triggers notify on (schema step 4), the payload naming the
+    /// schema and table that changed: `public.key_ring`.
+    static let changeChannel = "tessera_changes"
+
+    /// Listens for changes to this database's Tessera tables until cancelled, on one connection of the pool
+    /// held for it: `onChange` gets the name of each table another session changed (`key_ring`,
+    /// `registry_changes`); notifications for other schemas in the database are ignored. `onListening` runs
+    /// each time listening starts, before any notification: whatever changed while not listening is found by
+    /// looking then. A lost connection is replaced a second later; meanwhile the owner's polling covers.
+    func listenForChanges(onListening: @escaping @Sendable () async -> Void, onChange: @escaping @Sendable (String) async -> Void) async {
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    var schema = ""
+                    for try await name in try await connection.query("SELECT current_schema()", logger: connection.logger).decode(String.self) {
+                        schema = name
+                    }
+                    try await connection.listen(on: Self.changeChannel) { notifications in
+                        await onListening()
+                        for try await notification in notifications {
+                            let (changed, table) = notification.payload.splitOnce(".")
+                            if changed == schema, let table { await onChange(table) }
+                        }
+                    }
+                }
+            } catch {
+                logger.debug("listening for changes stopped; polling covers until it resumes", metadata: ["reason": .string("\(error)")])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+}
+
+extension String {
+    /// The text before the first `separator` and, when there is one, the text after it.
+    fileprivate func splitOnce(_ separator: Character) -> (String, String?) {
+        guard let index = firstIndex(of: separator) else { return (self, nil) }
+        return (String(self[..<index]), String(self[self.index(after: index)...]))
+    }
+}

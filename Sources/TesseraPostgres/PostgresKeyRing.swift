@@ -173,11 +173,21 @@ extension PostgresKeyRing {
     }
 
     /// What a server signs with and publishes, loaded from the database.
-    public func snapshot() async throws -> SigningKeyRing.Snapshot {
+    public func snapshot() async throws -> SigningKeyRing.Snapshot { try await snapshot(reusing: [:]).snapshot }
+
+    /// The same, unsealing only the keys not in `held` (kid → key, what the last snapshot used; a kid names
+    /// one key for good), and what this snapshot uses, for the next. So an instance still running with the
+    /// previous key-encryption key after `keys rewrap` keeps following the ring, as long as no new key came.
+    public func snapshot(reusing held: [String: SigningKey]) async throws -> (snapshot: SigningKeyRing.Snapshot, keys: [String: SigningKey]) {
         let ring = try await read()
+        var keys: [String: SigningKey] = [:]
+        for entry in ring.keys where entry.state == .active || (entry.isPublished && entry.algorithm?.isSymmetric == false) {
+            if let key = held[entry.kid] { keys[entry.kid] = key } else { keys[entry.kid] = try await signingKey(entry) }
+        }
         var signers: [String: SigningKey] = [:]
-        for entry in ring.activeKeys { signers[entry.alg] = try await signingKey(entry) }
-        return SigningKeyRing.Snapshot(ring: ring, signers: signers, jwks: try await publishedJWKS(ring))
+        for entry in ring.activeKeys { signers[entry.alg] = keys[entry.kid] }
+        let published = ring.published.filter { $0.algorithm?.isSymmetric == false }.compactMap { keys[$0.kid] }
+        return (SigningKeyRing.Snapshot(ring: ring, signers: signers, jwks: try JWKSet(publicKeysOf: published)), keys)
     }
 
     /// The folder's bootstrap rules for a server's start: an empty ring gets an active ES256 key, and each of
@@ -198,13 +208,15 @@ extension PostgresKeyRing {
 }
 
 /// Keeps a server's `SigningKeyRing` on the database's ring: looks at the manifest's counter (one small query)
-/// and, when it moved, loads the whole key set and swaps it in. A state that cannot be loaded is reported and
-/// the current key set kept, less every key the new manifest withdraws (a revoked key stops signing).
+/// and, when it moved, loads the key set — unsealing only keys it did not hold — and swaps it in. A state that
+/// cannot be loaded is reported and the current key set kept, less every key the new manifest withdraws (a
+/// revoked key stops signing). Called by `PostgresMaintenance`'s looks, which run one at a time.
 public final class PostgresKeyRingFollower: @unchecked Sendable {
     let ring: PostgresKeyRing
     public let signing: SigningKeyRing
     private let lock = NSLock()
     private var seen: Int64
+    private var held: [String: SigningKey] = [:]
 
     public init(ring: PostgresKeyRing, signing: SigningKeyRing, generation: Int64) {
         self.ring = ring
@@ -212,14 +224,33 @@ public final class PostgresKeyRingFollower: @unchecked Sendable {
         seen = generation
     }
 
-    /// One look; true when a new key set was swapped in.
+    /// Starts from the ring as it is now: its counter, and the keys it uses, which later looks reuse.
+    public convenience init(
+        ring: PostgresKeyRing, clock: WallClock = .system, onEvent: (@Sendable (SigningKeyRing.Event) -> Void)? = nil
+    )
+        async throws
+    {
+        let generation = try await ring.generation()
+        let (snapshot, keys) = try await ring.snapshot(reusing: [:])
+        self.init(ring: ring, signing: try SigningKeyRing(snapshot: snapshot, clock: clock, onEvent: onEvent), generation: generation)
+        held = keys
+    }
+
+    /// One look; true when the ring had changed.
     @discardableResult
     public func follow() async throws -> Bool {
         let generation = try await ring.generation()
-        guard lock.withLock({ generation != seen }) else { return false }
+        let held = lock.withLock { generation != seen ? self.held : nil }
+        guard let held else { return false }
         do {
-            signing.replace(with: try await ring.snapshot())
+            let (snapshot, keys) = try await ring.snapshot(reusing: held)
+            lock.withLock { self.held = keys }
+            signing.replace(with: snapshot)
+        } catch let error as DatabaseError {
+            throw error  // the database did not answer: the next look tries this change again
         } catch {
+            // A key that does not open (another key-encryption key, a damaged row): reported once, not retried
+            // until the ring changes again; what the new manifest withdraws goes all the same.
             if let manifest = try? await ring.read() { signing.withdraw(to: manifest, because: "\(error)") }
         }
         lock.withLock { seen = generation }

@@ -76,12 +76,38 @@ public final class PostgresMaintenance: @unchecked Sendable {
         }
     }
 
-    /// Runs until cancelled.
+    private var looking = false
+    private var lookAgain = false
+
+    /// A look, one at a time: a look asked for while one runs makes that one look once more when it ends,
+    /// so a change never waits for a look that began before it, and two looks never race to store what they read.
+    public func look() async {
+        let first = lock.withLock {
+            if looking { lookAgain = true }
+            defer { looking = true }
+            return !looking
+        }
+        guard first else { return }
+        repeat {
+            try? await refresh()
+        } while lock.withLock {
+            defer { lookAgain = false }
+            looking = lookAgain
+            return lookAgain
+        }
+    }
+
+    /// Runs until cancelled: a look every `interval`, and one at once when PostgreSQL notifies a change to
+    /// the key ring or a registry (`LISTEN`, schema step 4); the clean-up every `sweepEvery` looks.
     public func run(interval: Duration = .seconds(1), sweepEvery: Int = 60) async throws {
+        let listener = Task { [self] in
+            await database.listenForChanges(onListening: { await self.look() }, onChange: { _ in await self.look() })
+        }
+        defer { listener.cancel() }
         var ticks = 0
         while !Task.isCancelled {
             try await Task.sleep(for: interval)
-            try? await refresh()
+            await look()
             ticks += 1
             if ticks % sweepEvery == 0, problem == nil {
                 do { try await sweep() } catch {

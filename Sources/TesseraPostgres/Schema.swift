@@ -170,6 +170,25 @@ public enum Schema {
                 )
                 """,
             ]),
+        Step(
+            version: 4, summary: "changes to the key ring and the registries notified to listening instances",
+            statements: [
+                // Instances LISTEN on one channel per database; the payload names the schema, so deployments
+                // (or tests) sharing a database each follow only their own. Sent at commit, once per transaction.
+                """
+                CREATE FUNCTION tessera_notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_notify('tessera_changes', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME);
+                    RETURN NULL;
+                END
+                $$
+                """,
+                "CREATE TRIGGER key_ring_changed AFTER INSERT OR UPDATE ON key_ring FOR EACH STATEMENT EXECUTE FUNCTION tessera_notify_change()",
+                """
+                CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE ON registry_changes
+                FOR EACH STATEMENT EXECUTE FUNCTION tessera_notify_change()
+                """,
+            ]),
     ]
 
     /// The version this build reads and writes.

@@ -30,10 +30,9 @@ extension IssuerBackend {
             for entry in try await ring.bootstrap(alsoBootstrap: [.rs256], now: clock.now()) {
                 onEvent(.bootstrapped(kid: entry.kid, algorithm: entry.alg))
             }
-            let generation = try await ring.generation()
-            let keys = try SigningKeyRing(snapshot: try await ring.snapshot(), clock: clock, onEvent: onEvent)
-            maintenance.keys = PostgresKeyRingFollower(ring: ring, signing: keys, generation: generation)
-            signing = keys
+            let follower = try await PostgresKeyRingFollower(ring: ring, clock: clock, onEvent: onEvent)
+            maintenance.keys = follower
+            signing = follower.signing
         }
         try await maintenance.refresh()
         let clients = registries.clients
