@@ -77,7 +77,7 @@ struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Manage the signing key ring: generate, list, rotate without downtime, revoke, prune, publish.",
-        subcommands: [Generate.self, List.self, Rotate.self, Revoke.self, Prune.self, JWKS.self, NewKEK.self, Rewrap.self]
+        subcommands: [Generate.self, List.self, Rotate.self, Revoke.self, Prune.self, JWKS.self, Policy.self, NewKEK.self, Rewrap.self]
     )
 
     struct Rewrap: AsyncParsableCommand {

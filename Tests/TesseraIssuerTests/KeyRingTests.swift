@@ -260,3 +260,26 @@ struct KeyStoreTests {
         }
     }
 }
+
+extension KeyStoreTests {
+    @Test(
+        "tessera keys policy shows the timings and what they make; a change is validated like any other, and a shorter one says what it does not change"
+    )
+    func policyCommand() async throws {
+        let dir = try TemporaryDirectory("tessera-keys-policy")
+        defer { dir.remove() }
+        let t0 = 1_800_000_000
+        #expect(try await keys(["keys", "generate", "--alg", "ES256", "--activate"], folder: dir.path, now: t0).status == 0)
+        let shown = try await keys(["keys", "policy"], folder: dir.path, now: t0)
+        #expect(shown.status == 0 && shown.out.contains("jwks_max_age 300 s, clock_skew 60 s, max_token_lifetime 600 s"), "\(shown.out)")
+        #expect(shown.out.contains("publish delay 360 s") && shown.out.contains("retention 660 s"))
+        let before = try String(contentsOfFile: dir.appending("keyring.json"), encoding: .utf8)
+        let refused = try await keys(["keys", "policy", "--jwks-max-age", "5"], folder: dir.path, now: t0)
+        #expect(refused.status != 0 && refused.err.contains("at least 10"), "\(refused.err)")
+        #expect(try String(contentsOfFile: dir.appending("keyring.json"), encoding: .utf8) == before)
+        let shorter = try await keys(["keys", "policy", "--jwks-max-age", "60", "--max-token-lifetime", "300"], folder: dir.path, now: t0)
+        #expect(shorter.status == 0 && shorter.out.contains("publish delay 120 s"), "\(shorter.out)")
+        #expect(shorter.err.contains("up to 300 s") && shorter.err.contains("may live 600 s"), "\(shorter.err)")
+        #expect(try KeyStore(path: dir.path).read().policy == KeyRingPolicy(jwksMaxAge: 60, clockSkew: 60, maxTokenLifetime: 300))
+    }
+}
