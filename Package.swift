@@ -175,6 +175,7 @@ let package = Package(
             dependencies: [
                 "TesseraServer",
                 "tessera",
+                "ExampleResourceServer",
                 "TesseraIssuer",
                 "TesseraVerifier",
                 "TesseraTestSupport",

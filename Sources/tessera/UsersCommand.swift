@@ -64,7 +64,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             let username = try operand.value()
-            try await options.withState { state in try await state.users.set(username, claims: claims, now: commandNow()) }
+            _ = try await options.withState { state in try await state.users.set(username, claims: claims, now: commandNow()) }
             print("updated \(username)")
         }
     }

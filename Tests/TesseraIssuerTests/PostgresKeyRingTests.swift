@@ -197,3 +197,56 @@ extension PostgresKeyRingTests {
         #expect(old.status != 0 && old.err.contains("key-encryption key"), "\(old.err)")
     }
 }
+
+extension PostgresKeyRingTests {
+    @Test(
+        "kill -9 in the middle of tessera keys rewrap: every key still opens under the old key-encryption key and none under the new; run again, all move"
+    )
+    func rewrapKilled() async throws {
+        let fixture = try await Fixture()
+        var entries = [try await fixture.ring.generate(.es256, activate: true, now: Date())]
+        for _ in 0..<19 { entries.append(try await fixture.ring.generate(.es256, activate: false, now: Date())) }
+        let (oldFile, newFile) = (fixture.folder.appending("kek"), fixture.folder.appending("new"))
+        let newRing = PostgresKeyRing(database: fixture.pool, kek: try KeyEncryptionKey.create(at: newFile))
+        // Each row re-sealed takes 0.1 s more (a trigger in this test's schema): the rewrap's transaction stays open ~2 s.
+        try await fixture.pool.execute(
+            "CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.1); RETURN NEW; END $$")
+        try await fixture.pool.execute("CREATE TRIGGER slow_row BEFORE UPDATE ON signing_keys FOR EACH ROW EXECUTE FUNCTION slow_row()")
+        let name = "rewrap-\(UInt32.random(in: 0...UInt32.max))"
+        let rewrap = [
+            "keys", "rewrap", "--database", fixture.database.address + "&application_name=\(name)", "--key-encryption-key-file", oldFile,
+            "--new-key-encryption-key-file", newFile,
+        ]
+        let child = try ChildProcess(builtExecutable("tessera"), rewrap, output: .null)
+        let session = "FROM pg_stat_activity WHERE application_name = '\(name)'"
+        var updating = false
+        for _ in 0..<500 where !updating {
+            updating = try await fixture.pool.strings("SELECT count(*)::text \(session) AND query LIKE 'UPDATE signing_keys%'") == ["1"]
+            if !updating { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(updating, "the rewrap never reached its updates")
+        try await Task.sleep(for: .milliseconds(500))  // a few rows re-sealed inside the open transaction
+        child.kill(SIGKILL)
+        child.wait()
+        // The server rolls the transaction back when it finds its client gone, at the end of the row it is on.
+        var gone = false
+        for _ in 0..<500 where !gone {
+            gone = try await fixture.pool.strings("SELECT count(*)::text \(session)") == ["0"]
+            if !gone { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(gone)
+        #expect(try await fixture.pool.strings("SELECT DISTINCT kek_id FROM signing_keys") == [fixture.kek.id])
+        for entry in entries {
+            #expect(try await fixture.ring.signingKey(entry).keyID == entry.kid)
+            await #expect(throws: KeyStoreError.self) { _ = try await newRing.signingKey(entry) }
+        }
+        // Run again to the end: every key moves, and opens under the new key only.
+        try await fixture.pool.execute("DROP TRIGGER slow_row ON signing_keys")
+        let again = try await runTessera(rewrap)
+        #expect(again.status == 0 && again.out.contains("re-sealed 20 keys"), "\(again.out) \(again.err)")
+        for entry in entries {
+            #expect(try await newRing.signingKey(entry).keyID == entry.kid)
+            await #expect(throws: KeyStoreError.self) { _ = try await fixture.ring.signingKey(entry) }
+        }
+    }
+}

@@ -16,7 +16,12 @@ final class Cluster: @unchecked Sendable {
     static let password = "correct horse battery"
     static let redirectURI = "https://app.example/cb"
     /// `address`: where the instances reach the database (a proxy in front of it, for outage tests).
-    init(retryWindow: Int = 0, instances: Int = 3, serveArguments: [String] = [], address: ((TestDatabase) -> String)? = nil) async throws {
+    /// `issuer`: the issuer URL the instances share (a load balancer in front of them, started once they run);
+    /// the first instance's own address when nil.
+    init(
+        retryWindow: Int = 0, instances: Int = 3, serveArguments: [String] = [], address: ((TestDatabase) -> String)? = nil,
+        issuer: String? = nil
+    ) async throws {
         database = try await PostgresTestServer.createDatabase()
         keys = try TemporaryDirectory("tessera-cluster-keys")
         let url = address?(database) ?? database.address
@@ -35,11 +40,11 @@ final class Cluster: @unchecked Sendable {
         var servers: [ServeProcess] = []
         for _ in 0..<instances { servers.append(try ServeProcess(keys: keys.path)) }
         self.servers = servers
-        issuer = servers[0].base
+        self.issuer = issuer ?? servers[0].base
         // The first start makes the key ring; the others read it.
         // Four connections each: the suite's other PostgreSQL tests run beside them on a server with 100 slots.
         for server in servers {
-            try await server.start(["--database", url, "--issuer", issuer, "--database-pool-size", "4"] + serveArguments)
+            try await server.start(["--database", url, "--issuer", self.issuer, "--database-pool-size", "4"] + serveArguments)
         }
     }
 
@@ -191,19 +196,8 @@ struct MultiInstanceTests {
     )
     func databaseOutage() async throws {
         let proxyPort = try unusedLoopbackPort()
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Interop/tcp_proxy.py").path
         let target = try DatabaseURL(PostgresTestServer.adminAddress).port
-        func startProxy() async throws -> ChildProcess {
-            let proxy = try ChildProcess("/usr/bin/env", ["python3", script, String(proxyPort), String(target)], output: .null)
-            for _ in 0..<100 {
-                if let fd = try? connectLoopback(port: proxyPort) {
-                    close(fd)
-                    return proxy
-                }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            throw TestSupportError("the proxy did not listen")
-        }
+        func startProxy() async throws -> ChildProcess { try await startTCPProxy(port: proxyPort, targets: [target]) }
         var proxy = try await startProxy()
         defer { proxy.kill() }
         let cluster = try await Cluster(retryWindow: 60) { database in
@@ -287,56 +281,18 @@ final class Acknowledged: @unchecked Sendable {
     }
 }
 
-extension MultiInstanceTests {
-    @Test(
-        "Issue 16: with a key-encryption key the key ring is the database's: instances with no shared folder publish one JWK Set with one ETag, verify each other's tokens, and drop a revoked key within seconds; a wrong key-encryption key stops a start"
-    )
-    func sharedKeyRing() async throws {
-        let secrets = try TemporaryDirectory("tessera-cluster-kek")
-        defer { secrets.remove() }
-        let kekPath = secrets.appending("kek")
-        let kek = try KeyEncryptionKey.create(at: kekPath)
-        let cluster = try await Cluster(instances: 2, serveArguments: ["--key-encryption-key-file", kekPath])
-        defer { cluster.stop() }
-        // Nothing private on disk: the instances' key folders stay empty.
-        #expect((try? FileManager.default.contentsOfDirectory(atPath: cluster.keys.path))?.isEmpty ?? true)
-        func jwks(_ server: Int) async throws -> (etag: String?, kids: Set<String>) {
-            let reply = try await loopbackHTTP(port: cluster.servers[server].port, path: "/.well-known/jwks.json")
-            let object = try JSONSerialization.jsonObject(with: Data(reply.body.utf8)) as? [String: Any]
-            let kids = (object?["keys"] as? [[String: Any]] ?? []).compactMap { $0["kid"] as? String }
-            return (reply.headers["etag"], Set(kids))
+/// `Interop/tcp_proxy.py` listening on `port`, forwarding each connection to the next of `targets`; returned
+/// once it accepts connections.
+func startTCPProxy(port: Int, targets: [Int]) async throws -> ChildProcess {
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Interop/tcp_proxy.py").path
+    let proxy = try ChildProcess("/usr/bin/env", ["python3", script, String(port)] + targets.map(String.init), output: .null)
+    for _ in 0..<100 {
+        if let fd = try? connectLoopback(port: port) {
+            close(fd)
+            return proxy
         }
-        let (first, second) = (try await jwks(0), try await jwks(1))
-        #expect(first.kids.count == 2 && first.kids == second.kids)
-        #expect(first.etag != nil && first.etag == second.etag)
-        // A token minted at A is active at B (B verifies it with the same keys).
-        let token = try #require(
-            try await cluster.post(0, "/token", ["grant_type": "password", "username": "alice", "password": Cluster.password]).json["access_token"]
-                as? String)
-        #expect(try await cluster.post(1, "/introspect", ["token": token]).json["active"] as? Bool == true)
-        // Revoke the signing key in the database: both instances stop publishing and signing with it.
-        let header = try JSONSerialization.jsonObject(with: Data(try Base64URL.decode(String(token.split(separator: ".")[0])))) as? [String: Any]
-        let kid = try #require(header?["kid"] as? String)
-        let pool = try cluster.database.open()
-        _ = try await PostgresKeyRing(database: pool, kek: kek).update { ring, _ in _ = try ring.revoke(kid, now: Date()) }
-        var gone = [false, false]
-        for _ in 0..<40 where gone.contains(false) {
-            for server in 0..<2 where !gone[server] { gone[server] = !(try await jwks(server).kids.contains(kid)) }
-            if gone.contains(false) { try await Task.sleep(for: .milliseconds(250)) }
-        }
-        #expect(gone == [true, true], "the revoked key is published within 10 s by neither instance")
-        for server in 0..<2 {
-            let fresh = try await cluster.post(server, "/token", ["grant_type": "password", "username": "alice", "password": Cluster.password])
-            let signed = fresh.json["access_token"] as? String
-            #expect(signed.map { !$0.hasPrefix(String(token.split(separator: ".")[0])) } ?? true, "still signing with the revoked key")
-        }
-        // A start with another key-encryption key is refused, naming it.
-        let stranger = secrets.appending("other")
-        try KeyEncryptionKey.create(at: stranger)
-        let refused = try await runTessera([
-            "serve", "--port", "0", "--metrics-address", "off", "--keys", secrets.appending("keys"), "--database", cluster.database.address,
-            "--key-encryption-key-file", stranger,
-        ])
-        #expect(refused.status != 0 && refused.err.contains("key-encryption key"), "\(refused.err)")
+        try await Task.sleep(for: .milliseconds(50))
     }
+    proxy.kill()
+    throw TestSupportError("the proxy did not listen")
 }

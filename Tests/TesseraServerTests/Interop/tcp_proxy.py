@@ -1,13 +1,15 @@
 """A loopback TCP proxy the tests stand between `tessera serve` and PostgreSQL: killing it is, for the
 servers behind it, the database going away (every connection reset, new ones refused); starting it again on
-the same port is the database coming back. Nothing else on the machine notices.
+the same port is the database coming back. Nothing else on the machine notices. Given several targets it is a
+load balancer: each new connection goes to the next target in turn.
 
-argv: LISTEN_PORT TARGET_PORT   Prints "ready" once listening.
+argv: LISTEN_PORT TARGET_PORT [TARGET_PORT ...]   Prints "ready" once listening.
 """
 import asyncio
+import itertools
 import sys
 
-listen_port, target_port = int(sys.argv[1]), int(sys.argv[2])
+listen_port, targets = int(sys.argv[1]), itertools.cycle([int(port) for port in sys.argv[2:]])
 
 
 async def pipe(reader, writer):
@@ -23,7 +25,7 @@ async def pipe(reader, writer):
 
 async def handle(client_reader, client_writer):
     try:
-        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", next(targets))
     except OSError:
         client_writer.close()
         return
