@@ -5,11 +5,21 @@ import TesseraJOSE
 /// repeated parameters and size, and the `Authorization` header if any.
 public struct TokenRequest: Sendable {
     public var parameters: [String: String]
-    public var authorization: String?
+    public var authorization: String? {
+        didSet { basicCredentials = Self.decode(authorization) }
+    }
+    /// The `Authorization` header decoded once, for throttling and for client authentication: nil without
+    /// one, the `invalid_client` error when it is not valid HTTP Basic.
+    public private(set) var basicCredentials: Result<BasicCredentials, OAuthError>?
 
     public init(parameters: [String: String], authorization: String? = nil) {
         self.parameters = parameters
         self.authorization = authorization
+        basicCredentials = Self.decode(authorization)
+    }
+
+    private static func decode(_ authorization: String?) -> Result<BasicCredentials, OAuthError>? {
+        authorization.map(ClientAuthenticator.decodeBasic)
     }
 
     public subscript(name: String) -> String? { parameters[name] }
@@ -18,10 +28,11 @@ public struct TokenRequest: Sendable {
     /// (RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once").
     public static func parseForm(_ body: String) throws -> [String: String] {
         var parameters: [String: String] = [:]
-        for pair in body.split(separator: "&", omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = ClientAuthenticator.formDecoded(String(parts[0])),
-                let value = ClientAuthenticator.formDecoded(parts.count > 1 ? String(parts[1]) : "")
+        // Split on the bytes `&` and `=`, never on characters: a combining mark after `&` must not hide it.
+        for pair in body.utf8.split(separator: 0x26, omittingEmptySubsequences: true) {
+            let equals = pair.firstIndex(of: 0x3D)
+            guard let name = ClientAuthenticator.formDecoded(pair[..<(equals ?? pair.endIndex)]),
+                let value = ClientAuthenticator.formDecoded(equals.map { pair[pair.index(after: $0)...] } ?? pair[pair.endIndex...])
             else {
                 throw OAuthError(.invalidRequest, "the form body is not valid application/x-www-form-urlencoded")
             }
