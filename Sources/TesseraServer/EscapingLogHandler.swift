@@ -6,9 +6,22 @@ public import Logging
 /// terminal. One place for every log call, present and future (issue 18, item 15).
 public struct EscapingLogHandler: LogHandler {
     private var inner: any LogHandler
+    private let output: LogOutput?
 
     public init(_ inner: any LogHandler) {
         self.inner = inner
+        output = nil
+    }
+
+    /// Text lines on standard error, as swift-log's `StreamLogHandler` formats them, written through
+    /// `LogOutput` (lines logged at once share a `write`; `notice` and above are written before `log` returns).
+    public static func standardError(label: String) -> EscapingLogHandler {
+        EscapingLogHandler(StreamLogHandler(label: label, stream: LogOutputStream(output: .standardError)), output: .standardError)
+    }
+
+    init(_ inner: any LogHandler, output: LogOutput) {
+        self.inner = inner
+        self.output = output
     }
 
     public func log(event: LogEvent) {
@@ -16,6 +29,7 @@ public struct EscapingLogHandler: LogHandler {
         event.message = "\(Self.escape(event.message.description))"
         event.metadata = event.metadata.map(Self.escape)
         inner.log(event: event)
+        if event.level >= .notice { output?.flush() }
     }
 
     public var metadataProvider: Logger.MetadataProvider? {
@@ -85,4 +99,11 @@ public struct EscapingLogHandler: LogHandler {
         default: false
         }
     }
+}
+
+/// `LogOutput` as the stream a `StreamLogHandler` writes each formatted line to.
+struct LogOutputStream: TextOutputStream, Sendable {
+    let output: LogOutput
+
+    mutating func write(_ string: String) { output.write(string.utf8) }
 }

@@ -6,17 +6,18 @@ import TesseraJOSE
 /// `time` (RFC 3339, UTC, milliseconds), `level`, `logger`, `message`, then each metadata field under its
 /// own name (`hb.request.id` as `request_id`; a field named like one of those four gets a `meta_` prefix).
 /// Text is escaped as in the text format (`EscapingLogHandler.escape`: no control or bidirectional
-/// character survives raw), then written as JSON strings; each line goes out in one `write`.
+/// character survives raw), then written as JSON strings; each line goes out whole through `LogOutput`.
 public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
     public var logLevel: Logger.Level = .info
     private let label: String
-    private let output: Int32
+    private let output: LogOutput
 
+    /// Lines on standard error, or on `output` (a descriptor this handler then owns the writing to).
     public init(label: String, output: Int32 = 2) {
         self.label = label
-        self.output = output
+        self.output = output == 2 ? .standardError : LogOutput(descriptor: output)
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -41,14 +42,8 @@ public struct JSONLogHandler: LogHandler {
         }
         var line = object.jsonBytes
         line.append(UInt8(ascii: "\n"))
-        line.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let written = write(output, buffer.baseAddress! + offset, buffer.count - offset)
-                if written <= 0 { if errno == EINTR { continue } else { return } }
-                offset += written
-            }
-        }
+        output.write(line)
+        if event.level >= .notice { output.flush() }
     }
 
     static func json(_ value: Logger.Metadata.Value) -> JSONValue {

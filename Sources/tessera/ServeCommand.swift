@@ -79,11 +79,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard shutdownTimeout > 0, shutdownTimeout <= 3_600 else { throw CLIError("--shutdown-timeout is more than 0 and at most 3,600 seconds") }
         let descriptors = raiseDescriptorLimit()
-        // Logs go to standard error, unbuffered: a crash must not eat the last lines. Every value is escaped
-        // on the way: requests put text in log lines.
+        // Logs go to standard error, never held back in a buffer: a crash must not eat the last lines (lines
+        // logged at once share a write; notices and worse are written before the call returns). Every value is
+        // escaped on the way: requests put text in log lines.
         LoggingSystem.bootstrap { label in
-            var handler: any LogHandler =
-                format == "json" ? JSONLogHandler(label: label) : EscapingLogHandler(StreamLogHandler.standardError(label: label))
+            var handler: any LogHandler = format == "json" ? JSONLogHandler(label: label) : EscapingLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
