@@ -28,11 +28,16 @@ public final class ServerMetrics: Sendable {
     }
 
     static func sanitized(_ name: String) -> String {
-        String(String.UnicodeScalarView(name.unicodeScalars.map { $0.isPrometheusNameCharacter ? $0 : "_" }))
+        // Every metric made (Hummingbird makes its per request) comes through here: names already valid go back as they are.
+        if name.utf8.allSatisfy({ $0 < 0x80 && Unicode.Scalar($0).isPrometheusNameCharacter }) { return name }
+        return String(String.UnicodeScalarView(name.unicodeScalars.map { $0.isPrometheusNameCharacter ? $0 : "_" }))
     }
 
+    /// Counters by name and label values, made once: a counter made per event cost a registry lookup.
+    private let counters = CounterCache()
+
     private func count(_ name: String, _ dimensions: [(String, String)] = []) {
-        Counter(label: name, dimensions: dimensions, factory: factory).increment()
+        counters.counter(name, dimensions) { Counter(label: name, dimensions: dimensions, factory: factory) }.increment()
     }
 
     /// An event of the issuer's logic.
@@ -99,5 +104,27 @@ public final class ServerMetrics: Sendable {
 extension Unicode.Scalar {
     fileprivate var isPrometheusNameCharacter: Bool {
         ("a"..."z").contains(self) || ("A"..."Z").contains(self) || ("0"..."9").contains(self) || self == "_" || self == ":"
+    }
+}
+
+/// The counters `ServerMetrics` has made, by name and label values.
+final class CounterCache: @unchecked Sendable {
+    /// By bytes: label values (client ids) spelled differently are different counters, even when canonically equal.
+    private struct Key: Hashable {
+        let name: String
+        let labels: [[UInt8]]
+    }
+
+    private let lock = NSLock()
+    private var counters: [Key: Metrics.Counter] = [:]
+
+    func counter(_ name: String, _ dimensions: [(String, String)], make: () -> Metrics.Counter) -> Metrics.Counter {
+        let key = Key(name: name, labels: dimensions.flatMap { [Array($0.0.utf8), Array($0.1.utf8)] })
+        return lock.withLock {
+            if let counter = counters[key] { return counter }
+            let counter = make()
+            counters[key] = counter
+            return counter
+        }
     }
 }
