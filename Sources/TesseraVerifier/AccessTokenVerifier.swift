@@ -21,6 +21,9 @@ public struct AccessTokenVerifier: Sendable {
         /// Tokens longer than this many bytes are refused before any decoding (default 16 KiB).
         public var maximumTokenSize: Int = UnverifiedJWS.defaultMaximumSize
         public var clock: WallClock = .system
+        /// Tokens kept once verified, so one presented again is not verified again (0: none kept). Every hit
+        /// still checks `exp` and `nbf`, and a key leaving the key set takes its tokens out (`VerifiedTokenCache`).
+        public var verifiedTokenCacheSize = 4_096
 
         public init(issuer: String, audiences: Set<String>) {
             self.issuer = issuer
@@ -41,17 +44,22 @@ public struct AccessTokenVerifier: Sendable {
             guard maximumTokenSize >= 512, maximumTokenSize <= 1 << 20 else {
                 throw VerifierConfigurationError(.invalidConfiguration, "maximum token size must be between 512 bytes and 1 MiB")
             }
+            guard verifiedTokenCacheSize >= 0, verifiedTokenCacheSize <= 1_000_000 else {
+                throw VerifierConfigurationError(.invalidConfiguration, "the verified-token cache holds between 0 and 1,000,000 tokens")
+            }
         }
     }
 
     public let configuration: Configuration
     private let keySource: any KeySource
+    let cache: VerifiedTokenCache?
 
     /// A verifier whose keys come from `keySource` (static, file, or remote JWKS).
     public init(configuration: Configuration, keySource: any KeySource) throws {
         try configuration.validate()
         self.configuration = configuration
         self.keySource = keySource
+        cache = configuration.verifiedTokenCacheSize > 0 ? VerifiedTokenCache(capacity: configuration.verifiedTokenCacheSize) : nil
     }
 
     /// A verifier with a fixed set of trusted keys. Fails when no key fits the allowed algorithms.
@@ -62,6 +70,7 @@ public struct AccessTokenVerifier: Sendable {
         }
         self.configuration = configuration
         self.keySource = StaticKeySource(keys)
+        cache = configuration.verifiedTokenCacheSize > 0 ? VerifiedTokenCache(capacity: configuration.verifiedTokenCacheSize) : nil
     }
 
     /// Verifies `token` and returns the verified access token, or throws `TokenVerificationError`.
@@ -71,18 +80,27 @@ public struct AccessTokenVerifier: Sendable {
     public func verify(_ token: String) async throws -> AccessToken {
         let parsed = try parse(token)
         var keys = try await keySource.currentKeys()
+        if let cache, let hit = cache.lookup(token, keys: keys, now: configuration.clock.now(), leeway: configuration.leeway) { return hit }
         do {
-            return try verify(parsed, using: keys)
+            return try verify(token, parsed, using: keys)
         } catch let error as TokenVerificationError where error.code == .unknownKey && parsed.header.keyID != nil {
             guard let refreshed = await keySource.keysAfterUnknownKeyID() else { throw error }
             keys = refreshed
-            return try verify(parsed, using: keys)
+            return try verify(token, parsed, using: keys)
         }
     }
 
     /// Verifies `token` against `keys` synchronously (no key refresh).
     public func verify(_ token: String, using keys: VerificationKeySet) throws -> AccessToken {
-        try verify(try parse(token), using: keys)
+        let parsed = try parse(token)
+        if let cache, let hit = cache.lookup(token, keys: keys, now: configuration.clock.now(), leeway: configuration.leeway) { return hit }
+        return try verify(token, parsed, using: keys)
+    }
+
+    private func verify(_ token: String, _ parsed: UnverifiedJWS, using keys: VerificationKeySet) throws -> AccessToken {
+        let accessToken = try verify(parsed, using: keys)
+        if let cache, let key = try? keys.key(for: parsed.header) { cache.insert(token, accessToken, key: key, keys: keys) }
+        return accessToken
     }
 
     private func parse(_ token: String) throws -> UnverifiedJWS {

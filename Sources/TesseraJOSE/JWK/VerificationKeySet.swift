@@ -1,3 +1,5 @@
+import Foundation
+
 /// An immutable set of trusted verification keys and the rule that picks one for a token.
 ///
 /// Selection demands exactly one match and never falls back to a default key: with a `kid`, the key
@@ -15,6 +17,9 @@ public struct VerificationKeySet: Sendable {
     /// JWKs of the source set that were not usable for verification.
     public let skipped: [SkippedKey]
     private let byID: [String: VerificationKey]
+    /// A number no other set made by this process has: a cache of verified tokens notices by it that the
+    /// keys changed (`TesseraVerifier`'s `VerifiedTokenCache`).
+    package let serial: UInt64
 
     /// A set of keys. Duplicate `kid`s, and symmetric keys mixed with asymmetric ones, are refused:
     /// either would let a token influence which kind of key checks it.
@@ -36,7 +41,13 @@ public struct VerificationKeySet: Sendable {
         self.keys = keys
         self.byID = byID
         self.skipped = skipped
+        serial = Self.serials.withLock {
+            $0 += 1
+            return $0
+        }
     }
+
+    private static let serials = LockedCounter()
 
     /// The verification keys of a JWK Set.
     ///
@@ -97,5 +108,17 @@ public struct VerificationKeySet: Sendable {
     /// The public JWK Set of the asymmetric keys (symmetric keys are never published).
     public func publicJWKSet() throws -> JWKSet {
         JWKSet(keys: try keys.compactMap { try $0.publicJWK() })
+    }
+}
+
+/// A counter behind a lock (the key sets' serial numbers).
+final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: UInt64 = 0
+
+    func withLock<T>(_ body: (inout UInt64) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
     }
 }
