@@ -131,7 +131,7 @@ let package = Package(
         // Release-build benchmark: JOSE sign/verify against the raw libcrypto primitive in the same run.
         .executableTarget(
             name: "tessera-bench",
-            dependencies: ["TesseraJOSE", "TesseraVerifier", "CTesseraCrypto"]
+            dependencies: ["TesseraJOSE", "TesseraVerifier", "TesseraIssuer", "CTesseraCrypto"]
         ),
         // Release-build benchmark of the refresh-token store: rotations/s with and without fsync, start-up at 1 M families.
         .executableTarget(

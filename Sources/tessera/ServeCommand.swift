@@ -79,6 +79,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard shutdownTimeout > 0, shutdownTimeout <= 3_600 else { throw CLIError("--shutdown-timeout is more than 0 and at most 3,600 seconds") }
         let descriptors = raiseDescriptorLimit()
+        // Without TZ, glibc's localtime() (each text log line's timestamp) stats /etc/localtime on every call;
+        // ":/etc/localtime" is the same zone, read once. A TZ the operator set is kept.
+        setenv("TZ", ":/etc/localtime", 0)
         // Logs go to standard error, never held back in a buffer: a crash must not eat the last lines (lines
         // logged at once share a write; notices and worse are written before the call returns). Every value is
         // escaped on the way: requests put text in log lines.
