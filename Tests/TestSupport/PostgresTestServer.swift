@@ -51,13 +51,27 @@ public enum PostgresTestServer {
 
     /// This process's database, named after its pid so leftovers of a crashed run can be told apart and
     /// dropped; created at first use.
+    ///
+    /// Every PostgreSQL test waits for this one task, so a failure here fails them all: it has a minute per
+    /// statement and three attempts. (With the operation deadline's 10 s, a start of the suite whose first
+    /// seconds kept both cooperative threads busy failed every PostgreSQL test at once, twice.)
     private static let processDatabase = Task { () throws -> TestDatabase in
-        let admin = try PostgresDatabase(url: DatabaseURL(adminAddress))
+        var options = PostgresDatabase.Options()
+        options.operationTimeout = .seconds(60)
+        options.statementTimeout = .seconds(60)
+        let admin = try PostgresDatabase(url: DatabaseURL(adminAddress), options: options)
         defer { Task { await admin.close() } }
-        try await dropLeftovers(admin)
         let name = "tessera_test_\(getpid())"
-        try await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
-        try await admin.execute("CREATE DATABASE \(name)")
+        for attempt in 1...3 {
+            do {
+                try await dropLeftovers(admin)
+                try await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+                try await admin.execute("CREATE DATABASE \(name)")
+                break
+            } catch  where attempt < 3 {
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
         var url = try DatabaseURL(adminAddress)
         url.database = name
         return TestDatabase(name: name, schema: nil, url: url)
