@@ -78,9 +78,17 @@ public struct AccessTokenVerifier: Sendable {
     /// An unknown `kid` makes the key source refresh once (remote JWKS: at most once per cooldown;
     /// during the cooldown such tokens fail at once).
     public func verify(_ token: String) async throws -> AccessToken {
+        // A token verified before is looked up first, before any parsing; the keys are fetched only for a token
+        // the cache holds (a token it does not hold, garbage included, goes on as if there were no cache).
+        if let cache, token.utf8.count <= configuration.maximumTokenSize {
+            let key = VerifiedTokenCache.Key(token)
+            if cache.holds(key, token) {
+                let keys = try await keySource.currentKeys()
+                if let hit = cache.lookup(key, token, keys: keys, now: configuration.clock.now(), leeway: configuration.leeway) { return hit }
+            }
+        }
         let parsed = try parse(token)
         var keys = try await keySource.currentKeys()
-        if let cache, let hit = cache.lookup(token, keys: keys, now: configuration.clock.now(), leeway: configuration.leeway) { return hit }
         do {
             return try verify(token, parsed, using: keys)
         } catch let error as TokenVerificationError where error.code == .unknownKey && parsed.header.keyID != nil {
@@ -92,9 +100,12 @@ public struct AccessTokenVerifier: Sendable {
 
     /// Verifies `token` against `keys` synchronously (no key refresh).
     public func verify(_ token: String, using keys: VerificationKeySet) throws -> AccessToken {
-        let parsed = try parse(token)
-        if let cache, let hit = cache.lookup(token, keys: keys, now: configuration.clock.now(), leeway: configuration.leeway) { return hit }
-        return try verify(token, parsed, using: keys)
+        if let cache, token.utf8.count <= configuration.maximumTokenSize,
+            let hit = cache.lookup(token, keys: keys, now: configuration.clock.now(), leeway: configuration.leeway)
+        {
+            return hit
+        }
+        return try verify(token, try parse(token), using: keys)
     }
 
     private func verify(_ token: String, _ parsed: UnverifiedJWS, using keys: VerificationKeySet) throws -> AccessToken {

@@ -57,8 +57,17 @@ final class VerifiedTokenCache: @unchecked Sendable {
     /// The verified token, if `token` was verified before with a key still in `keys` and is within its
     /// lifetime at `now`; nil otherwise (the caller verifies it in full).
     func lookup(_ token: String, keys: VerificationKeySet, now: Date, leeway: TimeInterval) -> AccessToken? {
-        let key = Key(token)
-        return lock.withLock {
+        lookup(Key(token), token, keys: keys, now: now, leeway: leeway)
+    }
+
+    /// Whether `token` (whose digest is `key`) is kept: a hit still has to pass `lookup`.
+    func holds(_ key: Key, _ token: String) -> Bool {
+        lock.withLock { entries[key]?.token.sameBytes(as: token) ?? false }
+    }
+
+    /// `lookup` with the token's digest already made.
+    func lookup(_ key: Key, _ token: String, keys: VerificationKeySet, now: Date, leeway: TimeInterval) -> AccessToken? {
+        lock.withLock {
             adopt(keys)
             guard let entry = entries[key], entry.token.sameBytes(as: token) else { return nil }
             let accessToken = entry.accessToken
