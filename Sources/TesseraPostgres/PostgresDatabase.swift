@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import PostgresNIO
+import TesseraJOSE
 
 /// A pool of connections to one PostgreSQL database, bounded in size and in time: what every store of the
 /// PostgreSQL backend shares.
@@ -262,8 +263,8 @@ extension PostgresDatabase {
                     try await connection.listen(on: Self.changeChannel) { notifications in
                         await onListening()
                         for try await notification in notifications {
-                            let (changed, table) = notification.payload.splitOnce(".")
-                            if changed == schema, let table { await onChange(table) }
+                            let parts = notification.payload.split(separator: ".", maxSplits: 1)
+                            if parts.count == 2, parts[0].sameBytes(as: schema) { await onChange(String(parts[1])) }
                         }
                     }
                 }
@@ -272,13 +273,5 @@ extension PostgresDatabase {
             }
             try? await Task.sleep(for: .seconds(1))
         }
-    }
-}
-
-extension String {
-    /// The text before the first `separator` and, when there is one, the text after it.
-    fileprivate func splitOnce(_ separator: Character) -> (String, String?) {
-        guard let index = firstIndex(of: separator) else { return (self, nil) }
-        return (String(self[..<index]), String(self[self.index(after: index)...]))
     }
 }

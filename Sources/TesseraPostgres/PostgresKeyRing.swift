@@ -172,12 +172,10 @@ extension PostgresKeyRing {
         }
     }
 
-    /// What a server signs with and publishes, loaded from the database.
-    public func snapshot() async throws -> SigningKeyRing.Snapshot { try await snapshot(reusing: [:]).snapshot }
-
-    /// The same, unsealing only the keys not in `held` (kid → key, what the last snapshot used; a kid names
-    /// one key for good), and what this snapshot uses, for the next. So an instance still running with the
-    /// previous key-encryption key after `keys rewrap` keeps following the ring, as long as no new key came.
+    /// What a server signs with and publishes, loaded from the database, unsealing only the keys not in
+    /// `held` (kid → key, what the last snapshot used; a kid names one key for good), and what this snapshot
+    /// uses, for the next. So an instance still running with the previous key-encryption key after
+    /// `keys rewrap` keeps following the ring, as long as no new key came.
     public func snapshot(reusing held: [String: SigningKey]) async throws -> (snapshot: SigningKeyRing.Snapshot, keys: [String: SigningKey]) {
         let ring = try await read()
         var keys: [String: SigningKey] = [:]
@@ -218,21 +216,12 @@ public final class PostgresKeyRingFollower: @unchecked Sendable {
     private var seen: Int64
     private var held: [String: SigningKey] = [:]
 
-    public init(ring: PostgresKeyRing, signing: SigningKeyRing, generation: Int64) {
-        self.ring = ring
-        self.signing = signing
-        seen = generation
-    }
-
     /// Starts from the ring as it is now: its counter, and the keys it uses, which later looks reuse.
-    public convenience init(
-        ring: PostgresKeyRing, clock: WallClock = .system, onEvent: (@Sendable (SigningKeyRing.Event) -> Void)? = nil
-    )
-        async throws
-    {
-        let generation = try await ring.generation()
+    public init(ring: PostgresKeyRing, clock: WallClock = .system, onEvent: (@Sendable (SigningKeyRing.Event) -> Void)? = nil) async throws {
+        self.ring = ring
+        seen = try await ring.generation()
         let (snapshot, keys) = try await ring.snapshot(reusing: [:])
-        self.init(ring: ring, signing: try SigningKeyRing(snapshot: snapshot, clock: clock, onEvent: onEvent), generation: generation)
+        signing = try SigningKeyRing(snapshot: snapshot, clock: clock, onEvent: onEvent)
         held = keys
     }
 

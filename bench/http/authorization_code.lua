@@ -26,9 +26,7 @@ function response(status, headers, body)
     local location = headers["Location"] or headers["location"] or ""
     local code = location:match("[?&]code=([^&]+)")
     if code then table.insert(codes, code) else unexpected = unexpected + 1 end
-  elseif status == 200 and body:find('"access_token"', 1, true) then
-    completed = completed + 1
   else
-    unexpected = unexpected + 1
+    count_token_answer(status, body)
   end
 end

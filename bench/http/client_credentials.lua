@@ -8,9 +8,5 @@ wrk.headers["Authorization"] = "Basic " .. os.getenv("BENCH_BASIC")
 wrk.body = "grant_type=client_credentials&scope=" .. (os.getenv("BENCH_SCOPE") or "")
 
 function response(status, headers, body)
-  if status == 200 and body:find('"access_token"', 1, true) then
-    completed = completed + 1
-  else
-    unexpected = unexpected + 1
-  end
+  count_token_answer(status, body)
 end

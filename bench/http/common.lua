@@ -26,7 +26,16 @@ function done(summary, latency, requests)
     bad, good, e.status, e.connect + e.read + e.write + e.timeout))
 end
 
--- The directory of this file, for the scripts that load it.
+-- Counts a token endpoint's answer: 200 with an access token is completed, anything else unexpected.
+function count_token_answer(status, body)
+  if status == 200 and body:find('"access_token"', 1, true) then
+    completed = completed + 1
+  else
+    unexpected = unexpected + 1
+  end
+end
+
+-- The non-empty lines of a file (tokens, cookies).
 function bench_read_lines(path)
   local lines = {}
   for line in io.lines(path) do
